@@ -1,0 +1,1 @@
+//! User namespaces: per-pod host ID ranges and idmapped mounts.
