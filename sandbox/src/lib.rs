@@ -13,4 +13,6 @@ pub mod policy;
 pub mod seccomp;
 pub mod userns;
 pub mod cgroups;
+pub mod rootfs;
+pub mod privileges;
 pub mod spawn;
