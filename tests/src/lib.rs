@@ -1,1 +1,62 @@
-//! placeholder
+//! moat-e2e: the end-to-end test bed.
+//!
+//! - `images`: builds `moat.test/busybox:1` and `moat.test/pause:1` locally (umoci, gcc) and
+//!   imports them with `ctr`.
+//! - `containerd`: a private containerd (own root, state, socket, CNI, `runc` and `moat`
+//!   handlers) and the cleanup of everything it leaves.
+//! - `moat_config`: the moat config file the test containerd hands the shim.
+//! - `cri`: a blocking CRI client with crictl-like verbs; `configs`: kubelet-like configs;
+//!   `cri_log`: the CRI log format.
+//! - `host`: what a test observes on the host (mounts, shims, processes, cgroups).
+//! - `bed`: the shared per-process fixture (`bed(test, handler)`) and `Pod`.
+//! - `prereq`: `MOAT_E2E=1` turns a missing prerequisite into a failure instead of a skip.
+
+pub mod bed;
+pub mod configs;
+pub mod containerd;
+pub mod cri;
+pub mod cri_log;
+pub mod host;
+pub mod images;
+pub mod moat_config;
+pub mod paths;
+pub mod prereq;
+
+pub use bed::{bed, Container, Pod, PodFootprint, TestBed};
+pub use configs::{BUSYBOX, PAUSE};
+pub use cri::{Cri, ExecOutput};
+pub use cri_log::LogLine;
+
+/// The runtime handlers every lifecycle test runs under.
+pub const HANDLERS: [&str; 2] = ["moat", "runc"];
+
+/// Runs one end-to-end test body for `handler`: gets the shared test bed (or skips, see
+/// `prereq`), runs `body`, and fails the test with the error's whole chain.
+pub fn run_e2e(test: &str, handler: &str, body: fn(&TestBed, &str) -> anyhow::Result<()>) {
+    let Some(bed) = bed(test, handler) else {
+        return;
+    };
+    if let Err(e) = body(bed, handler) {
+        panic!("{test} (handler {handler}): {e:#}");
+    }
+}
+
+/// Declares, for each `fn name(bed: &TestBed, handler: &str) -> anyhow::Result<()>` listed,
+/// a module `name` with one test per runtime handler: `name::moat` and `name::runc`.
+#[macro_export]
+macro_rules! e2e_tests {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[test]
+                fn moat() {
+                    $crate::run_e2e(concat!(stringify!($name), "::moat"), "moat", super::$name);
+                }
+                #[test]
+                fn runc() {
+                    $crate::run_e2e(concat!(stringify!($name), "::runc"), "runc", super::$name);
+                }
+            }
+        )*
+    };
+}

@@ -1,0 +1,497 @@
+//! The shared fixture: one private containerd per test process, started on first use with
+//! the test images imported, stopped (and everything it left removed) when the process exits.
+//! Tests get it through `bed(test_name, handler)` and run pods through `Pod`, which removes
+//! its pod when dropped and prints containerd's log tail when the test is failing.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_cri::v1::{ContainerConfig, ContainerStatus, PodSandboxConfig};
+
+use crate::configs;
+use crate::containerd::{self, Containerd, Layout};
+use crate::cri::{Cri, ExecOutput};
+use crate::cri_log::{self, LogLine};
+use crate::host::{self, ProcessId};
+use crate::{images, paths, prereq};
+
+/// The test process's private containerd, with the test images imported.
+#[derive(Debug)]
+pub struct TestBed {
+    containerd: Containerd,
+    cri: Cri,
+    shim: Option<PathBuf>,
+}
+
+static BED: OnceLock<Result<TestBed, String>> = OnceLock::new();
+
+/// The shared test bed for a test running pods with `handler` ("moat" or "runc"), or `None`
+/// when the test should be skipped (prerequisites missing and `MOAT_E2E` unset; see `prereq`).
+/// Panics when the test bed cannot start.
+pub fn bed(test: &str, handler: &str) -> Option<&'static TestBed> {
+    if !prereq::gate(test, handler) {
+        return None;
+    }
+    match BED.get_or_init(|| TestBed::start().map_err(|e| format!("{e:#}"))) {
+        Ok(bed) => Some(bed),
+        Err(e) => panic!("{test}: the test bed did not start: {e}"),
+    }
+}
+
+extern "C" fn shut_down_at_exit() {
+    if let Some(Ok(bed)) = BED.get() {
+        // On a fresh thread: the exiting thread's thread-locals (tokio's context among them)
+        // may already be gone.
+        let worker = std::thread::Builder::new()
+            .name("moat-e2e-exit".into())
+            .spawn(|| bed.shutdown());
+        match worker {
+            Ok(worker) => {
+                let _ = worker.join();
+            }
+            Err(_) => bed.containerd.shutdown(),
+        }
+    }
+}
+
+impl TestBed {
+    fn start() -> Result<Self> {
+        containerd::reap_stale_runs();
+        let archives = images::build(&paths::image_cache_dir())?;
+        let layout = Layout::for_this_process();
+        if layout.dir.exists() {
+            containerd::clean_up(&layout);
+        }
+        let shim = paths::shim_binary().filter(|p| p.is_file());
+        let containerd = Containerd::start(layout, shim.as_deref())?;
+        // SAFETY: registers a plain `extern "C" fn` with atexit(3); it only touches the
+        // OnceLock above, which lives for the whole process.
+        if unsafe { libc::atexit(shut_down_at_exit) } != 0 {
+            bail!("atexit failed: the test containerd could not be stopped at exit");
+        }
+        for archive in &archives {
+            images::import(&containerd.layout.socket, archive)
+                .with_context(|| format!("containerd log:\n{}", containerd.log_tail(20)))?;
+        }
+        let cri = Cri::connect(&containerd.layout.socket)?;
+        for archive in &archives {
+            if !cri.image_present(&archive.reference)? {
+                bail!(
+                    "{} was imported but the CRI does not see it",
+                    archive.reference
+                );
+            }
+        }
+        Ok(Self {
+            containerd,
+            cri,
+            shim,
+        })
+    }
+
+    pub fn cri(&self) -> &Cri {
+        &self.cri
+    }
+
+    pub fn containerd(&self) -> &Containerd {
+        &self.containerd
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.containerd.layout
+    }
+
+    /// The moat shim binary containerd runs (`None` if there was none at start).
+    pub fn shim(&self) -> Option<&Path> {
+        self.shim.as_deref()
+    }
+
+    /// The last `lines` lines of containerd's log.
+    pub fn log_tail(&self, lines: usize) -> String {
+        self.containerd.log_tail(lines)
+    }
+
+    /// A new empty directory under the volumes dir (which the moat config allows to mount).
+    pub fn volume_dir(&self, base: &str) -> Result<PathBuf> {
+        let dir = self.layout().volumes.join(configs::unique_name(base));
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    /// A pod sandbox config with a unique name (from `base`), its own log dir and cgroup parent.
+    pub fn pod_config(&self, base: &str) -> Result<PodSandboxConfig> {
+        let name = configs::unique_name(base);
+        let log_dir = self.layout().pod_logs.join(&name);
+        std::fs::create_dir_all(&log_dir)
+            .with_context(|| format!("creating {}", log_dir.display()))?;
+        let cgroup_parent = format!("{}/{name}", self.layout().cgroup_parent);
+        Ok(configs::pod_config(&name, &log_dir, &cgroup_parent))
+    }
+
+    /// Runs a pod with default config (see `pod_config`) and `handler`.
+    pub fn run_pod(&self, base: &str, handler: &str) -> Result<Pod<'_>> {
+        self.run_pod_with(self.pod_config(base)?, handler)
+    }
+
+    /// Runs a pod with `config` and `handler`.
+    pub fn run_pod_with(&self, config: PodSandboxConfig, handler: &str) -> Result<Pod<'_>> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let id = self
+            .cri
+            .runp(&config, handler)
+            .with_context(|| format!("containerd log tail:\n{}", self.log_tail(30)))?;
+        if let Some(netns) = self
+            .cri
+            .inspectp(&id)
+            .ok()
+            .and_then(|(_, info)| netns_path(info.as_ref()))
+        {
+            self.layout().record_netns(&netns);
+        }
+        Ok(Pod {
+            bed: self,
+            id,
+            name,
+            handler: handler.to_string(),
+            log_dir: PathBuf::from(&config.log_directory),
+            config,
+            containers: Mutex::new(Vec::new()),
+            removed: false,
+        })
+    }
+
+    /// Removes every pod, stops containerd, removes what it left. Idempotent; also run at exit.
+    pub fn shutdown(&self) {
+        if let Ok(pods) = self.cri.pods() {
+            for pod in pods {
+                let _ = self.cri.stopp(&pod);
+                let _ = self.cri.rmp(&pod);
+            }
+        }
+        self.containerd.shutdown();
+    }
+}
+
+/// The network namespace path in a sandbox's verbose info (its runtime spec), resolved
+/// (/var/run is usually a symlink to /run, and mountinfo shows the resolved path).
+fn netns_path(info: Option<&serde_json::Value>) -> Option<PathBuf> {
+    let path = info?
+        .pointer("/runtimeSpec/linux/namespaces")?
+        .as_array()?
+        .iter()
+        .find(|ns| ns.get("type").and_then(|t| t.as_str()) == Some("network"))?
+        .get("path")?
+        .as_str()
+        .map(PathBuf::from)?;
+    Some(std::fs::canonicalize(&path).unwrap_or(path))
+}
+
+/// A container created by `Pod::create`.
+#[derive(Debug, Clone)]
+pub struct Container {
+    pub id: String,
+    pub name: String,
+    /// Its CRI log file.
+    pub log_path: PathBuf,
+}
+
+/// A running pod sandbox; stopped and removed when dropped (unless `teardown` did it).
+#[derive(Debug)]
+pub struct Pod<'a> {
+    pub bed: &'a TestBed,
+    pub id: String,
+    /// The unique pod name (also the value of `MOAT_E2E_POD` in its containers).
+    pub name: String,
+    pub handler: String,
+    pub config: PodSandboxConfig,
+    pub log_dir: PathBuf,
+    containers: Mutex<Vec<Container>>,
+    removed: bool,
+}
+
+/// Deadline for `Pod::exec`.
+pub const EXEC_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Pod<'_> {
+    /// A busybox container config for this pod (see `configs::container_config`).
+    pub fn container_config(&self, name: &str, command: &[&str]) -> ContainerConfig {
+        configs::container_config(&self.name, name, configs::BUSYBOX, command)
+    }
+
+    /// CreateContainer.
+    pub fn create(&self, config: &ContainerConfig) -> Result<Container> {
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let id = self
+            .bed
+            .cri
+            .create(&self.id, config, &self.config)
+            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+        let container = Container {
+            id,
+            name,
+            log_path: self.log_dir.join(&config.log_path),
+        };
+        if let Ok(mut list) = self.containers.lock() {
+            list.push(container.clone());
+        }
+        Ok(container)
+    }
+
+    /// StartContainer.
+    pub fn start(&self, container: &Container) -> Result<()> {
+        self.bed.cri.start(&container.id).with_context(|| {
+            format!(
+                "starting {}; containerd log tail:\n{}",
+                container.name,
+                self.bed.log_tail(30)
+            )
+        })
+    }
+
+    /// Creates and starts a busybox container running `command`.
+    pub fn run(&self, name: &str, command: &[&str]) -> Result<Container> {
+        let container = self.create(&self.container_config(name, command))?;
+        self.start(&container)?;
+        Ok(container)
+    }
+
+    /// ExecSync `cmd` in `container`.
+    pub fn exec(&self, container: &Container, cmd: &[&str]) -> Result<ExecOutput> {
+        self.bed.cri.exec_sync(&container.id, cmd, EXEC_TIMEOUT)
+    }
+
+    /// The container's log so far, as whole lines.
+    pub fn log(&self, container: &Container) -> Result<Vec<LogLine>> {
+        cri_log::read(&container.log_path)
+    }
+
+    /// Waits until the container's log satisfies `done`; returns the log.
+    pub fn wait_for_log(
+        &self,
+        container: &Container,
+        timeout: Duration,
+        done: impl Fn(&[LogLine]) -> bool,
+    ) -> Result<Vec<LogLine>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.log(container)?;
+            if done(&lines) {
+                return Ok(lines);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "{}: log {} not as expected after {timeout:?}; it holds {lines:?}",
+                    container.name,
+                    container.log_path.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Polls until the container exited; its final status.
+    pub fn wait_exited(&self, container: &Container, timeout: Duration) -> Result<ContainerStatus> {
+        self.bed.cri.wait_exited(&container.id, timeout)
+    }
+
+    /// The containers created in this pod so far.
+    pub fn containers(&self) -> Vec<Container> {
+        self.containers
+            .lock()
+            .map(|l| l.clone())
+            .unwrap_or_default()
+    }
+
+    /// The host pid of the pod sandbox's process, as containerd reports it.
+    pub fn sandbox_pid(&self) -> Result<i32> {
+        let (_, info) = self.bed.cri.inspectp(&self.id)?;
+        info.as_ref()
+            .and_then(|i| i.get("pid"))
+            .and_then(|p| p.as_i64())
+            .map(|p| p as i32)
+            .ok_or_else(|| anyhow!("PodSandboxStatus of {} has no pid in its info", self.id))
+    }
+
+    /// The host pid of a container's init process, as containerd reports it.
+    pub fn container_pid(&self, container: &Container) -> Result<i32> {
+        let (_, info) = self.bed.cri.inspect(&container.id)?;
+        info.as_ref()
+            .and_then(|i| i.get("pid"))
+            .and_then(|p| p.as_i64())
+            .filter(|p| *p > 0)
+            .map(|p| p as i32)
+            .ok_or_else(|| {
+                anyhow!(
+                    "ContainerStatus of {} has no pid in its info",
+                    container.name
+                )
+            })
+    }
+
+    /// Shim processes serving this pod (found by `-id` among this pod's and its containers' ids).
+    pub fn shims(&self) -> Vec<host::ShimProcess> {
+        let ids = self.ids();
+        host::shims(&self.bed.layout().socket)
+            .into_iter()
+            .filter(|s| ids.contains(&s.id))
+            .collect()
+    }
+
+    fn ids(&self) -> Vec<String> {
+        std::iter::once(self.id.clone())
+            .chain(self.containers().into_iter().map(|c| c.id))
+            .collect()
+    }
+
+    /// Records what this pod occupies on the host now, to check after teardown that it is gone.
+    pub fn footprint(&self) -> Result<PodFootprint> {
+        let (_, info) = self.bed.cri.inspectp(&self.id)?;
+        let netns = netns_path(info.as_ref());
+        let mut processes = Vec::new();
+        if let Some(p) = ProcessId::of(self.sandbox_pid()?) {
+            processes.push(p);
+        }
+        for c in self.containers() {
+            if let Ok(pid) = self.container_pid(&c) {
+                processes.extend(ProcessId::of(pid));
+            }
+        }
+        processes.extend(
+            host::processes_with_env(configs::POD_TAG_ENV, &self.name)
+                .into_iter()
+                .filter_map(ProcessId::of),
+        );
+        processes.extend(
+            self.shims()
+                .into_iter()
+                .filter_map(|s| ProcessId::of(s.pid)),
+        );
+        Ok(PodFootprint {
+            pod_name: self.name.clone(),
+            ids: self.ids(),
+            netns,
+            processes,
+            socket: self.bed.layout().socket.clone(),
+        })
+    }
+
+    /// StopPodSandbox + RemovePodSandbox.
+    pub fn teardown(mut self) -> Result<()> {
+        self.removed = true;
+        self.bed
+            .cri
+            .stopp(&self.id)
+            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+        self.bed
+            .cri
+            .rmp(&self.id)
+            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+        Ok(())
+    }
+}
+
+impl Drop for Pod<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!(
+                "---- pod {} ({}, handler {}) failed; containerd log tail ({}):\n{}\n----",
+                self.name,
+                self.id,
+                self.handler,
+                self.bed.layout().log.display(),
+                self.bed.log_tail(60)
+            );
+        }
+        if !self.removed {
+            let _ = self.bed.cri.stopp(&self.id);
+            let _ = self.bed.cri.rmp(&self.id);
+        }
+    }
+}
+
+/// What a pod occupied on the host while it ran (see `Pod::footprint`).
+#[derive(Debug, Clone)]
+pub struct PodFootprint {
+    pub pod_name: String,
+    /// The pod sandbox id first, then its containers' ids.
+    pub ids: Vec<String>,
+    /// The pod's network namespace bind mount (from containerd's runtime spec for the sandbox).
+    pub netns: Option<PathBuf>,
+    /// Sandbox, container, tagged and shim processes.
+    pub processes: Vec<ProcessId>,
+    socket: PathBuf,
+}
+
+impl PodFootprint {
+    /// Everything of the pod still on the host, described for a failure message: mounts
+    /// mentioning its ids or netns, shims serving it, cgroup dirs named by its ids, its
+    /// processes. Empty when the pod is entirely gone.
+    pub fn leftovers(&self) -> Vec<String> {
+        let mut left = Vec::new();
+        let mut needles: Vec<&str> = self.ids.iter().map(String::as_str).collect();
+        let netns = self
+            .netns
+            .as_ref()
+            .map(|p| p.to_string_lossy().into_owned());
+        if let Some(ns) = &netns {
+            needles.push(ns);
+        }
+        left.extend(
+            host::mounts_mentioning(&needles)
+                .into_iter()
+                .map(|l| format!("mount: {l}")),
+        );
+        for shim in host::shims(&self.socket) {
+            if self.ids.contains(&shim.id) {
+                left.push(format!(
+                    "shim process {} ({} -id {})",
+                    shim.pid, shim.binary, shim.id
+                ));
+            }
+        }
+        let names: Vec<&str> = self.ids.iter().map(String::as_str).collect();
+        left.extend(
+            host::cgroup_dirs_named(&names)
+                .into_iter()
+                .map(|d| format!("cgroup dir {}", d.display())),
+        );
+        for p in &self.processes {
+            if p.alive() {
+                left.push(format!("process {} ({:?})", p.pid, host::cmdline(p.pid)));
+            }
+        }
+        for pid in host::processes_with_env(configs::POD_TAG_ENV, &self.pod_name) {
+            if !self.processes.iter().any(|p| p.pid == pid) {
+                left.push(format!(
+                    "process {pid} tagged {}={} ({:?})",
+                    configs::POD_TAG_ENV,
+                    self.pod_name,
+                    host::cmdline(pid)
+                ));
+            }
+        }
+        left
+    }
+
+    /// Waits (up to `timeout`) for `leftovers` to become empty; returns what is left then.
+    pub fn wait_gone(&self, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = self.leftovers();
+            if left.is_empty() || Instant::now() > deadline {
+                return left;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}

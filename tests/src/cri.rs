@@ -1,0 +1,350 @@
+//! A blocking CRI (k8s.io/cri-api runtime.v1) client over containerd's unix socket, with
+//! crictl-like verbs: `runp / create / start / exec_sync / stop / rm / inspect / stopp / rmp`.
+//!
+//! Every call runs on one process-wide tokio runtime and has a deadline, so a hung shim fails
+//! the test that hit it instead of hanging the whole run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use hyper_util::rt::TokioIo;
+use k8s_cri::v1::image_service_client::ImageServiceClient;
+use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
+use k8s_cri::v1::{
+    ContainerConfig, ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecSyncRequest, ImageSpec, ListContainersRequest,
+    ListPodSandboxRequest, PodSandboxConfig, PodSandboxStatus, PodSandboxStatusRequest,
+    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
+    StopContainerRequest, StopPodSandboxRequest,
+};
+use tokio::net::UnixStream;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// Deadline for one CRI call that is not given its own.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The process-wide runtime all CRI calls run on (test threads block on it).
+pub fn runtime() -> &'static tokio::runtime::Runtime {
+    static RT: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("moat-e2e-cri")
+            .enable_all()
+            .build()
+            .expect("cannot build the tokio runtime for the CRI client")
+    })
+}
+
+/// What `ExecSync` returned.
+#[derive(Debug, Clone)]
+pub struct ExecOutput {
+    pub stdout: String,
+    pub stderr: String,
+    pub exit_code: i32,
+}
+
+/// A CRI client bound to one containerd socket.
+#[derive(Clone)]
+pub struct Cri {
+    socket: PathBuf,
+    runtime: RuntimeServiceClient<Channel>,
+    images: ImageServiceClient<Channel>,
+}
+
+impl std::fmt::Debug for Cri {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cri").field("socket", &self.socket).finish()
+    }
+}
+
+fn block_on<T>(
+    what: &str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T> {
+    runtime().block_on(async {
+        match tokio::time::timeout(timeout, fut).await {
+            Err(_) => bail!("CRI {what}: no answer within {timeout:?}"),
+            Ok(Err(status)) => bail!("CRI {what}: {:?}: {}", status.code(), status.message()),
+            Ok(Ok(resp)) => Ok(resp.into_inner()),
+        }
+    })
+}
+
+impl Cri {
+    /// Connects to the CRI service on `socket` (containerd's grpc address).
+    pub fn connect(socket: &Path) -> Result<Self> {
+        let path = socket.to_path_buf();
+        let channel = runtime()
+            .block_on(async {
+                let path = path.clone();
+                Endpoint::try_from("http://[::]:50051")?
+                    .connect_timeout(Duration::from_secs(10))
+                    .connect_with_connector(tower::service_fn(move |_: Uri| {
+                        let path = path.clone();
+                        async move {
+                            Ok::<_, std::io::Error>(TokioIo::new(UnixStream::connect(path).await?))
+                        }
+                    }))
+                    .await
+            })
+            .with_context(|| format!("connecting to CRI on {}", socket.display()))?;
+        Ok(Self {
+            socket: path,
+            runtime: RuntimeServiceClient::new(channel.clone()),
+            images: ImageServiceClient::new(channel),
+        })
+    }
+
+    /// RunPodSandbox with the given runtime handler ("moat", "runc"). Returns the pod id.
+    pub fn runp(&self, config: &PodSandboxConfig, handler: &str) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = RunPodSandboxRequest {
+            config: Some(config.clone()),
+            runtime_handler: handler.to_string(),
+        };
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        Ok(block_on(
+            &format!("RunPodSandbox {name} ({handler})"),
+            CALL_TIMEOUT,
+            c.run_pod_sandbox(req),
+        )?
+        .pod_sandbox_id)
+    }
+
+    /// CreateContainer in `pod_id`. Returns the container id.
+    pub fn create(
+        &self,
+        pod_id: &str,
+        config: &ContainerConfig,
+        pod_config: &PodSandboxConfig,
+    ) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let name = config
+            .metadata
+            .as_ref()
+            .map(|m| m.name.clone())
+            .unwrap_or_default();
+        let req = CreateContainerRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            config: Some(config.clone()),
+            sandbox_config: Some(pod_config.clone()),
+        };
+        Ok(block_on(
+            &format!("CreateContainer {name}"),
+            CALL_TIMEOUT,
+            c.create_container(req),
+        )?
+        .container_id)
+    }
+
+    pub fn start(&self, id: &str) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = StartContainerRequest {
+            container_id: id.to_string(),
+        };
+        block_on(
+            &format!("StartContainer {id}"),
+            CALL_TIMEOUT,
+            c.start_container(req),
+        )?;
+        Ok(())
+    }
+
+    /// ExecSync `cmd` in container `id`; `timeout` is passed to the runtime and bounds the call.
+    pub fn exec_sync(&self, id: &str, cmd: &[&str], timeout: Duration) -> Result<ExecOutput> {
+        let mut c = self.runtime.clone();
+        let req = ExecSyncRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            timeout: timeout.as_secs().max(1) as i64,
+        };
+        let resp = block_on(
+            &format!("ExecSync {cmd:?} in {id}"),
+            timeout + Duration::from_secs(15),
+            c.exec_sync(req),
+        )?;
+        Ok(ExecOutput {
+            stdout: String::from_utf8_lossy(&resp.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&resp.stderr).into_owned(),
+            exit_code: resp.exit_code,
+        })
+    }
+
+    /// StopContainer with a grace period of `timeout_s` seconds.
+    pub fn stop(&self, id: &str, timeout_s: i64) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = StopContainerRequest {
+            container_id: id.to_string(),
+            timeout: timeout_s,
+        };
+        block_on(
+            &format!("StopContainer {id}"),
+            CALL_TIMEOUT + Duration::from_secs(timeout_s.max(0) as u64),
+            c.stop_container(req),
+        )?;
+        Ok(())
+    }
+
+    pub fn rm(&self, id: &str) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = RemoveContainerRequest {
+            container_id: id.to_string(),
+        };
+        block_on(
+            &format!("RemoveContainer {id}"),
+            CALL_TIMEOUT,
+            c.remove_container(req),
+        )?;
+        Ok(())
+    }
+
+    /// ContainerStatus (verbose): the status and containerd's `info` JSON (pid, runtimeSpec, ...).
+    pub fn inspect(&self, id: &str) -> Result<(ContainerStatus, Option<serde_json::Value>)> {
+        let mut c = self.runtime.clone();
+        let req = ContainerStatusRequest {
+            container_id: id.to_string(),
+            verbose: true,
+        };
+        let resp = block_on(
+            &format!("ContainerStatus {id}"),
+            CALL_TIMEOUT,
+            c.container_status(req),
+        )?;
+        let status = resp
+            .status
+            .ok_or_else(|| anyhow!("ContainerStatus {id}: no status in the answer"))?;
+        Ok((status, parse_info(&resp.info)))
+    }
+
+    /// PodSandboxStatus (verbose): the status and containerd's `info` JSON.
+    pub fn inspectp(&self, pod_id: &str) -> Result<(PodSandboxStatus, Option<serde_json::Value>)> {
+        let mut c = self.runtime.clone();
+        let req = PodSandboxStatusRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            verbose: true,
+        };
+        let resp = block_on(
+            &format!("PodSandboxStatus {pod_id}"),
+            CALL_TIMEOUT,
+            c.pod_sandbox_status(req),
+        )?;
+        let status = resp
+            .status
+            .ok_or_else(|| anyhow!("PodSandboxStatus {pod_id}: no status in the answer"))?;
+        Ok((status, parse_info(&resp.info)))
+    }
+
+    pub fn stopp(&self, pod_id: &str) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = StopPodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        };
+        block_on(
+            &format!("StopPodSandbox {pod_id}"),
+            CALL_TIMEOUT,
+            c.stop_pod_sandbox(req),
+        )?;
+        Ok(())
+    }
+
+    pub fn rmp(&self, pod_id: &str) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = RemovePodSandboxRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        };
+        block_on(
+            &format!("RemovePodSandbox {pod_id}"),
+            CALL_TIMEOUT,
+            c.remove_pod_sandbox(req),
+        )?;
+        Ok(())
+    }
+
+    /// Ids of all pod sandboxes containerd knows.
+    pub fn pods(&self) -> Result<Vec<String>> {
+        let mut c = self.runtime.clone();
+        let resp = block_on(
+            "ListPodSandbox",
+            CALL_TIMEOUT,
+            c.list_pod_sandbox(ListPodSandboxRequest { filter: None }),
+        )?;
+        Ok(resp.items.into_iter().map(|p| p.id).collect())
+    }
+
+    /// Ids of the containers of `pod_id`.
+    pub fn ps(&self, pod_id: &str) -> Result<Vec<String>> {
+        let mut c = self.runtime.clone();
+        let filter = ContainerFilter {
+            pod_sandbox_id: pod_id.to_string(),
+            ..Default::default()
+        };
+        let resp = block_on(
+            "ListContainers",
+            CALL_TIMEOUT,
+            c.list_containers(ListContainersRequest {
+                filter: Some(filter),
+            }),
+        )?;
+        Ok(resp.containers.into_iter().map(|c| c.id).collect())
+    }
+
+    /// Polls ContainerStatus until the container has exited; returns its final status.
+    pub fn wait_exited(&self, id: &str, timeout: Duration) -> Result<ContainerStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (status, _) = self.inspect(id)?;
+            if status.state == ContainerState::ContainerExited as i32 {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "container {id} still in state {} after {timeout:?}",
+                    state_name(status.state)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Image names containerd's CRI knows (for checking that the test images are present).
+    pub fn image_present(&self, name: &str) -> Result<bool> {
+        let mut c = self.images.clone();
+        let req = k8s_cri::v1::ImageStatusRequest {
+            image: Some(ImageSpec {
+                image: name.to_string(),
+                ..Default::default()
+            }),
+            verbose: false,
+        };
+        Ok(block_on(
+            &format!("ImageStatus {name}"),
+            CALL_TIMEOUT,
+            c.image_status(req),
+        )?
+        .image
+        .is_some())
+    }
+}
+
+fn parse_info(info: &HashMap<String, String>) -> Option<serde_json::Value> {
+    info.get("info").and_then(|s| serde_json::from_str(s).ok())
+}
+
+/// A container state's name, for messages.
+pub fn state_name(state: i32) -> &'static str {
+    match ContainerState::try_from(state) {
+        Ok(ContainerState::ContainerCreated) => "CREATED",
+        Ok(ContainerState::ContainerRunning) => "RUNNING",
+        Ok(ContainerState::ContainerExited) => "EXITED",
+        _ => "UNKNOWN",
+    }
+}

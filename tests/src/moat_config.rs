@@ -1,0 +1,52 @@
+//! The moat shim's configuration file for the test containerd (the policy module's config,
+//! passed to the shim through the runtime handler's `ConfigPath` option).
+//!
+//! Kept in this one function so it is easy to follow the policy module's keys.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+use crate::containerd::Layout;
+
+/// The text of the moat config for `layout`.
+pub fn render(layout: &Layout) -> String {
+    let cri_root = layout.root.join("io.containerd.grpc.v1.cri");
+    let cri_state = layout.state.join("io.containerd.grpc.v1.cri");
+    format!(
+        "# moat config written by the moat-e2e test bed\n\
+         level = \"restricted\"\n\
+         cri_state_dirs = [{}, {}]\n\
+         allowed_host_paths = [{}]\n\
+         \n\
+         [userns]\n\
+         state_dir = {}\n",
+        toml_str(&cri_root),
+        toml_str(&cri_state),
+        toml_str(&layout.volumes),
+        toml_str(&layout.dir.join("idranges")),
+    )
+}
+
+/// Writes the moat config to `layout.moat_config`.
+pub fn write(layout: &Layout) -> Result<()> {
+    std::fs::write(&layout.moat_config, render(layout))
+        .with_context(|| format!("writing the moat config {}", layout.moat_config.display()))
+}
+
+/// A TOML basic string holding `path`.
+pub fn toml_str(path: &Path) -> String {
+    let s = path.to_string_lossy();
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
