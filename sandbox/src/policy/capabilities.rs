@@ -1,0 +1,215 @@
+//! Capabilities: which ones a container may hold, per Pod Security Standards level.
+//!
+//! moat sees only the OCI spec, never the pod's securityContext. containerd's CRI puts the
+//! runtime default set below (Docker's 14) into bounding/effective/permitted of every container
+//! whose pod asks for nothing, so a spec holding exactly that set cannot be told apart from one
+//! that listed the same capabilities in `add`. The rule is therefore:
+//!
+//! * every level accepts the runtime default set and any subset of it (dropping is always fine);
+//!   under moat these are capabilities of the pod's own user namespace, not of the host;
+//! * a capability outside that set is refused unless it is in `allowed_capabilities`
+//!   (Kubernetes' baseline list is a subset of the runtime default set, and restricted allows
+//!   adding only NET_BIND_SERVICE, which is in it too);
+//! * at `restricted`, the inheritable and ambient sets — the only way a non-root process keeps
+//!   a capability across exec — may hold nothing but CAP_NET_BIND_SERVICE (plus
+//!   `allowed_capabilities`); `baseline` allows the whole default set there.
+
+use std::collections::BTreeSet;
+
+use oci_spec::runtime::{Capabilities, LinuxCapabilities};
+
+use super::config::{Config, Level};
+use super::refusal::{Refusal, Rule, Subject};
+use crate::plan::CapabilityPlan;
+
+/// What containerd (`oci.populateDefaultUnixSpec`) and Docker grant by default.
+pub const RUNTIME_DEFAULT: [&str; 14] = [
+    "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_MKNOD",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_RAW",
+    "CAP_SETFCAP",
+    "CAP_SETGID",
+    "CAP_SETPCAP",
+    "CAP_SETUID",
+    "CAP_SYS_CHROOT",
+];
+
+/// Every capability the kernel knows (as of Linux 6.x).
+pub const ALL: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// Ambient/inheritable capabilities restricted allows (Kubernetes: "add back NET_BIND_SERVICE").
+const RESTRICTED_INHERITABLE: [&str; 1] = ["CAP_NET_BIND_SERVICE"];
+
+/// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` -> `CAP_NET_ADMIN`, if the kernel knows it.
+pub fn normalize(name: &str) -> Option<String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    ALL.contains(&full.as_str()).then_some(full)
+}
+
+/// The OCI name of an oci-spec capability (`CAP_SYS_ADMIN`).
+pub fn oci_name(cap: &oci_spec::runtime::Capability) -> String {
+    format!("CAP_{cap}")
+}
+
+fn names(set: &Option<Capabilities>) -> BTreeSet<String> {
+    set.iter().flatten().map(oci_name).collect()
+}
+
+/// The spec's capabilities, as sorted OCI names.
+pub fn from_spec(caps: Option<&LinuxCapabilities>) -> CapabilityPlan {
+    let Some(c) = caps else { return CapabilityPlan::default() };
+    CapabilityPlan {
+        bounding: names(c.bounding()).into_iter().collect(),
+        effective: names(c.effective()).into_iter().collect(),
+        inheritable: names(c.inheritable()).into_iter().collect(),
+        permitted: names(c.permitted()).into_iter().collect(),
+        ambient: names(c.ambient()).into_iter().collect(),
+    }
+}
+
+/// The sets of a plan as `(field name, capabilities)`.
+pub fn sets(plan: &CapabilityPlan) -> [(&'static str, &Vec<String>); 5] {
+    [
+        ("bounding", &plan.bounding),
+        ("effective", &plan.effective),
+        ("inheritable", &plan.inheritable),
+        ("permitted", &plan.permitted),
+        ("ambient", &plan.ambient),
+    ]
+}
+
+/// Refuses any capability beyond what the level and `allowed_capabilities` grant.
+pub(crate) fn check(plan: &CapabilityPlan, config: &Config, who: &Subject) -> Result<(), Refusal> {
+    let extra: BTreeSet<String> =
+        config.allowed_capabilities.iter().filter_map(|c| normalize(c)).collect();
+    for (set, caps) in sets(plan) {
+        for cap in caps {
+            let field = format!("process.capabilities.{set}[{cap}]");
+            let in_default = RUNTIME_DEFAULT.contains(&cap.as_str());
+            if !in_default && !extra.contains(cap) {
+                return Err(who.refuse(
+                    field,
+                    Rule::Capability,
+                    format!(
+                        "{cap} is beyond the runtime default capabilities allowed at level {}",
+                        config.level
+                    ),
+                    format!("allowed_capabilities = [\"{cap}\"]"),
+                ));
+            }
+            let carried_over_exec = set == "inheritable" || set == "ambient";
+            if carried_over_exec
+                && config.level == Level::Restricted
+                && !RESTRICTED_INHERITABLE.contains(&cap.as_str())
+                && !extra.contains(cap)
+            {
+                return Err(who.refuse(
+                    field,
+                    Rule::Capability,
+                    format!(
+                        "{cap} in the {set} set is not allowed at level restricted (only \
+                         CAP_NET_BIND_SERVICE may be kept across exec by non-root processes)"
+                    ),
+                    format!("level = \"baseline\" or allowed_capabilities = [\"{cap}\"]"),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Refuses an exec asking for a capability its container does not hold, set by set.
+pub(crate) fn check_within(
+    exec: &CapabilityPlan,
+    container: &CapabilityPlan,
+    who: &Subject,
+) -> Result<(), Refusal> {
+    for ((set, asked), (_, held)) in sets(exec).into_iter().zip(sets(container)) {
+        if let Some(cap) = asked.iter().find(|c| !held.contains(c)) {
+            return Err(who.refuse_always(
+                format!("process.capabilities.{set}[{cap}]"),
+                Rule::Capability,
+                format!("the exec asks for {cap}, which its container does not hold in {set}"),
+                "an exec can never hold more than its container; change the container instead",
+            ));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::Capability;
+
+    #[test]
+    fn names_normalize() {
+        assert_eq!(normalize("net_admin").as_deref(), Some("CAP_NET_ADMIN"));
+        assert_eq!(normalize("CAP_SYS_ADMIN").as_deref(), Some("CAP_SYS_ADMIN"));
+        assert_eq!(normalize("CAP_FLY"), None);
+        assert_eq!(oci_name(&Capability::NetBindService), "CAP_NET_BIND_SERVICE");
+        assert_eq!(oci_name(&Capability::CheckpointRestore), "CAP_CHECKPOINT_RESTORE");
+        for cap in RUNTIME_DEFAULT {
+            assert!(ALL.contains(&cap), "{cap}");
+        }
+    }
+
+    #[test]
+    fn oci_names_round_trip_through_the_spec_types() {
+        // Every name in ALL must be one oci-spec can parse, and print back identically.
+        for name in ALL {
+            let cap: Capability =
+                serde_json::from_value(serde_json::Value::String(name.into())).expect(name);
+            assert_eq!(oci_name(&cap), name);
+        }
+    }
+}

@@ -1,0 +1,388 @@
+//! moat's own configuration: the operator's policy, read from a TOML file.
+//!
+//! Where it comes from (`Config::load`): the runtime options' `ConfigPath` that containerd passes
+//! for the `moat` runtime handler, else `/etc/moat/config.toml` when that file exists, else the
+//! built-in defaults. Every key is documented, line by line, in `docs/config.example.toml`.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The file read when containerd gives no `ConfigPath`.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/moat/config.toml";
+
+/// A Kubernetes Pod Security Standards level (see `docs/config.example.toml` for what each
+/// means under moat, where every pod already runs in its own user namespace).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// The default: only what an ordinary workload needs.
+    #[default]
+    Restricted,
+    /// Known privilege escalations refused; a few more freedoms than `restricted`.
+    Baseline,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Level::Restricted => "restricted",
+            Level::Baseline => "baseline",
+        }
+    }
+}
+
+impl fmt::Display for Level {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The operator's policy. Unknown keys are an error (a typo must not silently weaken nothing
+/// or strengthen nothing).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Pod Security Standards level every container is checked against.
+    pub level: Level,
+    /// Let privileged containers run (still inside the pod's user namespace, under the
+    /// baseline seccomp filter, with /proc and /sys masked).
+    pub allow_privileged: bool,
+    /// Let a pod share the host's network namespace.
+    pub allow_host_network: bool,
+    /// Let a pod share the host's pid namespace.
+    pub allow_host_pid: bool,
+    /// Let a pod share the host's IPC namespace.
+    pub allow_host_ipc: bool,
+    /// Let `linux.devices` name host devices beyond the standard set; they are bind-mounted.
+    pub allow_host_devices: bool,
+    /// Capabilities allowed beyond the level's set (`CAP_NET_ADMIN` or `NET_ADMIN`).
+    pub allowed_capabilities: Vec<String>,
+    /// Host directories (and everything under them) that bind mounts may come from.
+    pub allowed_host_paths: Vec<PathBuf>,
+    /// Sysctls allowed in addition to the built-in safe set; `net.core.*` allows a prefix.
+    pub allowed_sysctls: Vec<String>,
+    /// A container whose spec has no seccomp filter runs without moat's baseline filter too.
+    pub allow_unconfined_seccomp: bool,
+    /// Every container's root filesystem is read-only (with writable tmpfs on /tmp and /run).
+    pub force_readonly_rootfs: bool,
+    /// containerd CRI's root and state directories: the per-pod files CRI bind-mounts
+    /// (hostname, hosts, resolv.conf, /dev/shm) live under them.
+    pub cri_state_dirs: Vec<PathBuf>,
+    /// kubelet's root directory: the per-pod volumes it bind-mounts live under `pods/<uid>`.
+    pub kubelet_root_dir: PathBuf,
+    /// The pool of host ID ranges, one per pod.
+    pub userns: UsernsConfig,
+    /// Where this configuration came from (`/etc/moat/config.toml`, `built-in defaults`), for
+    /// messages. Not a key.
+    #[serde(skip)]
+    pub source: String,
+}
+
+/// `[userns]`: the host uid/gid ranges handed to pods (pod N gets `base + N*size ..+size`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct UsernsConfig {
+    /// First host ID of the pool.
+    pub base: u32,
+    /// IDs per pod (container IDs `0..size`).
+    pub size: u32,
+    /// How many pods can hold a range at once.
+    pub count: u32,
+    /// Directory holding one file per allocated range (survives shim crashes).
+    pub state_dir: PathBuf,
+}
+
+impl Default for UsernsConfig {
+    fn default() -> Self {
+        UsernsConfig {
+            base: 1 << 20,
+            size: 65_536,
+            count: 4_096,
+            state_dir: PathBuf::from("/var/lib/moat/userns"),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            level: Level::Restricted,
+            allow_privileged: false,
+            allow_host_network: false,
+            allow_host_pid: false,
+            allow_host_ipc: false,
+            allow_host_devices: false,
+            allowed_capabilities: Vec::new(),
+            allowed_host_paths: Vec::new(),
+            allowed_sysctls: Vec::new(),
+            allow_unconfined_seccomp: false,
+            force_readonly_rootfs: false,
+            cri_state_dirs: vec![
+                PathBuf::from("/var/lib/containerd/io.containerd.grpc.v1.cri"),
+                PathBuf::from("/run/containerd/io.containerd.grpc.v1.cri"),
+            ],
+            kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
+            userns: UsernsConfig::default(),
+            source: BUILT_IN.to_string(),
+        }
+    }
+}
+
+const BUILT_IN: &str = "built-in defaults";
+
+/// Why the configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read moat config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("moat config {source_name}, line {line}: {message}")]
+    Parse { source_name: String, line: usize, message: String },
+    #[error("moat config {source_name}: {key}: {message}")]
+    Invalid { source_name: String, key: &'static str, message: String },
+}
+
+impl Config {
+    /// The explicit `path` (containerd's `ConfigPath`), else `/etc/moat/config.toml` if it
+    /// exists, else the built-in defaults. An explicit path that cannot be read is an error.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        Self::load_from(path, Path::new(DEFAULT_CONFIG_PATH))
+    }
+
+    fn load_from(path: Option<&Path>, default_path: &Path) -> Result<Config, ConfigError> {
+        let path = match path {
+            Some(p) => p,
+            None if default_path.exists() => default_path,
+            None => return Ok(Config::default()),
+        };
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Config::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `source_name` (the file name) is used in messages.
+    pub fn parse(text: &str, source_name: &str) -> Result<Config, ConfigError> {
+        let mut config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            source_name: source_name.to_string(),
+            line: e.span().map(|span| line_of(text, span.start)).unwrap_or(1),
+            message: e.message().trim_end().to_string(),
+        })?;
+        config.source = source_name.to_string();
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The file a remedy should point the operator to.
+    pub fn file_for_messages(&self) -> &str {
+        if self.source == BUILT_IN {
+            DEFAULT_CONFIG_PATH
+        } else {
+            &self.source
+        }
+    }
+
+    fn validate(&mut self) -> Result<(), ConfigError> {
+        let invalid = |key: &'static str, message: String| ConfigError::Invalid {
+            source_name: self.source.clone(),
+            key,
+            message,
+        };
+        for cap in &self.allowed_capabilities {
+            if super::capabilities::normalize(cap).is_none() {
+                return Err(invalid("allowed_capabilities", format!("unknown capability {cap:?}")));
+            }
+        }
+        for path in &self.allowed_host_paths {
+            if !path.is_absolute() {
+                return Err(invalid(
+                    "allowed_host_paths",
+                    format!("{} is not an absolute path", path.display()),
+                ));
+            }
+        }
+        for dir in &self.cri_state_dirs {
+            if !dir.is_absolute() {
+                return Err(invalid(
+                    "cri_state_dirs",
+                    format!("{} is not an absolute path", dir.display()),
+                ));
+            }
+        }
+        if !self.kubelet_root_dir.is_absolute() {
+            return Err(invalid(
+                "kubelet_root_dir",
+                format!("{} is not an absolute path", self.kubelet_root_dir.display()),
+            ));
+        }
+        for sysctl in &self.allowed_sysctls {
+            if sysctl.is_empty() || sysctl.contains('/') || sysctl[..sysctl.len() - 1].contains('*') {
+                return Err(invalid(
+                    "allowed_sysctls",
+                    format!("{sysctl:?} is not a sysctl name (a trailing `*` is the only wildcard)"),
+                ));
+            }
+        }
+        let u = &self.userns;
+        if u.size == 0 || u.count == 0 {
+            return Err(invalid("userns", "size and count must be at least 1".into()));
+        }
+        if u.base == 0 {
+            return Err(invalid("userns.base", "0 would hand host root to a pod".into()));
+        }
+        let end = u64::from(u.base) + u64::from(u.size) * u64::from(u.count);
+        if end > u64::from(u32::MAX) {
+            return Err(invalid(
+                "userns",
+                format!("base + size * count = {end} exceeds the largest host ID {}", u32::MAX - 1),
+            ));
+        }
+        if !u.state_dir.is_absolute() {
+            return Err(invalid(
+                "userns.state_dir",
+                format!("{} is not an absolute path", u.state_dir.display()),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// 1-based line number of byte `offset` in `text`.
+fn line_of(text: &str, offset: usize) -> usize {
+    let offset = offset.min(text.len());
+    text.as_bytes()[..offset].iter().filter(|&&b| b == b'\n').count() + 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_err(text: &str) -> String {
+        match Config::parse(text, "/etc/moat/test.toml") {
+            Ok(c) => panic!("config {text:?} was accepted: {c:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn empty_file_is_the_defaults() {
+        let c = Config::parse("", "x.toml").expect("empty config");
+        assert_eq!(c.level, Level::Restricted);
+        assert!(!c.allow_host_network);
+        assert_eq!(c.userns.size, 65_536);
+        assert_eq!(c.source, "x.toml");
+        assert_eq!(Config { source: "x.toml".into(), ..Config::default() }, c);
+    }
+
+    #[test]
+    fn every_key_parses() {
+        let text = r#"
+level = "baseline"
+allow_privileged = true
+allow_host_network = true
+allow_host_pid = true
+allow_host_ipc = true
+allow_host_devices = true
+allowed_capabilities = ["CAP_NET_ADMIN", "SYS_PTRACE"]
+allowed_host_paths = ["/data"]
+allowed_sysctls = ["net.core.somaxconn", "kernel.msg*"]
+allow_unconfined_seccomp = true
+force_readonly_rootfs = true
+cri_state_dirs = ["/tmp/c/root/io.containerd.grpc.v1.cri"]
+kubelet_root_dir = "/srv/kubelet"
+
+[userns]
+base = 200000
+size = 1000
+count = 10
+state_dir = "/tmp/pool"
+"#;
+        let c = Config::parse(text, "t.toml").expect("full config");
+        assert_eq!(c.level, Level::Baseline);
+        assert!(c.allow_privileged && c.allow_host_network && c.allow_host_pid);
+        assert!(c.allow_host_ipc && c.allow_host_devices && c.allow_unconfined_seccomp);
+        assert!(c.force_readonly_rootfs);
+        assert_eq!(c.allowed_capabilities, vec!["CAP_NET_ADMIN", "SYS_PTRACE"]);
+        assert_eq!(c.allowed_host_paths, vec![PathBuf::from("/data")]);
+        assert_eq!(c.allowed_sysctls, vec!["net.core.somaxconn", "kernel.msg*"]);
+        assert_eq!(c.cri_state_dirs, vec![PathBuf::from("/tmp/c/root/io.containerd.grpc.v1.cri")]);
+        assert_eq!(c.kubelet_root_dir, PathBuf::from("/srv/kubelet"));
+        assert_eq!(
+            c.userns,
+            UsernsConfig { base: 200_000, size: 1000, count: 10, state_dir: "/tmp/pool".into() }
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_file_and_line() {
+        let msg = parse_err("level = \"restricted\"\n\nallow_host_netwrk = true\n");
+        assert!(msg.contains("/etc/moat/test.toml"), "{msg}");
+        assert!(msg.contains("line 3"), "{msg}");
+        assert!(msg.contains("allow_host_netwrk"), "{msg}");
+    }
+
+    #[test]
+    fn bad_level_names_line() {
+        let msg = parse_err("# comment\nlevel = \"privileged\"\n");
+        assert!(msg.contains("line 2"), "{msg}");
+        assert!(msg.contains("privileged"), "{msg}");
+    }
+
+    #[test]
+    fn wrong_type_in_table_names_line() {
+        let msg = parse_err("level = \"baseline\"\n[userns]\nbase = 1\nsize = \"big\"\n");
+        assert!(msg.contains("line 4"), "{msg}");
+    }
+
+    #[test]
+    fn syntax_error_names_line() {
+        let msg = parse_err("level = \"baseline\"\nallow_privileged = \n");
+        assert!(msg.contains("line 2"), "{msg}");
+    }
+
+    #[test]
+    fn unknown_capability_is_rejected() {
+        let msg = parse_err("allowed_capabilities = [\"CAP_FLY\"]\n");
+        assert!(msg.contains("allowed_capabilities") && msg.contains("CAP_FLY"), "{msg}");
+    }
+
+    #[test]
+    fn relative_host_path_is_rejected() {
+        let msg = parse_err("allowed_host_paths = [\"data\"]\n");
+        assert!(msg.contains("allowed_host_paths") && msg.contains("absolute"), "{msg}");
+    }
+
+    #[test]
+    fn pool_beyond_the_id_space_is_rejected() {
+        let msg = parse_err("[userns]\nbase = 4000000000\nsize = 65536\ncount = 10000\n");
+        assert!(msg.contains("userns") && msg.contains("exceeds"), "{msg}");
+        let msg = parse_err("[userns]\nbase = 0\n");
+        assert!(msg.contains("userns.base"), "{msg}");
+    }
+
+    #[test]
+    fn load_prefers_explicit_path_then_default_file_then_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let explicit = dir.path().join("explicit.toml");
+        let default_file = dir.path().join("config.toml");
+        std::fs::write(&explicit, "level = \"baseline\"\n").expect("write");
+
+        let missing_default = dir.path().join("absent.toml");
+        let c = Config::load_from(None, &missing_default).expect("defaults");
+        assert_eq!(c.source, BUILT_IN);
+        assert_eq!(c.file_for_messages(), DEFAULT_CONFIG_PATH);
+
+        std::fs::write(&default_file, "allow_host_pid = true\n").expect("write");
+        let c = Config::load_from(None, &default_file).expect("default file");
+        assert!(c.allow_host_pid);
+        assert_eq!(c.file_for_messages(), default_file.display().to_string());
+
+        let c = Config::load_from(Some(&explicit), &default_file).expect("explicit");
+        assert_eq!(c.level, Level::Baseline);
+        assert!(!c.allow_host_pid);
+
+        let err = Config::load_from(Some(&dir.path().join("nope.toml")), &default_file)
+            .expect_err("explicit missing file must fail");
+        assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+}

@@ -1,0 +1,252 @@
+//! Which host paths a bind mount may come from.
+//!
+//! Order of the checks:
+//! 1. the per-pod files containerd's CRI and kubelet manage for THIS pod/container are accepted
+//!    (`<cri dir>/sandboxes/<pod id>/...`, `<cri dir>/containers/<container id>/...`,
+//!    `<kubelet root>/pods/<pod uid>/{volumes,volume-subpaths,etc-hosts,containers}/...`);
+//! 2. the built-in denylist refuses, whatever the config says: the host root, /proc, /sys,
+//!    /dev, /etc, /boot, runtime sockets and state (containerd, docker, cri-o, kubelet, moat's
+//!    own), the configured CRI/kubelet/pool directories — each with everything under it AND
+//!    every directory above it (binding /var/lib would expose /var/lib/kubelet);
+//! 3. `allowed_host_paths` accepts paths under one of its entries;
+//! 4. everything else is refused.
+//!
+//! Paths are compared after lexical normalisation (`//`, `.`, `..`), component-wise (`/data2`
+//! is not under `/data`). Policy is pure, so it cannot see symlinks: the code that performs
+//! the bind must resolve the source without following symlinks (openat2 RESOLVE_NO_SYMLINKS)
+//! and mount through that fd, or a tenant-writable allowed directory could point elsewhere.
+
+use std::path::{Component, Path, PathBuf};
+
+use super::config::Config;
+
+/// Built-in denied host paths (plus the configured CRI, kubelet and ID-pool directories).
+pub const DENIED: &[&str] = &[
+    "/proc",
+    "/sys",
+    "/dev",
+    "/etc",
+    "/boot",
+    "/root",
+    "/run/containerd",
+    "/var/run/containerd",
+    "/run/docker.sock",
+    "/var/run/docker.sock",
+    "/run/docker",
+    "/var/run/docker",
+    "/run/crio",
+    "/var/run/crio",
+    "/run/moat",
+    "/var/run/moat",
+    "/var/lib/containerd",
+    "/var/lib/docker",
+    "/var/lib/kubelet",
+    "/var/lib/moat",
+];
+
+/// kubelet's per-pod entries a container may receive.
+const KUBELET_POD_ENTRIES: [&str; 4] = ["volumes", "volume-subpaths", "etc-hosts", "containers"];
+
+/// The outcome of checking one bind source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// A file CRI or kubelet manages for this pod or container.
+    PodFile,
+    /// Under an `allowed_host_paths` entry.
+    Allowed,
+    /// Denied by the built-in list (this entry); no configuration can allow it.
+    Denied(PathBuf),
+    /// Not denied, but not under any `allowed_host_paths` entry either.
+    NotAllowed,
+}
+
+/// Lexically normalises an absolute path; `None` for a relative one.
+pub fn normalize(path: &Path) -> Option<PathBuf> {
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::Normal(n) => out.push(n),
+        }
+    }
+    Some(out)
+}
+
+/// Classifies a (normalised) bind source for the container `container_id` of pod `pod_id`.
+pub fn classify(
+    source: &Path,
+    config: &Config,
+    pod_id: &str,
+    container_id: &str,
+    pod_uid: Option<&str>,
+) -> Verdict {
+    if is_pod_file(source, config, pod_id, container_id, pod_uid) {
+        return Verdict::PodFile;
+    }
+    let configured = config
+        .cri_state_dirs
+        .iter()
+        .cloned()
+        .chain([config.kubelet_root_dir.clone(), config.userns.state_dir.clone()]);
+    let denied = DENIED.iter().map(PathBuf::from).chain(configured);
+    for d in denied {
+        let d = normalize(&d).unwrap_or(d);
+        if source.starts_with(&d) || d.starts_with(source) {
+            return Verdict::Denied(d);
+        }
+    }
+    if config.allowed_host_paths.iter().filter_map(|p| normalize(p)).any(|a| source.starts_with(a)) {
+        Verdict::Allowed
+    } else {
+        Verdict::NotAllowed
+    }
+}
+
+fn is_pod_file(
+    source: &Path,
+    config: &Config,
+    pod_id: &str,
+    container_id: &str,
+    pod_uid: Option<&str>,
+) -> bool {
+    let strictly_under = |base: PathBuf| source.starts_with(&base) && source != base;
+    let ids_ok = valid_component(pod_id) && valid_component(container_id);
+    if ids_ok {
+        for dir in config.cri_state_dirs.iter().filter_map(|d| normalize(d)) {
+            if strictly_under(dir.join("sandboxes").join(pod_id))
+                || strictly_under(dir.join("containers").join(container_id))
+            {
+                return true;
+            }
+        }
+    }
+    let Some(uid) = pod_uid.filter(|u| valid_component(u)) else { return false };
+    let Some(kubelet) = normalize(&config.kubelet_root_dir) else { return false };
+    let pod_dir = kubelet.join("pods").join(uid);
+    KUBELET_POD_ENTRIES.iter().any(|entry| {
+        let base = pod_dir.join(entry);
+        // etc-hosts is a file: the path itself; the others are directories: strictly below.
+        if *entry == "etc-hosts" { source == base } else { strictly_under(base) }
+    })
+}
+
+/// An id usable as one path component (no `/`, not `.`/`..`, not empty).
+fn valid_component(id: &str) -> bool {
+    !id.is_empty() && id != "." && id != ".." && !id.contains('/') && !id.contains('\0')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> Config {
+        Config { allowed_host_paths: vec!["/data".into(), "/srv/shared/".into()], ..Config::default() }
+    }
+
+    fn verdict(path: &str) -> Verdict {
+        let p = normalize(Path::new(path)).expect("absolute");
+        classify(&p, &cfg(), "pod1", "ctr1", Some("uid-1"))
+    }
+
+    #[test]
+    fn normalisation_is_lexical() {
+        assert_eq!(normalize(Path::new("/a//b/./c/../d")), Some(PathBuf::from("/a/b/d")));
+        assert_eq!(normalize(Path::new("/../../etc")), Some(PathBuf::from("/etc")));
+        assert_eq!(normalize(Path::new("rel/x")), None);
+    }
+
+    #[test]
+    fn allowlist_is_component_prefix() {
+        assert_eq!(verdict("/data"), Verdict::Allowed);
+        assert_eq!(verdict("/data/x/y"), Verdict::Allowed);
+        assert_eq!(verdict("/data2"), Verdict::NotAllowed);
+        assert_eq!(verdict("/srv/shared/a"), Verdict::Allowed);
+        assert_eq!(verdict("/data/../etc/shadow"), Verdict::Denied("/etc".into()));
+        assert_eq!(verdict("/tmp/x"), Verdict::NotAllowed);
+    }
+
+    #[test]
+    fn denylist_covers_below_and_above() {
+        assert_eq!(verdict("/"), Verdict::Denied("/proc".into()));
+        assert_eq!(verdict("/var/lib"), Verdict::Denied("/var/lib/containerd".into()));
+        assert_eq!(verdict("/run"), Verdict::Denied("/run/containerd".into()));
+        assert_eq!(verdict("/run/containerd/containerd.sock"), Verdict::Denied("/run/containerd".into()));
+        assert_eq!(verdict("/var/run/docker.sock"), Verdict::Denied("/var/run/docker.sock".into()));
+        assert_eq!(verdict("/dev/sda"), Verdict::Denied("/dev".into()));
+        assert_eq!(verdict("/sys/kernel"), Verdict::Denied("/sys".into()));
+        assert_eq!(verdict("/var/lib/moat/userns"), Verdict::Denied("/var/lib/moat".into()));
+    }
+
+    #[test]
+    fn allowlist_cannot_override_the_denylist() {
+        let config = Config { allowed_host_paths: vec!["/".into(), "/etc".into()], ..Config::default() };
+        let v = classify(Path::new("/etc/passwd"), &config, "p", "c", None);
+        assert_eq!(v, Verdict::Denied("/etc".into()));
+    }
+
+    #[test]
+    fn cri_files_of_this_pod_only() {
+        let cri = "/var/lib/containerd/io.containerd.grpc.v1.cri";
+        assert_eq!(verdict(&format!("{cri}/sandboxes/pod1/hostname")), Verdict::PodFile);
+        assert_eq!(verdict("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/pod1/shm"), Verdict::PodFile);
+        assert_eq!(verdict(&format!("{cri}/containers/ctr1/volumes/abc")), Verdict::PodFile);
+        assert_eq!(
+            verdict(&format!("{cri}/sandboxes/pod2/hostname")),
+            Verdict::Denied("/var/lib/containerd".into())
+        );
+        assert_eq!(verdict(&format!("{cri}/sandboxes/pod1")), Verdict::Denied("/var/lib/containerd".into()));
+        assert_eq!(
+            verdict(&format!("{cri}/sandboxes/pod1/../pod2/hostname")),
+            Verdict::Denied("/var/lib/containerd".into())
+        );
+    }
+
+    #[test]
+    fn kubelet_files_of_this_pod_only() {
+        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/etc-hosts"), Verdict::PodFile);
+        assert_eq!(
+            verdict("/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~projected/kube-api-access-x"),
+            Verdict::PodFile
+        );
+        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/containers/app/1234"), Verdict::PodFile);
+        assert_eq!(
+            verdict("/var/lib/kubelet/pods/uid-2/volumes/x"),
+            Verdict::Denied("/var/lib/kubelet".into())
+        );
+        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/plugins/x"), Verdict::Denied("/var/lib/kubelet".into()));
+        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/volumes"), Verdict::Denied("/var/lib/kubelet".into()));
+        // Without a known pod UID nothing under kubelet's directory is accepted.
+        let p = Path::new("/var/lib/kubelet/pods/uid-1/etc-hosts");
+        assert_eq!(classify(p, &cfg(), "pod1", "ctr1", None), Verdict::Denied("/var/lib/kubelet".into()));
+    }
+
+    #[test]
+    fn configured_state_dirs_are_denied_and_their_pod_files_accepted() {
+        let config = Config {
+            cri_state_dirs: vec!["/tmp/e2e/root/io.containerd.grpc.v1.cri".into()],
+            allowed_host_paths: vec!["/tmp".into()],
+            ..Config::default()
+        };
+        let under = |s: &str| classify(Path::new(s), &config, "p1", "c1", None);
+        assert_eq!(under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"), Verdict::PodFile);
+        assert_eq!(
+            under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p2/hosts"),
+            Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into())
+        );
+        assert_eq!(under("/tmp"), Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into()));
+        assert_eq!(under("/tmp/vol"), Verdict::Allowed);
+    }
+
+    #[test]
+    fn odd_ids_never_open_a_pod_file_exception() {
+        let config = Config::default();
+        let p = Path::new("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/x");
+        assert_eq!(classify(p, &config, "", "", None), Verdict::Denied("/var/lib/containerd".into()));
+    }
+}

@@ -1,0 +1,272 @@
+//! The spec's mounts -> `MountPlan`s.
+//!
+//! * bind: the source must pass `host_paths` (this pod's CRI/kubelet files, or
+//!   `allowed_host_paths`, never the built-in denylist); always nosuid and nodev; `idmap` is set
+//!   so on-disk ownership shows through the pod's user namespace (a file owned by 33 on disk is
+//!   owned by 33 in the container). Propagation options are ignored: nothing propagates.
+//! * proc, sysfs, cgroup: always nosuid, nodev, noexec; sysfs and cgroup always read-only.
+//! * tmpfs, devpts, mqueue: nosuid (tmpfs and mqueue also nodev). Their `uid=`/`gid=` data
+//!   options are container IDs in the spec; the plan carries them translated to host IDs,
+//!   because host root performs the mount. A tmpfs without `uid=`/`gid=` gets the host IDs of
+//!   container root, so container root owns it (as it would under runc).
+//! * any other type (overlay, nfs, ext4 of a block device, ...) is refused.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::Mount;
+
+use super::config::Config;
+use super::host_paths::{self, Verdict};
+use super::refusal::{Refusal, Rule, Subject};
+use crate::plan::{MountKind, MountPlan, UserNamespacePlan};
+
+/// What the mount code needs to know about the pod while mapping mounts.
+pub(crate) struct MountContext<'a> {
+    pub config: &'a Config,
+    pub pod_id: &'a str,
+    pub container_id: &'a str,
+    pub pod_uid: Option<&'a str>,
+    pub user: &'a UserNamespacePlan,
+    /// The container shares the host's IPC namespace (and policy allowed it): CRI then binds
+    /// the host's /dev/shm, which is accepted for that destination only.
+    pub host_ipc: bool,
+}
+
+#[derive(Default)]
+struct Flags {
+    bind: bool,
+    recursive: bool,
+    readonly: bool,
+    nosuid: bool,
+    nodev: bool,
+    noexec: bool,
+    data: Vec<String>,
+}
+
+fn parse_options(options: &[String]) -> Flags {
+    let mut f = Flags::default();
+    for o in options {
+        match o.as_str() {
+            "bind" => f.bind = true,
+            "rbind" => {
+                f.bind = true;
+                f.recursive = true;
+            }
+            "ro" | "rro" => f.readonly = true,
+            "rw" | "rrw" => f.readonly = false,
+            "nosuid" => f.nosuid = true,
+            "suid" => f.nosuid = false,
+            "nodev" => f.nodev = true,
+            "dev" => f.nodev = false,
+            "noexec" => f.noexec = true,
+            "exec" => f.noexec = false,
+            // Propagation: nothing in a container's mount namespace propagates anywhere.
+            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
+            | "runbindable" => {}
+            // Access-time and sync flags, and OCI's idmap requests (moat always idmaps binds).
+            "atime" | "noatime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime"
+            | "diratime" | "nodiratime" | "sync" | "async" | "dirsync" | "mand" | "nomand"
+            | "defaults" | "idmap" | "ridmap" | "tmpcopyup" => {}
+            other => f.data.push(other.to_string()),
+        }
+    }
+    f
+}
+
+/// Maps every spec mount, refusing what policy forbids. `index` in messages is the position
+/// in the spec's `mounts` list.
+pub(crate) fn plan_mounts(
+    mounts: &[Mount],
+    cx: &MountContext<'_>,
+    who: &Subject,
+) -> Result<Vec<MountPlan>, Refusal> {
+    mounts.iter().enumerate().map(|(i, m)| plan_mount(i, m, cx, who)).collect()
+}
+
+fn plan_mount(i: usize, m: &Mount, cx: &MountContext<'_>, who: &Subject) -> Result<MountPlan, Refusal> {
+    let dest_field = format!("mounts[{i}].destination={}", m.destination().display());
+    let destination = host_paths::normalize(m.destination()).ok_or_else(|| {
+        who.refuse_always(
+            dest_field.clone(),
+            Rule::InvalidSpec,
+            "a mount destination must be an absolute path",
+            "fix the container's spec",
+        )
+    })?;
+    let options = m.options().clone().unwrap_or_default();
+    let f = parse_options(&options);
+    let typ = m.typ().as_deref().unwrap_or("");
+    if f.bind || typ == "bind" {
+        return plan_bind(i, m, destination, f, cx, who);
+    }
+    let (kind, readonly, nosuid, nodev, noexec, data) = match typ {
+        "proc" => (MountKind::Proc, f.readonly, true, true, true, f.data),
+        "sysfs" => (MountKind::Sysfs, true, true, true, true, f.data),
+        "cgroup" | "cgroup2" => (MountKind::Cgroup, true, true, true, true, Vec::new()),
+        "tmpfs" => {
+            let data = host_id_options(i, f.data, true, cx.user, who)?;
+            (MountKind::Tmpfs, f.readonly, true, true, f.noexec, data)
+        }
+        "devpts" => {
+            let data = host_id_options(i, f.data, false, cx.user, who)?;
+            // Never nodev: the pty nodes live on it.
+            (MountKind::Devpts, f.readonly, true, false, true, data)
+        }
+        "mqueue" => (MountKind::Mqueue, f.readonly, true, true, true, f.data),
+        other => {
+            return Err(who.refuse_always(
+                format!("mounts[{i}].type={other}"),
+                Rule::MountType,
+                format!(
+                    "mount type {other:?} at {} is not supported (moat mounts bind, tmpfs, proc, \
+                     sysfs, devpts, mqueue and cgroup only)",
+                    destination.display()
+                ),
+                "use a volume type the kubelet provides as a bind mount",
+            ))
+        }
+    };
+    Ok(MountPlan {
+        destination,
+        kind,
+        readonly,
+        nosuid,
+        nodev,
+        noexec,
+        data: (!data.is_empty()).then(|| data.join(",")),
+    })
+}
+
+fn plan_bind(
+    i: usize,
+    m: &Mount,
+    destination: PathBuf,
+    f: Flags,
+    cx: &MountContext<'_>,
+    who: &Subject,
+) -> Result<MountPlan, Refusal> {
+    let raw = m.source().clone().unwrap_or_default();
+    let field = format!("mounts[{i}].source={}", raw.display());
+    let source = host_paths::normalize(&raw).ok_or_else(|| {
+        who.refuse_always(
+            field.clone(),
+            Rule::InvalidSpec,
+            "a bind mount source must be an absolute host path",
+            "fix the container's spec",
+        )
+    })?;
+    let host_shm = cx.host_ipc && source == Path::new("/dev/shm") && destination == Path::new("/dev/shm");
+    if !host_shm {
+        match host_paths::classify(&source, cx.config, cx.pod_id, cx.container_id, cx.pod_uid) {
+            Verdict::PodFile | Verdict::Allowed => {}
+            Verdict::Denied(entry) => {
+                return Err(who.refuse_always(
+                    field,
+                    Rule::HostPath,
+                    format!(
+                        "bind mounts of host path {} are never allowed (it is or contains {}, \
+                         which moat protects)",
+                        source.display(),
+                        entry.display()
+                    ),
+                    "no setting allows it; mount a dedicated directory instead",
+                ))
+            }
+            Verdict::NotAllowed => {
+                return Err(who.refuse(
+                    field,
+                    Rule::HostPath,
+                    format!(
+                        "host path {} is not under any allowed_host_paths entry",
+                        source.display()
+                    ),
+                    format!("allowed_host_paths = [\"{}\"]", source.display()),
+                ))
+            }
+        }
+    }
+    Ok(MountPlan {
+        destination,
+        kind: MountKind::Bind { source, recursive: f.recursive, idmap: !host_shm },
+        readonly: f.readonly,
+        nosuid: true,
+        nodev: true,
+        noexec: f.noexec,
+        data: None,
+    })
+}
+
+/// Translates `uid=`/`gid=` data options from container to host IDs; with `own_root`, adds
+/// container root's host IDs when the spec names none.
+fn host_id_options(
+    i: usize,
+    data: Vec<String>,
+    own_root: bool,
+    user: &UserNamespacePlan,
+    who: &Subject,
+) -> Result<Vec<String>, Refusal> {
+    let (mut saw_uid, mut saw_gid) = (false, false);
+    let mut out = Vec::with_capacity(data.len() + 2);
+    for opt in data {
+        let (key, mapped) = match opt.split_once('=') {
+            Some(("uid", v)) => {
+                saw_uid = true;
+                ("uid", v.parse().ok().and_then(|id| user.host_uid(id)))
+            }
+            Some(("gid", v)) => {
+                saw_gid = true;
+                ("gid", v.parse().ok().and_then(|id| user.host_gid(id)))
+            }
+            _ => {
+                out.push(opt);
+                continue;
+            }
+        };
+        let Some(host) = mapped else {
+            return Err(who.refuse(
+                format!("mounts[{i}].options[{opt}]"),
+                Rule::InvalidSpec,
+                format!("{key} {opt:?} is not an ID inside the pod's user namespace"),
+                "userns.size (the IDs each pod gets)",
+            ));
+        };
+        out.push(format!("{key}={host}"));
+    }
+    if own_root {
+        if let (false, Some(uid)) = (saw_uid, user.host_uid(0)) {
+            out.push(format!("uid={uid}"));
+        }
+        if let (false, Some(gid)) = (saw_gid, user.host_gid(0)) {
+            out.push(format!("gid={gid}"));
+        }
+    }
+    Ok(out)
+}
+
+/// `tmpfs` mounts added when moat forces a read-only root: writable /tmp and /run, unless the
+/// spec already mounts something there.
+pub(crate) fn writable_scratch(existing: &[MountPlan], user: &UserNamespacePlan) -> Vec<MountPlan> {
+    let mut out = Vec::new();
+    for (dest, mode) in [("/tmp", "1777"), ("/run", "755")] {
+        if existing.iter().any(|m| m.destination == Path::new(dest)) {
+            continue;
+        }
+        let mut data = vec![format!("mode={mode}")];
+        if let Some(uid) = user.host_uid(0) {
+            data.push(format!("uid={uid}"));
+        }
+        if let Some(gid) = user.host_gid(0) {
+            data.push(format!("gid={gid}"));
+        }
+        out.push(MountPlan {
+            destination: PathBuf::from(dest),
+            kind: MountKind::Tmpfs,
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: false,
+            data: Some(data.join(",")),
+        });
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! A refusal: the one message an operator or tenant reads when moat will not run a container.
+
+use std::fmt;
+
+/// Which rule refused. `as_str()` is stable (for logs and tests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Rule {
+    Privileged,
+    HostNetwork,
+    HostPid,
+    HostIpc,
+    HostDevice,
+    Capability,
+    HostPath,
+    MountType,
+    Sysctl,
+    Seccomp,
+    ExecUser,
+    ExecRlimit,
+    InvalidSpec,
+}
+
+impl Rule {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Privileged => "privileged",
+            Rule::HostNetwork => "host-network",
+            Rule::HostPid => "host-pid",
+            Rule::HostIpc => "host-ipc",
+            Rule::HostDevice => "host-device",
+            Rule::Capability => "capability",
+            Rule::HostPath => "host-path",
+            Rule::MountType => "mount-type",
+            Rule::Sysctl => "sysctl",
+            Rule::Seccomp => "seccomp",
+            Rule::ExecUser => "exec-user",
+            Rule::ExecRlimit => "exec-rlimit",
+            Rule::InvalidSpec => "invalid-spec",
+        }
+    }
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How the operator can change the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Remedy {
+    /// `set KEY in FILE`, e.g. `allow_host_network = true`.
+    SetKey { setting: String, file: String },
+    /// Built into moat; no configuration allows it. The text says why / what to do instead.
+    None(String),
+}
+
+/// moat will not run this container (or exec) as specified.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct Refusal {
+    /// The pod, as `namespace/name (sandbox id)` when CRI annotations name it, else the id.
+    pub pod: String,
+    /// The container, as `name (id)` when named, else the id; for an exec, also the exec id.
+    pub container: String,
+    /// The spec field, e.g. `linux.namespaces[network]`, `mounts[3].source=/etc`.
+    pub field: String,
+    pub rule: Rule,
+    /// What the rule says, e.g. `host network namespace is not allowed at level restricted`.
+    pub reason: String,
+    pub remedy: Remedy,
+}
+
+impl Refusal {
+    pub fn rule(&self) -> Rule {
+        self.rule
+    }
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "moat refused container {} of pod {}: {}: {}",
+            self.container, self.pod, self.field, self.reason
+        )?;
+        match &self.remedy {
+            Remedy::SetKey { setting, file } => write!(f, "; to allow it, set {setting} in {file}"),
+            Remedy::None(why) => write!(f, "; {why}"),
+        }
+    }
+}
+
+/// Who a refusal is about; builds refusals with the right names filled in.
+#[derive(Debug, Clone)]
+pub(crate) struct Subject {
+    pub pod: String,
+    pub container: String,
+    /// The config file remedies point to.
+    pub file: String,
+}
+
+impl Subject {
+    pub fn refuse(
+        &self,
+        field: impl Into<String>,
+        rule: Rule,
+        reason: impl Into<String>,
+        setting: impl Into<String>,
+    ) -> Refusal {
+        Refusal {
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+            field: field.into(),
+            rule,
+            reason: reason.into(),
+            remedy: Remedy::SetKey { setting: setting.into(), file: self.file.clone() },
+        }
+    }
+
+    /// A refusal no configuration can lift.
+    pub fn refuse_always(
+        &self,
+        field: impl Into<String>,
+        rule: Rule,
+        reason: impl Into<String>,
+        why: impl Into<String>,
+    ) -> Refusal {
+        Refusal {
+            pod: self.pod.clone(),
+            container: self.container.clone(),
+            field: field.into(),
+            rule,
+            reason: reason.into(),
+            remedy: Remedy::None(why.into()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_names_pod_container_field_rule_and_remedy() {
+        let s = Subject {
+            pod: "default/web (abc)".into(),
+            container: "nginx (def)".into(),
+            file: "/etc/moat/config.toml".into(),
+        };
+        let r = s.refuse(
+            "linux.namespaces[network]",
+            Rule::HostNetwork,
+            "host network namespace is not allowed at level restricted",
+            "allow_host_network = true",
+        );
+        assert_eq!(
+            r.to_string(),
+            "moat refused container nginx (def) of pod default/web (abc): linux.namespaces[network]: \
+             host network namespace is not allowed at level restricted; to allow it, set \
+             allow_host_network = true in /etc/moat/config.toml"
+        );
+        assert_eq!(r.rule(), Rule::HostNetwork);
+        let r = s.refuse_always("mounts[0].source=/proc", Rule::HostPath, "x", "no setting allows it");
+        assert!(r.to_string().ends_with("x; no setting allows it"), "{r}");
+    }
+}

@@ -1,0 +1,1 @@
+//! derive_container / derive_exec tests.
