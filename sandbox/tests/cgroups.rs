@@ -478,6 +478,121 @@ fn memory_limit_below_usage_is_refused_on_v1() -> Result<()> {
     cg.destroy()
 }
 
+#[test]
+fn destroy_kills_a_process_that_is_only_in_one_v1_hierarchy() -> Result<()> {
+    let layout = layout();
+    if layout.mode() != Mode::Hybrid {
+        eprintln!("only a hybrid machine has both cgroup.kill and v1 directories");
+        return Ok(());
+    }
+    let path = format!("{}/partial", parent("partial"));
+    let cg = Cgroup::create(&layout, &path, None)?;
+    let mut child = Gated::spawn("sleep 1000")?;
+    // as if someone moved it into the memory hierarchy only: cgroup.kill cannot see it
+    std::fs::write(cg.v1_dir("memory").context("memory")?.join("cgroup.procs"), child.pid().to_string())?;
+    child.go()?;
+    ensure!(cg.pids()? == vec![child.pid()]);
+    let reaper = std::thread::spawn(move || child.wait(Duration::from_secs(20)));
+    cg.destroy()?;
+    let (_, signal, _) = reaper.join().map_err(|_| anyhow::anyhow!("reaper panicked"))??;
+    ensure!(signal == Some(9), "{signal:?}");
+    ensure!(existing_dirs(&layout, &path).is_empty());
+    Ok(())
+}
+
+#[test]
+fn v1_device_rules_deny_what_is_not_allowed() -> Result<()> {
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxDeviceType};
+    let layout = layout();
+    if layout.v1_mount("devices").is_none() {
+        eprintln!("no v1 devices controller: device rules are not applied (v2 would need eBPF)");
+        return Ok(());
+    }
+    let rule = |allow: bool, typ: LinuxDeviceType, major: Option<i64>, minor: Option<i64>| {
+        let mut b = LinuxDeviceCgroupBuilder::default().allow(allow).typ(typ).access("rwm");
+        if let (Some(ma), Some(mi)) = (major, minor) {
+            b = b.major(ma).minor(mi);
+        }
+        b.build().expect("rule")
+    };
+    let r = LinuxResourcesBuilder::default()
+        .devices(vec![rule(false, LinuxDeviceType::A, None, None), rule(true, LinuxDeviceType::C, Some(1), Some(3))])
+        .build()
+        .expect("resources");
+    let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/dev", parent("devices")), Some(&r))?));
+    ensure!(read(&cg.cg().v1_dir("devices").context("devices")?.join("devices.list")) == "c 1:3 rwm");
+    // the attack: read /dev/zero (c 1:5), which the rules do not allow; /dev/null (c 1:3) is allowed
+    let mut child = Gated::spawn(
+        "if head -c 1 /dev/zero >/dev/null 2>&1; then echo zero-open; else echo zero-denied; fi; \
+         if echo x >/dev/null; then echo null-open; else echo null-denied; fi",
+    )?;
+    cg.cg().add_pid(child.pid())?;
+    child.go()?;
+    ensure!(child.line()? == "zero-denied", "/dev/zero must not open");
+    ensure!(child.line()? == "null-open", "/dev/null must open");
+    drop(child);
+    cg.destroy()
+}
+
+/// The v2 code paths (cgroup.freeze, cgroup.kill, v2 stats, cgroup.procs tracking) exercised on
+/// this machine's v2 hierarchy by pretending it is the only one. On a hybrid machine it has no
+/// controllers, so no limits are applied here; `hugetlb` may get enabled down the test path,
+/// and the root's subtree_control is put back as it was.
+#[test]
+fn v2_code_paths_on_the_v2_hierarchy() -> Result<()> {
+    let real = layout();
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    let Some(line) = mountinfo.lines().find(|l| l.contains(" - cgroup2 ")) else {
+        eprintln!("no cgroup v2 hierarchy on this machine");
+        return Ok(());
+    };
+    let layout = Layout::from_mountinfo(line);
+    ensure!(layout.mode() == Mode::V2);
+    let root_control = layout.v2_mount().context("v2")?.join("cgroup.subtree_control");
+    let before = read(&root_control);
+
+    let result = (|| -> Result<()> {
+        let path = format!("{}/v2", parent("v2paths"));
+        let cg = Guard(Some(Cgroup::create(&layout, &path, None)?));
+        ensure!(cg.cg().procs_files().len() == 1);
+        let dir = tempdir("v2paths")?;
+        let file = dir.join("count");
+        let mut child = Gated::spawn(&format!("while :; do echo x >> {}; sleep 0.02; done", file.display()))?;
+        cg.cg().add_pid(child.pid())?;
+        child.go()?;
+        let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+        wait_for("the counter to start", Duration::from_secs(5), || Ok(size() > 4))?;
+        cg.cg().freeze()?;
+        ensure!(cg.cg().freezer_state()? == FreezerState::Frozen);
+        let frozen_at = size();
+        std::thread::sleep(Duration::from_millis(300));
+        ensure!(size() == frozen_at, "ran while frozen");
+        cg.cg().thaw()?;
+        wait_for("the counter to resume", Duration::from_secs(5), || Ok(size() > frozen_at + 4))?;
+        match cg.cg().stats()? {
+            CgroupStats::V2(s) => ensure!(s.cpu.context("cpu.stat")?.usage_usec > 0),
+            CgroupStats::V1(_) => anyhow::bail!("a v2 layout reports v2 stats"),
+        }
+        let pid = child.pid();
+        ensure!(cg.cg().pids()?.contains(&pid));
+        cg.cg().kill_all(Signal::SIGKILL)?;
+        let (_, signal, _) = child.wait(Duration::from_secs(10))?;
+        ensure!(signal == Some(9), "{signal:?}");
+        cg.destroy()?;
+        ensure!(existing_dirs(&layout, &path).is_empty());
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    })();
+    if real.mode() == Mode::Hybrid {
+        for ctrl in read(&root_control).split_whitespace() {
+            if !before.split_whitespace().any(|c| c == ctrl) {
+                std::fs::write(&root_control, format!("-{ctrl}"))?;
+            }
+        }
+    }
+    result
+}
+
 fn tempdir(test: &str) -> Result<PathBuf> {
     let d = std::env::temp_dir().join(format!("moat-cg-test-{}-{test}", std::process::id()));
     std::fs::create_dir_all(&d)?;

@@ -190,7 +190,11 @@ impl Cgroup {
     /// nothing forks past the list) and thawed afterwards (left frozen only if it was frozen
     /// before and the signal is not SIGKILL). Processes that are already gone are not an error.
     pub fn kill_all(&self, signal: Signal) -> Result<(), CgroupError> {
-        if signal == Signal::SIGKILL {
+        self.kill_all_with(signal, true)
+    }
+
+    fn kill_all_with(&self, signal: Signal, use_cgroup_kill: bool) -> Result<(), CgroupError> {
+        if signal == Signal::SIGKILL && use_cgroup_kill {
             if let Some(kill) = self.v2.as_ref().map(|d| d.join("cgroup.kill")).filter(|k| k.exists()) {
                 match fsio::write(&kill, "1") {
                     Ok(()) => return Ok(()),
@@ -246,7 +250,10 @@ impl Cgroup {
             if self.pids()?.is_empty() {
                 return Ok(());
             }
-            self.kill_all(Signal::SIGKILL)?;
+            // cgroup.kill reaches only the v2 directory's processes: should something remain
+            // (a process someone put in the v1 directories only), signal the pids one by one.
+            let use_cgroup_kill = start.elapsed() < Duration::from_millis(200);
+            self.kill_all_with(Signal::SIGKILL, use_cgroup_kill)?;
             if start.elapsed() > DESTROY_TIMEOUT {
                 let path = self.dirs().next().map(Path::to_path_buf).unwrap_or_default();
                 return Err(CgroupError::Timeout { path, what: "have no process left", waited: start.elapsed() });
