@@ -5,6 +5,8 @@
 //! restrictive answer, so a later filter can only narrow what an earlier one allows.
 
 mod profile;
+#[cfg(test)]
+mod tests;
 
 pub use profile::{baseline, from_oci, BASELINE_JSON, BASELINE_NAME};
 
