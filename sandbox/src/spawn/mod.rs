@@ -1,31 +1,81 @@
 //! Building the confined process: a sealed helper binary, namespaces, rootfs, privileges, exec.
 //!
-//! CONTRACT (the shim codes against this API; the implementation replaces these bodies):
+//! The shim (multi-threaded) never runs setup code after fork. [`Launcher::create`] and
+//! [`Launcher::exec`] start a single-threaded helper: a sealed memfd copy of the shim's own
+//! binary, re-executed with `argv[1] == HELPER_ARG`, whose `main()` calls [`helper_main`].
+//! The helper gets the plan over a `SOCK_SEQPACKET` socketpair on its fd 0 (stdio fds and the
+//! pod's user namespace beside it, `SCM_RIGHTS`), builds the process up to exec and reports
+//! back on the same socket. The process execs once [`Pending::start`] says so; the socket is
+//! close-on-exec, so end-of-stream after `Start` means exec succeeded.
+//!
+//! Nothing here waits for children: the shim is a child subreaper and reaps everything
+//! (helpers included) with `waitpid(-1)`. Status travels over the socket.
 //!
 //! ```ignore
 //! pub const HELPER_ARG: &str = "__moat_init";
-//! /// Entry point of the re-executed binary: `main()` calls this first when argv[1] == HELPER_ARG.
 //! pub fn helper_main() -> !;
-//! pub struct Launcher { .. }            // holds a sealed memfd copy of /proc/self/exe
 //! impl Launcher {
 //!     pub fn new() -> Result<Launcher, SpawnError>;
-//!     /// Blocking. Builds the container's init up to (not including) exec.
-//!     /// `pod_userns`: the pod's user namespace fd when plan.user.action == JoinPod.
 //!     pub fn create(&self, plan: &ContainerPlan, stdio: Stdio, pod_userns: Option<BorrowedFd<'_>>)
 //!         -> Result<Pending, SpawnError>;
-//!     /// Blocking. Builds an exec'd process inside a running container, up to exec.
 //!     pub fn exec(&self, plan: &ExecPlan, stdio: Stdio) -> Result<Pending, SpawnError>;
 //! }
-//! pub struct Stdio { pub stdin: Option<OwnedFd>, pub stdout: Option<OwnedFd>, pub stderr: Option<OwnedFd> }
-//! pub struct Pending {
-//!     pub pid: i32,                      // host pid of the process that will exec
-//!     pub console: Option<OwnedFd>,      // pty master when plan.process.terminal
-//!     pub userns: Option<OwnedFd>,       // the user namespace it runs in (kept by the shim for the pod)
-//!     ..
-//! }
-//! impl Pending {
-//!     /// Blocking. Lets the process exec; returns once exec succeeded, or the exec error.
-//!     pub fn start(self) -> Result<(), SpawnError>;
-//! }
-//! // Dropping a Pending without start() makes the process exit without running anything.
+//! impl Pending { pub fn start(self) -> Result<(), SpawnError>; }
 //! ```
+
+mod container;
+mod exec;
+mod failure;
+mod finish;
+mod helper;
+mod launcher;
+mod memfd;
+mod namespaces;
+mod sysctl;
+mod terminal;
+mod wire;
+
+use std::os::fd::OwnedFd;
+
+use nix::errno::Errno;
+
+pub use helper::helper_main;
+pub use launcher::{Launcher, Pending};
+
+/// `argv[1]` of the re-executed binary when it is to act as the helper.
+pub const HELPER_ARG: &str = "__moat_init";
+
+/// The stdio of the process to build. `None` means `/dev/null`.
+/// Ignored when the plan asks for a terminal (the pty is its stdio then).
+#[derive(Debug, Default)]
+pub struct Stdio {
+    pub stdin: Option<OwnedFd>,
+    pub stdout: Option<OwnedFd>,
+    pub stderr: Option<OwnedFd>,
+}
+
+/// Why a container or exec process could not be built or started.
+#[derive(Debug, thiserror::Error)]
+#[error("container {container_id}{exec}: {step}: {reason}",
+    exec = .exec_id.as_ref().map(|e| format!(" exec {e}")).unwrap_or_default(),
+    reason = describe(.errno, .detail))]
+pub struct SpawnError {
+    pub container_id: String,
+    /// Set for errors of an exec'd process.
+    pub exec_id: Option<String>,
+    /// What was being done (`mount overlay on /run/.../rootfs`, `execve /bin/sh`, ...).
+    pub step: String,
+    /// The failing syscall's errno, when there was one.
+    pub errno: Option<Errno>,
+    /// Anything more specific than the errno.
+    pub detail: Option<String>,
+}
+
+fn describe(errno: &Option<Errno>, detail: &Option<String>) -> String {
+    match (errno, detail) {
+        (Some(e), Some(d)) => format!("{d} ({})", e.desc()),
+        (Some(e), None) => format!("{} ({e})", e.desc()),
+        (None, Some(d)) => d.clone(),
+        (None, None) => "failed".into(),
+    }
+}

@@ -1,1 +1,2 @@
 //! User namespaces: per-pod host ID ranges and idmapped mounts.
+pub mod idmap;

@@ -1,0 +1,107 @@
+//! Paths inside the container's root, resolved so that nothing (`..`, absolute or relative
+//! symlinks) can lead outside it: `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS)` from
+//! an fd of the root. Missing components are created one by one, each re-resolved.
+
+use std::ffi::OsString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Component, Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::fcntl::{openat, openat2, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fstat, mkdirat, Mode, SFlag};
+
+/// The normal components of `path`, with `.` dropped and `..` applied lexically (clamped at
+/// the root, as the kernel does at a root).
+pub fn clean(path: &Path) -> Vec<OsString> {
+    let mut out: Vec<OsString> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n.to_os_string()),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
+fn relative(components: &[OsString]) -> PathBuf {
+    if components.is_empty() {
+        PathBuf::from(".")
+    } else {
+        components.iter().collect()
+    }
+}
+
+/// An `O_PATH` fd of `path` inside `root`.
+pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno> {
+    let rel = relative(&clean(path));
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, &rel, how)
+}
+
+/// What to create for a missing final component.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    File,
+}
+
+fn is_dir(fd: BorrowedFd<'_>) -> Result<bool, Errno> {
+    let st = fstat(fd)?;
+    Ok(SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+}
+
+/// An `O_PATH` fd of `path` inside `root`, creating missing directories on the way and the
+/// last component as `kind` (mode 0755 / 0644) if missing.
+pub fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<OwnedFd, Errno> {
+    let comps = clean(path);
+    let mut parent = open_in_root(root, Path::new("."))?;
+    for i in 0..comps.len() {
+        let last = i + 1 == comps.len();
+        let prefix = relative(&comps[..=i]);
+        let fd = match open_in_root(root, &prefix) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => {
+                let name = comps[i].as_os_str();
+                let created = if last && kind == Kind::File {
+                    openat(
+                        parent.as_fd(),
+                        name,
+                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        Mode::from_bits_truncate(0o644),
+                    )
+                    .map(drop)
+                } else {
+                    mkdirat(parent.as_fd(), name, Mode::from_bits_truncate(0o755))
+                };
+                match created {
+                    // EEXIST: created meanwhile, or a dangling symlink (reopening fails then).
+                    Ok(()) | Err(Errno::EEXIST) => open_in_root(root, &prefix)?,
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        if !last && !is_dir(fd.as_fd())? {
+            return Err(Errno::ENOTDIR);
+        }
+        parent = fd;
+    }
+    Ok(parent)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dot_dot_cannot_climb_above_the_root() {
+        let c = clean(Path::new("/../../etc/./passwd"));
+        assert_eq!(c, vec![OsString::from("etc"), OsString::from("passwd")]);
+        assert!(clean(Path::new("/..")).is_empty());
+    }
+}

@@ -1,0 +1,66 @@
+//! The spec's mounts (after policy), in order, under the container's root.
+
+use std::os::fd::{AsFd, BorrowedFd};
+use std::path::Path;
+
+use super::mount::{mount_fs, Target};
+use super::options::translate_ids;
+use super::resolve::{clean, create_in_root, Kind};
+use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
+use crate::plan::{ContainerPlan, MountKind, MountPlan};
+use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
+
+pub fn mount_all(root: BorrowedFd<'_>, plan: &ContainerPlan, ctx: Context<'_>, owner: Owner) -> Result<(), RootfsError> {
+    for m in &plan.mounts {
+        mount_one(root, m, plan, ctx, owner)?;
+        if m.kind == MountKind::Tmpfs && clean(&m.destination) == clean(Path::new("/dev")) {
+            dev::populate(root, owner, m.nodev)?;
+        }
+    }
+    Ok(())
+}
+
+fn attrs(m: &MountPlan) -> MountAttrs {
+    MountAttrs { readonly: m.readonly, nosuid: m.nosuid, nodev: m.nodev, noexec: m.noexec }
+}
+
+/// Creates the mount target (as container root) inside the root.
+fn target(root: BorrowedFd<'_>, dest: &Path, kind: Kind, owner: Owner) -> Result<std::os::fd::OwnedFd, RootfsError> {
+    owner.run(|| create_in_root(root, dest, kind))?.step(|| format!("create mount target {}", dest.display()))
+}
+
+fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Context<'_>, owner: Owner) -> Result<(), RootfsError> {
+    let dest = m.destination.as_path();
+    if !dest.is_absolute() || clean(dest).is_empty() {
+        return Err(RootfsError::refused(format!("mount on {}", dest.display()), "destination must be an absolute path below /"));
+    }
+    let data = m.data.as_deref();
+    let what = |fs: &str| format!("{fs} on {}", dest.display());
+    let fs = |fstype: &str, data: String| -> Result<(), RootfsError> {
+        let fd = target(root, dest, Kind::Dir, owner)?;
+        mount_fs(fstype, fstype, Target { root, dest, fd: fd.as_fd() }, attrs(m), &data)
+    };
+    match &m.kind {
+        MountKind::Bind { source, recursive, idmap } => {
+            let step = || format!("bind {} on {}", source.display(), dest.display());
+            let meta = std::fs::metadata(source).map_err(|e| {
+                RootfsError::sys(step(), nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+            })?;
+            let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+            let fd = target(root, dest, kind, owner)?;
+            let tree = clone_tree(None, source, *recursive).step(step)?;
+            let userns = idmap.then_some(ctx.userns);
+            set_attrs(tree.as_fd(), attrs(m), userns, *recursive, source).step(step)?;
+            attach(tree.as_fd(), fd.as_fd(), dest).step(step)
+        }
+        MountKind::Tmpfs => fs("tmpfs", translate_ids(data, &plan.user, true, &what("tmpfs"))?),
+        MountKind::Proc => fs("proc", translate_ids(data, &plan.user, false, &what("proc"))?),
+        MountKind::Sysfs => fs("sysfs", data.unwrap_or("").to_string()),
+        MountKind::Devpts => fs("devpts", translate_ids(data, &plan.user, false, &what("devpts"))?),
+        MountKind::Mqueue => fs("mqueue", data.unwrap_or("").to_string()),
+        MountKind::Cgroup => {
+            let fd = target(root, dest, Kind::Dir, owner)?;
+            cgroupfs::mount_cgroups(Target { root, dest, fd: fd.as_fd() }, attrs(m), ctx, owner, &plan.user)
+        }
+    }
+}

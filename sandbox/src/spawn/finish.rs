@@ -1,0 +1,164 @@
+//! The last steps, shared by a container's init and an exec'd process: session, limits,
+//! uid/gid/capabilities, stdio or terminal, umask, no_new_privs, cwd check, "ready", wait
+//! for "start", then seccomp and exec. Runs single-threaded, after every namespace is joined.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::{chdir, execve, getcwd, setsid};
+
+use super::failure::{Failure, StepExt};
+use super::helper::Channel;
+use super::terminal;
+use crate::plan::ProcessPlan;
+use crate::privileges;
+
+/// PATH used for the lookup when the process environment sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// The process's stdio, `/dev/null` where the caller gave nothing.
+#[derive(Debug)]
+pub(super) struct StdioFds {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+/// Runs the last steps and execs; on failure reports it and exits. Never returns.
+pub(super) fn exec_process(channel: &Channel, process: &ProcessPlan, stdio: StdioFds) -> ! {
+    match prepare_and_exec(channel, process, stdio) {
+        Ok(Some(never)) => match never {},
+        // The launcher went away before "start": exit without running anything.
+        Ok(None) => std::process::exit(1),
+        Err(f) => {
+            channel.failed(&f);
+            std::process::exit(127)
+        }
+    }
+}
+
+fn prepare_and_exec(channel: &Channel, process: &ProcessPlan, stdio: StdioFds) -> Result<Option<Infallible>, Failure> {
+    if process.args.is_empty() {
+        return Err(Failure::refused("exec", "the process has no args"));
+    }
+    setsid().step(|| "setsid")?;
+    privileges::set_rlimits(&process.rlimits)?;
+    privileges::apply_with_ids(process)?;
+    if process.terminal {
+        let (master, slave) = terminal::open_controlling_pty(process.console_size)?;
+        for fd in 0..3 {
+            dup_onto(&slave, fd)?;
+        }
+        channel.console(master.as_fd())?;
+    } else {
+        dup_onto(&stdio.stdin, 0)?;
+        dup_onto(&stdio.stdout, 1)?;
+        dup_onto(&stdio.stderr, 2)?;
+    }
+    drop(stdio);
+    privileges::set_umask(process.umask)?;
+    // Always, whatever the plan says: nothing in a moat container gains privileges by exec.
+    privileges::set_no_new_privs()?;
+    enter_cwd(&process.cwd)?;
+
+    channel.ready()?;
+    if !channel.wait_start()? {
+        return Ok(None);
+    }
+
+    let program = find_executable(&process.args[0], &process.env)?;
+    let args = cstrings(&process.args, "args")?;
+    let env = cstrings(&process.env, "env")?;
+    reset_signals()?;
+    // Nothing but stdio and the (close-on-exec) control socket may survive exec.
+    // SAFETY: close_range only changes fd flags here (CLOSE_RANGE_CLOEXEC).
+    Errno::result(unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) })
+        .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    // Seccomp last: after it, only exec (and reporting its failure) remains.
+    for filter in &process.seccomp {
+        crate::seccomp::load(filter).map_err(|e| Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string()))?;
+    }
+    let errno = match execve(&program, &args, &env) {
+        Err(e) => e,
+        Ok(never) => match never {},
+    };
+    Err(Failure::sys(format!("execve {}", program.to_string_lossy()), errno))
+}
+
+fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {
+    if fd.as_raw_fd() == target {
+        // Already there; clear close-on-exec so it survives exec.
+        // SAFETY: F_SETFD on our own fd changes only its flags.
+        return Errno::result(unsafe { libc::fcntl(target, libc::F_SETFD, 0) }).map(drop).step(|| format!("keep fd {target}"));
+    }
+    // SAFETY: dup2 onto a stdio number in this single-threaded process; `fd` stays owned.
+    Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop).step(|| format!("dup2 onto fd {target}"))
+}
+
+/// chdir to the plan's cwd, then make sure it resolved inside the root: a directory reached
+/// through an fd from outside the container (CVE-2024-21626) has no path from our root, and
+/// getcwd reports it "(unreachable)".
+fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
+    if !cwd.is_absolute() {
+        return Err(Failure::refused(format!("chdir {}", cwd.display()), "cwd is not absolute"));
+    }
+    chdir(cwd).step(|| format!("chdir {}", cwd.display()))?;
+    let now = getcwd().step(|| "getcwd")?;
+    if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
+        return Err(Failure::refused(
+            format!("verify cwd {}", cwd.display()),
+            format!("cwd resolves outside the container root ({})", now.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// The program to exec: `args[0]` as given when it has a slash, else searched in the
+/// process's own PATH (like runc).
+fn find_executable(arg0: &str, env: &[String]) -> Result<CString, Failure> {
+    let step = || format!("exec {arg0}");
+    let as_c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Failure::refused(step(), "NUL in path"));
+    if arg0.contains('/') {
+        return as_c(Path::new(arg0));
+    }
+    if arg0.is_empty() {
+        return Err(Failure::refused(step(), "empty program name"));
+    }
+    let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
+    for dir in path.split(':') {
+        let candidate = PathBuf::from(if dir.is_empty() { "." } else { dir }).join(arg0);
+        if let Ok(meta) = std::fs::metadata(&candidate) {
+            if meta.is_file() && meta.permissions().mode() & 0o111 != 0 {
+                return as_c(&candidate);
+            }
+        }
+    }
+    Err(Failure { step: step(), errno: Some(Errno::ENOENT), detail: Some(format!("executable file not found in $PATH ({path})")) })
+}
+
+fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
+    items
+        .iter()
+        .map(|s| CString::new(s.as_bytes()).map_err(|_| Failure::refused(format!("exec: {what}"), format!("NUL byte in {s:?}"))))
+        .collect()
+}
+
+/// Default dispositions and an empty mask: ignored signals (SIGPIPE is ignored by the Rust
+/// runtime) would otherwise stay ignored across exec.
+fn reset_signals() -> Result<(), Failure> {
+    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
+        unsafe { sigaction(sig, &dfl) }.step(|| format!("reset {sig}"))?;
+    }
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(|| "clear the signal mask")
+}

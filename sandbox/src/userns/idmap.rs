@@ -1,0 +1,139 @@
+//! Idmapped mounts: a detached copy of a mount tree whose ownership is shifted into a user
+//! namespace (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_IDMAP)`), attached
+//! with `move_mount`. Also the small mount-API wrappers the rootfs code shares.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+
+/// A mount-API call that failed, with the path it was about.
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {errno}")]
+pub struct IdmapError {
+    pub op: &'static str,
+    pub path: String,
+    pub errno: Errno,
+}
+
+fn err(op: &'static str, path: &Path, errno: Errno) -> IdmapError {
+    IdmapError { op, path: path.display().to_string(), errno }
+}
+
+fn cstring(op: &'static str, path: &Path) -> Result<CString, IdmapError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| err(op, path, Errno::EINVAL))
+}
+
+/// Mount attributes to set on a detached or attached mount.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MountAttrs {
+    pub readonly: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+}
+
+impl MountAttrs {
+    fn bits(self) -> u64 {
+        let mut bits = 0;
+        if self.readonly {
+            bits |= libc::MOUNT_ATTR_RDONLY;
+        }
+        if self.nosuid {
+            bits |= libc::MOUNT_ATTR_NOSUID;
+        }
+        if self.nodev {
+            bits |= libc::MOUNT_ATTR_NODEV;
+        }
+        if self.noexec {
+            bits |= libc::MOUNT_ATTR_NOEXEC;
+        }
+        bits
+    }
+}
+
+/// A detached copy of the mount at `path` (relative to `dirfd`, or the fd itself when `path`
+/// is empty), with its submounts when `recursive`.
+pub fn clone_tree(dirfd: Option<BorrowedFd<'_>>, path: &Path, recursive: bool) -> Result<OwnedFd, IdmapError> {
+    let c_path = cstring("open_tree", path)?;
+    let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if path.as_os_str().is_empty() {
+        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call; it returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dir, c_path.as_ptr(), flags) };
+    let fd = Errno::result(ret).map_err(|e| err("open_tree", path, e))?;
+    let fd = RawFd::try_from(fd).map_err(|_| err("open_tree", path, Errno::EBADF))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `mount_setattr` on the mount `fd` refers to (and below it when `recursive`).
+/// `userns` makes a detached tree idmapped into that user namespace.
+pub fn set_attrs(
+    fd: BorrowedFd<'_>,
+    attrs: MountAttrs,
+    userns: Option<BorrowedFd<'_>>,
+    recursive: bool,
+    what: &Path,
+) -> Result<(), IdmapError> {
+    let mut attr = libc::mount_attr { attr_set: attrs.bits(), attr_clr: 0, propagation: 0, userns_fd: 0 };
+    if let Some(ns) = userns {
+        attr.attr_set |= libc::MOUNT_ATTR_IDMAP;
+        attr.userns_fd = u64::try_from(ns.as_raw_fd()).map_err(|_| err("mount_setattr", what, Errno::EBADF))?;
+    }
+    if attr.attr_set == 0 {
+        return Ok(());
+    }
+    let mut flags = libc::AT_EMPTY_PATH;
+    if recursive {
+        flags |= libc::AT_RECURSIVE;
+    }
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (a live, correctly sized struct) and an empty
+    // NUL-terminated path; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            flags,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(ret).map(drop).map_err(|e| err("mount_setattr", what, e))
+}
+
+/// A detached, idmapped copy of `path` (a directory or file on the host).
+pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, IdmapError> {
+    let tree = clone_tree(None, path, recursive)?;
+    use std::os::fd::AsFd;
+    set_attrs(tree.as_fd(), MountAttrs::default(), Some(userns), recursive, path)?;
+    Ok(tree)
+}
+
+/// Attaches the detached tree `tree` onto the file or directory `target` refers to (an
+/// `O_PATH` fd, so the target cannot be swapped for a symlink after it was resolved).
+pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &Path) -> Result<(), IdmapError> {
+    let empty = c"";
+    // SAFETY: move_mount reads two empty NUL-terminated paths that outlive the call; both fds
+    // are borrowed for its duration.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            target.as_raw_fd(),
+            empty.as_ptr(),
+            libc::MOVE_MOUNT_F_EMPTY_PATH | libc::MOVE_MOUNT_T_EMPTY_PATH,
+        )
+    };
+    Errno::result(ret).map(drop).map_err(|e| err("move_mount", what, e))
+}

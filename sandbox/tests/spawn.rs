@@ -1,0 +1,628 @@
+//! Root integration tests of process spawning: real namespaces, overlay with idmapped lower
+//! layers, a busybox rootfs, through `Launcher` exactly as the shim uses it.
+//!
+//! Harness: `harness = false`. The launcher re-executes the running binary (a sealed copy of
+//! it) with argv[1] == HELPER_ARG, so this binary's main() must dispatch to `helper_main()`
+//! first, like the shim's main() does; then it runs the tests itself, one after another. The
+//! test process is a child subreaper and a reaper thread collects every child (helpers and
+//! containers) with waitpid(-1), as the shim does; tests wait for exit codes through it.
+//!
+//! Run as root: `cargo test -p moat-sandbox --test spawn [-- FILTER]`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs;
+use std::io::Read;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use moat_sandbox::plan::*;
+use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
+use nix::sys::wait::{waitpid, WaitStatus};
+use nix::unistd::{pipe, Pid};
+
+// ---------------------------------------------------------------------------------------
+// Harness
+
+type Test = (&'static str, fn(&Launcher) -> Result<()>);
+
+const TESTS: &[Test] = &[
+    ("runs_as_root_of_the_pod_user_namespace", runs_as_root_of_the_pod_user_namespace),
+    ("image_files_owned_by_root_appear_as_root", image_files_owned_by_root_appear_as_root),
+    ("hostname_is_set_in_a_new_uts_namespace", hostname_is_set_in_a_new_uts_namespace),
+    ("file_written_by_container_root_lands_in_upperdir_as_mapped_uid", file_written_by_container_root_lands_in_upperdir_as_mapped_uid),
+    ("container_root_with_all_capabilities_cannot_mount", container_root_with_all_capabilities_cannot_mount),
+    ("dev_has_only_the_standard_nodes", dev_has_only_the_standard_nodes),
+    ("masked_and_readonly_paths_hold", masked_and_readonly_paths_hold),
+    ("stdout_is_captured_and_exit_code_observed", stdout_is_captured_and_exit_code_observed),
+    ("exec_joins_the_running_container", exec_joins_the_running_container),
+    ("cwd_outside_the_root_is_refused", cwd_outside_the_root_is_refused),
+    ("missing_binary_is_reported_by_start", missing_binary_is_reported_by_start),
+    ("dropping_pending_runs_nothing", dropping_pending_runs_nothing),
+    ("sysctls_apply_to_the_container_network_namespace_only", sysctls_apply_to_the_container_network_namespace_only),
+    ("non_root_user_keeps_only_planned_capabilities", non_root_user_keeps_only_planned_capabilities),
+    ("second_container_joins_the_pod_user_namespace", second_container_joins_the_pod_user_namespace),
+    ("bind_mounts_idmapped_or_not", bind_mounts_idmapped_or_not),
+    ("terminal_gives_a_controlling_pty", terminal_gives_a_controlling_pty),
+    ("readonly_rootfs_refuses_writes", readonly_rootfs_refuses_writes),
+    ("bad_rootfs_mount_is_a_clear_error", bad_rootfs_mount_is_a_clear_error),
+];
+
+fn main() {
+    if std::env::args().nth(1).as_deref() == Some(HELPER_ARG) {
+        helper_main();
+    }
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("spawn tests need root; skipped");
+        return;
+    }
+    let applets = busybox_applets().expect("busybox --list");
+    APPLETS.set(applets).expect("applets set once");
+    nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
+    std::thread::spawn(reaper);
+    let launcher = Launcher::new().expect("Launcher::new");
+
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in TESTS {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
+        }
+        ran += 1;
+        let start = Instant::now();
+        let result = test(&launcher).and_then(|()| no_test_mounts_on_host());
+        match result {
+            Ok(()) => println!("test {name} ... ok ({} ms)", start.elapsed().as_millis()),
+            Err(e) => {
+                println!("test {name} ... FAILED\n    {e:#}");
+                failed.push(*name);
+            }
+        }
+    }
+    println!("\n{ran} run, {} failed {failed:?}", failed.len());
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}
+
+static APPLETS: OnceLock<Vec<String>> = OnceLock::new();
+
+fn busybox_applets() -> Result<Vec<String>> {
+    // Before the reaper starts (it would reap this child under Command's feet).
+    let out = std::process::Command::new("/bin/busybox").arg("--list").output()?;
+    ensure!(out.status.success(), "busybox --list failed");
+    Ok(String::from_utf8(out.stdout)?.lines().map(str::to_string).filter(|a| !a.is_empty()).collect())
+}
+
+/// Exit statuses collected by the reaper, by pid.
+static EXITS: Mutex<Option<HashMap<i32, WaitStatus>>> = Mutex::new(None);
+static EXITED: Condvar = Condvar::new();
+
+fn reaper() {
+    loop {
+        match waitpid(Pid::from_raw(-1), None) {
+            Ok(status) => {
+                if let Some(pid) = status.pid() {
+                    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
+                    map.get_or_insert_with(HashMap::new).insert(pid.as_raw(), status);
+                    EXITED.notify_all();
+                }
+            }
+            Err(_) => std::thread::sleep(Duration::from_millis(5)),
+        }
+    }
+}
+
+/// Exit code (or 128+signal) of `pid`, as reaped by the reaper.
+fn wait_exit(pid: i32, timeout: Duration) -> Result<i32> {
+    let deadline = Instant::now() + timeout;
+    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        if let Some(status) = map.get_or_insert_with(HashMap::new).remove(&pid) {
+            return match status {
+                WaitStatus::Exited(_, code) => Ok(code),
+                WaitStatus::Signaled(_, sig, _) => Ok(128 + sig as i32),
+                other => bail!("unexpected status {other:?}"),
+            };
+        }
+        let left = deadline.checked_duration_since(Instant::now()).ok_or_else(|| anyhow!("pid {pid} did not exit in {timeout:?}"))?;
+        map = EXITED.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
+    }
+}
+
+fn no_test_mounts_on_host() -> Result<()> {
+    let info = fs::read_to_string("/proc/self/mountinfo")?;
+    let leaked: Vec<&str> = info.lines().filter(|l| l.contains("moat-spawn-test")).collect();
+    ensure!(leaked.is_empty(), "mounts left on the host: {leaked:#?}");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// Fixture: a busybox image as one lower layer, empty upper and work dirs, a bundle.
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    lower: PathBuf,
+    upper: PathBuf,
+    work: PathBuf,
+    rootfs: PathBuf,
+    host: PathBuf,
+    /// First host uid/gid of the pod's range.
+    base: u32,
+}
+
+const RANGE: u32 = 65_536;
+
+fn random_base() -> Result<u32> {
+    let mut b = [0u8; 4];
+    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
+    Ok(2_000_000_000 + (u32::from_le_bytes(b) % 30_000) * RANGE)
+}
+
+fn fixture() -> Result<Fixture> {
+    let dir = tempfile::Builder::new().prefix("moat-spawn-test-").tempdir_in("/var/tmp")?;
+    let d = dir.path();
+    let lower = d.join("lower");
+    for sub in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "home/user", "var/run-target"] {
+        fs::create_dir_all(lower.join(sub))?;
+    }
+    fs::set_permissions(lower.join("tmp"), fs::Permissions::from_mode(0o1777))?;
+    fs::copy("/bin/busybox", lower.join("bin/busybox"))?;
+    for applet in APPLETS.get().ok_or_else(|| anyhow!("no applets"))? {
+        if applet != "busybox" {
+            symlink("busybox", lower.join("bin").join(applet))?;
+        }
+    }
+    fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\nnobody:x:65534:65534::/:/bin/false\n")?;
+    fs::write(lower.join("etc/group"), "root:x:0:\ntty:x:5:\nuser:x:1000:\nnogroup:x:65534:\n")?;
+    fs::write(lower.join("etc/image-file"), "from the image\n")?;
+    nix::unistd::chown(&lower.join("home/user"), Some(1000.into()), Some(1000.into()))?;
+    // A symlink pointing out of the root: must resolve inside it.
+    symlink("/../../../../var/run-target", lower.join("escape"))?;
+    let upper = d.join("upper");
+    let work = d.join("work");
+    let rootfs = d.join("bundle/rootfs");
+    let host = d.join("host");
+    for p in [&upper, &work, &rootfs, &host] {
+        fs::create_dir_all(p)?;
+    }
+    Ok(Fixture { lower, upper, work, rootfs, host, base: random_base()?, _dir: dir })
+}
+
+fn caps(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+const DEFAULT_CAPS: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
+    "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+];
+
+fn process(args: &[&str]) -> ProcessPlan {
+    let set = caps(DEFAULT_CAPS);
+    ProcessPlan {
+        args: args.iter().map(|s| s.to_string()).collect(),
+        env: vec!["PATH=/bin".into(), "HOME=/root".into()],
+        cwd: "/".into(),
+        uid: 0,
+        gid: 0,
+        additional_gids: vec![],
+        umask: Some(0o022),
+        terminal: false,
+        console_size: None,
+        rlimits: vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 1024, hard: 1024 }],
+        capabilities: CapabilityPlan { bounding: set.clone(), effective: set.clone(), inheritable: vec![], permitted: set, ambient: vec![] },
+        no_new_privileges: true,
+        seccomp: vec![],
+        oom_score_adj: None,
+    }
+}
+
+fn mount(dest: &str, kind: MountKind, data: Option<&str>, ro: bool, nosuid: bool, nodev: bool, noexec: bool) -> MountPlan {
+    MountPlan { destination: dest.into(), kind, readonly: ro, nosuid, nodev, noexec, data: data.map(str::to_string) }
+}
+
+fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
+    let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: RANGE }];
+    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
+    ContainerPlan {
+        container_id: id.into(),
+        pod_id: "pod".into(),
+        rootfs: fx.rootfs.clone(),
+        rootfs_mounts: vec![RootfsMount {
+            fstype: "overlay".into(),
+            source: "overlay".into(),
+            options: vec![
+                "index=off".into(),
+                format!("workdir={}", fx.work.display()),
+                format!("upperdir={}", fx.upper.display()),
+                format!("lowerdir={}", fx.lower.display()),
+            ],
+        }],
+        readonly_rootfs: false,
+        namespaces: vec![
+            ns(NamespaceKind::Pid),
+            ns(NamespaceKind::Ipc),
+            ns(NamespaceKind::Uts),
+            ns(NamespaceKind::Network),
+            ns(NamespaceKind::Cgroup),
+        ],
+        user: UserNamespacePlan { action: UserNamespaceAction::Create, uid_mappings: map(fx.base), gid_mappings: map(fx.base) },
+        hostname: Some("moat-test".into()),
+        mounts: vec![
+            mount("/proc", MountKind::Proc, None, false, true, true, true),
+            mount("/dev", MountKind::Tmpfs, Some("mode=755,size=65536k"), false, true, false, false),
+            mount("/dev/pts", MountKind::Devpts, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"), false, true, false, true),
+            mount("/dev/shm", MountKind::Tmpfs, Some("mode=1777,size=65536k"), false, true, true, true),
+            mount("/dev/mqueue", MountKind::Mqueue, None, false, true, true, true),
+            mount("/sys", MountKind::Sysfs, None, true, true, true, true),
+            mount("/sys/fs/cgroup", MountKind::Cgroup, None, true, true, true, true),
+        ],
+        masked_paths: ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware", "/proc/scsi", "/proc/acpi"]
+            .iter()
+            .map(PathBuf::from)
+            .collect(),
+        readonly_paths: ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"].iter().map(PathBuf::from).collect(),
+        sysctls: BTreeMap::new(),
+        cgroup_procs: vec![],
+        process: process(args),
+    }
+}
+
+/// What a finished container printed and its exit code.
+#[derive(Debug)]
+struct Outcome {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn pipes() -> Result<((OwnedFd, OwnedFd), (OwnedFd, OwnedFd))> {
+    Ok((pipe()?, pipe()?))
+}
+
+fn read_all(fd: OwnedFd) -> Result<String> {
+    let mut s = String::new();
+    fs::File::from(fd).read_to_string(&mut s)?;
+    Ok(s)
+}
+
+/// create + start + collect output + exit code.
+fn run_plan(launcher: &Launcher, plan: &ContainerPlan, userns: Option<&OwnedFd>) -> Result<(Outcome, Option<OwnedFd>)> {
+    let ((out_r, out_w), (err_r, err_w)) = pipes()?;
+    let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) };
+    let mut pending = launcher.create(plan, stdio, userns.map(|f| f.as_fd()))?;
+    let ns = pending.userns.take();
+    let pid = pending.pid;
+    pending.start()?;
+    let stdout = read_all(out_r)?;
+    let stderr = read_all(err_r)?;
+    let code = wait_exit(pid, Duration::from_secs(20))?;
+    Ok((Outcome { code, stdout, stderr }, ns))
+}
+
+fn run(launcher: &Launcher, fx: &Fixture, script: &str) -> Result<Outcome> {
+    let p = plan(fx, "c1", &["sh", "-c", script]);
+    Ok(run_plan(launcher, &p, None)?.0)
+}
+
+fn ok(o: Outcome) -> Result<String> {
+    ensure!(o.code == 0, "exit code {} (stdout {:?}, stderr {:?})", o.code, o.stdout, o.stderr);
+    Ok(o.stdout)
+}
+
+// ---------------------------------------------------------------------------------------
+// Tests
+
+fn runs_as_root_of_the_pod_user_namespace(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let out = ok(run(l, &fx, "id; cat /proc/self/uid_map /proc/self/gid_map")?)?;
+    ensure!(out.contains("uid=0(root) gid=0(root)"), "id: {out}");
+    let want = format!("0 {} {RANGE}", fx.base);
+    let maps: Vec<String> = out.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    ensure!(maps == [want.clone(), want], "maps: {maps:?}");
+    Ok(())
+}
+
+fn image_files_owned_by_root_appear_as_root(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let out = ok(run(l, &fx, "stat -c '%u:%g %n' /bin/busybox /etc/passwd /home/user")?)?;
+    ensure!(out.contains("0:0 /bin/busybox"), "{out}");
+    ensure!(out.contains("0:0 /etc/passwd"), "{out}");
+    ensure!(out.contains("1000:1000 /home/user"), "{out}");
+    let out = ok(run(l, &fx, "ls -ln /")?)?;
+    for line in out.lines().filter(|l| l.contains(" bin") || l.contains(" etc")) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        ensure!(f.get(2) == Some(&"0") && f.get(3) == Some(&"0"), "ls -ln /: {line}");
+    }
+    Ok(())
+}
+
+fn hostname_is_set_in_a_new_uts_namespace(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let out = ok(run(l, &fx, "hostname")?)?;
+    ensure!(out.trim() == "moat-test", "{out}");
+    ensure!(nix::unistd::gethostname()?.to_string_lossy() != "moat-test", "host hostname changed");
+    Ok(())
+}
+
+fn file_written_by_container_root_lands_in_upperdir_as_mapped_uid(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    ok(run(l, &fx, "echo hi > /new-file && echo more >> /etc/image-file && mkdir /root/dir")?)?;
+    for rel in ["new-file", "etc/image-file", "root/dir"] {
+        let meta = fs::symlink_metadata(fx.upper.join(rel)).with_context(|| rel.to_string())?;
+        ensure!(meta.uid() == fx.base && meta.gid() == fx.base, "{rel}: owned by {}:{} on the host, want {}", meta.uid(), meta.gid(), fx.base);
+    }
+    // The image layer itself is untouched.
+    ensure!(fs::read_to_string(fx.lower.join("etc/image-file"))? == "from the image\n");
+    ensure!(fs::metadata(fx.lower.join("etc/passwd"))?.uid() == 0);
+    Ok(())
+}
+
+fn container_root_with_all_capabilities_cannot_mount(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["sh", "-c", "mount -t tmpfs none /tmp && echo MOUNTED; mount -o remount,rw /sys && echo REMOUNTED; grep CapEff /proc/self/status"]);
+    let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
+    p.process.capabilities = CapabilityPlan { bounding: all.clone(), effective: all.clone(), inheritable: vec![], permitted: all, ambient: vec![] };
+    let (o, _) = run_plan(l, &p, None)?;
+    ensure!(!o.stdout.contains("MOUNTED"), "mount succeeded: {o:?}");
+    let err = o.stderr.to_lowercase();
+    ensure!(err.matches("permission denied").count() + err.matches("operation not permitted").count() == 2, "{o:?}");
+    ensure!(o.stdout.contains("CapEff:\t000001ffffffffff") || o.stdout.contains("CapEff:\t0000"), "{o:?}");
+    Ok(())
+}
+
+fn dev_has_only_the_standard_nodes(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let out = ok(run(l, &fx, "ls -A /dev; stat -c '%n %t:%T %a %u' /dev/null /dev/zero /dev/tty; echo x > /dev/null && head -c 4 /dev/zero | wc -c")?)?;
+    let mut names: Vec<&str> = out.lines().take_while(|l| !l.starts_with("/dev/")).collect();
+    names.sort();
+    let want = ["fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"];
+    ensure!(names == want, "/dev has {names:?}");
+    ensure!(out.contains("/dev/null 1:3 666 0"), "{out}");
+    ensure!(out.lines().last().map(str::trim) == Some("4"), "{out}");
+    Ok(())
+}
+
+fn masked_and_readonly_paths_hold(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    // (This kernel has no /proc/kcore; /proc/keys is masked the same way.)
+    let o = run(l, &fx, "wc -c < /proc/keys; stat -c '%t:%T' /proc/keys; ls -A /sys/firmware | wc -l; echo 1 > /proc/sys/kernel/domainname && echo WROTE")?;
+    let lines: Vec<&str> = o.stdout.lines().collect();
+    ensure!(lines.first().map(|s| s.trim()) == Some("0"), "{o:?}");
+    ensure!(lines.get(1) == Some(&"1:3"), "/proc/keys is not /dev/null: {o:?}");
+    ensure!(lines.get(2).map(|s| s.trim()) == Some("0"), "/sys/firmware not empty: {o:?}");
+    ensure!(!o.stdout.contains("WROTE"), "wrote to /proc/sys: {o:?}");
+    Ok(())
+}
+
+fn stdout_is_captured_and_exit_code_observed(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let o = run(l, &fx, "echo to-stdout; echo to-stderr >&2; exit 7")?;
+    ensure!(o.code == 7 && o.stdout == "to-stdout\n" && o.stderr == "to-stderr\n", "{o:?}");
+    Ok(())
+}
+
+fn exec_plan(id: &str, init_pid: i32, args: &[&str]) -> ExecPlan {
+    ExecPlan { container_id: "c1".into(), exec_id: id.into(), init_pid, cgroup_procs: vec![], process: process(args) }
+}
+
+fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
+    let pending = l.create(&p, Stdio::default(), None)?;
+    let init = pending.pid;
+    pending.start()?;
+    let result = (|| -> Result<()> {
+        let host_pidns = fs::read_link(format!("/proc/{init}/ns/pid"))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !fx.upper.join("tmp/marker").exists() {
+            ensure!(Instant::now() < deadline, "init never wrote its marker");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
+        let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
+        let pending = l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+        let pid = pending.pid;
+        pending.start()?;
+        let out = read_all(out_r)?;
+        let err = read_all(err_r)?;
+        ensure!(wait_exit(pid, Duration::from_secs(10))? == 0, "exec failed: {out} {err}");
+        let lines: Vec<&str> = out.lines().collect();
+        ensure!(lines.first() == Some(&"marker"), "{out}");
+        ensure!(lines.get(1).map(PathBuf::from) == Some(host_pidns.clone()), "pid ns {out} vs {host_pidns:?}");
+        ensure!(lines.get(2).map(|s| s.trim()) == Some("sleep 30"), "{out}");
+        ensure!(lines.get(3) == Some(&"0") && lines.get(4) == Some(&"moat-test"), "{out}");
+        // An exec whose binary is missing fails at start, the container keeps running.
+        let e = exec_plan("e2", init, &["/no/such/binary"]);
+        let pending = l.exec(&e, Stdio::default())?;
+        let err = pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
+        ensure!(err.exec_id.as_deref() == Some("e2") && err.errno == Some(nix::errno::Errno::ENOENT), "{err}");
+        ensure!(fs::read_link(format!("/proc/{init}/ns/pid")).is_ok(), "init died");
+        Ok(())
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    result
+}
+
+fn expect_spawn_error(r: Result<Pending, SpawnError>, what: &str) -> Result<SpawnError> {
+    match r {
+        Ok(p) => bail!("{what}: created pid {}", p.pid),
+        Err(e) => Ok(e),
+    }
+}
+
+fn cwd_outside_the_root_is_refused(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    // The attack of CVE-2024-21626: a host directory reachable through an inherited fd.
+    let mut p = plan(&fx, "c1", &["sh", "-c", "ls"]);
+    p.process.cwd = "/proc/self/fd/0".into();
+    let dir = nix::fcntl::open(&fx.host, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())?;
+    let e = expect_spawn_error(l.create(&p, Stdio { stdin: Some(dir), stdout: None, stderr: None }, None), "cwd /proc/self/fd/0")?;
+    ensure!(e.step.contains("cwd") && e.container_id == "c1", "{e}");
+    ensure!(e.to_string().contains("outside the container root") || e.errno.is_some(), "{e}");
+    // Through a symlink pointing "out": it stays inside.
+    let mut p = plan(&fx, "c1", &["sh", "-c", "pwd"]);
+    p.process.cwd = "/escape".into();
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.trim() == "/var/run-target", "{out}");
+    Ok(())
+}
+
+fn missing_binary_is_reported_by_start(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let p = plan(&fx, "c1", &["/bin/does-not-exist"]);
+    let pending = l.create(&p, Stdio::default(), None)?;
+    let pid = pending.pid;
+    let e = pending.start().err().ok_or_else(|| anyhow!("start succeeded"))?;
+    ensure!(e.errno == Some(nix::errno::Errno::ENOENT) && e.step.contains("/bin/does-not-exist"), "{e}");
+    ensure!(wait_exit(pid, Duration::from_secs(10))? != 0);
+    let p = plan(&fx, "c1", &["no-such-command"]);
+    let e = l.create(&p, Stdio::default(), None)?.start().err().ok_or_else(|| anyhow!("start succeeded"))?;
+    ensure!(e.to_string().contains("not found in $PATH"), "{e}");
+    Ok(())
+}
+
+fn dropping_pending_runs_nothing(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let p = plan(&fx, "c1", &["sh", "-c", "touch /ran"]);
+    let pending = l.create(&p, Stdio::default(), None)?;
+    let pid = pending.pid;
+    drop(pending);
+    wait_exit(pid, Duration::from_secs(10))?;
+    ensure!(!fx.upper.join("ran").exists(), "the process ran");
+    Ok(())
+}
+
+fn sysctls_apply_to_the_container_network_namespace_only(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let host_before = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")?;
+    let mut p = plan(&fx, "c1", &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/net/ipv4/ping_group_range"]);
+    p.sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
+    p.sysctls.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    let lines: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    // The gid range is container gids: the pod's whole mapped range.
+    ensure!(lines == ["0", "0 65535"], "{out}");
+    ensure!(fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")? == host_before, "host sysctl changed");
+    // A name that climbs out of /proc/sys is refused.
+    let mut p = plan(&fx, "c1", &["true"]);
+    p.sysctls.insert("net/../../../etc/passwd".into(), "x".into());
+    let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "bad sysctl")?;
+    ensure!(e.step.contains("sysctl"), "{e}");
+    Ok(())
+}
+
+fn non_root_user_keeps_only_planned_capabilities(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["sh", "-c", "id; grep -E '^(CapInh|CapPrm|CapEff|CapBnd|CapAmb|NoNewPrivs)' /proc/self/status; umask; touch /etc/x 2>&1 || echo DENIED; ulimit -n"]);
+    p.process.uid = 1000;
+    p.process.gid = 1000;
+    p.process.additional_gids = vec![5];
+    p.process.umask = Some(0o027);
+    p.process.rlimits = vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 512, hard: 1024 }];
+    p.process.capabilities = CapabilityPlan {
+        bounding: caps(&["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]),
+        effective: caps(&["CAP_NET_BIND_SERVICE"]),
+        inheritable: caps(&["CAP_NET_BIND_SERVICE"]),
+        permitted: caps(&["CAP_NET_BIND_SERVICE"]),
+        ambient: caps(&["CAP_NET_BIND_SERVICE"]),
+    };
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("uid=1000(user) gid=1000(user) groups=5(tty)"), "{out}");
+    // CAP_NET_BIND_SERVICE is bit 10 (0x400); CAP_CHOWN bit 0.
+    for want in ["CapInh:\t0000000000000400", "CapPrm:\t0000000000000400", "CapEff:\t0000000000000400", "CapBnd:\t0000000000000401", "CapAmb:\t0000000000000400", "NoNewPrivs:\t1"] {
+        ensure!(out.contains(want), "want {want:?} in {out}");
+    }
+    ensure!(out.contains("0027") && out.contains("DENIED") && out.trim_end().ends_with("512"), "{out}");
+    Ok(())
+}
+
+fn second_container_joins_the_pod_user_namespace(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let first = plan(&fx, "pause", &["sh", "-c", "readlink /proc/self/ns/user"]);
+    let (o1, ns) = run_plan(l, &first, None)?;
+    let ns = ns.ok_or_else(|| anyhow!("no userns fd returned"))?;
+    let mut second = plan(&fx, "app", &["sh", "-c", "readlink /proc/self/ns/user; id -u"]);
+    second.user.action = UserNamespaceAction::JoinPod;
+    let (o2, _) = run_plan(l, &second, Some(&ns))?;
+    let first_ns = ok(o1)?;
+    let second_out = ok(o2)?;
+    ensure!(second_out.lines().next() == first_ns.lines().next(), "{first_ns} vs {second_out}");
+    let st = nix::sys::stat::fstat(ns.as_fd())?;
+    ensure!(first_ns.contains(&st.st_ino.to_string()), "returned fd is not the container's userns: {first_ns}");
+    // JoinPod without an fd is refused before anything starts.
+    let e = expect_spawn_error(l.create(&second, Stdio::default(), None), "JoinPod without fd")?;
+    ensure!(e.to_string().contains("no pod user namespace fd"), "{e}");
+    Ok(())
+}
+
+fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    fs::write(fx.host.join("owned-by-host-root"), "x")?;
+    let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /mapped/owned-by-host-root /plain/owned-by-host-root; touch /plain/y 2>/dev/null && echo PLAIN-WRITABLE; touch /mapped/z && echo MAPPED-WRITABLE"]);
+    p.mounts.push(mount("/mapped", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true }, None, false, true, true, false));
+    p.mounts.push(mount("/plain", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false }, None, true, true, true, false));
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("0 /mapped/owned-by-host-root"), "{out}");
+    ensure!(out.contains("65534 /plain/owned-by-host-root"), "{out}");
+    ensure!(!out.contains("PLAIN-WRITABLE") && out.contains("MAPPED-WRITABLE"), "{out}");
+    // Written through the idmapped mount by container root: host uid 0 on disk.
+    ensure!(fs::metadata(fx.host.join("z"))?.uid() == 0);
+    // The mount targets were created in the upper layer, owned by container root.
+    ensure!(fs::metadata(fx.upper.join("mapped"))?.uid() == fx.base);
+    Ok(())
+}
+
+fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["sh", "-c", "tty; stty size; stat -c '%u %g' $(tty)"]);
+    p.process.terminal = true;
+    p.process.console_size = Some((33, 101));
+    let mut pending = l.create(&p, Stdio::default(), None)?;
+    let master = pending.console.take().ok_or_else(|| anyhow!("no console fd"))?;
+    let pid = pending.pid;
+    pending.start()?;
+    let code = wait_exit(pid, Duration::from_secs(10))?;
+    // The slave is closed now; read what is buffered (EIO marks the end).
+    let mut out = Vec::new();
+    let mut f = fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let out = String::from_utf8_lossy(&out);
+    ensure!(code == 0, "{code} {out}");
+    ensure!(out.contains("/dev/pts/0") && out.contains("33 101") && out.contains("0 5"), "{out}");
+    Ok(())
+}
+
+fn readonly_rootfs_refuses_writes(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["sh", "-c", "touch /x 2>/dev/null && echo ROOT-WRITABLE; touch /dev/shm/y && echo SHM-WRITABLE"]);
+    p.readonly_rootfs = true;
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.trim() == "SHM-WRITABLE", "{out}");
+    Ok(())
+}
+
+fn bad_rootfs_mount_is_a_clear_error(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["true"]);
+    p.rootfs_mounts[0].options.push(format!("lowerdir={}", fx.host.join("missing").display()));
+    let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "missing lowerdir")?;
+    ensure!(e.step.contains("lowerdir") && e.errno == Some(nix::errno::Errno::ENOENT), "{e}");
+    let mut p = plan(&fx, "c1", &["true"]);
+    p.rootfs_mounts[0].fstype = "ext4".into();
+    let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "unsupported rootfs type")?;
+    ensure!(e.to_string().contains("unsupported rootfs mount type"), "{e}");
+    Ok(())
+}
