@@ -55,35 +55,53 @@ pub enum Remedy {
     None(String),
 }
 
-/// moat will not run this container (or exec) as specified.
+/// moat will not run this container (or exec) as specified. Its Display is the one message
+/// for the operator and the tenant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct Refusal {
-    /// The pod, as `namespace/name (sandbox id)` when CRI annotations name it, else the id.
-    pub pod: String,
-    /// The container, as `name (id)` when named, else the id; for an exec, also the exec id.
-    pub container: String,
-    /// The spec field, e.g. `linux.namespaces[network]`, `mounts[3].source=/etc`.
-    pub field: String,
-    pub rule: Rule,
-    /// What the rule says, e.g. `host network namespace is not allowed at level restricted`.
-    pub reason: String,
-    pub remedy: Remedy,
+pub struct Refusal(Box<Detail>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Detail {
+    pod: String,
+    container: String,
+    field: String,
+    rule: Rule,
+    reason: String,
+    remedy: Remedy,
 }
 
 impl Refusal {
+    /// Which rule refused.
     pub fn rule(&self) -> Rule {
-        self.rule
+        self.0.rule
+    }
+    /// The pod, as `namespace/name (sandbox id)` when CRI annotations name it, else the id.
+    pub fn pod(&self) -> &str {
+        &self.0.pod
+    }
+    /// The container, as `name (id)` when named, else the id; for an exec, also the exec id.
+    pub fn container(&self) -> &str {
+        &self.0.container
+    }
+    /// The spec field, e.g. `linux.namespaces[network]`, `mounts[3].source=/etc`.
+    pub fn field(&self) -> &str {
+        &self.0.field
+    }
+    /// What the rule says, e.g. `the host network namespace is not allowed at level restricted`.
+    pub fn reason(&self) -> &str {
+        &self.0.reason
+    }
+    /// How the operator can change the outcome.
+    pub fn remedy(&self) -> &Remedy {
+        &self.0.remedy
     }
 }
 
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "moat refused container {} of pod {}: {}: {}",
-            self.container, self.pod, self.field, self.reason
-        )?;
-        match &self.remedy {
+        let d = &self.0;
+        write!(f, "moat refused container {} of pod {}: {}: {}", d.container, d.pod, d.field, d.reason)?;
+        match &d.remedy {
             Remedy::SetKey { setting, file } => write!(f, "; to allow it, set {setting} in {file}"),
             Remedy::None(why) => write!(f, "; {why}"),
         }
@@ -107,14 +125,14 @@ impl Subject {
         reason: impl Into<String>,
         setting: impl Into<String>,
     ) -> Refusal {
-        Refusal {
+        Refusal(Box::new(Detail {
             pod: self.pod.clone(),
             container: self.container.clone(),
             field: field.into(),
             rule,
             reason: reason.into(),
             remedy: Remedy::SetKey { setting: setting.into(), file: self.file.clone() },
-        }
+        }))
     }
 
     /// A refusal no configuration can lift.
@@ -125,14 +143,14 @@ impl Subject {
         reason: impl Into<String>,
         why: impl Into<String>,
     ) -> Refusal {
-        Refusal {
+        Refusal(Box::new(Detail {
             pod: self.pod.clone(),
             container: self.container.clone(),
             field: field.into(),
             rule,
             reason: reason.into(),
             remedy: Remedy::None(why.into()),
-        }
+        }))
     }
 }
 

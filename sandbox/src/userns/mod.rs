@@ -1,2 +1,3 @@
 //! User namespaces: per-pod host ID ranges and idmapped mounts.
 pub mod idmap;
+pub mod pool;

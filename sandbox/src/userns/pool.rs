@@ -1,0 +1,454 @@
+//! The pool of per-pod host ID ranges.
+//!
+//! Each pod gets `size` consecutive host IDs (container IDs `0..size` map onto them); ranges
+//! never overlap. The pool is shared by every shim process on the host (one per pod), so its
+//! state lives on disk under `state_dir`:
+//!
+//! * `lock`: an empty file; every operation holds an exclusive `flock` on it, so concurrent
+//!   shims (or threads, each operation opens its own descriptor) never hand out one range twice;
+//! * `<host_base>.range`: one file per allocated range, holding `pod=<id>`, `host_base=<n>`,
+//!   `size=<n>`. Written to a temporary name, fsynced and renamed, so a crash leaves either no
+//!   file or a complete one; the stored range stays the truth for its pod even if the config
+//!   changes later (new ranges avoid every stored one).
+//!
+//! Ranges are freed by `release` when a pod is removed, or by `reclaim` for pods that no longer
+//! exist (after a shim crash or a reboot).
+
+use std::fs::{self, File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::{Flock, FlockArg};
+
+use crate::plan::{IdMapping, UserNamespaceAction, UserNamespacePlan};
+use crate::policy::UsernsConfig;
+
+const LOCK_FILE: &str = "lock";
+const SUFFIX: &str = ".range";
+
+/// One pod's host IDs: `host_base .. host_base + size`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IdRange {
+    pub host_base: u32,
+    pub size: u32,
+}
+
+impl IdRange {
+    /// The mapping `0..size -> host_base..`, for both uids and gids.
+    pub fn mappings(&self) -> Vec<IdMapping> {
+        vec![IdMapping { container_id: 0, host_id: self.host_base, size: self.size }]
+    }
+
+    /// The pod's user namespace plan with this range.
+    pub fn user_namespace_plan(&self, action: UserNamespaceAction) -> UserNamespacePlan {
+        UserNamespacePlan { action, uid_mappings: self.mappings(), gid_mappings: self.mappings() }
+    }
+
+    fn end(&self) -> u64 {
+        u64::from(self.host_base) + u64::from(self.size)
+    }
+
+    fn overlaps(&self, other: &IdRange) -> bool {
+        u64::from(self.host_base) < other.end() && u64::from(other.host_base) < self.end()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    #[error(
+        "the user namespace ID pool is exhausted: all {count} ranges of {size} IDs from host ID \
+         {base} are in use; raise userns.count (or lower userns.size) in the moat config"
+    )]
+    Exhausted { base: u32, size: u32, count: u32 },
+    #[error("the user namespace ID pool state file {path} is corrupt: {reason}; remove it if no running pod uses that range")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("ID pool {path}: {action}: {source}")]
+    Io { path: PathBuf, action: &'static str, source: std::io::Error },
+    #[error("ID pool: pod id {pod_id:?} cannot be recorded (empty, or contains a newline or NUL)")]
+    InvalidPodId { pod_id: String },
+    #[error("ID pool: invalid [userns] config: {reason}")]
+    InvalidConfig { reason: String },
+}
+
+/// A handle on the on-disk pool. Cheap; holds no descriptor between operations.
+#[derive(Debug, Clone)]
+pub struct IdRangePool {
+    base: u32,
+    size: u32,
+    count: u32,
+    dir: PathBuf,
+}
+
+struct Entry {
+    pod_id: String,
+    range: IdRange,
+    path: PathBuf,
+}
+
+fn io<'a>(path: &'a Path, action: &'static str) -> impl FnOnce(std::io::Error) -> PoolError + 'a {
+    move |source| PoolError::Io { path: path.to_path_buf(), action, source }
+}
+
+impl IdRangePool {
+    /// Opens (creating if needed, mode 0700) the pool directory.
+    pub fn open(config: &UsernsConfig) -> Result<IdRangePool, PoolError> {
+        let invalid = |reason: String| PoolError::InvalidConfig { reason };
+        if config.size == 0 || config.count == 0 {
+            return Err(invalid("size and count must be at least 1".into()));
+        }
+        if config.base == 0 {
+            return Err(invalid("base 0 would map a pod onto host root".into()));
+        }
+        let end = u64::from(config.base) + u64::from(config.size) * u64::from(config.count);
+        if end > u64::from(u32::MAX) {
+            return Err(invalid(format!("base + size * count = {end} exceeds the host ID space")));
+        }
+        let dir = config.state_dir.clone();
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(io(&dir, "create the state directory"))?;
+        }
+        Ok(IdRangePool { base: config.base, size: config.size, count: config.count, dir })
+    }
+
+    /// The range of `pod_id`, allocating the lowest free one if it has none. Idempotent.
+    pub fn allocate(&self, pod_id: &str) -> Result<IdRange, PoolError> {
+        check_pod_id(pod_id)?;
+        let _lock = self.lock()?;
+        let entries = self.entries()?;
+        if let Some(e) = entries.iter().find(|e| e.pod_id == pod_id) {
+            return Ok(e.range);
+        }
+        let free = (0..self.count)
+            .map(|i| IdRange { host_base: self.base + i * self.size, size: self.size })
+            .find(|candidate| !entries.iter().any(|e| e.range.overlaps(candidate)));
+        let Some(range) = free else {
+            return Err(PoolError::Exhausted { base: self.base, size: self.size, count: self.count });
+        };
+        self.write_entry(pod_id, range)?;
+        Ok(range)
+    }
+
+    /// The range `pod_id` holds, if any.
+    pub fn lookup(&self, pod_id: &str) -> Result<Option<IdRange>, PoolError> {
+        let _lock = self.lock()?;
+        Ok(self.entries()?.into_iter().find(|e| e.pod_id == pod_id).map(|e| e.range))
+    }
+
+    /// Frees the range of `pod_id`. Releasing a pod that holds none is not an error.
+    pub fn release(&self, pod_id: &str) -> Result<(), PoolError> {
+        let _lock = self.lock()?;
+        for e in self.entries()?.into_iter().filter(|e| e.pod_id == pod_id) {
+            fs::remove_file(&e.path).map_err(io(&e.path, "remove"))?;
+        }
+        Ok(())
+    }
+
+    /// Frees the ranges of every pod for which `live` returns false; returns their ids.
+    pub fn reclaim(&self, live: impl Fn(&str) -> bool) -> Result<Vec<String>, PoolError> {
+        let _lock = self.lock()?;
+        let mut freed = Vec::new();
+        for e in self.entries()? {
+            if !live(&e.pod_id) {
+                fs::remove_file(&e.path).map_err(io(&e.path, "remove"))?;
+                freed.push(e.pod_id);
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Every allocation: (pod id, range), sorted by host base.
+    pub fn allocations(&self) -> Result<Vec<(String, IdRange)>, PoolError> {
+        let _lock = self.lock()?;
+        Ok(self.entries()?.into_iter().map(|e| (e.pod_id, e.range)).collect())
+    }
+
+    fn lock(&self) -> Result<Flock<File>, PoolError> {
+        let path = self.dir.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path, "open the lock file"))?;
+        Flock::lock(file, FlockArg::LockExclusive).map_err(|(_, errno)| PoolError::Io {
+            path,
+            action: "lock",
+            source: std::io::Error::from(errno),
+        })
+    }
+
+    /// Reads every range file (the caller holds the lock). Leftover temporary files from an
+    /// interrupted write are removed.
+    fn entries(&self) -> Result<Vec<Entry>, PoolError> {
+        let mut out = Vec::new();
+        let listing = fs::read_dir(&self.dir).map_err(io(&self.dir, "list"))?;
+        for item in listing {
+            let item = item.map_err(io(&self.dir, "list"))?;
+            let name = item.file_name();
+            let name = name.to_string_lossy();
+            let path = item.path();
+            if name.starts_with(".tmp-") {
+                fs::remove_file(&path).map_err(io(&path, "remove a leftover temporary file"))?;
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(SUFFIX) else { continue };
+            let text = fs::read_to_string(&path).map_err(io(&path, "read"))?;
+            let (pod_id, range) = parse_entry(&text)
+                .map_err(|reason| PoolError::Corrupt { path: path.clone(), reason })?;
+            if stem != range.host_base.to_string() {
+                return Err(PoolError::Corrupt {
+                    path,
+                    reason: format!("the file name does not match host_base={}", range.host_base),
+                });
+            }
+            out.push(Entry { pod_id, range, path });
+        }
+        out.sort_by_key(|e| e.range.host_base);
+        Ok(out)
+    }
+
+    fn write_entry(&self, pod_id: &str, range: IdRange) -> Result<(), PoolError> {
+        let path = self.dir.join(format!("{}{SUFFIX}", range.host_base));
+        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), range.host_base));
+        let text = format!("pod={pod_id}\nhost_base={}\nsize={}\n", range.host_base, range.size);
+        let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
+        f.write_all(text.as_bytes()).map_err(io(&tmp, "write"))?;
+        f.sync_all().map_err(io(&tmp, "sync"))?;
+        drop(f);
+        fs::rename(&tmp, &path).map_err(io(&path, "rename into place"))?;
+        File::open(&self.dir).and_then(|d| d.sync_all()).map_err(io(&self.dir, "sync"))?;
+        Ok(())
+    }
+}
+
+fn check_pod_id(pod_id: &str) -> Result<(), PoolError> {
+    if pod_id.is_empty() || pod_id.contains(['\n', '\0']) {
+        return Err(PoolError::InvalidPodId { pod_id: pod_id.to_string() });
+    }
+    Ok(())
+}
+
+fn parse_entry(text: &str) -> Result<(String, IdRange), String> {
+    let mut pod = None;
+    let mut base = None;
+    let mut size = None;
+    for line in text.lines() {
+        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
+        let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{key}={v:?} is not a number"));
+        match key {
+            "pod" if !value.is_empty() => pod = Some(value.to_string()),
+            "host_base" => base = Some(number(value)?),
+            "size" => size = Some(number(value)?),
+            _ => return Err(format!("unexpected line {line:?}")),
+        }
+    }
+    match (pod, base, size) {
+        (Some(pod), Some(host_base), Some(size)) if size > 0 && host_base > 0 => {
+            Ok((pod, IdRange { host_base, size }))
+        }
+        _ => Err("it needs a pod, a non-zero host_base and a non-zero size".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+    use std::sync::Arc;
+
+    fn config(dir: &Path, count: u32) -> UsernsConfig {
+        UsernsConfig { base: 100_000, size: 1000, count, state_dir: dir.join("pool") }
+    }
+
+    #[test]
+    fn ranges_are_consecutive_and_map_container_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        let a = pool.allocate("pod-a").expect("a");
+        let b = pool.allocate("pod-b").expect("b");
+        assert_eq!(a, IdRange { host_base: 100_000, size: 1000 });
+        assert_eq!(b, IdRange { host_base: 101_000, size: 1000 });
+        let plan = b.user_namespace_plan(UserNamespaceAction::Create);
+        assert_eq!(plan.host_uid(0), Some(101_000));
+        assert_eq!(plan.host_gid(999), Some(101_999));
+        assert_eq!(plan.host_uid(1000), None);
+    }
+
+    #[test]
+    fn allocate_is_idempotent_and_survives_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = config(dir.path(), 4);
+        let first = IdRangePool::open(&c).expect("open").allocate("pod-a").expect("a");
+        // A new handle (a restarted shim) sees the same state.
+        let pool = IdRangePool::open(&c).expect("reopen");
+        assert_eq!(pool.allocate("pod-a").expect("again"), first);
+        assert_eq!(pool.lookup("pod-a").expect("lookup"), Some(first));
+        assert_eq!(pool.lookup("pod-x").expect("lookup"), None);
+        assert_eq!(pool.allocations().expect("list").len(), 1);
+    }
+
+    #[test]
+    fn release_frees_the_range_for_reuse() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 2)).expect("open");
+        let a = pool.allocate("pod-a").expect("a");
+        pool.allocate("pod-b").expect("b");
+        pool.release("pod-a").expect("release");
+        pool.release("pod-a").expect("releasing twice is fine");
+        assert_eq!(pool.lookup("pod-a").expect("lookup"), None);
+        assert_eq!(pool.allocate("pod-c").expect("c"), a, "the lowest free range is reused");
+    }
+
+    #[test]
+    fn exhaustion_names_the_pool_and_the_config_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 2)).expect("open");
+        pool.allocate("pod-a").expect("a");
+        pool.allocate("pod-b").expect("b");
+        let e = pool.allocate("pod-c").expect_err("exhausted");
+        assert!(matches!(e, PoolError::Exhausted { base: 100_000, size: 1000, count: 2 }));
+        let msg = e.to_string();
+        assert!(msg.contains("all 2 ranges of 1000 IDs from host ID 100000"), "{msg}");
+        assert!(msg.contains("userns.count"), "{msg}");
+        // An existing pod still gets its range when the pool is full.
+        assert!(pool.allocate("pod-a").is_ok());
+    }
+
+    #[test]
+    fn reclaim_frees_dead_pods_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        for p in ["live-1", "dead-1", "live-2", "dead-2"] {
+            pool.allocate(p).expect("allocate");
+        }
+        let mut freed = pool.reclaim(|id| id.starts_with("live")).expect("reclaim");
+        freed.sort();
+        assert_eq!(freed, vec!["dead-1", "dead-2"]);
+        let left: Vec<String> = pool.allocations().expect("list").into_iter().map(|(p, _)| p).collect();
+        assert_eq!(left, vec!["live-1", "live-2"]);
+    }
+
+    #[test]
+    fn corrupt_state_file_is_a_clear_error_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        pool.allocate("pod-a").expect("a");
+        let file = dir.path().join("pool/100000.range");
+        fs::write(&file, "pod=pod-a\nhost_base=banana\nsize=1000\n").expect("corrupt it");
+        let e = pool.allocate("pod-b").expect_err("corrupt");
+        let msg = e.to_string();
+        assert!(msg.contains(&file.display().to_string()), "{msg}");
+        assert!(msg.contains("banana"), "{msg}");
+        fs::write(&file, "").expect("empty it");
+        let msg = pool.lookup("pod-a").expect_err("empty file").to_string();
+        assert!(msg.contains("100000.range") && msg.contains("needs a pod"), "{msg}");
+        fs::write(&file, "pod=pod-a\nhost_base=101000\nsize=1000\n").expect("mismatch");
+        let msg = pool.lookup("pod-a").expect_err("name mismatch").to_string();
+        assert!(msg.contains("does not match"), "{msg}");
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_ignored_and_cleaned() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        let tmp = dir.path().join("pool/.tmp-999-100000");
+        fs::write(&tmp, "pod=half-writ").expect("write");
+        assert_eq!(pool.allocate("pod-a").expect("a").host_base, 100_000);
+        assert!(!tmp.exists());
+    }
+
+    #[test]
+    fn a_config_change_never_overlaps_existing_ranges() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        old.allocate("old-pod").expect("old");
+        // Same directory, ranges now 1500 wide: the first candidate (100000..101500) overlaps.
+        let new = IdRangePool::open(&UsernsConfig { size: 1500, ..config(dir.path(), 4) }).expect("open");
+        assert_eq!(new.allocate("new-pod").expect("new"), IdRange { host_base: 101_500, size: 1500 });
+        assert_eq!(new.lookup("old-pod").expect("old"), Some(IdRange { host_base: 100_000, size: 1000 }));
+    }
+
+    #[test]
+    fn bad_pod_ids_and_configs_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        assert!(matches!(pool.allocate("a\nb"), Err(PoolError::InvalidPodId { .. })));
+        assert!(matches!(pool.allocate(""), Err(PoolError::InvalidPodId { .. })));
+        let bad = UsernsConfig { base: u32::MAX - 10, ..config(dir.path(), 4) };
+        assert!(matches!(IdRangePool::open(&bad), Err(PoolError::InvalidConfig { .. })));
+    }
+
+    #[test]
+    fn concurrent_handles_in_threads_never_share_a_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let c = Arc::new(config(dir.path(), 64));
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let c = Arc::clone(&c);
+                std::thread::spawn(move || {
+                    let pool = IdRangePool::open(&c).expect("open");
+                    (0..8).map(|i| pool.allocate(&format!("t{t}-p{i}")).expect("allocate")).collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut all = Vec::new();
+        for t in threads {
+            all.extend(t.join().expect("thread"));
+        }
+        let unique: HashSet<u32> = all.iter().map(|r| r.host_base).collect();
+        assert_eq!(unique.len(), 64, "64 pods, 64 distinct ranges");
+        assert!(IdRangePool::open(&c).expect("open").allocate("one-more").is_err(), "pool full");
+    }
+
+    const CHILD_ENV: &str = "MOAT_POOL_TEST_CHILD_DIR";
+
+    /// Not a test of its own: the body of each child process of the test below.
+    #[test]
+    fn child_allocator() {
+        let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+        let c = UsernsConfig { base: 100_000, size: 1000, count: 64, state_dir: PathBuf::from(dir) };
+        let pool = IdRangePool::open(&c).expect("open");
+        for i in 0..8 {
+            let pod = format!("proc{}-p{i}", std::process::id());
+            let r = pool.allocate(&pod).expect("allocate");
+            println!("range:{pod}={}", r.host_base);
+        }
+    }
+
+    #[test]
+    fn concurrent_processes_never_share_a_range() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = dir.path().join("pool");
+        let exe = std::env::current_exe().expect("test binary");
+        let children: Vec<_> = (0..8)
+            .map(|_| {
+                std::process::Command::new(&exe)
+                    .args(["--exact", "userns::pool::tests::child_allocator", "--nocapture", "--test-threads=1"])
+                    .env(CHILD_ENV, &state)
+                    .stdout(std::process::Stdio::piped())
+                    .spawn()
+                    .expect("spawn a child allocator")
+            })
+            .collect();
+        let mut bases = Vec::new();
+        for child in children {
+            let out = child.wait_with_output().expect("child output");
+            assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stdout));
+            let text = String::from_utf8_lossy(&out.stdout);
+            for line in text.lines().filter_map(|l| l.find("range:").map(|i| &l[i..])) {
+                let base: u32 = line.rsplit('=').next().and_then(|b| b.parse().ok()).expect("a base");
+                bases.push(base);
+            }
+        }
+        assert_eq!(bases.len(), 64, "8 processes x 8 pods");
+        let unique: HashSet<u32> = bases.iter().copied().collect();
+        assert_eq!(unique.len(), 64, "every pod got its own range: {bases:?}");
+        let c = UsernsConfig { base: 100_000, size: 1000, count: 64, state_dir: state };
+        assert_eq!(IdRangePool::open(&c).expect("open").allocations().expect("list").len(), 64);
+    }
+}
