@@ -113,6 +113,15 @@ impl TestBed {
         self.containerd.log_tail(lines)
     }
 
+    /// `error` followed by containerd's log tail (the shims log there too).
+    pub fn with_log(&self, error: anyhow::Error) -> anyhow::Error {
+        anyhow!(
+            "{error:#}\n---- containerd log tail ({}):\n{}\n----",
+            self.layout().log.display(),
+            self.log_tail(30)
+        )
+    }
+
     /// A new empty directory under the volumes dir (which the moat config allows to mount).
     pub fn volume_dir(&self, base: &str) -> Result<PathBuf> {
         let dir = self.layout().volumes.join(configs::unique_name(base));
@@ -145,7 +154,7 @@ impl TestBed {
         let id = self
             .cri
             .runp(&config, handler)
-            .with_context(|| format!("containerd log tail:\n{}", self.log_tail(30)))?;
+            .map_err(|e| self.with_log(e))?;
         if let Some(netns) = self
             .cri
             .inspectp(&id)
@@ -235,7 +244,7 @@ impl Pod<'_> {
             .bed
             .cri
             .create(&self.id, config, &self.config)
-            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+            .map_err(|e| self.bed.with_log(e))?;
         let container = Container {
             id,
             name,
@@ -249,12 +258,9 @@ impl Pod<'_> {
 
     /// StartContainer.
     pub fn start(&self, container: &Container) -> Result<()> {
-        self.bed.cri.start(&container.id).with_context(|| {
-            format!(
-                "starting {}; containerd log tail:\n{}",
-                container.name,
-                self.bed.log_tail(30)
-            )
+        self.bed.cri.start(&container.id).map_err(|e| {
+            self.bed
+                .with_log(e.context(format!("starting {}", container.name)))
         })
     }
 
@@ -391,11 +397,11 @@ impl Pod<'_> {
         self.bed
             .cri
             .stopp(&self.id)
-            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+            .map_err(|e| self.bed.with_log(e))?;
         self.bed
             .cri
             .rmp(&self.id)
-            .with_context(|| format!("containerd log tail:\n{}", self.bed.log_tail(30)))?;
+            .map_err(|e| self.bed.with_log(e))?;
         Ok(())
     }
 }

@@ -131,6 +131,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
   stream_server_address = "127.0.0.1"
   stream_server_port = "0"
   enable_selinux = false
+  netns_mounts_under_state_dir = true
   [{cri}.cni]
     bin_dir = "/usr/lib/cni"
     conf_dir = {cni}
@@ -359,15 +360,16 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// Kills what a (stopped or dead) test containerd left and removes its files: its shims,
 /// the processes in its pods' cgroups, mounts under its dir, its cgroups, its dir.
 pub fn clean_up(layout: &Layout) {
-    if let Ok(pid) = fs::read_to_string(layout.pid_file()).map(|s| s.trim().parse::<i32>()) {
-        if let Ok(pid) = pid {
-            // Only if that pid is still a containerd using our config.
-            if host::cmdline(pid)
-                .iter()
-                .any(|a| Path::new(a) == layout.config)
-            {
-                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
-            }
+    let pid = fs::read_to_string(layout.pid_file())
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok());
+    if let Some(pid) = pid {
+        // Only if that pid is still a containerd using our config.
+        if host::cmdline(pid)
+            .iter()
+            .any(|a| Path::new(a) == layout.config)
+        {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
     kill_until_gone(|| {

@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: the unit tests of all crates and the end-to-end tests
+# (tests/, crate moat-e2e) against a private containerd with the moat and runc handlers.
+#
+#   scripts/test.sh [extra cargo test args...]    e.g. scripts/test.sh -p moat-e2e
+#
+# Needs root and the packages from scripts/install-deps.sh. MOAT_E2E=1 is set, so an
+# end-to-end test whose prerequisite is missing fails instead of skipping.
+# Env: MOAT_TEST_THREADS (default 2), MOAT_TEST_TIMEOUT (seconds, default 1500).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
+    export PATH="$HOME/.cargo/bin:$PATH"
+fi
+
+# Debug builds: building with the release profile (LTO, one codegen unit) takes far longer
+# on two cores than the tests gain from optimised code.
+echo "== build"
+start=$(date +%s)
+cargo build --workspace --all-targets
+echo "== build took $(( $(date +%s) - start ))s"
+
+export MOAT_E2E=1
+export MOAT_SHIM="${MOAT_SHIM:-$PWD/target/debug/containerd-shim-moat-v2}"
+threads="${MOAT_TEST_THREADS:-2}"
+log="$(mktemp /tmp/moat-test.XXXXXX.log)"
+
+echo "== test (MOAT_E2E=1, --test-threads=$threads, shim $MOAT_SHIM)"
+start=$(date +%s)
+set +e
+timeout --kill-after=60 "${MOAT_TEST_TIMEOUT:-1500}" \
+    cargo test --workspace --no-fail-fast "$@" -- --test-threads="$threads" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+echo "== tests took $(( $(date +%s) - start ))s"
+
+# Totals over every test binary's "test result:" line.
+read -r passed failed ignored < <(awk '
+    /^test result:/ {
+        for (i = 1; i <= NF; i++) {
+            if ($(i+1) ~ /^passed;?$/) p += $i
+            if ($(i+1) ~ /^failed;?$/) f += $i
+            if ($(i+1) ~ /^ignored;?$/) g += $i
+        }
+    }
+    END { print p+0, f+0, g+0 }' "$log")
+echo
+echo "failing tests:"
+awk '/^failures:$/ { in_list = 1; next }
+     in_list && /^    [^ ]/ { print "  " $1; next }
+     { in_list = 0 }' "$log" | sort -u
+echo
+if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+    echo "test.sh: the test run hit its time limit (${MOAT_TEST_TIMEOUT:-1500}s)"
+fi
+echo "total: $passed passed, $failed failed, $ignored skipped"
+rm -f "$log"
+exit "$status"
