@@ -1,1 +1,24 @@
-fn main() {}
+//! containerd-shim-moat-v2: the containerd side of moat.
+//!
+//! Owns: the shim v2 protocol (the `start`/`delete` commands, `-info`, the ttrpc task
+//! service), task events, stdio fifos, runtime options and moat's config source, and the
+//! bookkeeping of a pod's containers and processes.
+//!
+//! Does not own: any confinement. Every namespace, mount, ID range, cgroup, capability and
+//! seccomp decision is made and applied by `moat-sandbox`; this crate only turns containerd's
+//! requests into calls there and never issues those syscalls itself.
+
+mod bootstrap;
+mod config;
+mod error;
+mod shim;
+mod task;
+
+fn main() {
+    // The sandbox helper: this binary re-executed (from a sealed copy) to build one container
+    // process. It must run before anything else, on the single thread it starts with.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG)) {
+        moat_sandbox::spawn::helper_main();
+    }
+    shim::main();
+}

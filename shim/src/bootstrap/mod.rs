@@ -1,0 +1,6 @@
+//! The shim binary's commands other than serving: `start`, `delete`, `-info`.
+
+pub mod cleanup;
+pub mod info;
+pub mod options;
+pub mod start;

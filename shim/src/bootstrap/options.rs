@@ -1,0 +1,271 @@
+//! What containerd writes on the stdin of `<shim> start`, and the runtime options inside it.
+//!
+//! containerd up to 2.2 writes the handler's runtime options as a protobuf `Any` (or nothing);
+//! 2.3 and later write a `containerd.runtime.bootstrap.v1.BootstrapParams` whose extensions
+//! carry the options. moat needs only `runtimeoptions.v1.Options` (`ConfigPath`,
+//! `ConfigBody`), so this module finds them in whichever envelope arrived and never fails a
+//! pod over bytes it does not need: anything it cannot read is reported as `Ignored`.
+//!
+//! The messages are decoded with the protobuf crate's wire reader rather than generated
+//! types: containerd-shim-protos 0.11 has neither `runtimeoptions` nor `BootstrapParams`, and
+//! we read three fields.
+
+use containerd_shim_protos::protobuf::{rt::WireType, CodedInputStream};
+
+/// The type URL containerd's CRI gives `runtimeoptions.v1.Options` (1.6 writes it bare;
+/// others may prefix `type.googleapis.com/`).
+const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+
+/// moat's runtime options, as the containerd handler config sets them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RuntimeOptions {
+    /// `ConfigPath`: moat's TOML config file.
+    pub config_path: Option<String>,
+    /// `ConfigBody`: an inline TOML config, used when no path is given.
+    pub config_body: Option<String>,
+}
+
+/// What `start` found on its stdin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StartInput {
+    /// Nothing: the handler has no options.
+    Empty,
+    /// A bare options `Any` (containerd 1.6 to 2.2).
+    Options { type_url: String, options: Option<RuntimeOptions> },
+    /// A `BootstrapParams` (containerd 2.3+).
+    Bootstrap { namespace: String, containerd_version: String, options: Option<RuntimeOptions> },
+    /// Bytes that are none of the above; `reason` says why, for the log.
+    Ignored { reason: String },
+}
+
+impl StartInput {
+    /// The runtime options carried, if they are moat's.
+    pub fn runtime_options(&self) -> Option<&RuntimeOptions> {
+        match self {
+            StartInput::Options { options, .. } | StartInput::Bootstrap { options, .. } => {
+                options.as_ref()
+            }
+            StartInput::Empty | StartInput::Ignored { .. } => None,
+        }
+    }
+}
+
+/// Classifies and decodes the stdin of `start`. Never fails: see `StartInput::Ignored`.
+pub fn parse_start_input(data: &[u8]) -> StartInput {
+    if data.iter().all(u8::is_ascii_whitespace) {
+        return StartInput::Empty;
+    }
+    let fields = match read_fields(data) {
+        Ok(fields) => fields,
+        Err(reason) => return StartInput::Ignored { reason },
+    };
+    // An Any has exactly fields 1 (type URL) and 2 (value). BootstrapParams uses 1 and 2 for
+    // id and namespace, but a type URL always names a package ("a.b.C") and carries no
+    // container-id-like value; BootstrapParams also almost always has fields 3-8.
+    let only_any_fields = fields.iter().all(|f| f.number == 1 || f.number == 2);
+    let type_url = fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str());
+    if only_any_fields && type_url.is_some_and(looks_like_type_url) {
+        let type_url = type_url.unwrap_or_default().to_string();
+        let value = fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.clone());
+        let options = decode_options_any(&type_url, value.as_deref().unwrap_or_default());
+        return StartInput::Options { type_url, options };
+    }
+    decode_bootstrap(&fields)
+}
+
+fn decode_bootstrap(fields: &[Field]) -> StartInput {
+    let string = |n: u32| {
+        fields.iter().find(|f| f.number == n).and_then(|f| f.as_str()).unwrap_or_default().to_string()
+    };
+    let mut options = None;
+    for ext in fields.iter().filter(|f| f.number == 8) {
+        let Some(ext_bytes) = ext.bytes.as_deref() else { continue };
+        // Extension { google.protobuf.Any value = 1; }
+        let Ok(ext_fields) = read_fields(ext_bytes) else { continue };
+        let Some(any_bytes) = ext_fields.iter().find(|f| f.number == 1).and_then(|f| f.bytes.clone())
+        else {
+            continue;
+        };
+        let Ok(any_fields) = read_fields(&any_bytes) else { continue };
+        let url = any_fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str()).unwrap_or_default();
+        let value = any_fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.clone());
+        if let Some(found) = decode_options_any(url, value.as_deref().unwrap_or_default()) {
+            options = Some(found);
+        }
+    }
+    StartInput::Bootstrap { namespace: string(2), containerd_version: string(4), options }
+}
+
+/// Decodes `runtimeoptions.v1.Options { type_url = 1; config_path = 2; config_body = 3 }`
+/// when the Any is of that type.
+pub fn decode_options_any(type_url: &str, value: &[u8]) -> Option<RuntimeOptions> {
+    if !type_url.ends_with(RUNTIME_OPTIONS_TYPE) {
+        return None;
+    }
+    let fields = read_fields(value).ok()?;
+    let text = |n: u32| {
+        fields
+            .iter()
+            .find(|f| f.number == n)
+            .and_then(|f| f.bytes.as_deref())
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Some(RuntimeOptions { config_path: text(2), config_body: text(3) })
+}
+
+fn looks_like_type_url(s: &str) -> bool {
+    !s.is_empty()
+        && s.contains('.')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c))
+}
+
+/// One top-level field of a protobuf message; only length-delimited payloads are kept.
+struct Field {
+    number: u32,
+    bytes: Option<Vec<u8>>,
+}
+
+impl Field {
+    fn as_str(&self) -> Option<&str> {
+        self.bytes.as_deref().and_then(|b| std::str::from_utf8(b).ok())
+    }
+}
+
+fn read_fields(data: &[u8]) -> Result<Vec<Field>, String> {
+    let mut input = CodedInputStream::from_bytes(data);
+    let mut fields = Vec::new();
+    loop {
+        let tag = input.read_raw_tag_or_eof().map_err(|e| format!("protobuf wire error: {e}"))?;
+        let Some(tag) = tag else { break };
+        let number = tag >> 3;
+        let wire = WireType::new(tag & 7).ok_or_else(|| format!("unknown wire type in tag {tag}"))?;
+        if number == 0 {
+            return Err("protobuf field number 0".into());
+        }
+        let bytes = match wire {
+            WireType::LengthDelimited => {
+                Some(input.read_bytes().map_err(|e| format!("protobuf wire error: {e}"))?)
+            }
+            other => {
+                input.skip_field(other).map_err(|e| format!("protobuf wire error: {e}"))?;
+                None
+            }
+        };
+        fields.push(Field { number, bytes });
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Hand-encodes a length-delimited field.
+    fn ld(number: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![((number << 3) | 2) as u8];
+        let mut len = payload.len();
+        loop {
+            let byte = (len & 0x7f) as u8;
+            len >>= 7;
+            if len == 0 {
+                out.push(byte);
+                break;
+            }
+            out.push(byte | 0x80);
+        }
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn options_msg(path: &str) -> Vec<u8> {
+        [ld(1, b"io.containerd.moat.v1.Config"), ld(2, path.as_bytes())].concat()
+    }
+
+    fn any(type_url: &str, value: &[u8]) -> Vec<u8> {
+        [ld(1, type_url.as_bytes()), ld(2, value)].concat()
+    }
+
+    #[test]
+    fn empty_stdin_means_no_options() {
+        assert_eq!(parse_start_input(b""), StartInput::Empty);
+        assert_eq!(parse_start_input(b"\n"), StartInput::Empty);
+    }
+
+    #[test]
+    fn containerd_1_6_options_any_yields_config_path() {
+        let data = any("runtimeoptions.v1.Options", &options_msg("/etc/moat/pod.toml"));
+        let input = parse_start_input(&data);
+        let opts = input.runtime_options().expect("options");
+        assert_eq!(opts.config_path.as_deref(), Some("/etc/moat/pod.toml"));
+        assert_eq!(opts.config_body, None);
+    }
+
+    #[test]
+    fn prefixed_type_url_and_inline_body_are_read() {
+        let body = [ld(3, b"level = \"baseline\"\n")].concat();
+        let data = any("type.googleapis.com/runtimeoptions.v1.Options", &body);
+        let opts = parse_start_input(&data).runtime_options().cloned().expect("options");
+        assert_eq!(opts.config_body.as_deref(), Some("level = \"baseline\"\n"));
+        assert_eq!(opts.config_path, None);
+    }
+
+    #[test]
+    fn runc_options_any_is_recognised_but_not_used() {
+        // containerd.runc.v1.Options { binary_name = 10 } — another handler's options.
+        let data = any("containerd.runc.v1.Options", &ld(10, b"runc"));
+        let input = parse_start_input(&data);
+        assert!(matches!(input, StartInput::Options { ref type_url, options: None } if type_url == "containerd.runc.v1.Options"));
+        assert!(input.runtime_options().is_none());
+    }
+
+    #[test]
+    fn containerd_2_3_bootstrap_params_carry_options_in_extensions() {
+        let opts_any = any("runtimeoptions.v1.Options", &options_msg("/srv/moat.toml"));
+        let extension = ld(1, &opts_any);
+        let mut data = Vec::new();
+        data.extend(ld(1, b"4f7c2d0a9b8e"));
+        data.extend(ld(2, b"k8s.io"));
+        data.extend([3 << 3, 0x7c]); // log_level = -4 would be a long varint; any varint is fine
+        data.extend(ld(4, b"2.3.4"));
+        data.extend(ld(5, b"unix:///run/containerd/containerd.sock.ttrpc"));
+        data.extend(ld(6, b"unix:///run/containerd/containerd.sock"));
+        data.extend(ld(7, b"/usr/bin/containerd"));
+        data.extend(ld(8, &extension));
+        match parse_start_input(&data) {
+            StartInput::Bootstrap { namespace, containerd_version, options } => {
+                assert_eq!(namespace, "k8s.io");
+                assert_eq!(containerd_version, "2.3.4");
+                assert_eq!(options.and_then(|o| o.config_path).as_deref(), Some("/srv/moat.toml"));
+            }
+            other => panic!("expected Bootstrap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bootstrap_params_without_extensions_have_no_options() {
+        let data = [ld(1, b"abc"), ld(2, b"default"), ld(4, b"2.3.0")].concat();
+        let input = parse_start_input(&data);
+        assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
+    }
+
+    #[test]
+    fn garbage_is_ignored_not_fatal() {
+        // Input: a truncated length-delimited field (claims 100 bytes, has 3).
+        let input = parse_start_input(&[0x0a, 100, b'a', b'b', b'c']);
+        assert!(matches!(input, StartInput::Ignored { ref reason } if reason.contains("protobuf")), "{input:?}");
+        // Input: random text that is not protobuf.
+        let input = parse_start_input(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
+        assert!(matches!(input, StartInput::Ignored { .. }), "{input:?}");
+        assert!(input.runtime_options().is_none());
+    }
+
+    #[test]
+    fn options_any_with_broken_value_gives_no_options() {
+        // Input: a runtimeoptions Any whose value is not a valid message.
+        let data = any("runtimeoptions.v1.Options", &[0x12, 50, b'x']);
+        let input = parse_start_input(&data);
+        assert!(matches!(input, StartInput::Options { options: None, .. }), "{input:?}");
+    }
+}

@@ -1,0 +1,86 @@
+//! The shim's error type and how each kind reaches containerd as a ttrpc status code.
+//!
+//! containerd turns NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION and INVALID_ARGUMENT into
+//! its own errdefs, which CRI relies on (for example Kill on an exited process must be
+//! NOT_FOUND), so every variant maps explicitly.
+
+use containerd_shim_protos::ttrpc::{self, Code};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShimError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    InvalidArgument(String),
+    #[error("{0}")]
+    Unimplemented(String),
+    /// The policy refused the container or exec; the message names field, rule and config key.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+    #[error("{0}")]
+    Start(String),
+    #[error("{0}")]
+    Sandbox(String),
+}
+
+impl ShimError {
+    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ShimError::Io { context: context.into(), source }
+    }
+
+    fn code(&self) -> Code {
+        match self {
+            ShimError::NotFound(_) => Code::NOT_FOUND,
+            ShimError::AlreadyExists(_) => Code::ALREADY_EXISTS,
+            ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
+            ShimError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
+            ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
+            ShimError::Refused(_) => Code::PERMISSION_DENIED,
+            ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
+        }
+    }
+}
+
+impl From<ShimError> for ttrpc::Error {
+    fn from(e: ShimError) -> Self {
+        ttrpc::error::get_rpc_status(e.code(), e.to_string())
+    }
+}
+
+impl From<ShimError> for containerd_shim::Error {
+    fn from(e: ShimError) -> Self {
+        containerd_shim::Error::Other(e.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_kind_reaches_containerd_with_its_code() {
+        let cases = [
+            (ShimError::NotFound("process already finished".into()), Code::NOT_FOUND),
+            (ShimError::AlreadyExists("container c1".into()), Code::ALREADY_EXISTS),
+            (ShimError::FailedPrecondition("running".into()), Code::FAILED_PRECONDITION),
+            (ShimError::Refused("refused".into()), Code::PERMISSION_DENIED),
+            (ShimError::Unimplemented("checkpoint".into()), Code::UNIMPLEMENTED),
+        ];
+        for (err, code) in cases {
+            let msg = err.to_string();
+            match ttrpc::Error::from(err) {
+                ttrpc::Error::RpcStatus(status) => {
+                    assert_eq!(status.code(), code);
+                    assert_eq!(status.message(), msg);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,69 @@
+//! What the shim writes into each bundle so that `containerd-shim-moat-v2 delete` can clean
+//! up after a shim that was killed: the pod, the cgroup and the ID pool to release from.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::ConfigSource;
+use crate::error::ShimError;
+
+pub const FILE_NAME: &str = "moat-state.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BundleState {
+    pub container_id: String,
+    pub pod_id: String,
+    pub is_sandbox: bool,
+    pub cgroups_path: Option<String>,
+    pub pid: i32,
+    pub config: ConfigSource,
+}
+
+impl BundleState {
+    pub fn write(&self, bundle: &Path) -> Result<(), ShimError> {
+        let path = bundle.join(FILE_NAME);
+        let text = serde_json::to_vec(self)
+            .map_err(|e| ShimError::Sandbox(format!("encoding {}: {e}", path.display())))?;
+        let tmp = bundle.join(format!("{FILE_NAME}.tmp"));
+        std::fs::write(&tmp, text).map_err(|e| ShimError::io(format!("writing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| ShimError::io(format!("renaming to {}", path.display()), e))
+    }
+
+    /// `Ok(None)` when the bundle has no state (the container never got that far).
+    pub fn read(bundle: &Path) -> Result<Option<BundleState>, ShimError> {
+        let path = bundle.join(FILE_NAME);
+        match std::fs::read(&path) {
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|e| ShimError::InvalidArgument(format!("{} is not moat state: {e}", path.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(ShimError::io(format!("reading {}", path.display()), e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn state_round_trips_and_garbage_is_a_clear_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert_eq!(BundleState::read(dir.path()).expect("no state"), None);
+        let state = BundleState {
+            container_id: "c1".into(),
+            pod_id: "p1".into(),
+            is_sandbox: true,
+            cgroups_path: Some("/k8s.io/c1".into()),
+            pid: 1234,
+            config: ConfigSource::default(),
+        };
+        state.write(dir.path()).expect("write");
+        assert_eq!(BundleState::read(dir.path()).expect("read"), Some(state));
+        // Input: a state file truncated to garbage.
+        std::fs::write(dir.path().join(FILE_NAME), "{\"container_id\":").expect("write");
+        let err = BundleState::read(dir.path()).expect_err("garbage").to_string();
+        assert!(err.contains(FILE_NAME), "{err}");
+    }
+}

@@ -1,0 +1,297 @@
+//! The task service's one door into the sandbox crate: policy, ID ranges, cgroups, spawn.
+//!
+//! Everything here runs the blocking sandbox calls on tokio's blocking pool and undoes what
+//! it did when a later step fails, so a refused or broken Create leaves no ID range, cgroup
+//! or process behind.
+
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use containerd_shim::api::CreateTaskRequest;
+use log::{info, warn};
+use moat_sandbox::cgroups::{Cgroup, Layout};
+use moat_sandbox::plan::{ContainerPlan, IdMapping, RootfsMount, UserNamespaceAction, UserNamespacePlan};
+use moat_sandbox::policy::{self, Config, PodContext};
+use moat_sandbox::spawn::Launcher;
+use moat_sandbox::userns::pool::IdRangePool;
+use oci_spec::runtime::{Process as OciProcess, Spec};
+
+use super::bundle_state::BundleState;
+use super::process::Process;
+use super::stdio::{self, StdioPaths};
+use crate::config::ConfigSource;
+use crate::error::ShimError;
+
+/// What the pod's first (sandbox) container leaves for the others.
+#[derive(Clone)]
+pub struct PodResources {
+    pub pod_id: String,
+    pub pod_uid: Option<String>,
+    pub user: UserNamespacePlan,
+    /// The pod's user namespace, joined by every later container and exec.
+    pub userns: Option<Arc<OwnedFd>>,
+    /// The ID range came from moat's pool (and goes back to it with the pod).
+    pub pool: Option<Arc<IdRangePool>>,
+}
+
+pub struct Created {
+    pub is_sandbox: bool,
+    pub plan: ContainerPlan,
+    pub cgroup: Option<Cgroup>,
+    pub process: Process,
+    pub pod: Option<PodResources>,
+}
+
+pub struct Confinement {
+    launcher: Arc<Launcher>,
+    layout: Option<Layout>,
+}
+
+impl Confinement {
+    pub fn new() -> Result<Self, ShimError> {
+        let launcher = Launcher::new().map_err(|e| ShimError::Start(format!("preparing the sandbox helper: {e}")))?;
+        let layout = match Layout::detect() {
+            Ok(layout) => Some(layout),
+            Err(e) => {
+                warn!("no cgroup hierarchy usable, containers run without cgroup limits: {e}");
+                None
+            }
+        };
+        Ok(Confinement { launcher: Arc::new(launcher), layout })
+    }
+
+    pub async fn create_container(
+        &self,
+        req: &CreateTaskRequest,
+        config: &Arc<Config>,
+        pod: Option<&PodResources>,
+        stdio_paths: &StdioPaths,
+        config_source: &ConfigSource,
+    ) -> Result<Created, ShimError> {
+        let bundle = PathBuf::from(&req.bundle);
+        let spec_path = bundle.join("config.json");
+        let spec = Spec::load(&spec_path)
+            .map_err(|e| ShimError::InvalidArgument(format!("container {}: reading {}: {e}", req.id, spec_path.display())))?;
+        let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
+        let pod_id = PodContext::spec_pod_id(&spec, &req.id);
+
+        // The pod's user namespace: a fresh range for its first container, the pod's for others.
+        let (user, pod_resources, userns_fd) = if is_sandbox {
+            let config = config.clone();
+            let pod_id_for_pool = pod_id.clone();
+            let (pool, user) = blocking(move || -> Result<_, ShimError> {
+                let pool = IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
+                let range = pool.allocate(&pod_id_for_pool).map_err(|e| ShimError::Sandbox(e.to_string()))?;
+                let mapping = vec![IdMapping { container_id: 0, host_id: range.host_base, size: range.size }];
+                let user = UserNamespacePlan {
+                    action: UserNamespaceAction::Create,
+                    uid_mappings: mapping.clone(),
+                    gid_mappings: mapping,
+                };
+                Ok((Arc::new(pool), user))
+            })
+            .await?;
+            let resources = PodResources {
+                pod_id: pod_id.clone(),
+                pod_uid: PodContext::spec_pod_uid(&spec),
+                user: user.clone(),
+                userns: None,
+                pool: Some(pool),
+            };
+            (user, resources, None)
+        } else {
+            let pod = pod.ok_or_else(|| ShimError::FailedPrecondition(format!("container {}: its pod {pod_id} has no sandbox in this shim", req.id)))?;
+            let mut user = pod.user.clone();
+            user.action = UserNamespaceAction::JoinPod;
+            (user, pod.clone(), pod.userns.clone())
+        };
+
+        let release_range = |resources: &PodResources| {
+            if is_sandbox {
+                if let Some(pool) = &resources.pool {
+                    if let Err(e) = pool.release(&resources.pod_id) {
+                        warn!("releasing the ID range of pod {}: {e}", resources.pod_id);
+                    }
+                }
+            }
+        };
+
+        let ctx = PodContext {
+            pod_id: pod_id.clone(),
+            container_id: req.id.clone(),
+            pod_uid: pod_resources.pod_uid.clone().or_else(|| PodContext::spec_pod_uid(&spec)),
+            is_sandbox,
+            rootfs: spec_rootfs(&spec, &bundle),
+            rootfs_mounts: req
+                .rootfs
+                .iter()
+                .map(|m| RootfsMount { fstype: m.type_.clone(), source: m.source.clone(), options: m.options.clone() })
+                .collect(),
+            user,
+        };
+        let mut plan = match policy::derive_container(&spec, config, &ctx) {
+            Ok(plan) => plan,
+            Err(refusal) => {
+                warn!("refused: {refusal}");
+                release_range(&pod_resources);
+                return Err(ShimError::Refused(refusal.to_string()));
+            }
+        };
+
+        let cgroup = match self.create_cgroup(&spec, &req.id).await {
+            Ok(cgroup) => cgroup,
+            Err(e) => {
+                release_range(&pod_resources);
+                return Err(e);
+            }
+        };
+        plan.cgroup_procs = cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
+
+        let undo = |cgroup: &Option<Cgroup>| {
+            if let Some(cg) = cgroup {
+                if let Err(e) = cg.destroy() {
+                    warn!("removing the cgroup of {}: {e}", req.id);
+                }
+            }
+            release_range(&pod_resources);
+        };
+        let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone()).await;
+        let (mut pending, plumbing) = match spawned {
+            Ok(v) => v,
+            Err(e) => {
+                undo(&cgroup);
+                return Err(e);
+            }
+        };
+        let console = pending.console.take();
+        let io = match plumbing.start(console, &format!("container {}", req.id)) {
+            Ok(io) => io,
+            Err(e) => {
+                drop(pending);
+                undo(&cgroup);
+                return Err(e);
+            }
+        };
+        let mut pod_out = None;
+        if is_sandbox {
+            let mut resources = pod_resources.clone();
+            resources.userns = pending.userns.take().map(Arc::new);
+            pod_out = Some(resources);
+        }
+        let state = BundleState {
+            container_id: req.id.clone(),
+            pod_id,
+            is_sandbox,
+            cgroups_path: cgroup.as_ref().map(Cgroup::path),
+            pid: pending.pid,
+            config: config_source.clone(),
+        };
+        if let Err(e) = state.write(&bundle) {
+            drop(pending);
+            undo(&cgroup);
+            return Err(e);
+        }
+        let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
+        Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
+    }
+
+    async fn create_cgroup(&self, spec: &Spec, id: &str) -> Result<Option<Cgroup>, ShimError> {
+        let Some(layout) = self.layout.clone() else { return Ok(None) };
+        let linux = spec.linux().as_ref();
+        let Some(path) = linux.and_then(|l| l.cgroups_path().clone()) else { return Ok(None) };
+        let path = path.display().to_string();
+        let resources = linux.and_then(|l| l.resources().clone());
+        let id = id.to_string();
+        blocking(move || {
+            Cgroup::create(&layout, &path, resources.as_ref())
+                .map(Some)
+                .map_err(|e| ShimError::Sandbox(format!("container {id}: {e}")))
+        })
+        .await
+    }
+
+    async fn spawn_init(
+        &self,
+        plan: &ContainerPlan,
+        stdio_paths: &StdioPaths,
+        userns: Option<Arc<OwnedFd>>,
+    ) -> Result<(moat_sandbox::spawn::Pending, stdio::Plumbing), ShimError> {
+        let (fds, plumbing) = stdio::prepare(stdio_paths)?;
+        let launcher = self.launcher.clone();
+        let plan = plan.clone();
+        let pending = blocking(move || {
+            launcher
+                .create(&plan, fds, userns.as_ref().map(|fd| fd.as_fd()))
+                .map_err(|e| ShimError::Sandbox(e.to_string()))
+        })
+        .await?;
+        Ok((pending, plumbing))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn create_exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        process_json: &[u8],
+        container: &ContainerPlan,
+        config: &Config,
+        init_pid: i32,
+        cgroup: Option<&Cgroup>,
+        stdio_paths: &StdioPaths,
+    ) -> Result<Process, ShimError> {
+        let oci: OciProcess = serde_json::from_slice(process_json)
+            .map_err(|e| ShimError::InvalidArgument(format!("exec {exec_id} of container {id}: the process spec is not valid OCI JSON: {e}")))?;
+        let mut plan = policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
+            warn!("refused: {refusal}");
+            ShimError::Refused(refusal.to_string())
+        })?;
+        plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
+        let (fds, plumbing) = stdio::prepare(stdio_paths)?;
+        let launcher = self.launcher.clone();
+        let label = format!("exec {exec_id} of container {id}");
+        let mut pending = blocking(move || {
+            launcher.exec(&plan, fds).map_err(|e| ShimError::Sandbox(e.to_string()))
+        })
+        .await?;
+        let console = pending.console.take();
+        let io = plumbing.start(console, &label)?;
+        Ok(Process::new(pending.pid, stdio_paths.clone(), pending, io))
+    }
+
+    /// Removes the container's cgroup (killing what is left in it) and, with the pod's
+    /// sandbox container, gives the pod's ID range back.
+    pub async fn destroy_container(&self, cgroup: Option<Cgroup>, pod: Option<PodResources>, id: &str) -> Result<(), ShimError> {
+        let id = id.to_string();
+        blocking(move || {
+            if let Some(cgroup) = cgroup {
+                cgroup.destroy().map_err(|e| ShimError::Sandbox(format!("container {id}: {e}")))?;
+            }
+            if let Some(pod) = pod {
+                if let Some(pool) = &pod.pool {
+                    pool.release(&pod.pod_id).map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", pod.pod_id)))?;
+                    info!("pod {}: ID range released", pod.pod_id);
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+}
+
+/// The spec's root path, relative to the bundle unless absolute.
+fn spec_rootfs(spec: &Spec, bundle: &std::path::Path) -> PathBuf {
+    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    if root.is_absolute() {
+        root
+    } else {
+        bundle.join(root)
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShimError> + Send + 'static) -> Result<T, ShimError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ShimError::Sandbox(format!("a sandbox task failed: {e}")))?
+}

@@ -1,0 +1,43 @@
+//! One container of the pod: its plan, cgroup, init process and execs.
+
+use std::collections::HashMap;
+
+use moat_sandbox::cgroups::Cgroup;
+use moat_sandbox::plan::ContainerPlan;
+
+use super::process::{Exit, Process};
+
+pub struct Container {
+    pub id: String,
+    pub bundle: String,
+    pub is_sandbox: bool,
+    pub plan: ContainerPlan,
+    pub cgroup: Option<Cgroup>,
+    pub init: Process,
+    pub execs: HashMap<String, Process>,
+    /// The init exited while execs still ran: its exit is held back until they are reaped,
+    /// so containerd sees exec exits before the container's.
+    pub deferred_init_exit: Option<Exit>,
+}
+
+impl Container {
+    pub fn process(&self, exec_id: &str) -> Option<&Process> {
+        if exec_id.is_empty() {
+            Some(&self.init)
+        } else {
+            self.execs.get(exec_id)
+        }
+    }
+
+    pub fn process_mut(&mut self, exec_id: &str) -> Option<&mut Process> {
+        if exec_id.is_empty() {
+            Some(&mut self.init)
+        } else {
+            self.execs.get_mut(exec_id)
+        }
+    }
+
+    pub fn running_execs(&self) -> usize {
+        self.execs.values().filter(|p| p.pid > 0 && p.exit().is_none()).count()
+    }
+}

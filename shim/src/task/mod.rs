@@ -1,0 +1,14 @@
+//! The task service and the state behind it.
+
+mod bundle_state;
+mod confine;
+mod container;
+mod events;
+mod exits;
+mod process;
+mod service;
+mod stdio;
+
+pub use bundle_state::BundleState;
+pub use events::EventSink;
+pub use service::MoatTask;

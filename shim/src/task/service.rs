@@ -1,0 +1,485 @@
+//! The task service: containerd's Task API for every container of one pod.
+//!
+//! Each handler is short: it finds the container or process, asks `confine` (the sandbox
+//! side) to do the work off the async threads, records the result and publishes the event.
+//! One lock guards the pod's state; blocking work (spawning, cgroup teardown) runs in
+//! `spawn_blocking` with the lock released, except `Start`, which holds it so that the
+//! process's exit cannot be reported before its start.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use containerd_shim::api::{
+    CloseIORequest, ConnectRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteRequest, DeleteResponse, Empty, ExecProcessRequest, KillRequest, PauseRequest,
+    PidsRequest, PidsResponse, ResizePtyRequest, ResumeRequest, ShutdownRequest, StartRequest,
+    StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
+    WaitRequest, WaitResponse,
+};
+use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::asynchronous::monitor::monitor_subscribe;
+use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
+use containerd_shim_protos::api::CheckpointTaskRequest;
+use containerd_shim_protos::events::task::TaskIO;
+use containerd_shim_protos::shim_async::Task;
+use containerd_shim_protos::types::task::ProcessInfo;
+use log::info;
+use moat_sandbox::policy::Config;
+use tokio::sync::Mutex;
+
+use super::confine::{Confinement, PodResources};
+use super::container::Container;
+use super::events::EventSink;
+use super::exits::{exit_status, UnclaimedExits};
+use super::process::Exit;
+use super::stdio::StdioPaths;
+use crate::config::ConfigSource;
+use crate::error::ShimError;
+
+/// How long a container's exit waits for the exits of its execs before it is reported.
+const EXEC_EXIT_GRACE: Duration = Duration::from_secs(2);
+
+pub struct MoatTask {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    events: EventSink,
+    exit_signal: Arc<ExitSignal>,
+    config_source: ConfigSource,
+    confinement: Confinement,
+    state: Mutex<PodState>,
+}
+
+#[derive(Default)]
+struct PodState {
+    config: Option<Arc<Config>>,
+    pod: Option<PodResources>,
+    containers: HashMap<String, Container>,
+    /// pid -> (container id, exec id; empty for the init).
+    pids: HashMap<i32, (String, String)>,
+    unclaimed: UnclaimedExits,
+}
+
+impl MoatTask {
+    pub async fn new(events: EventSink, exit_signal: Arc<ExitSignal>) -> Result<Self, ShimError> {
+        let shared = Arc::new(Shared {
+            events,
+            exit_signal,
+            config_source: ConfigSource::from_env(),
+            confinement: Confinement::new()?,
+            state: Mutex::new(PodState::default()),
+        });
+        let mut subscription = monitor_subscribe(Topic::Pid)
+            .await
+            .map_err(|e| ShimError::Start(format!("subscribing to reaped exits: {e}")))?;
+        let reaper = shared.clone();
+        tokio::spawn(async move {
+            while let Some(event) = subscription.rx.recv().await {
+                if let Subject::Pid(pid) = event.subject {
+                    let exit = Exit { status: exit_status(event.exit_code), at: SystemTime::now() };
+                    Shared::on_exit(&reaper, pid, exit).await;
+                }
+            }
+        });
+        Ok(MoatTask { shared })
+    }
+}
+
+impl Shared {
+    async fn config(&self, state: &mut PodState) -> Result<Arc<Config>, ShimError> {
+        if let Some(config) = &state.config {
+            return Ok(config.clone());
+        }
+        let config = Arc::new(self.config_source.load()?);
+        info!("moat config loaded from {}", config.source);
+        state.config = Some(config.clone());
+        Ok(config)
+    }
+
+    /// A reaped exit: record it on its process and tell containerd, in order.
+    async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
+        let mut state = this.state.lock().await;
+        let Some((cid, exec_id)) = state.pids.remove(&pid) else {
+            state.unclaimed.record(pid, exit);
+            return;
+        };
+        let Some(container) = state.containers.get_mut(&cid) else { return };
+        if !exec_id.is_empty() {
+            if let Some(process) = container.execs.get(&exec_id) {
+                if process.set_exit(exit) {
+                    this.events.exited(&cid, &exec_id, pid as u32, exit.status, exit.timestamp()).await;
+                }
+            }
+            if container.deferred_init_exit.is_some() && container.running_execs() == 0 {
+                Self::finish_init_exit(this, &mut state, &cid).await;
+            }
+            return;
+        }
+        // The init exited: whatever else runs in the container goes with it.
+        if let Some(cgroup) = container.cgroup.clone() {
+            tokio::task::spawn_blocking(move || cgroup.kill_all(nix::sys::signal::Signal::SIGKILL));
+        }
+        container.deferred_init_exit = Some(exit);
+        if container.running_execs() == 0 {
+            Self::finish_init_exit(this, &mut state, &cid).await;
+            return;
+        }
+        let this = this.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(EXEC_EXIT_GRACE).await;
+            let mut state = this.state.lock().await;
+            Self::finish_init_exit(&this, &mut state, &cid).await;
+        });
+    }
+
+    async fn finish_init_exit(this: &Arc<Shared>, state: &mut PodState, cid: &str) {
+        let Some(container) = state.containers.get_mut(cid) else { return };
+        let Some(exit) = container.deferred_init_exit.take() else { return };
+        if container.init.set_exit(exit) {
+            let pid = container.init.pid as u32;
+            this.events.exited(cid, cid, pid, exit.status, exit.timestamp()).await;
+        }
+    }
+
+    /// Registers a pid; if it was already reaped, applies that exit now.
+    fn claim_pid(state: &mut PodState, pid: i32, cid: &str, exec_id: &str) -> Option<Exit> {
+        state.pids.insert(pid, (cid.to_string(), exec_id.to_string()));
+        state.unclaimed.claim(pid)
+    }
+}
+
+fn not_found(what: &str) -> ShimError {
+    ShimError::NotFound(format!("{what} not found"))
+}
+
+fn process_label(id: &str, exec_id: &str) -> String {
+    if exec_id.is_empty() {
+        format!("container {id}")
+    } else {
+        format!("exec {exec_id} of container {id}")
+    }
+}
+
+#[async_trait]
+impl Task for MoatTask {
+    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+        let this = &self.shared;
+        if !req.checkpoint.is_empty() {
+            return Err(ShimError::Unimplemented("restoring from a checkpoint is not supported by moat".into()).into());
+        }
+        let stdio_paths = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (config, pod) = {
+            let mut state = this.state.lock().await;
+            if state.containers.contains_key(&req.id) {
+                return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)).into());
+            }
+            (this.config(&mut state).await?, state.pod.clone())
+        };
+        let created = this
+            .confinement
+            .create_container(&req, &config, pod.as_ref(), &stdio_paths, &this.config_source)
+            .await?;
+        let pid = created.process.pid;
+        let mut state = this.state.lock().await;
+        if created.is_sandbox {
+            state.pod = created.pod.clone();
+        }
+        let early_exit = Shared::claim_pid(&mut state, pid, &req.id, "");
+        let container = Container {
+            id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            is_sandbox: created.is_sandbox,
+            plan: created.plan,
+            cgroup: created.cgroup,
+            init: created.process,
+            execs: HashMap::new(),
+            deferred_init_exit: None,
+        };
+        if let Some(exit) = early_exit {
+            container.init.set_exit(exit);
+        }
+        state.containers.insert(req.id.clone(), container);
+        drop(state);
+        let io = TaskIO {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+            ..Default::default()
+        };
+        this.events.created(&req.id, &req.bundle, io, pid as u32).await;
+        Ok(CreateTaskResponse { pid: pid as u32, ..Default::default() })
+    }
+
+    async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
+        let this = &self.shared;
+        let label = process_label(&req.id, &req.exec_id);
+        // The lock is held across the start so the reaper cannot report this process's exit
+        // before containerd has seen it start.
+        let mut state = this.state.lock().await;
+        let container = state.containers.get_mut(&req.id).ok_or_else(|| not_found(&label))?;
+        let process = container.process_mut(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let pending = process
+            .pending
+            .take()
+            .ok_or_else(|| ShimError::FailedPrecondition(format!("{label} was already started")))?;
+        let pid = process.pid;
+        let started = tokio::task::spawn_blocking(move || pending.start())
+            .await
+            .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))?;
+        if let Err(e) = started {
+            return Err(ShimError::Sandbox(format!("starting {label}: {e}")).into());
+        }
+        process.started = true;
+        if req.exec_id.is_empty() {
+            this.events.started(&req.id, pid as u32).await;
+        } else {
+            this.events.exec_started(&req.id, &req.exec_id, pid as u32).await;
+        }
+        Ok(StartResponse { pid: pid as u32, ..Default::default() })
+    }
+
+    async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
+        let state = self.shared.state.lock().await;
+        let label = process_label(&req.id, &req.exec_id);
+        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+        let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let exit = process.exit();
+        Ok(StateResponse {
+            id: if req.exec_id.is_empty() { req.id.clone() } else { req.exec_id.clone() },
+            bundle: container.bundle.clone(),
+            pid: process.pid as u32,
+            status: process.status().into(),
+            stdin: process.stdio.stdin.clone(),
+            stdout: process.stdio.stdout.clone(),
+            stderr: process.stdio.stderr.clone(),
+            terminal: process.stdio.terminal,
+            exit_status: exit.map(|e| e.status).unwrap_or_default(),
+            exited_at: exit.map(|e| e.timestamp()).into(),
+            exec_id: req.exec_id.clone(),
+            ..Default::default()
+        })
+    }
+
+    async fn wait(&self, _ctx: &TtrpcContext, req: WaitRequest) -> TtrpcResult<WaitResponse> {
+        let label = process_label(&req.id, &req.exec_id);
+        let mut exits = {
+            let state = self.shared.state.lock().await;
+            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            container.process(&req.exec_id).ok_or_else(|| not_found(&label))?.subscribe()
+        };
+        let exit = exits
+            .wait_for(Option::is_some)
+            .await
+            .map_err(|_| ShimError::NotFound(format!("{label} was deleted while waited on")))?
+            .ok_or_else(|| not_found(&label))?;
+        Ok(WaitResponse { exit_status: exit.status, exited_at: Some(exit.timestamp()).into(), ..Default::default() })
+    }
+
+    async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, &req.exec_id);
+        let (pid, cgroup) = {
+            let state = self.shared.state.lock().await;
+            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+            if process.exit().is_some() {
+                return Err(ShimError::NotFound(format!("{label}: process already finished")).into());
+            }
+            let cgroup = (req.all && req.exec_id.is_empty()).then(|| container.cgroup.clone()).flatten();
+            (process.pid, cgroup)
+        };
+        let signal = i32::try_from(req.signal)
+            .ok()
+            .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
+            .ok_or_else(|| ShimError::InvalidArgument(format!("{label}: signal {} is not a signal", req.signal)))?;
+        if let Some(cgroup) = cgroup {
+            tokio::task::spawn_blocking(move || cgroup.kill_all(signal))
+                .await
+                .map_err(|e| ShimError::Sandbox(format!("killing all of {label}: {e}")))?
+                .map_err(|e| ShimError::Sandbox(format!("killing all of {label}: {e}")))?;
+            return Ok(Empty::new());
+        }
+        // The pid is still ours (registered, not yet reaped), so it cannot have been reused.
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
+            .map_err(|e| match e {
+                nix::errno::Errno::ESRCH => ShimError::NotFound(format!("{label}: process already finished")),
+                other => ShimError::Sandbox(format!("signal {signal:?} to {label} (pid {pid}): {other}")),
+            })?;
+        Ok(Empty::new())
+    }
+
+    async fn delete(&self, _ctx: &TtrpcContext, req: DeleteRequest) -> TtrpcResult<DeleteResponse> {
+        let this = &self.shared;
+        let label = process_label(&req.id, &req.exec_id);
+        if !req.exec_id.is_empty() {
+            let mut state = this.state.lock().await;
+            let container = state.containers.get_mut(&req.id).ok_or_else(|| not_found(&label))?;
+            let process = container.execs.get(&req.exec_id).ok_or_else(|| not_found(&label))?;
+            if process.is_running() {
+                return Err(ShimError::FailedPrecondition(format!("{label} is still running")).into());
+            }
+            let process = container.execs.remove(&req.exec_id).ok_or_else(|| not_found(&label))?;
+            let exit = process.exit().unwrap_or(Exit { status: 0, at: SystemTime::now() });
+            state.pids.remove(&process.pid);
+            return Ok(delete_response(process.pid, exit));
+        }
+        let mut container = {
+            let mut state = this.state.lock().await;
+            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            if container.init.is_running() {
+                return Err(ShimError::FailedPrecondition(format!("{label} is still running; kill it first")).into());
+            }
+            let container = state.containers.remove(&req.id).ok_or_else(|| not_found(&label))?;
+            state.pids.retain(|_, (cid, _)| cid != &req.id);
+            container
+        };
+        // A created-but-never-started init: dropping its pending start makes it exit.
+        container.init.pending.take();
+        let pid = container.init.pid;
+        let exit = container.init.exit().unwrap_or(Exit { status: 137, at: SystemTime::now() });
+        let pod = if container.is_sandbox { this.state.lock().await.pod.take() } else { None };
+        this.confinement.destroy_container(container.cgroup.take(), pod, &req.id).await?;
+        this.events.deleted(&req.id, pid as u32, exit.status, exit.timestamp()).await;
+        Ok(delete_response(pid, exit))
+    }
+
+    async fn pids(&self, _ctx: &TtrpcContext, req: PidsRequest) -> TtrpcResult<PidsResponse> {
+        let label = process_label(&req.id, "");
+        let (cgroup, init) = {
+            let state = self.shared.state.lock().await;
+            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            (container.cgroup.clone(), container.init.pid)
+        };
+        let pids = match cgroup {
+            Some(cgroup) => tokio::task::spawn_blocking(move || cgroup.pids())
+                .await
+                .map_err(|e| ShimError::Sandbox(format!("listing pids of {label}: {e}")))?
+                .map_err(|e| ShimError::Sandbox(format!("listing pids of {label}: {e}")))?,
+            None => vec![init],
+        };
+        let processes = pids
+            .into_iter()
+            .map(|pid| ProcessInfo { pid: pid as u32, ..Default::default() })
+            .collect();
+        Ok(PidsResponse { processes, ..Default::default() })
+    }
+
+    async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
+        let this = &self.shared;
+        let label = process_label(&req.id, &req.exec_id);
+        let stdio_paths = StdioPaths {
+            stdin: req.stdin.clone(),
+            stdout: req.stdout.clone(),
+            stderr: req.stderr.clone(),
+            terminal: req.terminal,
+        };
+        let (config, plan, init_pid, cgroup) = {
+            let mut state = this.state.lock().await;
+            let config = this.config(&mut state).await?;
+            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            if container.execs.contains_key(&req.exec_id) {
+                return Err(ShimError::AlreadyExists(format!("{label} already exists")).into());
+            }
+            if !container.init.is_running() {
+                return Err(ShimError::FailedPrecondition(format!("container {} is not running", req.id)).into());
+            }
+            (config, container.plan.clone(), container.init.pid, container.cgroup.clone())
+        };
+        let spec = req.spec.as_ref().map(|any| any.value.clone()).unwrap_or_default();
+        let process = this
+            .confinement
+            .create_exec(&req.id, &req.exec_id, &spec, &plan, &config, init_pid, cgroup.as_ref(), &stdio_paths)
+            .await?;
+        let pid = process.pid;
+        let mut state = this.state.lock().await;
+        let early_exit = Shared::claim_pid(&mut state, pid, &req.id, &req.exec_id);
+        let Some(container) = state.containers.get_mut(&req.id) else {
+            return Err(ShimError::NotFound(format!("container {} was deleted during exec", req.id)).into());
+        };
+        if let Some(exit) = early_exit {
+            process.set_exit(exit);
+        }
+        container.execs.insert(req.exec_id.clone(), process);
+        drop(state);
+        this.events.exec_added(&req.id, &req.exec_id).await;
+        Ok(Empty::new())
+    }
+
+    async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, &req.exec_id);
+        let state = self.shared.state.lock().await;
+        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+        let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        process.io.resize(req.width, req.height)?;
+        Ok(Empty::new())
+    }
+
+    async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, &req.exec_id);
+        let state = self.shared.state.lock().await;
+        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+        let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        if req.stdin {
+            process.io.close_stdin();
+        }
+        Ok(Empty::new())
+    }
+
+    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+        let state = self.shared.state.lock().await;
+        let task_pid = state.containers.get(&req.id).map(|c| c.init.pid as u32).unwrap_or_default();
+        Ok(ConnectResponse {
+            shim_pid: std::process::id(),
+            task_pid,
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            ..Default::default()
+        })
+    }
+
+    async fn shutdown(&self, _ctx: &TtrpcContext, _req: ShutdownRequest) -> TtrpcResult<Empty> {
+        let state = self.shared.state.lock().await;
+        if state.containers.is_empty() {
+            self.shared.exit_signal.signal();
+        } else {
+            info!("shutdown ignored: {} container(s) still in this pod", state.containers.len());
+        }
+        Ok(Empty::new())
+    }
+
+    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        Err(ShimError::Unimplemented("stats: not implemented yet in moat (issue: CRI surface)".into()).into())
+    }
+
+    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("update: not implemented yet in moat (issue: CRI surface)".into()).into())
+    }
+
+    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("pause: not implemented yet in moat (issue: CRI surface)".into()).into())
+    }
+
+    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("resume: not implemented yet in moat (issue: CRI surface)".into()).into())
+    }
+
+    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+        Err(ShimError::Unimplemented("checkpoint is not supported by moat".into()).into())
+    }
+}
+
+fn delete_response(pid: i32, exit: Exit) -> DeleteResponse {
+    DeleteResponse {
+        pid: pid as u32,
+        exit_status: exit.status,
+        exited_at: Some(exit.timestamp()).into(),
+        ..Default::default()
+    }
+}
