@@ -14,7 +14,7 @@ use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use anyhow::{anyhow, bail, ensure, Context, Result};
 use moat_sandbox::plan::*;
 use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
 use nix::sys::wait::{waitpid, WaitStatus};
-use nix::unistd::{pipe, Pid};
+use nix::unistd::Pid;
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -49,6 +49,11 @@ const TESTS: &[Test] = &[
     ("terminal_gives_a_controlling_pty", terminal_gives_a_controlling_pty),
     ("readonly_rootfs_refuses_writes", readonly_rootfs_refuses_writes),
     ("bad_rootfs_mount_is_a_clear_error", bad_rootfs_mount_is_a_clear_error),
+    ("app_container_joins_the_pause_namespaces", app_container_joins_the_pause_namespaces),
+    ("init_and_exec_enter_their_cgroup_and_see_only_it", init_and_exec_enter_their_cgroup_and_see_only_it),
+    ("seccomp_filters_are_loaded_in_order", seccomp_filters_are_loaded_in_order),
+    ("oom_score_adj_is_set_or_clamped", oom_score_adj_is_set_or_clamped),
+    ("concurrent_creates_from_many_threads", concurrent_creates_from_many_threads),
 ];
 
 fn main() {
@@ -282,7 +287,8 @@ struct Outcome {
 }
 
 fn pipes() -> Result<((OwnedFd, OwnedFd), (OwnedFd, OwnedFd))> {
-    Ok((pipe()?, pipe()?))
+    let p = || nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC);
+    Ok((p()?, p()?))
 }
 
 fn read_all(fd: OwnedFd) -> Result<String> {
@@ -568,6 +574,8 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /mapped/owned-by-host-root /plain/owned-by-host-root; touch /plain/y 2>/dev/null && echo PLAIN-WRITABLE; touch /mapped/z && echo MAPPED-WRITABLE"]);
     p.mounts.push(mount("/mapped", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true }, None, false, true, true, false));
     p.mounts.push(mount("/plain", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false }, None, true, true, true, false));
+    // A target reached through a symlink that points "out of" the root lands inside it.
+    p.mounts.push(mount("/escape/sub", MountKind::Tmpfs, None, false, true, true, true));
     let out = ok(run_plan(l, &p, None)?.0)?;
     ensure!(out.contains("0 /mapped/owned-by-host-root"), "{out}");
     ensure!(out.contains("65534 /plain/owned-by-host-root"), "{out}");
@@ -576,6 +584,8 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     ensure!(fs::metadata(fx.host.join("z"))?.uid() == 0);
     // The mount targets were created in the upper layer, owned by container root.
     ensure!(fs::metadata(fx.upper.join("mapped"))?.uid() == fx.base);
+    ensure!(fs::metadata(fx.upper.join("var/run-target/sub"))?.uid() == fx.base);
+    ensure!(!Path::new("/var/run-target").exists(), "created a directory on the host");
     Ok(())
 }
 
@@ -625,4 +635,155 @@ fn bad_rootfs_mount_is_a_clear_error(l: &Launcher) -> Result<()> {
     let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "unsupported rootfs type")?;
     ensure!(e.to_string().contains("unsupported rootfs mount type"), "{e}");
     Ok(())
+}
+
+fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut pause = plan(&fx, "pause", &["sleep", "30"]);
+    pause.hostname = Some("pod-host".into());
+    let mut pending = l.create(&pause, Stdio::default(), None)?;
+    let userns = pending.userns.take().ok_or_else(|| anyhow!("no userns"))?;
+    let pause_pid = pending.pid;
+    pending.start()?;
+    let result = (|| -> Result<()> {
+        let join = |kind, name: &str| NamespacePlan { kind, action: NamespaceAction::Join(format!("/proc/{pause_pid}/ns/{name}").into()) };
+        let mut app = plan(&fx, "app", &["sh", "-c", "hostname; for n in net ipc uts; do readlink /proc/self/ns/$n; done; ps -o pid,comm | grep sleep; cat /proc/sys/net/ipv4/ip_unprivileged_port_start"]);
+        app.hostname = None;
+        app.user.action = UserNamespaceAction::JoinPod;
+        app.namespaces = vec![
+            join(NamespaceKind::Network, "net"),
+            join(NamespaceKind::Ipc, "ipc"),
+            join(NamespaceKind::Uts, "uts"),
+            join(NamespaceKind::Pid, "pid"),
+            NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
+        ];
+        app.sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
+        let out = ok(run_plan(l, &app, Some(&userns))?.0)?;
+        let lines: Vec<&str> = out.lines().collect();
+        ensure!(lines.first() == Some(&"pod-host"), "{out}");
+        for (i, name) in ["net", "ipc", "uts"].iter().enumerate() {
+            let want = fs::read_link(format!("/proc/{pause_pid}/ns/{name}"))?;
+            ensure!(lines.get(i + 1).map(PathBuf::from) == Some(want.clone()), "{name}: {out} vs {want:?}");
+        }
+        ensure!(lines.get(4).map(|l| l.split_whitespace().collect::<Vec<_>>()) == Some(vec!["1", "sleep"]), "{out}");
+        ensure!(lines.get(5) == Some(&"80"), "{out}");
+        Ok(())
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(pause_pid), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(pause_pid, Duration::from_secs(10));
+    result
+}
+
+/// A cgroup in the pids (v1) and unified (v2) hierarchies, removed on drop.
+struct TestCgroup(Vec<PathBuf>);
+
+impl TestCgroup {
+    fn new() -> Result<TestCgroup> {
+        let name = format!("moat-spawn-test-{}", random_base()?);
+        let mut dirs = Vec::new();
+        for h in ["/sys/fs/cgroup/pids", "/sys/fs/cgroup/unified"] {
+            let d = Path::new(h).join(&name);
+            fs::create_dir(&d).with_context(|| d.display().to_string())?;
+            dirs.push(d);
+        }
+        fs::write(dirs[0].join("pids.max"), "64")?;
+        Ok(TestCgroup(dirs))
+    }
+    fn procs(&self) -> Vec<PathBuf> {
+        self.0.iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        for d in &self.0 {
+            let _ = fs::remove_dir(d);
+        }
+    }
+}
+
+fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let cg = TestCgroup::new()?;
+    let mut p = plan(&fx, "c1", &["sleep", "30"]);
+    p.cgroup_procs = cg.procs();
+    let pending = l.create(&p, Stdio::default(), None)?;
+    let init = pending.pid;
+    pending.start()?;
+    let result = (|| -> Result<()> {
+        let host_procs = fs::read_to_string(cg.0[0].join("cgroup.procs"))?;
+        ensure!(host_procs.lines().any(|l| l == init.to_string()), "init {init} not in {host_procs:?}");
+        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
+        let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
+        e.cgroup_procs = cg.procs();
+        let pending = l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+        let pid = pending.pid;
+        pending.start()?;
+        let out = read_all(out_r)?;
+        let err = read_all(err_r)?;
+        wait_exit(pid, Duration::from_secs(10))?;
+        let lines: Vec<&str> = out.lines().collect();
+        ensure!(lines.first().is_some_and(|l| l.ends_with(":pids:/")) && lines.get(1) == Some(&"0::/"), "{out} {err}");
+        ensure!(lines.get(2) == Some(&"64"), "pids.max seen inside: {out}");
+        // init, sh and wc: the exec'd process is in the container's cgroup.
+        ensure!(lines.get(3).map(|s| s.trim()) == Some("3"), "{out}");
+        ensure!(out.contains("unified") && out.contains("pids") && !out.contains("WRITABLE"), "{out}");
+        Ok(())
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    drop(cg);
+    result
+}
+
+fn seccomp_filters_are_loaded_in_order(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let deny = |name: &str, syscalls: &[&str], errno: u32| SeccompPlan {
+        name: name.into(),
+        default_action: SeccompAction::Allow,
+        architectures: vec![],
+        rules: vec![SeccompRule { names: syscalls.iter().map(|s| s.to_string()).collect(), action: SeccompAction::Errno(errno), args: vec![] }],
+        flags: vec![],
+    };
+    let mut p = plan(&fx, "c1", &["sh", "-c", "mkdir /d 2>&1; rmdir /tmp 2>&1; echo done"]);
+    p.process.seccomp = vec![deny("first", &["mkdir", "mkdirat"], 1), deny("second", &["rmdir", "unlinkat"], 13)];
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("Operation not permitted") && out.contains("Permission denied") && out.contains("done"), "{out}");
+    ensure!(!fx.upper.join("d").exists());
+    Ok(())
+}
+
+fn oom_score_adj_is_set_or_clamped(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut p = plan(&fx, "c1", &["cat", "/proc/self/oom_score_adj"]);
+    p.process.oom_score_adj = Some(500);
+    ensure!(ok(run_plan(l, &p, None)?.0)?.trim() == "500");
+    // Lowering below the current value needs CAP_SYS_RESOURCE, which this host withholds:
+    // the container still starts, with the current value.
+    let current = fs::read_to_string("/proc/self/oom_score_adj")?;
+    p.process.oom_score_adj = Some(-998);
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    let can_lower = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)?;
+    ensure!(out.trim() == if can_lower { "-998" } else { current.trim() }, "{out}");
+    Ok(())
+}
+
+fn concurrent_creates_from_many_threads(l: &Launcher) -> Result<()> {
+    // The shim calls the launcher from many threads at once; each container gets its own
+    // fixture (own upper dir) and its own output.
+    let results: Vec<Result<()>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                scope.spawn(move || -> Result<()> {
+                    let fx = fixture()?;
+                    let out = ok(run(l, &fx, &format!("echo container-{i}; touch /mine-{i}"))?)?;
+                    ensure!(out.trim() == format!("container-{i}"), "{out}");
+                    ensure!(fx.upper.join(format!("mine-{i}")).exists());
+                    Ok(())
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("thread panicked")))).collect()
+    });
+    results.into_iter().collect()
 }

@@ -16,6 +16,11 @@ static CONTROL_FD: AtomicI32 = AtomicI32::new(-1);
 
 /// Entry point of the re-executed binary: `main()` calls this first when argv[1] == HELPER_ARG.
 pub fn helper_main() -> ! {
+    // Not dumpable until exec (which restores it): processes already in the container cannot
+    // ptrace or open /proc/<pid>/ files of a process we are still setting up (as runc does).
+    if nix::sys::prctl::set_dumpable(false).is_err() {
+        std::process::exit(2);
+    }
     let code = match take_control_socket() {
         Ok(sock) => {
             let channel = Channel { sock };
