@@ -35,15 +35,12 @@ status=${PIPESTATUS[0]}
 set -e
 echo "== tests took $(( $(date +%s) - start ))s"
 
-# Totals over every test binary's "test result:" line.
+# Totals over every test line ("test NAME ... ok|FAILED|ignored"), which libtest and the
+# custom harnesses print alike.
 read -r passed failed ignored < <(awk '
-    /^test result:/ {
-        for (i = 1; i <= NF; i++) {
-            if ($(i+1) ~ /^passed;?$/) p += $i
-            if ($(i+1) ~ /^failed;?$/) f += $i
-            if ($(i+1) ~ /^ignored;?$/) g += $i
-        }
-    }
+    /^test .* \.\.\. ok( |$)/ { p++ }
+    /^test .* \.\.\. FAILED( |$)/ { f++ }
+    /^test .* \.\.\. ignored( |$)/ { g++ }
     END { print p+0, f+0, g+0 }' "$log")
 echo
 echo "failing tests:"

@@ -225,6 +225,12 @@ impl Cri {
         Ok((status, parse_info(&resp.info)))
     }
 
+    /// The container's CRI log so far (read from the log path ContainerStatus reports).
+    pub fn logs(&self, id: &str) -> Result<Vec<crate::cri_log::LogLine>> {
+        let (status, _) = self.inspect(id)?;
+        crate::cri_log::read(Path::new(&status.log_path))
+    }
+
     /// PodSandboxStatus (verbose): the status and containerd's `info` JSON.
     pub fn inspectp(&self, pod_id: &str) -> Result<(PodSandboxStatus, Option<serde_json::Value>)> {
         let mut c = self.runtime.clone();

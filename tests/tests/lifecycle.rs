@@ -1,7 +1,7 @@
 //! Pod and container lifecycle through containerd's CRI, for each runtime handler (moat and
 //! runc): what a kubelet relies on.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{ensure, Context, Result};
 use moat_e2e::{e2e_tests, TestBed};
@@ -12,6 +12,8 @@ e2e_tests!(
     exit_code_is_reported_in_container_status,
     containers_of_a_pod_share_localhost_and_one_shim,
     pod_teardown_leaves_nothing_behind,
+    stop_container_sends_sigterm_first,
+    stop_container_kills_after_the_grace_period,
 );
 
 fn stdout_and_stderr_reach_the_log(bed: &TestBed, handler: &str) -> Result<()> {
@@ -198,4 +200,70 @@ fn pod_teardown_leaves_nothing_behind(bed: &TestBed, handler: &str) -> Result<()
         "after StopPodSandbox + RemovePodSandbox these remain: {left:#?}"
     );
     Ok(())
+}
+
+fn stop_container_sends_sigterm_first(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("sigterm", handler)?;
+    let c = pod.run(
+        "polite",
+        &[
+            "sh",
+            "-c",
+            "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    )?;
+    pod.wait_for_log(&c, Duration::from_secs(10), |l| {
+        l.iter().any(|l| l.text == "ready")
+    })?;
+    let t = Instant::now();
+    bed.cri().stop(&c.id, 30)?;
+    let took = t.elapsed();
+    let status = pod.wait_exited(&c, Duration::from_secs(5))?;
+    ensure!(
+        status.exit_code == 0,
+        "a container exiting 0 on SIGTERM reported {} (reason {:?})",
+        status.exit_code,
+        status.reason
+    );
+    ensure!(
+        took < Duration::from_secs(10),
+        "StopContainer took {took:?} for a container that exits on SIGTERM"
+    );
+    pod.wait_for_log(&c, Duration::from_secs(5), |l| {
+        l.iter().any(|l| l.text == "got-term")
+    })?;
+    pod.teardown()
+}
+
+fn stop_container_kills_after_the_grace_period(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("sigkill", handler)?;
+    let c = pod.run(
+        "stubborn",
+        &[
+            "sh",
+            "-c",
+            "trap '' TERM; echo ready; while true; do sleep 0.1; done",
+        ],
+    )?;
+    pod.wait_for_log(&c, Duration::from_secs(10), |l| {
+        l.iter().any(|l| l.text == "ready")
+    })?;
+    let t = Instant::now();
+    bed.cri().stop(&c.id, 1)?;
+    let took = t.elapsed();
+    let status = pod.wait_exited(&c, Duration::from_secs(5))?;
+    ensure!(
+        status.exit_code == 137,
+        "a container killed after ignoring SIGTERM reported {} instead of 137",
+        status.exit_code
+    );
+    ensure!(
+        took >= Duration::from_millis(900),
+        "StopContainer killed after {took:?}, before the 1 s grace period"
+    );
+    ensure!(
+        took < Duration::from_secs(15),
+        "StopContainer took {took:?} with a 1 s grace period"
+    );
+    pod.teardown()
 }
