@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use moat_sandbox::cgroups::Cgroup;
 use moat_sandbox::plan::ContainerPlan;
 
+use super::oom::OomCount;
 use super::process::{Exit, Process};
 
 pub struct Container {
-    pub id: String,
     pub bundle: String,
     pub is_sandbox: bool,
     pub plan: ContainerPlan,
@@ -18,6 +18,8 @@ pub struct Container {
     /// The init exited while execs still ran: its exit is held back until they are reaped,
     /// so containerd sees exec exits before the container's.
     pub deferred_init_exit: Option<Exit>,
+    /// OOM kills reported so far.
+    pub oom: OomCount,
 }
 
 impl Container {

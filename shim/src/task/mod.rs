@@ -5,6 +5,7 @@ mod confine;
 mod container;
 mod events;
 mod exits;
+mod oom;
 mod process;
 mod service;
 mod stdio;

@@ -26,7 +26,9 @@ use containerd_shim_protos::events::task::TaskIO;
 use containerd_shim_protos::shim_async::Task;
 use containerd_shim_protos::types::task::ProcessInfo;
 use log::info;
+use moat_sandbox::cgroups::Cgroup;
 use moat_sandbox::policy::Config;
+use oci_spec::runtime::LinuxResources;
 use tokio::sync::Mutex;
 
 use super::confine::{Confinement, PodResources};
@@ -118,6 +120,10 @@ impl Shared {
             }
             return;
         }
+        // An OOM kill is reported before the exit it caused.
+        if let Some(cgroup) = &container.cgroup {
+            container.oom.report_new(cgroup, &this.events, &cid).await;
+        }
         // The init exited: whatever else runs in the container goes with it.
         if let Some(cgroup) = container.cgroup.clone() {
             tokio::task::spawn_blocking(move || cgroup.kill_all(nix::sys::signal::Signal::SIGKILL));
@@ -193,8 +199,11 @@ impl Task for MoatTask {
             state.pod = created.pod.clone();
         }
         let early_exit = Shared::claim_pid(&mut state, pid, &req.id, "");
+        let oom = super::oom::OomCount::default();
+        if let Some(cgroup) = &created.cgroup {
+            super::oom::watch(cgroup.clone(), oom.clone(), this.events.clone(), req.id.clone());
+        }
         let container = Container {
-            id: req.id.clone(),
             bundle: req.bundle.clone(),
             is_sandbox: created.is_sandbox,
             plan: created.plan,
@@ -202,6 +211,7 @@ impl Task for MoatTask {
             init: created.process,
             execs: HashMap::new(),
             deferred_init_exit: None,
+            oom,
         };
         if let Some(exit) = early_exit {
             container.init.set_exit(exit);
@@ -458,21 +468,74 @@ impl Task for MoatTask {
         Err(ShimError::Unimplemented("stats: not implemented yet in moat (issue: CRI surface)".into()).into())
     }
 
-    async fn update(&self, _ctx: &TtrpcContext, _req: UpdateTaskRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("update: not implemented yet in moat (issue: CRI surface)".into()).into())
+    async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, "");
+        let resources: LinuxResources = match req.resources.as_ref() {
+            Some(any) => serde_json::from_slice(&any.value).map_err(|e| {
+                ShimError::InvalidArgument(format!("update of {label}: resources are not OCI LinuxResources JSON: {e}"))
+            })?,
+            None => return Err(ShimError::InvalidArgument(format!("update of {label}: no resources given")).into()),
+        };
+        let cgroup = self.cgroup_of(&req.id, &label).await?;
+        blocking_cgroup(&label, "update", move || cgroup.update(&resources)).await?;
+        Ok(Empty::new())
     }
 
-    async fn pause(&self, _ctx: &TtrpcContext, _req: PauseRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("pause: not implemented yet in moat (issue: CRI surface)".into()).into())
+    async fn pause(&self, _ctx: &TtrpcContext, req: PauseRequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, "");
+        let cgroup = self.cgroup_of(&req.id, &label).await?;
+        blocking_cgroup(&label, "pause", move || cgroup.freeze()).await?;
+        self.set_paused(&req.id, true).await;
+        self.shared.events.paused(&req.id).await;
+        Ok(Empty::new())
     }
 
-    async fn resume(&self, _ctx: &TtrpcContext, _req: ResumeRequest) -> TtrpcResult<Empty> {
-        Err(ShimError::Unimplemented("resume: not implemented yet in moat (issue: CRI surface)".into()).into())
+    async fn resume(&self, _ctx: &TtrpcContext, req: ResumeRequest) -> TtrpcResult<Empty> {
+        let label = process_label(&req.id, "");
+        let cgroup = self.cgroup_of(&req.id, &label).await?;
+        blocking_cgroup(&label, "resume", move || cgroup.thaw()).await?;
+        self.set_paused(&req.id, false).await;
+        self.shared.events.resumed(&req.id).await;
+        Ok(Empty::new())
     }
 
     async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
         Err(ShimError::Unimplemented("checkpoint is not supported by moat".into()).into())
     }
+}
+
+impl MoatTask {
+    /// The container's cgroup, for the verbs that act on it.
+    async fn cgroup_of(&self, id: &str, label: &str) -> Result<Cgroup, ShimError> {
+        let state = self.shared.state.lock().await;
+        let container = state.containers.get(id).ok_or_else(|| not_found(label))?;
+        container
+            .cgroup
+            .clone()
+            .ok_or_else(|| ShimError::FailedPrecondition(format!("{label} has no cgroup (the spec gave no linux.cgroupsPath)")))
+    }
+
+    async fn set_paused(&self, id: &str, paused: bool) {
+        let mut state = self.shared.state.lock().await;
+        if let Some(container) = state.containers.get_mut(id) {
+            container.init.paused = paused;
+            for exec in container.execs.values_mut() {
+                exec.paused = paused;
+            }
+        }
+    }
+}
+
+/// Runs a cgroup operation on the blocking pool; its error names the container and the verb.
+async fn blocking_cgroup<T: Send + 'static>(
+    label: &str,
+    verb: &str,
+    f: impl FnOnce() -> Result<T, moat_sandbox::cgroups::CgroupError> + Send + 'static,
+) -> Result<T, ShimError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))?
+        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))
 }
 
 fn delete_response(pid: i32, exit: Exit) -> DeleteResponse {
