@@ -149,3 +149,29 @@ pub fn volume(host_path: &Path, container_path: &str, readonly: bool) -> Mount {
         ..Default::default()
     }
 }
+
+/// The container's Linux security context, created if absent, for tests to adjust
+/// (`run_as_user`, `capabilities`, `privileged`, `readonly_rootfs`, `seccomp`, ...).
+pub fn security_context(config: &mut ContainerConfig) -> &mut LinuxContainerSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// The pod's Linux sandbox security context, created if absent.
+pub fn pod_security_context(config: &mut PodSandboxConfig) -> &mut LinuxSandboxSecurityContext {
+    config
+        .linux
+        .get_or_insert_with(Default::default)
+        .security_context
+        .get_or_insert_with(Default::default)
+}
+
+/// Runs the container as `uid`:`gid`.
+pub fn run_as(config: &mut ContainerConfig, uid: i64, gid: i64) {
+    let sc = security_context(config);
+    sc.run_as_user = Some(k8s_cri::v1::Int64Value { value: uid });
+    sc.run_as_group = Some(k8s_cri::v1::Int64Value { value: gid });
+}

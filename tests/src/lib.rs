@@ -37,7 +37,15 @@ pub fn run_e2e(test: &str, handler: &str, body: fn(&TestBed, &str) -> anyhow::Re
         return;
     };
     if let Err(e) = body(bed, handler) {
-        panic!("{test} (handler {handler}): {e:#}");
+        let message = format!("{e:#}");
+        if message.contains("---- containerd log tail") {
+            panic!("{test} (handler {handler}): {message}");
+        }
+        panic!(
+            "{test} (handler {handler}): {message}\n---- containerd log tail ({}):\n{}\n----",
+            bed.layout().log.display(),
+            bed.log_tail(40)
+        );
     }
 }
 
