@@ -54,6 +54,8 @@ const TESTS: &[Test] = &[
     ("seccomp_filters_are_loaded_in_order", seccomp_filters_are_loaded_in_order),
     ("oom_score_adj_is_set_or_clamped", oom_score_adj_is_set_or_clamped),
     ("concurrent_creates_from_many_threads", concurrent_creates_from_many_threads),
+    ("bind_rootfs_and_prepopulated_rootfs_are_idmapped", bind_rootfs_and_prepopulated_rootfs_are_idmapped),
+    ("exec_with_a_terminal", exec_with_a_terminal),
 ];
 
 fn main() {
@@ -410,6 +412,11 @@ fn stdout_is_captured_and_exit_code_observed(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let o = run(l, &fx, "echo to-stdout; echo to-stderr >&2; exit 7")?;
     ensure!(o.code == 7 && o.stdout == "to-stdout\n" && o.stderr == "to-stderr\n", "{o:?}");
+    // No signal is left ignored or blocked by the (Rust) helper, no fd beyond stdio leaks.
+    let out = ok(run(l, &fx, "grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/self/fd")?)?;
+    ensure!(out.contains("SigBlk:\t0000000000000000") && out.contains("SigIgn:\t0000000000000000"), "{out}");
+    let fds: Vec<&str> = out.lines().skip(2).collect();
+    ensure!(fds == ["0", "1", "2", "3"], "fds of ls (3 is its /proc/self/fd): {fds:?}");
     Ok(())
 }
 
@@ -649,7 +656,8 @@ fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
         let join = |kind, name: &str| NamespacePlan { kind, action: NamespaceAction::Join(format!("/proc/{pause_pid}/ns/{name}").into()) };
         let mut app = plan(&fx, "app", &["sh", "-c", "hostname; for n in net ipc uts; do readlink /proc/self/ns/$n; done; ps -o pid,comm | grep sleep; cat /proc/sys/net/ipv4/ip_unprivileged_port_start"]);
         app.hostname = None;
-        app.user.action = UserNamespaceAction::JoinPod;
+        // (JoinPod with the fd is covered elsewhere; here the user namespace is joined by path.)
+        app.user.action = UserNamespaceAction::JoinPath(format!("/proc/{pause_pid}/ns/user").into());
         app.namespaces = vec![
             join(NamespaceKind::Network, "net"),
             join(NamespaceKind::Ipc, "ipc"),
@@ -658,7 +666,10 @@ fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
             NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
         ];
         app.sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
-        let out = ok(run_plan(l, &app, Some(&userns))?.0)?;
+        let (o, app_userns) = run_plan(l, &app, None)?;
+        let out = ok(o)?;
+        let (a, b) = (nix::sys::stat::fstat(userns.as_fd())?, nix::sys::stat::fstat(app_userns.ok_or_else(|| anyhow!("no userns"))?.as_fd())?);
+        ensure!(a.st_ino == b.st_ino, "app is not in the pod's user namespace");
         let lines: Vec<&str> = out.lines().collect();
         ensure!(lines.first() == Some(&"pod-host"), "{out}");
         for (i, name) in ["net", "ipc", "uts"].iter().enumerate() {
@@ -786,4 +797,58 @@ fn concurrent_creates_from_many_threads(l: &Launcher) -> Result<()> {
         handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("thread panicked")))).collect()
     });
     results.into_iter().collect()
+}
+
+fn bind_rootfs_and_prepopulated_rootfs_are_idmapped(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    // containerd's bind rootfs (a read-only view snapshot).
+    let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /etc/passwd /home/user; touch /x 2>/dev/null && echo WRITABLE; echo ok"]);
+    p.rootfs_mounts = vec![RootfsMount { fstype: "bind".into(), source: fx.lower.display().to_string(), options: vec!["rbind".into(), "ro".into()] }];
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("0 /etc/passwd") && out.contains("1000 /home/user") && !out.contains("WRITABLE"), "{out}");
+    // No rootfs mounts: the populated rootfs directory itself, bound idmapped. Mount targets
+    // and files created by container root are stored with container ids on disk.
+    let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /etc/passwd; echo hi > /root/written; ls -d /newmnt"]);
+    p.rootfs = fx.lower.clone();
+    p.rootfs_mounts = vec![];
+    p.mounts.push(mount("/newmnt", MountKind::Tmpfs, None, false, true, true, true));
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("0 /etc/passwd") && out.contains("/newmnt"), "{out}");
+    for rel in ["root/written", "newmnt"] {
+        let m = fs::metadata(fx.lower.join(rel))?;
+        ensure!(m.uid() == 0 && m.gid() == 0, "{rel} stored as {}:{}", m.uid(), m.gid());
+    }
+    Ok(())
+}
+
+fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let pending = l.create(&plan(&fx, "c1", &["sleep", "30"]), Stdio::default(), None)?;
+    let init = pending.pid;
+    pending.start()?;
+    let result = (|| -> Result<()> {
+        let mut e = exec_plan("e1", init, &["sh", "-c", "tty; stty size; echo $$"]);
+        e.process.terminal = true;
+        e.process.console_size = Some((12, 34));
+        let mut pending = l.exec(&e, Stdio::default())?;
+        let master = pending.console.take().ok_or_else(|| anyhow!("no console fd"))?;
+        let pid = pending.pid;
+        pending.start()?;
+        ensure!(wait_exit(pid, Duration::from_secs(10))? == 0);
+        let mut out = Vec::new();
+        let mut f = fs::File::from(master);
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = f.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let out = String::from_utf8_lossy(&out);
+        ensure!(out.contains("/dev/pts/0") && out.contains("12 34"), "{out}");
+        Ok(())
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    result
 }

@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
-use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, SigmaskHow, Signal};
+use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{chdir, execve, getcwd, setsid};
 
 use super::failure::{Failure, StepExt};
@@ -150,15 +150,20 @@ fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
 }
 
 /// Default dispositions and an empty mask: ignored signals (SIGPIPE is ignored by the Rust
-/// runtime) would otherwise stay ignored across exec.
+/// runtime) would otherwise stay ignored across exec. Every signal number is reset through
+/// the raw syscall: glibc's sigaction refuses its internal real-time signals (32, 33).
 fn reset_signals() -> Result<(), Failure> {
-    let dfl = SigAction::new(SigHandler::SigDfl, SaFlags::empty(), SigSet::empty());
-    for sig in Signal::iterator() {
-        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+    let max = libc::SIGRTMAX();
+    for sig in 1..=max {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
             continue;
         }
-        // SAFETY: installing SIG_DFL runs no code of ours in signal context.
-        unsafe { sigaction(sig, &dfl) }.step(|| format!("reset {sig}"))?;
+        // The kernel's struct sigaction for rt_sigaction: handler, flags, restorer, mask.
+        let act: [libc::c_ulong; 4] = [libc::SIG_DFL as libc::c_ulong, 0, 0, 0];
+        // SAFETY: rt_sigaction reads `act` (a live array laid out as the kernel's struct with an
+        // 8-byte mask) and writes nothing (null old action); SIG_DFL runs no code of ours.
+        let ret = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null_mut::<libc::c_void>(), 8usize) };
+        Errno::result(ret).step(|| format!("reset signal {sig}"))?;
     }
     nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(|| "clear the signal mask")
 }
