@@ -50,3 +50,31 @@ pub fn toml_str(path: &Path) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use moat_sandbox::policy::{Config, Level};
+
+    #[test]
+    fn the_written_config_is_one_the_policy_accepts() {
+        let layout = Layout::new(Path::new("/tmp/moat-e2e/4242"));
+        let config = Config::parse(&render(&layout), "test bed config")
+            .unwrap_or_else(|e| panic!("the policy refuses the test bed's moat config: {e}"));
+        assert_eq!(config.level, Level::Restricted);
+        assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone()]);
+        assert_eq!(
+            config.cri_state_dirs,
+            vec![
+                layout.root.join("io.containerd.grpc.v1.cri"),
+                layout.state.join("io.containerd.grpc.v1.cri")
+            ]
+        );
+        assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
+    }
+
+    #[test]
+    fn paths_are_quoted_as_toml_strings() {
+        assert_eq!(toml_str(Path::new("/a \"b\"\\c")), "\"/a \\\"b\\\"\\\\c\"");
+    }
+}
