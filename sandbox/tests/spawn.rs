@@ -637,6 +637,12 @@ fn bad_rootfs_mount_is_a_clear_error(l: &Launcher) -> Result<()> {
     p.rootfs_mounts[0].options.push(format!("lowerdir={}", fx.host.join("missing").display()));
     let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "missing lowerdir")?;
     ensure!(e.step.contains("lowerdir") && e.errno == Some(nix::errno::Errno::ENOENT), "{e}");
+    // An image whose /proc is a symlink: proc is not mounted somewhere else instead.
+    let fx2 = fixture()?;
+    fs::remove_dir(fx2.lower.join("proc"))?;
+    symlink("/tmp", fx2.lower.join("proc"))?;
+    let e = expect_spawn_error(l.create(&plan(&fx2, "c1", &["true"]), Stdio::default(), None), "/proc symlink")?;
+    ensure!(e.step.contains("/proc") && e.to_string().contains("symlink"), "{e}");
     let mut p = plan(&fx, "c1", &["true"]);
     p.rootfs_mounts[0].fstype = "ext4".into();
     let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "unsupported rootfs type")?;

@@ -43,6 +43,19 @@ pub fn open_in_root(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, Errno>
     openat2(root, &rel, how)
 }
 
+/// Whether `path` inside `root` is reached without following any symlink.
+pub fn free_of_symlinks(root: BorrowedFd<'_>, path: &Path) -> Result<bool, Errno> {
+    let rel = relative(&clean(path));
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    match openat2(root, &rel, how) {
+        Ok(_) => Ok(true),
+        Err(Errno::ELOOP) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// What to create for a missing final component.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {

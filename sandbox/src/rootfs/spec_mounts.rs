@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::mount::{mount_fs, Target};
 use super::options::translate_ids;
-use super::resolve::{clean, create_in_root, Kind};
+use super::resolve::{clean, create_in_root, free_of_symlinks, Kind};
 use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
 use crate::plan::{ContainerPlan, MountKind, MountPlan};
 use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
@@ -29,6 +29,20 @@ fn target(root: BorrowedFd<'_>, dest: &Path, kind: Kind, owner: Owner) -> Result
     owner.run(|| create_in_root(root, dest, kind))?.step(|| format!("create mount target {}", dest.display()))
 }
 
+/// proc, sysfs, devpts, mqueue and cgroup go where the spec says, never where an image's
+/// symlink redirects them (masks and read-only paths name their files by those paths).
+fn kernel_fs_target_is_real(root: BorrowedFd<'_>, dest: &Path, kind: &MountKind) -> Result<(), RootfsError> {
+    if matches!(kind, MountKind::Bind { .. } | MountKind::Tmpfs) {
+        return Ok(());
+    }
+    let step = || format!("mount {kind:?} on {}", dest.display());
+    if free_of_symlinks(root, dest).step(step)? {
+        Ok(())
+    } else {
+        Err(RootfsError::refused(step(), "the destination is reached through a symlink in the image"))
+    }
+}
+
 fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Context<'_>, owner: Owner) -> Result<(), RootfsError> {
     let dest = m.destination.as_path();
     if !dest.is_absolute() || clean(dest).is_empty() {
@@ -38,6 +52,7 @@ fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Con
     let what = |fs: &str| format!("{fs} on {}", dest.display());
     let fs = |fstype: &str, data: String| -> Result<(), RootfsError> {
         let fd = target(root, dest, Kind::Dir, owner)?;
+        kernel_fs_target_is_real(root, dest, &m.kind)?;
         mount_fs(fstype, fstype, Target { root, dest, fd: fd.as_fd() }, attrs(m), &data)
     };
     match &m.kind {
@@ -60,6 +75,7 @@ fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Con
         MountKind::Mqueue => fs("mqueue", data.unwrap_or("").to_string()),
         MountKind::Cgroup => {
             let fd = target(root, dest, Kind::Dir, owner)?;
+            kernel_fs_target_is_real(root, dest, &m.kind)?;
             cgroupfs::mount_cgroups(Target { root, dest, fd: fd.as_fd() }, attrs(m), ctx, owner, &plan.user)
         }
     }
