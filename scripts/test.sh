@@ -24,13 +24,16 @@ echo "== build took $(( $(date +%s) - start ))s"
 export MOAT_E2E=1
 export MOAT_SHIM="${MOAT_SHIM:-$PWD/target/debug/containerd-shim-moat-v2}"
 threads="${MOAT_TEST_THREADS:-2}"
+# The whole workspace, unless the arguments choose (e.g. `-p moat-e2e --test lifecycle`).
+scope=(--workspace)
+if [ "$#" -gt 0 ]; then scope=(); fi
 log="$(mktemp /tmp/moat-test.XXXXXX.log)"
 
 echo "== test (MOAT_E2E=1, --test-threads=$threads, shim $MOAT_SHIM)"
 start=$(date +%s)
 set +e
 timeout --kill-after=60 "${MOAT_TEST_TIMEOUT:-1500}" \
-    cargo test --workspace --no-fail-fast "$@" -- --test-threads="$threads" 2>&1 | tee "$log"
+    cargo test "${scope[@]}" --no-fail-fast "$@" -- --test-threads="$threads" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
 echo "== tests took $(( $(date +%s) - start ))s"
@@ -42,11 +45,13 @@ read -r passed failed ignored < <(awk '
     /^test .* \.\.\. FAILED( |$)/ { f++ }
     /^test .* \.\.\. ignored( |$)/ { g++ }
     END { print p+0, f+0, g+0 }' "$log")
-echo
-echo "failing tests:"
-awk '/^failures:$/ { in_list = 1; next }
-     in_list && /^    [^ ]/ { print "  " $1; next }
-     { in_list = 0 }' "$log" | sort -u
+if [ "$failed" -gt 0 ] || [ "$status" -ne 0 ]; then
+    echo
+    echo "failing tests:"
+    awk '/^failures:$/ { in_list = 1; next }
+         in_list && /^    [^ ]/ { print "  " $1; next }
+         { in_list = 0 }' "$log" | sort -u
+fi
 echo
 if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
     echo "test.sh: the test run hit its time limit (${MOAT_TEST_TIMEOUT:-1500}s)"
