@@ -194,7 +194,7 @@ pub fn derive_container(
 
     let spec_readonly = spec.root().as_ref().and_then(|r| r.readonly()).unwrap_or(false);
     if config.force_readonly_rootfs && !spec_readonly {
-        let scratch = mounts::writable_scratch(&plan_mounts, &ctx.user);
+        let scratch = mounts::writable_scratch(&plan_mounts);
         plan_mounts.extend(scratch);
     }
 

@@ -6,9 +6,9 @@
 //!   owned by 33 in the container). Propagation options are ignored: nothing propagates.
 //! * proc, sysfs, cgroup: always nosuid, nodev, noexec; sysfs and cgroup always read-only.
 //! * tmpfs, devpts, mqueue: nosuid (tmpfs and mqueue also nodev). Their `uid=`/`gid=` data
-//!   options are container IDs in the spec; the plan carries them translated to host IDs,
-//!   because host root performs the mount. A tmpfs without `uid=`/`gid=` gets the host IDs of
-//!   container root, so container root owns it (as it would under runc).
+//!   options stay container IDs in the plan (the rootfs code translates them to host IDs when
+//!   host root mounts, and makes container root own a tmpfs that names no owner); policy only
+//!   refuses IDs outside the pod's user namespace.
 //! * any other type (overlay, nfs, ext4 of a block device, ...) is refused.
 
 use std::path::{Path, PathBuf};
@@ -104,11 +104,11 @@ fn plan_mount(i: usize, m: &Mount, cx: &MountContext<'_>, who: &Subject) -> Resu
         "sysfs" => (MountKind::Sysfs, true, true, true, true, f.data),
         "cgroup" | "cgroup2" => (MountKind::Cgroup, true, true, true, true, Vec::new()),
         "tmpfs" => {
-            let data = host_id_options(i, f.data, true, cx.user, who)?;
+            let data = check_id_options(i, f.data, cx.user, who)?;
             (MountKind::Tmpfs, f.readonly, true, true, f.noexec, data)
         }
         "devpts" => {
-            let data = host_id_options(i, f.data, false, cx.user, who)?;
+            let data = check_id_options(i, f.data, cx.user, who)?;
             // Never nodev: the pty nodes live on it.
             (MountKind::Devpts, f.readonly, true, false, true, data)
         }
@@ -196,67 +196,39 @@ fn plan_bind(
     })
 }
 
-/// Translates `uid=`/`gid=` data options from container to host IDs; with `own_root`, adds
-/// container root's host IDs when the spec names none.
-fn host_id_options(
+/// Refuses `uid=`/`gid=` data options naming IDs outside the pod's user namespace; the data
+/// itself is kept as the spec wrote it (container IDs).
+fn check_id_options(
     i: usize,
     data: Vec<String>,
-    own_root: bool,
     user: &UserNamespacePlan,
     who: &Subject,
 ) -> Result<Vec<String>, Refusal> {
-    let (mut saw_uid, mut saw_gid) = (false, false);
-    let mut out = Vec::with_capacity(data.len() + 2);
-    for opt in data {
-        let (key, mapped) = match opt.split_once('=') {
-            Some(("uid", v)) => {
-                saw_uid = true;
-                ("uid", v.parse().ok().and_then(|id| user.host_uid(id)))
-            }
-            Some(("gid", v)) => {
-                saw_gid = true;
-                ("gid", v.parse().ok().and_then(|id| user.host_gid(id)))
-            }
-            _ => {
-                out.push(opt);
-                continue;
-            }
+    for opt in &data {
+        let mapped = match opt.split_once('=') {
+            Some(("uid", v)) => v.parse().ok().and_then(|id| user.host_uid(id)),
+            Some(("gid", v)) => v.parse().ok().and_then(|id| user.host_gid(id)),
+            _ => continue,
         };
-        let Some(host) = mapped else {
+        if mapped.is_none() {
             return Err(who.refuse(
                 format!("mounts[{i}].options[{opt}]"),
                 Rule::InvalidSpec,
-                format!("{key} {opt:?} is not an ID inside the pod's user namespace"),
+                format!("{opt:?} is not an ID inside the pod's user namespace"),
                 "userns.size (the IDs each pod gets)",
             ));
-        };
-        out.push(format!("{key}={host}"));
-    }
-    if own_root {
-        if let (false, Some(uid)) = (saw_uid, user.host_uid(0)) {
-            out.push(format!("uid={uid}"));
-        }
-        if let (false, Some(gid)) = (saw_gid, user.host_gid(0)) {
-            out.push(format!("gid={gid}"));
         }
     }
-    Ok(out)
+    Ok(data)
 }
 
-/// `tmpfs` mounts added when moat forces a read-only root: writable /tmp and /run, unless the
-/// spec already mounts something there.
-pub(crate) fn writable_scratch(existing: &[MountPlan], user: &UserNamespacePlan) -> Vec<MountPlan> {
+/// `tmpfs` mounts added when moat forces a read-only root: writable /tmp and /run (owned by
+/// container root), unless the spec already mounts something there.
+pub(crate) fn writable_scratch(existing: &[MountPlan]) -> Vec<MountPlan> {
     let mut out = Vec::new();
     for (dest, mode) in [("/tmp", "1777"), ("/run", "755")] {
         if existing.iter().any(|m| m.destination == Path::new(dest)) {
             continue;
-        }
-        let mut data = vec![format!("mode={mode}")];
-        if let Some(uid) = user.host_uid(0) {
-            data.push(format!("uid={uid}"));
-        }
-        if let Some(gid) = user.host_gid(0) {
-            data.push(format!("gid={gid}"));
         }
         out.push(MountPlan {
             destination: PathBuf::from(dest),
@@ -265,7 +237,7 @@ pub(crate) fn writable_scratch(existing: &[MountPlan], user: &UserNamespacePlan)
             nosuid: true,
             nodev: true,
             noexec: false,
-            data: Some(data.join(",")),
+            data: Some(format!("mode={mode}")),
         });
     }
     out
