@@ -313,6 +313,41 @@ state_dir = "/tmp/pool"
         );
     }
 
+    const EXAMPLE: &str = include_str!("../../../docs/config.example.toml");
+
+    #[test]
+    fn the_documented_example_is_exactly_the_defaults() {
+        let c = Config::parse(EXAMPLE, "config.example.toml").expect("the example parses");
+        assert_eq!(Config { source: "config.example.toml".into(), ..Config::default() }, c);
+    }
+
+    #[test]
+    fn the_documented_example_lists_every_key_with_a_comment() {
+        let table: toml::Table = toml::from_str(EXAMPLE).expect("TOML");
+        let mut keys: Vec<String> = table.keys().cloned().collect();
+        if let Some(toml::Value::Table(u)) = table.get("userns") {
+            keys.extend(u.keys().map(|k| format!("userns.{k}")));
+        }
+        keys.sort();
+        let mut expected = vec![
+            "level", "allow_privileged", "allow_host_network", "allow_host_pid", "allow_host_ipc",
+            "allow_host_devices", "allowed_capabilities", "allowed_host_paths", "allowed_sysctls",
+            "allow_unconfined_seccomp", "force_readonly_rootfs", "cri_state_dirs",
+            "kubelet_root_dir", "userns", "userns.base", "userns.size", "userns.count",
+            "userns.state_dir",
+        ];
+        expected.sort();
+        assert_eq!(keys, expected);
+        // Each key line is preceded by a comment line.
+        let lines: Vec<&str> = EXAMPLE.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            let is_key = line.split_once(" = ").is_some_and(|(k, _)| !k.starts_with('#') && !k.starts_with(' '));
+            if is_key {
+                assert!(i > 0 && lines[i - 1].starts_with('#'), "line {}: {line} has no comment above", i + 1);
+            }
+        }
+    }
+
     #[test]
     fn unknown_key_names_file_and_line() {
         let msg = parse_err("level = \"restricted\"\n\nallow_host_netwrk = true\n");
