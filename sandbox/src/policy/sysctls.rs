@@ -11,7 +11,9 @@
 //! The pod's sandbox container additionally gets `net.ipv4.ip_unprivileged_port_start=0` and
 //! `net.ipv4.ping_group_range=0 2147483647` (unless its spec sets them): the pod's network
 //! namespace belongs to the host's user namespace, so container root holds no capability there;
-//! these let it bind port 80 and ping, as it could under runc.
+//! these let it bind port 80 and ping, as it could under runc. Values are as a spec writes
+//! them: ping_group_range names container gids (the spawn side maps them to the pod's host
+//! range before writing).
 
 use std::collections::BTreeMap;
 
