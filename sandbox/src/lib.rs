@@ -16,3 +16,4 @@ pub mod cgroups;
 pub mod rootfs;
 pub mod privileges;
 pub mod spawn;
+pub mod features;

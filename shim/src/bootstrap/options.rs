@@ -9,8 +9,14 @@
 //! The messages are decoded with the protobuf crate's wire reader rather than generated
 //! types: containerd-shim-protos 0.11 has neither `runtimeoptions` nor `BootstrapParams`, and
 //! we read three fields.
+//!
+//! containerd's `bootstrap.proto` also allows `BootstrapParams` to be written as JSON. Both
+//! JSON forms a Go writer can produce are read: `encoding/json` (snake_case keys, an Any as
+//! `{"type_url", "value": base64}`) and protojson (lowerCamel keys, an Any as `{"@type", ...}`
+//! with either a base64 `value` or the message's own fields inline).
 
 use containerd_shim_protos::protobuf::{rt::WireType, CodedInputStream};
+use serde_json::{Map, Value};
 
 /// The type URL containerd's CRI gives `runtimeoptions.v1.Options` (1.6 writes it bare;
 /// others may prefix `type.googleapis.com/`).
@@ -32,7 +38,7 @@ pub enum StartInput {
     Empty,
     /// A bare options `Any` (containerd 1.6 to 2.2).
     Options { type_url: String, options: Option<RuntimeOptions> },
-    /// A `BootstrapParams` (containerd 2.3+).
+    /// A `BootstrapParams` (containerd 2.3+), in protobuf or JSON.
     Bootstrap { namespace: String, containerd_version: String, options: Option<RuntimeOptions> },
     /// Bytes that are none of the above; `reason` says why, for the log.
     Ignored { reason: String },
@@ -54,6 +60,17 @@ impl StartInput {
 pub fn parse_start_input(data: &[u8]) -> StartInput {
     if data.iter().all(u8::is_ascii_whitespace) {
         return StartInput::Empty;
+    }
+    // No protobuf these messages can be starts with `{` (field 15, start-group wire type), so
+    // a leading `{` is JSON. After leading whitespace it may also be protobuf (`\n` is the tag
+    // of field 1): then JSON wins only if it parses.
+    if data.first() == Some(&b'{') {
+        return parse_json(data);
+    }
+    if data.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        if let Ok(value) = serde_json::from_slice::<Value>(data) {
+            return from_json(&value);
+        }
     }
     let fields = match read_fields(data) {
         Ok(fields) => fields,
@@ -113,6 +130,109 @@ pub fn decode_options_any(type_url: &str, value: &[u8]) -> Option<RuntimeOptions
             .map(str::to_string)
     };
     Some(RuntimeOptions { config_path: text(2), config_body: text(3) })
+}
+
+// ---------------------------------------------------------------- JSON
+
+/// `BootstrapParams` field names in both JSON spellings; an object with none of them is not one.
+const BOOTSTRAP_KEYS: &[&str] = &[
+    "instance_id", "instanceId", "namespace", "log_level", "logLevel", "containerd_version",
+    "containerdVersion", "containerd_ttrpc_address", "containerdTtrpcAddress",
+    "containerd_grpc_address", "containerdGrpcAddress", "containerd_binary", "containerdBinary",
+    "extensions", "socket_dir", "socketDir",
+];
+
+fn parse_json(data: &[u8]) -> StartInput {
+    match serde_json::from_slice::<Value>(data) {
+        Ok(value) => from_json(&value),
+        Err(e) => StartInput::Ignored { reason: format!("JSON error: {e}") },
+    }
+}
+
+fn from_json(value: &Value) -> StartInput {
+    let Some(obj) = value.as_object() else {
+        return StartInput::Ignored { reason: "JSON that is not an object".into() };
+    };
+    // A bare options Any written as JSON.
+    if let Some(type_url) = json_type_url(obj) {
+        return StartInput::Options { type_url: type_url.to_string(), options: json_options_any(obj) };
+    }
+    if !obj.keys().any(|k| BOOTSTRAP_KEYS.contains(&k.as_str())) {
+        return StartInput::Ignored {
+            reason: "a JSON object with none of BootstrapParams' fields".into(),
+        };
+    }
+    let text = |keys: &[&str]| {
+        keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_str)).unwrap_or_default().to_string()
+    };
+    let mut options = None;
+    let extensions = obj.get("extensions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    for ext in extensions {
+        // Extension { google.protobuf.Any value = 1; }
+        if let Some(found) = ext.get("value").and_then(Value::as_object).and_then(json_options_any) {
+            options = Some(found);
+        }
+    }
+    StartInput::Bootstrap {
+        namespace: text(&["namespace"]),
+        containerd_version: text(&["containerd_version", "containerdVersion"]),
+        options,
+    }
+}
+
+fn json_type_url(any: &Map<String, Value>) -> Option<&str> {
+    ["@type", "type_url", "typeUrl"].iter().find_map(|k| any.get(*k).and_then(Value::as_str))
+}
+
+/// The runtime options in a JSON Any, if it is `runtimeoptions.v1.Options`.
+fn json_options_any(any: &Map<String, Value>) -> Option<RuntimeOptions> {
+    let type_url = json_type_url(any)?;
+    if let Some(value) = any.get("value") {
+        let bytes = decode_base64(value.as_str()?)?;
+        return decode_options_any(type_url, &bytes);
+    }
+    if !type_url.ends_with(RUNTIME_OPTIONS_TYPE) {
+        return None;
+    }
+    // protojson: the message's fields inline, under their JSON or proto names.
+    let text = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| any.get(*k).and_then(Value::as_str))
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+    };
+    Some(RuntimeOptions {
+        config_path: text(&["configPath", "config_path"]),
+        config_body: text(&["configBody", "config_body"]),
+    })
+}
+
+/// Standard or URL-safe base64, padding optional (protojson accepts both for `bytes`).
+fn decode_base64(text: &str) -> Option<Vec<u8>> {
+    let sextet = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let digits = text.trim_end_matches('=').as_bytes();
+    if digits.len() % 4 == 1 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(digits.len() * 3 / 4);
+    for chunk in digits.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= sextet(*c)? << (18 - 6 * i);
+        }
+        let bytes = acc.to_be_bytes();
+        out.extend_from_slice(&bytes[1..chunk.len()]);
+    }
+    Some(out)
 }
 
 fn looks_like_type_url(s: &str) -> bool {
@@ -259,6 +379,89 @@ mod tests {
         let input = parse_start_input(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
         assert!(matches!(input, StartInput::Ignored { .. }), "{input:?}");
         assert!(input.runtime_options().is_none());
+    }
+
+    #[test]
+    fn json_bootstrap_params_with_encoding_json_any_carry_options() {
+        // Input: Go encoding/json of BootstrapParams; the Any's value is base64 protobuf
+        // (runtimeoptions.v1.Options { config_path = "/etc/moat/pod.toml" }).
+        let data = br#"{"instance_id":"4f7c2d0a9b8e","namespace":"k8s.io","log_level":2,
+            "containerd_version":"2.3.4","containerd_ttrpc_address":"/run/containerd/containerd.sock.ttrpc",
+            "extensions":[{"value":{"type_url":"containerd.io/cri.v1.PodSandboxConfig","value":"CgA="}},
+                          {"value":{"type_url":"runtimeoptions.v1.Options","value":"EhIvZXRjL21vYXQvcG9kLnRvbWw="}}]}"#;
+        match parse_start_input(data) {
+            StartInput::Bootstrap { namespace, containerd_version, options } => {
+                assert_eq!(namespace, "k8s.io");
+                assert_eq!(containerd_version, "2.3.4");
+                assert_eq!(options.and_then(|o| o.config_path).as_deref(), Some("/etc/moat/pod.toml"));
+            }
+            other => panic!("expected Bootstrap, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn json_bootstrap_params_in_protojson_spelling_carry_options() {
+        // Input: protojson, lowerCamel keys, the Any with `@type` and its fields inline.
+        let data = br#"{"instanceId":"abc","namespace":"default","containerdVersion":"2.3.0",
+            "extensions":[{"value":{"@type":"type.googleapis.com/runtimeoptions.v1.Options",
+                                    "configBody":"level = \"baseline\"\n"}}]}"#;
+        let input = parse_start_input(data);
+        assert!(matches!(input, StartInput::Bootstrap { ref containerd_version, .. } if containerd_version == "2.3.0"), "{input:?}");
+        let opts = input.runtime_options().cloned().expect("options");
+        assert_eq!(opts.config_body.as_deref(), Some("level = \"baseline\"\n"));
+        assert_eq!(opts.config_path, None);
+        // Input: the same with `@type` and a URL-safe unpadded base64 value.
+        let data = br#"  {"instanceId":"abc","extensions":[{"value":{"@type":"runtimeoptions.v1.Options","value":"EhIvZXRjL21vYXQvcG9kLnRvbWw"}}]}"#;
+        let opts = parse_start_input(data).runtime_options().cloned().expect("options");
+        assert_eq!(opts.config_path.as_deref(), Some("/etc/moat/pod.toml"));
+    }
+
+    #[test]
+    fn json_options_any_alone_is_read_as_options() {
+        // Input: a bare Any in JSON (no BootstrapParams around it).
+        let data = br#"{"type_url":"runtimeoptions.v1.Options","value":"GhNsZXZlbCA9ICJiYXNlbGluZSIK"}"#;
+        let input = parse_start_input(data);
+        assert!(matches!(input, StartInput::Options { ref type_url, .. } if type_url == "runtimeoptions.v1.Options"), "{input:?}");
+        assert_eq!(input.runtime_options().and_then(|o| o.config_body.clone()).as_deref(), Some("level = \"baseline\"\n"));
+    }
+
+    #[test]
+    fn garbage_json_is_ignored_not_fatal() {
+        // Input: truncated JSON.
+        let input = parse_start_input(br#"{"namespace": "k8s.io", "extensions": ["#);
+        assert!(matches!(input, StartInput::Ignored { ref reason } if reason.contains("JSON")), "{input:?}");
+        // Input: an empty object and an object of unrelated keys.
+        assert!(matches!(parse_start_input(b"{}"), StartInput::Ignored { .. }));
+        assert!(matches!(parse_start_input(br#"{"hello":"world"}"#), StartInput::Ignored { .. }));
+        // Input: an options Any whose value is not base64: recognised, but no options.
+        let input = parse_start_input(br#"{"namespace":"k8s.io","extensions":[{"value":{"type_url":"runtimeoptions.v1.Options","value":"!!not base64"}}]}"#);
+        assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
+        // Input: extensions of the wrong shape.
+        let input = parse_start_input(br#"{"namespace":"k8s.io","extensions":"nope"}"#);
+        assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
+    }
+
+    #[test]
+    fn protobuf_starting_with_newline_brace_is_still_protobuf() {
+        // Input: an options Any whose type URL is 123 bytes long, so its encoding begins with
+        // "\n{" (tag of field 1, then the length 0x7b) — it must not be mistaken for JSON.
+        let url = format!("{}/runtimeoptions.v1.Options", "p".repeat(123 - "/runtimeoptions.v1.Options".len()));
+        assert_eq!(url.len(), 123);
+        let data = any(&url, &options_msg("/srv/moat.toml"));
+        assert_eq!(&data[..2], b"\n{");
+        let opts = parse_start_input(&data).runtime_options().cloned().expect("options");
+        assert_eq!(opts.config_path.as_deref(), Some("/srv/moat.toml"));
+    }
+
+    #[test]
+    fn base64_decodes_both_alphabets() {
+        assert_eq!(decode_base64("aGVsbG8=").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("aGVsbG8").as_deref(), Some(&b"hello"[..]));
+        assert_eq!(decode_base64("-_8=").as_deref(), decode_base64("+/8=").as_deref());
+        assert_eq!(decode_base64("").as_deref(), Some(&b""[..]));
+        // Input: a character outside both alphabets, and an impossible length.
+        assert_eq!(decode_base64("a$bc"), None);
+        assert_eq!(decode_base64("abcde"), None);
     }
 
     #[test]
