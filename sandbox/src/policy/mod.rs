@@ -45,7 +45,7 @@ mod tests;
 
 pub use config::{Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
 pub use context::{
-    PodContext, CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION,
+    rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION,
     SANDBOX_NAMESPACE_ANNOTATION, SANDBOX_NAME_ANNOTATION, SANDBOX_UID_ANNOTATION,
 };
 pub use refusal::{Refusal, Remedy, Rule};

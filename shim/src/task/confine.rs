@@ -11,7 +11,7 @@ use std::sync::Arc;
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
-use moat_sandbox::plan::{ContainerPlan, IdMapping, RootfsMount, UserNamespaceAction, UserNamespacePlan};
+use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
 use moat_sandbox::policy::{self, Config, PodContext};
 use moat_sandbox::spawn::Launcher;
 use moat_sandbox::userns::pool::IdRangePool;
@@ -76,20 +76,25 @@ impl Confinement {
         let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
         let pod_id = PodContext::spec_pod_id(&spec, &req.id);
 
-        // The pod's user namespace: a fresh range for its first container, the pod's for others.
-        let (user, pod_resources, userns_fd) = if is_sandbox {
+        // The pod's user namespace: handed over by containerd 2.x (`hostUsers: false`), else a
+        // fresh range from moat's pool for the pod's first container, else the pod's.
+        let handed_over = policy::spec_user_namespace(&spec);
+        let (user, pod_resources, userns_fd) = if let Some(user) = handed_over {
+            let resources = PodResources {
+                pod_id: pod_id.clone(),
+                pod_uid: PodContext::spec_pod_uid(&spec).or_else(|| pod.and_then(|p| p.pod_uid.clone())),
+                user: user.clone(),
+                userns: pod.and_then(|p| p.userns.clone()),
+                pool: None,
+            };
+            (user, resources, None)
+        } else if is_sandbox {
             let config = config.clone();
             let pod_id_for_pool = pod_id.clone();
             let (pool, user) = blocking(move || -> Result<_, ShimError> {
                 let pool = IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
                 let range = pool.allocate(&pod_id_for_pool).map_err(|e| ShimError::Sandbox(e.to_string()))?;
-                let mapping = vec![IdMapping { container_id: 0, host_id: range.host_base, size: range.size }];
-                let user = UserNamespacePlan {
-                    action: UserNamespaceAction::Create,
-                    uid_mappings: mapping.clone(),
-                    gid_mappings: mapping,
-                };
-                Ok((Arc::new(pool), user))
+                Ok((Arc::new(pool), range.user_namespace_plan(UserNamespaceAction::Create)))
             })
             .await?;
             let resources = PodResources {
@@ -126,7 +131,7 @@ impl Confinement {
             rootfs_mounts: req
                 .rootfs
                 .iter()
-                .map(|m| RootfsMount { fstype: m.type_.clone(), source: m.source.clone(), options: m.options.clone() })
+                .map(|m| policy::rootfs_mount_without_idmap_options(RootfsMount { fstype: m.type_.clone(), source: m.source.clone(), options: m.options.clone() }))
                 .collect(),
             user,
         };

@@ -464,8 +464,12 @@ impl Task for MoatTask {
         Ok(Empty::new())
     }
 
-    async fn stats(&self, _ctx: &TtrpcContext, _req: StatsRequest) -> TtrpcResult<StatsResponse> {
-        Err(ShimError::Unimplemented("stats: not implemented yet in moat (issue: CRI surface)".into()).into())
+    async fn stats(&self, _ctx: &TtrpcContext, req: StatsRequest) -> TtrpcResult<StatsResponse> {
+        let label = process_label(&req.id, "");
+        let cgroup = self.cgroup_of(&req.id, &label).await?;
+        let stats = blocking_cgroup(&label, "stats", move || cgroup.stats()).await?;
+        let any = super::metrics::to_any(&stats)?;
+        Ok(StatsResponse { stats: Some(any).into(), ..Default::default() })
     }
 
     async fn update(&self, _ctx: &TtrpcContext, req: UpdateTaskRequest) -> TtrpcResult<Empty> {
