@@ -218,7 +218,12 @@ impl Containerd {
             layout.owner_file(),
             format!("{} {}\n", me.pid, me.start_time),
         )?;
-        fs::write(&layout.config, render_config(&layout))?;
+        let version = crate::containerd_version::detect(&binary)?;
+        let config = match version.config_version() {
+            3 => crate::containerd_version::to_v3(&render_config(&layout))?,
+            _ => render_config(&layout),
+        };
+        fs::write(&layout.config, config)?;
         fs::write(
             layout.cni_conf_dir.join("10-moat-e2e.conflist"),
             render_cni_conflist(),
@@ -241,8 +246,10 @@ impl Containerd {
             .env(
                 "PATH",
                 format!(
-                    "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    layout.bin_dir.display()
+                    "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    layout.bin_dir.display(),
+                    // The runc shim that comes with this containerd, for handler `runc`.
+                    binary.parent().map(|d| d.display().to_string()).unwrap_or_default()
                 ),
             )
             .stdin(Stdio::null())

@@ -14,6 +14,7 @@
 pub mod bed;
 pub mod configs;
 pub mod containerd;
+pub mod containerd_version;
 pub mod cri;
 pub mod cri_log;
 pub mod host;
