@@ -36,7 +36,7 @@ impl Version {
 pub fn parse(output: &str) -> Option<Version> {
     output.split_whitespace().skip(2).find_map(|word| {
         let word = word.trim_start_matches('v');
-        let mut parts = word.split(|c: char| c == '.' || c == '~' || c == '-' || c == '+');
+        let mut parts = word.split(['.', '~', '-', '+']);
         let major = parts.next()?.parse().ok()?;
         let minor = parts.next()?.parse().ok()?;
         Some(Version { major, minor })

@@ -18,25 +18,18 @@ use log::warn;
 
 #[derive(Clone)]
 pub struct EventSink {
-    publisher: Option<Arc<RemotePublisher>>,
+    publisher: Arc<RemotePublisher>,
     namespace: String,
 }
 
 impl EventSink {
     pub fn new(publisher: RemotePublisher, namespace: &str) -> Self {
-        EventSink { publisher: Some(Arc::new(publisher)), namespace: namespace.to_string() }
-    }
-
-    /// A sink that drops everything (unit tests of the task service).
-    #[cfg(test)]
-    pub fn discard() -> Self {
-        EventSink { publisher: None, namespace: "test".into() }
+        EventSink { publisher: Arc::new(publisher), namespace: namespace.to_string() }
     }
 
     async fn send<E: Event + 'static>(&self, event: E) {
-        let Some(publisher) = &self.publisher else { return };
         let topic = event.topic();
-        if let Err(e) = publisher.publish(Context::default(), &topic, &self.namespace, Box::new(event)).await {
+        if let Err(e) = self.publisher.publish(Context::default(), &topic, &self.namespace, Box::new(event)).await {
             warn!("publishing {topic} failed: {e}");
         }
     }
