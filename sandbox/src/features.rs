@@ -1,11 +1,14 @@
 //! What moat supports, as the OCI runtime-spec `features` document (`runc features`, and what
 //! containerd 2.x reads from `<shim> -info`).
 //!
-//! The tables below are the single source for "which names does moat recognise". Some sandbox
-//! code already consumes them (capabilities come straight from `policy::capabilities::ALL`);
-//! for the rest the tests of this module hold the tables and the code that honours them
-//! together: every entry is fed through the real policy / seccomp code and must be accepted
-//! with the effect the table declares, and every name outside a table must be refused.
+//! The tables below are the single source for "which names does moat recognise, and what do
+//! they do": the sandbox code reads them (`policy::mounts` looks mount options up in
+//! [`MOUNT_OPTIONS`], `policy::namespaces` plans [`NAMESPACE_KINDS`], `seccomp` converts
+//! actions, operators and flags through [`SECCOMP_ACTIONS`], [`SECCOMP_OPERATORS`] and
+//! [`SECCOMP_FLAGS`] and accepts [`SECCOMP_ARCHS`]; capabilities come straight from
+//! `policy::capabilities::ALL`), and [`oci_features`] lists the same tables. The tests of this
+//! module feed every entry through the real policy / seccomp code, which must accept it with
+//! the effect the table declares, and every name outside a table must be refused.
 //!
 //! Why containerd cares (researched in containerd 2.0-2.3 sources, `internal/cri/server/
 //! service.go` and `core/runtime/v2/task_manager.go`):
@@ -33,7 +36,7 @@ use oci_spec::runtime::{
     NetDevices, Seccomp, Selinux,
 };
 
-use crate::plan::NamespaceKind;
+use crate::plan::{NamespaceKind, SeccompAction, SeccompOp};
 use crate::policy::capabilities;
 
 /// The type URL containerd registers for `features.Features` (typeurl of the Go type in
@@ -118,16 +121,17 @@ pub const MOUNT_OPTIONS: &[(&str, MountOptionEffect)] = {
 
 /// The effect of a mount option, or `None` when it is filesystem data.
 pub fn mount_option(name: &str) -> Option<MountOptionEffect> {
-    MOUNT_OPTIONS.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
+    lookup(MOUNT_OPTIONS, &name)
 }
 
 // ---------------------------------------------------------------- namespaces
 
 /// The namespaces a plan creates or joins besides mount and user (which moat always sets up:
 /// a private mount namespace, and the pod's user namespace). `time` is refused by policy.
+/// `policy::namespaces` plans them in this order (so network is checked first).
 pub const NAMESPACE_KINDS: [NamespaceKind; 5] = [
-    NamespaceKind::Pid,
     NamespaceKind::Network,
+    NamespaceKind::Pid,
     NamespaceKind::Ipc,
     NamespaceKind::Uts,
     NamespaceKind::Cgroup,
@@ -154,33 +158,63 @@ pub fn namespaces() -> Vec<LinuxNamespaceType> {
 
 // ---------------------------------------------------------------- seccomp
 
-/// The OCI actions `seccomp::from_oci` converts. `SCMP_ACT_TRACE` becomes ENOSYS (moat never
-/// attaches a tracer); `SCMP_ACT_NOTIFY` is refused (no seccomp agent).
-pub const SECCOMP_ACTIONS: &[LinuxSeccompAction] = &[
-    LinuxSeccompAction::ScmpActAllow,
-    LinuxSeccompAction::ScmpActErrno,
-    LinuxSeccompAction::ScmpActKill,
-    LinuxSeccompAction::ScmpActKillThread,
-    LinuxSeccompAction::ScmpActKillProcess,
-    LinuxSeccompAction::ScmpActTrap,
-    LinuxSeccompAction::ScmpActLog,
-    LinuxSeccompAction::ScmpActTrace,
-];
+/// What an OCI seccomp action becomes in a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompActionEffect {
+    /// Exactly this plan action.
+    Is(SeccompAction),
+    /// `SeccompAction::Errno` with the rule's `errnoRet`, EPERM when it has none (as runc).
+    Errno,
+}
 
-/// The argument comparisons `seccomp::from_oci` converts (all of OCI's).
-pub const SECCOMP_OPERATORS: &[LinuxSeccompOperator] = &[
-    LinuxSeccompOperator::ScmpCmpNe,
-    LinuxSeccompOperator::ScmpCmpLt,
-    LinuxSeccompOperator::ScmpCmpLe,
-    LinuxSeccompOperator::ScmpCmpEq,
-    LinuxSeccompOperator::ScmpCmpGe,
-    LinuxSeccompOperator::ScmpCmpGt,
-    LinuxSeccompOperator::ScmpCmpMaskedEq,
-];
+/// The OCI actions `seccomp::from_oci` converts, and into what. `SCMP_ACT_NOTIFY` is refused
+/// (no seccomp agent).
+pub const SECCOMP_ACTIONS: &[(LinuxSeccompAction, SeccompActionEffect)] = {
+    use LinuxSeccompAction::*;
+    use SeccompActionEffect::*;
+    &[
+        (ScmpActAllow, Is(SeccompAction::Allow)),
+        (ScmpActErrno, Errno),
+        (ScmpActKill, Is(SeccompAction::KillThread)),
+        (ScmpActKillThread, Is(SeccompAction::KillThread)),
+        (ScmpActKillProcess, Is(SeccompAction::KillProcess)),
+        (ScmpActTrap, Is(SeccompAction::Trap)),
+        (ScmpActLog, Is(SeccompAction::Log)),
+        // With no tracer attached (moat never attaches one) the kernel fails a TRACE'd
+        // syscall with ENOSYS: say so explicitly.
+        (ScmpActTrace, Is(SeccompAction::Errno(ENOSYS))),
+    ]
+};
+
+const ENOSYS: u32 = 38;
+
+/// What `action` becomes in a plan, or `None` when moat does not support it.
+pub fn seccomp_action(action: LinuxSeccompAction) -> Option<SeccompActionEffect> {
+    lookup(SECCOMP_ACTIONS, &action)
+}
+
+/// The argument comparisons `seccomp::from_oci` converts (all of OCI's), and into what.
+pub const SECCOMP_OPERATORS: &[(LinuxSeccompOperator, SeccompOp)] = {
+    use LinuxSeccompOperator::*;
+    &[
+        (ScmpCmpNe, SeccompOp::NotEqual),
+        (ScmpCmpLt, SeccompOp::LessThan),
+        (ScmpCmpLe, SeccompOp::LessOrEqual),
+        (ScmpCmpEq, SeccompOp::EqualTo),
+        (ScmpCmpGe, SeccompOp::GreaterOrEqual),
+        (ScmpCmpGt, SeccompOp::GreaterThan),
+        (ScmpCmpMaskedEq, SeccompOp::MaskedEqual),
+    ]
+};
+
+/// The plan comparison for `op`, or `None` when moat does not support it.
+pub fn seccomp_operator(op: LinuxSeccompOperator) -> Option<SeccompOp> {
+    lookup(SECCOMP_OPERATORS, &op)
+}
 
 /// Architectures a profile may list: every one libseccomp names (`SCMP_ARCH_NATIVE` is an
-/// alias, not an architecture). Those the kernel cannot mix with the native one are skipped
-/// when the filter is built, as runc does.
+/// alias, not an architecture, and is accepted besides). Those the kernel cannot mix with the
+/// native one are skipped when the filter is built, as runc does.
 pub const SECCOMP_ARCHS: &[Arch] = &[
     Arch::ScmpArchX86,
     Arch::ScmpArchX86_64,
@@ -201,15 +235,43 @@ pub const SECCOMP_ARCHS: &[Arch] = &[
     Arch::ScmpArchRiscv64,
 ];
 
-/// Filter flags `seccomp::compile` accepts: LOG and SPEC_ALLOW are set on the filter; TSYNC
-/// holds trivially (the helper that loads filters is single-threaded) and WAIT_KILLABLE_RECV
-/// only concerns notify, which is refused.
-pub const SECCOMP_FLAGS: &[LinuxSeccompFilterFlag] = &[
-    LinuxSeccompFilterFlag::SeccompFilterFlagLog,
-    LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow,
-    LinuxSeccompFilterFlag::SeccompFilterFlagTsync,
-    LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv,
-];
+/// True when a profile may list `arch` (see [`SECCOMP_ARCHS`]).
+pub fn seccomp_arch_supported(arch: Arch) -> bool {
+    arch == Arch::ScmpArchNative || SECCOMP_ARCHS.contains(&arch)
+}
+
+/// What a filter flag does when `seccomp::compile` builds the filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeccompFlagEffect {
+    /// Log every action but ALLOW (libseccomp's `SCMP_FLTATR_CTL_LOG`).
+    Log,
+    /// Leave speculative store bypass mitigation off (`SCMP_FLTATR_CTL_SSB`).
+    SpecAllow,
+    /// Accepted, no effect: TSYNC holds trivially (the helper that loads filters is
+    /// single-threaded) and WAIT_KILLABLE_RECV only concerns notify, which is refused.
+    NoEffect,
+}
+
+/// Filter flags `seccomp::compile` accepts, and what each does.
+pub const SECCOMP_FLAGS: &[(LinuxSeccompFilterFlag, SeccompFlagEffect)] = {
+    use LinuxSeccompFilterFlag::*;
+    &[
+        (SeccompFilterFlagLog, SeccompFlagEffect::Log),
+        (SeccompFilterFlagSpecAllow, SeccompFlagEffect::SpecAllow),
+        (SeccompFilterFlagTsync, SeccompFlagEffect::NoEffect),
+        (SeccompFilterFlagWaitKillableRecv, SeccompFlagEffect::NoEffect),
+    ]
+};
+
+/// The effect of the filter flag named `name` (as a plan carries it, e.g.
+/// `SECCOMP_FILTER_FLAG_LOG`), or `None` when moat does not know it.
+pub fn seccomp_flag(name: &str) -> Option<SeccompFlagEffect> {
+    SECCOMP_FLAGS.iter().find(|(f, _)| f.to_string() == name).map(|(_, e)| *e)
+}
+
+fn lookup<K: PartialEq, V: Copy>(table: &[(K, V)], key: &K) -> Option<V> {
+    table.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
 
 // ---------------------------------------------------------------- the document
 
@@ -217,16 +279,21 @@ fn names<T: ToString>(items: &[T]) -> Vec<String> {
     items.iter().map(ToString::to_string).collect()
 }
 
+/// The keys of a table, in its order.
+fn keys<K: Clone, V>(table: &[(K, V)]) -> Vec<K> {
+    table.iter().map(|(k, _)| k.clone()).collect()
+}
+
 /// The OCI `features` document for moat.
 pub fn oci_features() -> Features {
     let mut seccomp = Seccomp::default();
     seccomp
         .set_enabled(Some(true))
-        .set_actions(Some(SECCOMP_ACTIONS.to_vec()))
-        .set_operators(Some(names(SECCOMP_OPERATORS)))
+        .set_actions(Some(keys(SECCOMP_ACTIONS)))
+        .set_operators(Some(names(&keys(SECCOMP_OPERATORS))))
         .set_archs(Some(SECCOMP_ARCHS.to_vec()))
-        .set_known_flags(Some(names(SECCOMP_FLAGS)))
-        .set_supported_flags(Some(names(SECCOMP_FLAGS)));
+        .set_known_flags(Some(names(&keys(SECCOMP_FLAGS))))
+        .set_supported_flags(Some(names(&keys(SECCOMP_FLAGS))));
 
     let mut cgroup = Cgroup::default();
     cgroup
@@ -268,7 +335,7 @@ pub fn oci_features() -> Features {
         .set_oci_version_max(OCI_VERSION_MAX.to_string())
         // Policy refuses every hook (they would run as host root): none is recognised.
         .set_hooks(Some(Vec::new()))
-        .set_mount_options(Some(MOUNT_OPTIONS.iter().map(|(n, _)| n.to_string()).collect()))
+        .set_mount_options(Some(names(&keys(MOUNT_OPTIONS))))
         .set_linux(Some(linux));
     features
 }
@@ -364,13 +431,27 @@ mod tests {
             // Input: a profile whose default action is `action`.
             let p = profile(json!({"defaultAction": action, "syscalls": [{"names": ["getpid"], "action": action}]}));
             let converted = seccomp::from_oci(&p, "features-test");
-            assert_eq!(converted.is_ok(), SECCOMP_ACTIONS.contains(&action), "{action:?}: {converted:?}");
+            match seccomp_action(action) {
+                None => assert!(converted.is_err(), "{action:?} is not listed but converts: {converted:?}"),
+                Some(effect) => {
+                    let plan = converted.unwrap_or_else(|e| panic!("{action:?} is listed but refused: {e}"));
+                    let expected = match effect {
+                        SeccompActionEffect::Is(a) => a,
+                        SeccompActionEffect::Errno => SeccompAction::Errno(1),
+                    };
+                    assert_eq!(plan.default_action, expected, "{action:?}");
+                }
+            }
         }
+        // Input: an errno action with its own errnoRet.
+        let p = profile(json!({"defaultAction": "SCMP_ACT_ERRNO", "defaultErrnoRet": 38}));
+        let plan = seccomp::from_oci(&p, "features-test").expect("converts");
+        assert_eq!(plan.default_action, SeccompAction::Errno(38));
     }
 
     #[test]
     fn seccomp_operators_listed_all_convert_and_compile() {
-        for op in SECCOMP_OPERATORS {
+        for (op, planned) in SECCOMP_OPERATORS {
             // Input: one rule comparing argument 0 with `op`.
             let p = profile(json!({
                 "defaultAction": "SCMP_ACT_ALLOW",
@@ -379,6 +460,7 @@ mod tests {
             }));
             let plan = seccomp::from_oci(&p, "features-test").unwrap_or_else(|e| panic!("{op}: {e}"));
             assert_eq!(plan.rules[0].args.len(), 1, "{op}");
+            assert_eq!(plan.rules[0].args[0].op, *planned, "{op}");
             seccomp::compile(&plan).unwrap_or_else(|e| panic!("{op}: {e}"));
         }
         assert_eq!(SECCOMP_OPERATORS.len(), 7, "OCI defines seven comparisons");
@@ -386,6 +468,26 @@ mod tests {
 
     #[test]
     fn seccomp_archs_listed_all_compile() {
+        use Arch::*;
+        // Every oci-spec architecture; the match fails to compile when oci-spec adds one.
+        let every = [
+            ScmpArchNative, ScmpArchX86, ScmpArchX86_64, ScmpArchX32, ScmpArchArm, ScmpArchAarch64, ScmpArchMips,
+            ScmpArchMips64, ScmpArchMips64n32, ScmpArchMipsel, ScmpArchMipsel64, ScmpArchMipsel64n32, ScmpArchPpc,
+            ScmpArchPpc64, ScmpArchPpc64le, ScmpArchS390, ScmpArchS390x, ScmpArchRiscv64,
+        ];
+        for arch in every {
+            match arch {
+                ScmpArchNative | ScmpArchX86 | ScmpArchX86_64 | ScmpArchX32 | ScmpArchArm | ScmpArchAarch64
+                | ScmpArchMips | ScmpArchMips64 | ScmpArchMips64n32 | ScmpArchMipsel | ScmpArchMipsel64
+                | ScmpArchMipsel64n32 | ScmpArchPpc | ScmpArchPpc64 | ScmpArchPpc64le | ScmpArchS390
+                | ScmpArchS390x | ScmpArchRiscv64 => {}
+            }
+            // Input: an allow-all filter that lists `arch`.
+            let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
+            let converted = seccomp::from_oci(&p, "features-test");
+            assert_eq!(converted.is_ok(), seccomp_arch_supported(arch), "{arch:?}: {converted:?}");
+        }
+        assert!(!SECCOMP_ARCHS.contains(&ScmpArchNative), "native is an alias, not an architecture");
         for arch in SECCOMP_ARCHS {
             // Input: an allow-all filter that also lists `arch`.
             let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
@@ -408,7 +510,7 @@ mod tests {
             let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]}));
             let plan = seccomp::from_oci(&p, "features-test").expect("converts");
             let compiled = seccomp::compile(&plan);
-            assert_eq!(compiled.is_ok(), SECCOMP_FLAGS.contains(&flag), "{flag}: {:?}", compiled.err());
+            assert_eq!(compiled.is_ok(), seccomp_flag(&flag.to_string()).is_some(), "{flag}: {:?}", compiled.err());
         }
         // Input: a flag name no table has (the plan carries strings).
         let mut plan = seccomp::from_oci(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW"})), "x").expect("converts");

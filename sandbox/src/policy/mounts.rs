@@ -18,6 +18,7 @@ use oci_spec::runtime::Mount;
 use super::config::Config;
 use super::host_paths::{self, Verdict};
 use super::refusal::{Refusal, Rule, Subject};
+use crate::features::{mount_option, MountOptionEffect};
 use crate::plan::{MountKind, MountPlan, UserNamespacePlan};
 
 /// What the mount code needs to know about the pod while mapping mounts.
@@ -43,31 +44,23 @@ struct Flags {
     data: Vec<String>,
 }
 
+/// Reads the options `features::MOUNT_OPTIONS` recognises; the rest is filesystem data.
 fn parse_options(options: &[String]) -> Flags {
     let mut f = Flags::default();
     for o in options {
-        match o.as_str() {
-            "bind" => f.bind = true,
-            "rbind" => {
+        match mount_option(o) {
+            Some(MountOptionEffect::Bind { recursive }) => {
                 f.bind = true;
-                f.recursive = true;
+                f.recursive |= recursive;
             }
-            "ro" | "rro" => f.readonly = true,
-            "rw" | "rrw" => f.readonly = false,
-            "nosuid" => f.nosuid = true,
-            "suid" => f.nosuid = false,
-            "nodev" => f.nodev = true,
-            "dev" => f.nodev = false,
-            "noexec" => f.noexec = true,
-            "exec" => f.noexec = false,
+            Some(MountOptionEffect::ReadOnly(on)) => f.readonly = on,
+            Some(MountOptionEffect::NoSuid(on)) => f.nosuid = on,
+            Some(MountOptionEffect::NoDev(on)) => f.nodev = on,
+            Some(MountOptionEffect::NoExec(on)) => f.noexec = on,
             // Propagation: nothing in a container's mount namespace propagates anywhere.
-            "private" | "rprivate" | "slave" | "rslave" | "shared" | "rshared" | "unbindable"
-            | "runbindable" => {}
-            // Access-time and sync flags, and OCI's idmap requests (moat always idmaps binds).
-            "atime" | "noatime" | "relatime" | "norelatime" | "strictatime" | "nostrictatime"
-            | "diratime" | "nodiratime" | "sync" | "async" | "dirsync" | "mand" | "nomand"
-            | "defaults" | "idmap" | "ridmap" | "tmpcopyup" => {}
-            other => f.data.push(other.to_string()),
+            // idmap: moat always idmaps binds. Access-time and sync flags: no effect.
+            Some(MountOptionEffect::Propagation | MountOptionEffect::IdMap | MountOptionEffect::NoEffect) => {}
+            None => f.data.push(o.clone()),
         }
     }
     f

@@ -12,11 +12,14 @@
 //! * cgroup absent: moat creates one anyway (the container sees only its own cgroup).
 //! * mount: always created. user: always the pod's (`PodContext::user`), whatever the spec says.
 //! * time: not supported (refused when present).
+//!
+//! The kinds planned, in order, are `features::NAMESPACE_KINDS` (what `-info` reports).
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use super::config::Config;
 use super::refusal::{Refusal, Rule, Subject};
+use crate::features::{namespace_type, NAMESPACE_KINDS};
 use crate::plan::{NamespaceAction, NamespaceKind, NamespacePlan};
 
 /// The namespaces of the plan, and which host namespaces are shared.
@@ -29,13 +32,11 @@ pub(crate) struct Namespaces {
     pub host_uts: bool,
 }
 
-fn kind_name(kind: NamespaceKind) -> &'static str {
-    match kind {
-        NamespaceKind::Pid => "pid",
-        NamespaceKind::Network => "network",
-        NamespaceKind::Ipc => "ipc",
-        NamespaceKind::Uts => "uts",
-        NamespaceKind::Cgroup => "cgroup",
+/// The name a spec gives `typ` ("network": oci-spec's `Display` says "net").
+fn spec_name(typ: LinuxNamespaceType) -> String {
+    match serde_json::to_value(typ) {
+        Ok(serde_json::Value::String(name)) => name,
+        _ => typ.to_string(),
     }
 }
 
@@ -68,14 +69,8 @@ pub(crate) fn plan(
         host_ipc: false,
         host_uts: false,
     };
-    let kinds = [
-        (NamespaceKind::Network, LinuxNamespaceType::Network),
-        (NamespaceKind::Pid, LinuxNamespaceType::Pid),
-        (NamespaceKind::Ipc, LinuxNamespaceType::Ipc),
-        (NamespaceKind::Uts, LinuxNamespaceType::Uts),
-        (NamespaceKind::Cgroup, LinuxNamespaceType::Cgroup),
-    ];
-    for (kind, typ) in kinds {
+    for kind in NAMESPACE_KINDS {
+        let typ = namespace_type(kind);
         let action = match find(typ) {
             Some(ns) => match ns.path() {
                 Some(path) => NamespaceAction::Join(path.clone()),
@@ -98,14 +93,14 @@ pub(crate) fn plan(
                         NamespaceKind::Ipc => Rule::HostIpc,
                         _ => Rule::HostNetwork,
                     };
+                    let name = spec_name(typ);
                     return Err(who.refuse(
-                        format!("linux.namespaces[{}]", kind_name(kind)),
+                        format!("linux.namespaces[{name}]"),
                         rule,
                         format!(
                             "the host {what} namespace is not allowed at level {} (the spec has \
-                             no {} namespace entry, which shares the host's)",
+                             no {name} namespace entry, which shares the host's)",
                             config.level,
-                            kind_name(kind)
                         ),
                         format!("{setting} = true"),
                     ));

@@ -12,6 +12,7 @@ pub use profile::{baseline, from_oci, BASELINE_JSON, BASELINE_NAME};
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 
+use crate::features::{self, SeccompFlagEffect};
 use crate::plan::{SeccompAction, SeccompOp, SeccompPlan};
 
 /// Why a seccomp filter could not be built or loaded.
@@ -76,17 +77,15 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         }
     }
     for flag in &plan.flags {
-        match flag.as_str() {
-            "SECCOMP_FILTER_FLAG_LOG" => {
+        match features::seccomp_flag(flag) {
+            Some(SeccompFlagEffect::Log) => {
                 ctx.set_ctl_log(true).map_err(|e| build(format!("{flag}: {e}")))?;
             }
-            "SECCOMP_FILTER_FLAG_SPEC_ALLOW" => {
+            Some(SeccompFlagEffect::SpecAllow) => {
                 ctx.set_ctl_ssb(true).map_err(|e| build(format!("{flag}: {e}")))?;
             }
-            // The helper that loads filters is single-threaded; WAIT_KILLABLE_RECV only
-            // matters for notify, which policy refuses.
-            "SECCOMP_FILTER_FLAG_TSYNC" | "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV" => {}
-            other => return Err(build(format!("unknown flag {other}"))),
+            Some(SeccompFlagEffect::NoEffect) => {}
+            None => return Err(build(format!("unknown flag {flag}"))),
         }
     }
     for rule in &plan.rules {

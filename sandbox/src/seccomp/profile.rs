@@ -3,6 +3,7 @@
 use oci_spec::runtime::{LinuxSeccomp, LinuxSeccompAction, LinuxSeccompOperator};
 
 use super::SeccompError;
+use crate::features::{self, SeccompActionEffect};
 use crate::plan::{SeccompAction, SeccompArg, SeccompOp, SeccompPlan, SeccompRule};
 
 /// moat's baseline profile (`seccomp-profiles/baseline.json`), embedded at build time.
@@ -12,7 +13,6 @@ pub const BASELINE_JSON: &str = include_str!("../../../seccomp-profiles/baseline
 pub const BASELINE_NAME: &str = "baseline";
 
 const EPERM: u32 = 1;
-const ENOSYS: u32 = 38;
 
 /// The baseline filter every container runs under.
 pub fn baseline() -> SeccompPlan {
@@ -27,45 +27,36 @@ pub fn baseline() -> SeccompPlan {
     }
 }
 
+/// Converts an action through `features::SECCOMP_ACTIONS`; unlisted (`SCMP_ACT_NOTIFY`) is refused.
 fn action(
     action: LinuxSeccompAction,
     errno: Option<u32>,
     filter: &str,
     what: &str,
 ) -> Result<SeccompAction, SeccompError> {
-    Ok(match action {
-        LinuxSeccompAction::ScmpActAllow => SeccompAction::Allow,
-        LinuxSeccompAction::ScmpActErrno => SeccompAction::Errno(errno.unwrap_or(EPERM)),
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            SeccompAction::KillThread
-        }
-        LinuxSeccompAction::ScmpActKillProcess => SeccompAction::KillProcess,
-        LinuxSeccompAction::ScmpActTrap => SeccompAction::Trap,
-        LinuxSeccompAction::ScmpActLog => SeccompAction::Log,
-        // With no tracer attached (moat never attaches one) the kernel fails a TRACE'd
-        // syscall with ENOSYS: say so explicitly.
-        LinuxSeccompAction::ScmpActTrace => SeccompAction::Errno(ENOSYS),
-        LinuxSeccompAction::ScmpActNotify => {
-            return Err(SeccompError::Build {
-                filter: filter.to_string(),
-                reason: format!(
-                    "{what}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which moat \
-                     does not support"
-                ),
-            })
-        }
-    })
+    match features::seccomp_action(action) {
+        Some(SeccompActionEffect::Is(a)) => Ok(a),
+        Some(SeccompActionEffect::Errno) => Ok(SeccompAction::Errno(errno.unwrap_or(EPERM))),
+        None if action == LinuxSeccompAction::ScmpActNotify => Err(SeccompError::Build {
+            filter: filter.to_string(),
+            reason: format!(
+                "{what}: SCMP_ACT_NOTIFY needs a seccomp agent (listenerPath), which moat \
+                 does not support"
+            ),
+        }),
+        None => Err(unsupported(filter, what, format!("action {action}"))),
+    }
 }
 
-fn op(op: LinuxSeccompOperator) -> SeccompOp {
-    match op {
-        LinuxSeccompOperator::ScmpCmpNe => SeccompOp::NotEqual,
-        LinuxSeccompOperator::ScmpCmpLt => SeccompOp::LessThan,
-        LinuxSeccompOperator::ScmpCmpLe => SeccompOp::LessOrEqual,
-        LinuxSeccompOperator::ScmpCmpEq => SeccompOp::EqualTo,
-        LinuxSeccompOperator::ScmpCmpGe => SeccompOp::GreaterOrEqual,
-        LinuxSeccompOperator::ScmpCmpGt => SeccompOp::GreaterThan,
-        LinuxSeccompOperator::ScmpCmpMaskedEq => SeccompOp::MaskedEqual,
+/// Converts a comparison through `features::SECCOMP_OPERATORS`.
+fn op(op: LinuxSeccompOperator, filter: &str, what: &str) -> Result<SeccompOp, SeccompError> {
+    features::seccomp_operator(op).ok_or_else(|| unsupported(filter, what, format!("comparison {op}")))
+}
+
+fn unsupported(filter: &str, what: &str, thing: String) -> SeccompError {
+    SeccompError::Build {
+        filter: filter.to_string(),
+        reason: format!("{what}: {thing} is not supported by moat"),
     }
 }
 
@@ -73,8 +64,8 @@ fn op(op: LinuxSeccompOperator) -> SeccompOp {
 /// returns EPERM; comparisons of one rule must all hold, EXCEPT when two of them test the same
 /// argument (which libseccomp cannot combine): then each comparison becomes its own rule (any
 /// one matching triggers the action). For `SCMP_CMP_MASKED_EQ`, `value` is the mask and
-/// `valueTwo` the expected result, as in OCI. `SCMP_ACT_TRACE` becomes ENOSYS (no tracer);
-/// `SCMP_ACT_NOTIFY` is refused.
+/// `valueTwo` the expected result, as in OCI. Actions, comparisons and architectures are those
+/// of `features` (`SCMP_ACT_TRACE` becomes ENOSYS: no tracer; `SCMP_ACT_NOTIFY` is refused).
 pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, SeccompError> {
     let default_action =
         action(profile.default_action(), profile.default_errno_ret(), name, "defaultAction")?;
@@ -83,7 +74,8 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
         .iter()
         .flatten()
         .map(|a| match serde_json::to_value(a) {
-            Ok(serde_json::Value::String(s)) => Ok(s),
+            Ok(serde_json::Value::String(s)) if features::seccomp_arch_supported(*a) => Ok(s),
+            Ok(serde_json::Value::String(s)) => Err(unsupported(name, "architectures", s)),
             _ => Err(SeccompError::Build {
                 filter: name.to_string(),
                 reason: format!("architecture {a:?} has no name"),
@@ -112,7 +104,7 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
                 index,
                 value: a.value(),
                 value_two: a.value_two().unwrap_or(0),
-                op: op(a.op()),
+                op: op(a.op(), name, &what)?,
             });
         }
         let names = sc.names().clone();
