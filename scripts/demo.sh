@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The README demo: installs the packages, builds moat, starts a private containerd with the
-# moat runtime handler, runs a pod whose busybox container prints `id`, its uid_map and its
-# hostname, shows its log, then removes everything and stops containerd.
+# moat and runc runtime handlers, runs the same busybox pod under each (read-only root asked
+# for) and shows side by side its uid_map, seccomp mode, no_new_privs, capabilities, whether
+# it can write /, its cgroup; then asks moat for a privileged pod and prints the refusal.
+# Everything is removed and containerd stopped at the end.
 #
-#   scripts/demo.sh [moat|runc]
+#   scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
@@ -12,4 +14,4 @@ fi
 bash scripts/install-deps.sh
 cargo build --workspace --bins
 export MOAT_SHIM="${MOAT_SHIM:-$PWD/target/debug/containerd-shim-moat-v2}"
-exec target/debug/demo "${1:-moat}"
+exec target/debug/demo
