@@ -4,7 +4,7 @@
 //! its pod when dropped and prints containerd's log tail when the test is failing.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -21,7 +21,8 @@ use crate::{images, paths, prereq};
 #[derive(Debug)]
 pub struct TestBed {
     containerd: Containerd,
-    cri: Cri,
+    /// Replaced when containerd restarts (`restart_containerd`).
+    cri: RwLock<Cri>,
     shim: Option<PathBuf>,
 }
 
@@ -59,18 +60,36 @@ extern "C" fn shut_down_at_exit() {
 impl TestBed {
     fn start() -> Result<Self> {
         containerd::reap_stale_runs();
-        let archives = images::build(&paths::image_cache_dir())?;
-        let layout = Layout::for_this_process();
-        if layout.dir.exists() {
-            containerd::clean_up(&layout);
-        }
-        let shim = paths::shim_binary().filter(|p| p.is_file());
-        let containerd = Containerd::start(layout, shim.as_deref())?;
+        let bed = Self::start_in(Layout::for_this_process())?;
         // SAFETY: registers a plain `extern "C" fn` with atexit(3); it only touches the
         // OnceLock above, which lives for the whole process.
         if unsafe { libc::atexit(shut_down_at_exit) } != 0 {
             bail!("atexit failed: the test containerd could not be stopped at exit");
         }
+        Ok(bed)
+    }
+
+    /// A test bed of its own for one test (`name` tells it apart), for tests that disturb
+    /// containerd itself (killing and restarting it) and so must not share it. Returns `None`
+    /// when the test should be skipped (see `prereq`). Everything it ran is removed when it
+    /// is dropped.
+    pub fn private(test: &str, handler: &str, name: &str) -> Result<Option<Self>> {
+        if !prereq::gate(test, handler) {
+            return Ok(None);
+        }
+        containerd::reap_stale_runs();
+        let dir = Path::new(containerd::BASE_DIR)
+            .join(format!("{}-{}", std::process::id(), configs::unique_name(name)));
+        Self::start_in(Layout::new(&dir)).map(Some)
+    }
+
+    fn start_in(layout: Layout) -> Result<Self> {
+        let archives = images::build(&paths::image_cache_dir())?;
+        if layout.dir.exists() {
+            containerd::clean_up(&layout);
+        }
+        let shim = paths::shim_binary().filter(|p| p.is_file());
+        let containerd = Containerd::start(layout, shim.as_deref())?;
         for archive in &archives {
             images::import(&containerd.layout.socket, archive)
                 .with_context(|| format!("containerd log:\n{}", containerd.log_tail(20)))?;
@@ -86,13 +105,41 @@ impl TestBed {
         }
         Ok(Self {
             containerd,
-            cri,
+            cri: RwLock::new(cri),
             shim,
         })
     }
 
-    pub fn cri(&self) -> &Cri {
-        &self.cri
+    /// The CRI client (of the current containerd process).
+    pub fn cri(&self) -> Cri {
+        match self.cri.read() {
+            Ok(cri) => cri.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Kills containerd with SIGKILL (shims and containers go on running), leaves it down for
+    /// `down_for`, starts it again with the same config and directories, and reconnects the
+    /// CRI client. Only for a `private` bed: other tests would see their containerd vanish.
+    pub fn restart_containerd(&self, down_for: Duration) -> Result<()> {
+        self.containerd.kill()?;
+        std::thread::sleep(down_for);
+        self.containerd.relaunch()?;
+        let cri = Cri::connect(&self.containerd.layout.socket)?;
+        // The socket answers before the CRI has loaded its pods ("server is not initialized
+        // yet"), as a kubelet finds out too.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(e) = cri.pods() {
+            if Instant::now() > deadline {
+                return Err(self.with_log(e.context("the CRI did not come up after the restart")));
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        match self.cri.write() {
+            Ok(mut slot) => *slot = cri,
+            Err(poisoned) => *poisoned.into_inner() = cri,
+        }
+        Ok(())
     }
 
     pub fn containerd(&self) -> &Containerd {
@@ -152,11 +199,11 @@ impl TestBed {
             .map(|m| m.name.clone())
             .unwrap_or_default();
         let id = self
-            .cri
+            .cri()
             .runp(&config, handler)
             .map_err(|e| self.with_log(e))?;
         if let Some(netns) = self
-            .cri
+            .cri()
             .inspectp(&id)
             .ok()
             .and_then(|(_, info)| netns_path(info.as_ref()))
@@ -175,15 +222,45 @@ impl TestBed {
         })
     }
 
+    /// Runs containerd's own client, `ctr`, on this containerd in the CRI's namespace
+    /// (`k8s.io`): for the task verbs the CRI lacks (pause, resume). Returns its stdout.
+    pub fn ctr(&self, args: &[&str]) -> Result<String> {
+        let ctr = paths::find_program("ctr").context("no `ctr` program (it comes with containerd)")?;
+        let out = std::process::Command::new(ctr)
+            .arg("--address")
+            .arg(&self.layout().socket)
+            .args(["--namespace", "k8s.io"])
+            .args(args)
+            .output()
+            .with_context(|| format!("running ctr {args:?}"))?;
+        if !out.status.success() {
+            bail!(
+                "ctr {args:?} failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
     /// Removes every pod, stops containerd, removes what it left. Idempotent; also run at exit.
     pub fn shutdown(&self) {
-        if let Ok(pods) = self.cri.pods() {
+        let cri = self.cri();
+        if let Ok(pods) = cri.pods() {
             for pod in pods {
-                let _ = self.cri.stopp(&pod);
-                let _ = self.cri.rmp(&pod);
+                let _ = cri.stopp(&pod);
+                let _ = cri.rmp(&pod);
             }
         }
         self.containerd.shutdown();
+    }
+}
+
+impl Drop for TestBed {
+    /// Only `private` beds are dropped (the shared one lives in a static and is shut down
+    /// at exit).
+    fn drop(&mut self) {
+        self.shutdown();
     }
 }
 
@@ -242,7 +319,7 @@ impl Pod<'_> {
             .unwrap_or_default();
         let id = self
             .bed
-            .cri
+            .cri()
             .create(&self.id, config, &self.config)
             .map_err(|e| self.bed.with_log(e))?;
         let container = Container {
@@ -258,7 +335,7 @@ impl Pod<'_> {
 
     /// StartContainer.
     pub fn start(&self, container: &Container) -> Result<()> {
-        self.bed.cri.start(&container.id).map_err(|e| {
+        self.bed.cri().start(&container.id).map_err(|e| {
             self.bed
                 .with_log(e.context(format!("starting {}", container.name)))
         })
@@ -273,7 +350,7 @@ impl Pod<'_> {
 
     /// ExecSync `cmd` in `container`.
     pub fn exec(&self, container: &Container, cmd: &[&str]) -> Result<ExecOutput> {
-        self.bed.cri.exec_sync(&container.id, cmd, EXEC_TIMEOUT)
+        self.bed.cri().exec_sync(&container.id, cmd, EXEC_TIMEOUT)
     }
 
     /// The container's log so far, as whole lines.
@@ -307,7 +384,7 @@ impl Pod<'_> {
 
     /// Polls until the container exited; its final status.
     pub fn wait_exited(&self, container: &Container, timeout: Duration) -> Result<ContainerStatus> {
-        self.bed.cri.wait_exited(&container.id, timeout)
+        self.bed.cri().wait_exited(&container.id, timeout)
     }
 
     /// The containers created in this pod so far.
@@ -320,7 +397,7 @@ impl Pod<'_> {
 
     /// The host pid of the pod sandbox's process, as containerd reports it.
     pub fn sandbox_pid(&self) -> Result<i32> {
-        let (_, info) = self.bed.cri.inspectp(&self.id)?;
+        let (_, info) = self.bed.cri().inspectp(&self.id)?;
         info.as_ref()
             .and_then(|i| i.get("pid"))
             .and_then(|p| p.as_i64())
@@ -330,7 +407,7 @@ impl Pod<'_> {
 
     /// The host pid of a container's init process, as containerd reports it.
     pub fn container_pid(&self, container: &Container) -> Result<i32> {
-        let (_, info) = self.bed.cri.inspect(&container.id)?;
+        let (_, info) = self.bed.cri().inspect(&container.id)?;
         info.as_ref()
             .and_then(|i| i.get("pid"))
             .and_then(|p| p.as_i64())
@@ -361,7 +438,7 @@ impl Pod<'_> {
 
     /// Records what this pod occupies on the host now, to check after teardown that it is gone.
     pub fn footprint(&self) -> Result<PodFootprint> {
-        let (_, info) = self.bed.cri.inspectp(&self.id)?;
+        let (_, info) = self.bed.cri().inspectp(&self.id)?;
         let netns = netns_path(info.as_ref());
         let mut processes = Vec::new();
         if let Some(p) = ProcessId::of(self.sandbox_pid()?) {
@@ -395,11 +472,11 @@ impl Pod<'_> {
     pub fn teardown(mut self) -> Result<()> {
         self.removed = true;
         self.bed
-            .cri
+            .cri()
             .stopp(&self.id)
             .map_err(|e| self.bed.with_log(e))?;
         self.bed
-            .cri
+            .cri()
             .rmp(&self.id)
             .map_err(|e| self.bed.with_log(e))?;
         Ok(())
@@ -419,8 +496,8 @@ impl Drop for Pod<'_> {
             );
         }
         if !self.removed {
-            let _ = self.bed.cri.stopp(&self.id);
-            let _ = self.bed.cri.rmp(&self.id);
+            let _ = self.bed.cri().stopp(&self.id);
+            let _ = self.bed.cri().rmp(&self.id);
         }
     }
 }

@@ -238,18 +238,33 @@ impl Containerd {
                 .with_context(|| format!("linking {}", link.display()))?;
         }
 
-        let log = fs::File::create(&layout.log)
-            .with_context(|| format!("creating {}", layout.log.display()))?;
+        let containerd = Self {
+            layout,
+            child: Mutex::new(None),
+        };
+        containerd.relaunch()?;
+        Ok(containerd)
+    }
+
+    /// Starts containerd on the written config (again, after `kill`: same root, state and
+    /// socket, so it finds its pods and reconnects to their shims) and waits for its socket.
+    pub fn relaunch(&self) -> Result<()> {
+        let layout = &self.layout;
+        let binary = paths::containerd_binary();
+        // Appends: the log of the killed containerd stays readable above the new one's.
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&layout.log)
+            .with_context(|| format!("opening {}", layout.log.display()))?;
         let mut cmd = Command::new(&binary);
         cmd.arg("--config")
             .arg(&layout.config)
             .env(
                 "PATH",
                 format!(
-                    "{}:{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    layout.bin_dir.display(),
-                    // The runc shim that comes with this containerd, for handler `runc`.
-                    binary.parent().map(|d| d.display().to_string()).unwrap_or_default()
+                    "{}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                    layout.bin_dir.display()
                 ),
             )
             .stdin(Stdio::null())
@@ -270,12 +285,31 @@ impl Containerd {
         let child = spawn_from_keeper_thread(cmd)
             .with_context(|| format!("starting {}", binary.display()))?;
         fs::write(layout.pid_file(), format!("{}\n", child.id()))?;
-        let containerd = Self {
-            layout,
-            child: Mutex::new(Some(child)),
-        };
-        containerd.wait_ready(Duration::from_secs(30))?;
-        Ok(containerd)
+        {
+            let mut slot = self.child.lock().map_err(|_| anyhow!("poisoned"))?;
+            if slot.is_some() {
+                bail!("relaunch: containerd is still running (kill it first)");
+            }
+            *slot = Some(child);
+        }
+        self.wait_ready(Duration::from_secs(30))
+    }
+
+    /// Kills containerd with SIGKILL, as a crash would, leaving its shims and containers
+    /// running and its files in place; waits until it is gone.
+    pub fn kill(&self) -> Result<()> {
+        let child = self
+            .child
+            .lock()
+            .map_err(|_| anyhow!("poisoned"))?
+            .take()
+            .ok_or_else(|| anyhow!("containerd is not running"))?;
+        let mut child = child;
+        child.kill().context("SIGKILL to containerd")?;
+        child.wait().context("waiting for the killed containerd")?;
+        // A new containerd must not find the old socket file and think it is served.
+        let _ = fs::remove_file(&self.layout.socket);
+        Ok(())
     }
 
     fn wait_ready(&self, timeout: Duration) -> Result<()> {

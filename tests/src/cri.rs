@@ -1,5 +1,7 @@
 //! A blocking CRI (k8s.io/cri-api runtime.v1) client over containerd's unix socket, with
-//! crictl-like verbs: `runp / create / start / exec_sync / stop / rm / inspect / stopp / rmp`.
+//! crictl-like verbs: `runp / create / start / exec_sync / exec / attach / stats / update /
+//! stop / rm / inspect / stopp / rmp`. `exec` and `attach` return the streaming URL, which
+//! `stream::Session` connects to.
 //!
 //! Every call runs on one process-wide tokio runtime and has a deadline, so a hung shim fails
 //! the test that hit it instead of hanging the whole run.
@@ -14,17 +16,23 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ContainerConfig, ContainerFilter, ContainerState, ContainerStatus, ContainerStatusRequest,
-    CreateContainerRequest, ExecSyncRequest, ImageSpec, ListContainersRequest,
-    ListPodSandboxRequest, PodSandboxConfig, PodSandboxStatus, PodSandboxStatusRequest,
-    RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest,
-    StopContainerRequest, StopPodSandboxRequest,
+    AttachRequest, ContainerConfig, ContainerFilter, ContainerState, ContainerStats,
+    ContainerStatsFilter, ContainerStatsRequest, ContainerStatus, ContainerStatusRequest,
+    CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec, LinuxContainerResources,
+    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
+    PodSandboxStatus, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
+    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    UpdateContainerResourcesRequest,
 };
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
 /// Deadline for one CRI call that is not given its own.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Largest CRI answer the client accepts (ExecSync carries whole outputs; containerd sends
+/// up to 16 MiB).
+pub const MAX_MESSAGE: usize = 64 << 20;
 
 /// The process-wide runtime all CRI calls run on (test threads block on it).
 pub fn runtime() -> &'static tokio::runtime::Runtime {
@@ -95,7 +103,8 @@ impl Cri {
             .with_context(|| format!("connecting to CRI on {}", socket.display()))?;
         Ok(Self {
             socket: path,
-            runtime: RuntimeServiceClient::new(channel.clone()),
+            runtime: RuntimeServiceClient::new(channel.clone())
+                .max_decoding_message_size(MAX_MESSAGE),
             images: ImageServiceClient::new(channel),
         })
     }
@@ -177,6 +186,92 @@ impl Cri {
             stderr: String::from_utf8_lossy(&resp.stderr).into_owned(),
             exit_code: resp.exit_code,
         })
+    }
+
+    /// Exec: the streaming URL (containerd's streaming server) for `cmd` in container `id`.
+    /// The CRI refuses `tty` together with stderr, so stderr is asked for only without a tty.
+    pub fn exec(&self, id: &str, cmd: &[&str], tty: bool, stdin: bool) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = ExecRequest {
+            container_id: id.to_string(),
+            cmd: cmd.iter().map(|s| s.to_string()).collect(),
+            tty,
+            stdin,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(block_on(
+            &format!("Exec {cmd:?} in {id} (tty {tty}, stdin {stdin})"),
+            CALL_TIMEOUT,
+            c.exec(req),
+        )?
+        .url)
+    }
+
+    /// Attach: the streaming URL for the container's stdio (stderr only without a tty).
+    pub fn attach(&self, id: &str, tty: bool, stdin: bool) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = AttachRequest {
+            container_id: id.to_string(),
+            stdin,
+            tty,
+            stdout: true,
+            stderr: !tty,
+        };
+        Ok(block_on(
+            &format!("Attach {id} (tty {tty}, stdin {stdin})"),
+            CALL_TIMEOUT,
+            c.attach(req),
+        )?
+        .url)
+    }
+
+    /// ContainerStats.
+    pub fn stats(&self, id: &str) -> Result<ContainerStats> {
+        let mut c = self.runtime.clone();
+        let req = ContainerStatsRequest {
+            container_id: id.to_string(),
+        };
+        block_on(
+            &format!("ContainerStats {id}"),
+            CALL_TIMEOUT,
+            c.container_stats(req),
+        )?
+        .stats
+        .ok_or_else(|| anyhow!("ContainerStats {id}: no stats in the answer"))
+    }
+
+    /// ListContainerStats of the containers of `pod_id`.
+    pub fn list_stats(&self, pod_id: &str) -> Result<Vec<ContainerStats>> {
+        let mut c = self.runtime.clone();
+        let req = ListContainerStatsRequest {
+            filter: Some(ContainerStatsFilter {
+                pod_sandbox_id: pod_id.to_string(),
+                ..Default::default()
+            }),
+        };
+        Ok(block_on(
+            &format!("ListContainerStats of pod {pod_id}"),
+            CALL_TIMEOUT,
+            c.list_container_stats(req),
+        )?
+        .stats)
+    }
+
+    /// UpdateContainerResources with Linux resources.
+    pub fn update(&self, id: &str, resources: &LinuxContainerResources) -> Result<()> {
+        let mut c = self.runtime.clone();
+        let req = UpdateContainerResourcesRequest {
+            container_id: id.to_string(),
+            linux: Some(resources.clone()),
+            ..Default::default()
+        };
+        block_on(
+            &format!("UpdateContainerResources {id} to {resources:?}"),
+            CALL_TIMEOUT,
+            c.update_container_resources(req),
+        )?;
+        Ok(())
     }
 
     /// StopContainer with a grace period of `timeout_s` seconds.

@@ -262,6 +262,60 @@ pub fn cgroup_procs(dirs: &[PathBuf]) -> Vec<i32> {
     pids
 }
 
+/// The directory of `pid`'s cgroup in the hierarchy of `controller` ("memory", "pids",
+/// "cpu", "freezer", ...), or in the v2 hierarchy when the controller is only there (a pure
+/// v2 host). `None` when the process is gone or the hierarchy is not mounted.
+pub fn cgroup_dir_of(pid: i32, controller: &str) -> Option<PathBuf> {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;
+    let mut v2 = None;
+    for line in text.lines() {
+        let mut fields = line.splitn(3, ':');
+        let (Some(id), Some(controllers), Some(path)) =
+            (fields.next(), fields.next(), fields.next())
+        else {
+            continue;
+        };
+        let path = path.trim_start_matches('/');
+        if controllers.split(',').any(|c| c == controller) {
+            let dir = Path::new("/sys/fs/cgroup").join(controllers).join(path);
+            if dir.is_dir() {
+                return Some(dir);
+            }
+            // Co-mounted controllers are often reachable by one name only (cpu,cpuacct).
+            let dir = Path::new("/sys/fs/cgroup").join(controller).join(path);
+            if dir.is_dir() {
+                return Some(dir);
+            }
+        }
+        if id == "0" && controllers.is_empty() {
+            v2 = Some(path.to_string());
+        }
+    }
+    let path = v2?;
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let root = if unified.is_dir() {
+        unified
+    } else {
+        Path::new("/sys/fs/cgroup")
+    };
+    let dir = root.join(path);
+    let listed = fs::read_to_string(dir.join("cgroup.controllers")).ok()?;
+    listed
+        .split_whitespace()
+        .any(|c| c == controller)
+        .then_some(dir)
+}
+
+/// How many file descriptors `pid` has open.
+pub fn fd_count(pid: i32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/fd")).ok()?.count())
+}
+
+/// How many threads `pid` has.
+pub fn thread_count(pid: i32) -> Option<usize> {
+    Some(fs::read_dir(format!("/proc/{pid}/task")).ok()?.count())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

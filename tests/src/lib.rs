@@ -22,6 +22,7 @@ pub mod images;
 pub mod moat_config;
 pub mod paths;
 pub mod prereq;
+pub mod stream;
 
 pub use bed::{bed, Container, Pod, PodFootprint, TestBed};
 pub use configs::{BUSYBOX, PAUSE};
