@@ -7,6 +7,11 @@
 //!
 //! * every level accepts the runtime default set and any subset of it (dropping is always fine);
 //!   under moat these are capabilities of the pod's own user namespace, not of the host;
+//! * the default set is capped at both levels to Kubernetes' baseline list: CAP_NET_RAW, which
+//!   containerd grants every container, is removed (not refused — it arrives unasked) unless
+//!   `allowed_capabilities` lists it. Raw and packet sockets are refused anyway in a pod network
+//!   namespace owned by the host's user namespace; ping works through ICMP datagram sockets
+//!   (moat sets `net.ipv4.ping_group_range` for the pod);
 //! * a capability outside that set is refused unless it is in `allowed_capabilities`
 //!   (Kubernetes' baseline list is a subset of the runtime default set, and restricted allows
 //!   adding only NET_BIND_SERVICE, which is in it too);
@@ -39,6 +44,10 @@ pub const RUNTIME_DEFAULT: [&str; 14] = [
     "CAP_SETUID",
     "CAP_SYS_CHROOT",
 ];
+
+/// Capabilities of the runtime default set that no level keeps unless the operator allows
+/// them (Kubernetes' baseline level does not list them).
+pub const CAPPED: [&str; 1] = ["CAP_NET_RAW"];
 
 /// Every capability the kernel knows (as of Linux 6.x).
 pub const ALL: [&str; 41] = [
@@ -127,6 +136,23 @@ pub fn sets(plan: &CapabilityPlan) -> [(&'static str, &Vec<String>); 5] {
     ]
 }
 
+/// Removes the default capabilities no level keeps (`CAPPED`) from every set, unless
+/// `allowed_capabilities` lists them.
+pub(crate) fn cap_defaults(plan: &mut CapabilityPlan, config: &Config) {
+    let allowed: BTreeSet<String> =
+        config.allowed_capabilities.iter().filter_map(|c| normalize(c)).collect();
+    let keep = |cap: &String| !CAPPED.contains(&cap.as_str()) || allowed.contains(cap);
+    for set in [
+        &mut plan.bounding,
+        &mut plan.effective,
+        &mut plan.inheritable,
+        &mut plan.permitted,
+        &mut plan.ambient,
+    ] {
+        set.retain(keep);
+    }
+}
+
 /// Refuses any capability beyond what the level and `allowed_capabilities` grant.
 pub(crate) fn check(plan: &CapabilityPlan, config: &Config, who: &Subject) -> Result<(), Refusal> {
     let extra: BTreeSet<String> =
@@ -201,6 +227,27 @@ mod tests {
         for cap in RUNTIME_DEFAULT {
             assert!(ALL.contains(&cap), "{cap}");
         }
+    }
+
+    #[test]
+    fn net_raw_from_the_default_set_is_capped_unless_allowed() {
+        let full: Vec<String> = RUNTIME_DEFAULT.iter().map(|c| c.to_string()).collect();
+        let mut plan = CapabilityPlan {
+            bounding: full.clone(),
+            effective: full.clone(),
+            inheritable: vec![],
+            permitted: full.clone(),
+            ambient: vec![],
+        };
+        cap_defaults(&mut plan, &Config::default());
+        for set in [&plan.bounding, &plan.effective, &plan.permitted] {
+            assert!(!set.contains(&"CAP_NET_RAW".to_string()), "{set:?}");
+            assert_eq!(set.len(), 13);
+        }
+        let mut plan = CapabilityPlan { bounding: full.clone(), ..Default::default() };
+        let config = Config { allowed_capabilities: vec!["NET_RAW".into()], ..Default::default() };
+        cap_defaults(&mut plan, &config);
+        assert!(plan.bounding.contains(&"CAP_NET_RAW".to_string()));
     }
 
     #[test]

@@ -174,6 +174,7 @@ pub fn derive_container(
 
     let mut process = process::plan(spec_process, &ctx.user, &who)?;
     if !privileged {
+        capabilities::cap_defaults(&mut process.capabilities, config);
         capabilities::check(&process.capabilities, config, &who)?;
     }
 
@@ -268,6 +269,7 @@ pub fn derive_exec(
         file: config.file_for_messages().to_string(),
     };
     let mut plan = process::plan(process, &container.user, &who)?;
+    capabilities::cap_defaults(&mut plan.capabilities, config);
     capabilities::check_within(&plan.capabilities, &container.process.capabilities, &who)?;
 
     let c = &container.process;
