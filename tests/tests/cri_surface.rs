@@ -711,6 +711,19 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
             l.iter().filter(|l| l.text.starts_with("tick")).count() >= ticks + 5
         })
         .context("the container's output no longer reaches its log after containerd restarted")?;
+        // Nothing written while containerd was down is lost: the ticks are consecutive.
+        let numbers: Vec<u64> = pod
+            .log(&c)?
+            .iter()
+            .filter_map(|l| l.text.strip_prefix("tick ")?.parse().ok())
+            .collect();
+        if let Some(gap) = numbers.windows(2).find(|w| w[1] != w[0] + 1) {
+            bail!(
+                "the log skips from tick {} to tick {}: output written while containerd was down was lost",
+                gap[0],
+                gap[1]
+            );
+        }
         let out = pod.exec(&c, &["sh", "-c", "echo alive; exit 4"])?;
         ensure!(
             out.stdout == "alive\n" && out.exit_code == 4,

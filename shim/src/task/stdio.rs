@@ -5,6 +5,11 @@
 //! pipe fed by a small copy thread, so CloseIO can end it and a not-yet-opened writer never
 //! reads as EOF. With a tty, the pty master comes back from the sandbox and two copy threads
 //! join it to the fifos; ResizePty sets its window size.
+//!
+//! The shim also holds a read end of every output fifo (as containerd-shim-runc-v2 does) and
+//! never reads from it: when containerd dies or restarts, its read ends close, and without
+//! another reader the process's writes would fail with EPIPE (and SIGPIPE) and be lost. With
+//! it, writes fill the fifo and then block until the new containerd reopens it and reads on.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
@@ -28,6 +33,7 @@ pub struct StdioPaths {
 
 /// Copy work that starts once the process exists (its pty master is only known then).
 pub struct Plumbing {
+    fifo_readers: Vec<File>,
     stdin_fifo: Option<String>,
     stdin_writer: Option<File>,
     stdout_for_console: Option<File>,
@@ -39,12 +45,16 @@ pub struct Plumbing {
 pub struct IoHandle {
     stdin: Option<Arc<Mutex<Option<File>>>>,
     console: Option<File>,
+    /// Held, never read: keeps the output fifos writable while containerd is away.
+    _fifo_readers: Vec<File>,
 }
 
 /// Opens the fifos. Returns the process's fds and the plumbing to start after spawn.
 pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
-    let stdout = open_output(&paths.stdout)?;
+    let mut fifo_readers = Vec::new();
+    let stdout = open_output(&paths.stdout, &mut fifo_readers)?;
     let mut plumbing = Plumbing {
+        fifo_readers,
         stdin_fifo: (!paths.stdin.is_empty()).then(|| paths.stdin.clone()),
         stdin_writer: None,
         stdout_for_console: None,
@@ -55,7 +65,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
         plumbing.stdout_for_console = stdout.map(File::from);
         return Ok((Stdio { stdin: None, stdout: None, stderr: None }, plumbing));
     }
-    let stderr = open_output(&paths.stderr)?;
+    let stderr = open_output(&paths.stderr, &mut plumbing.fifo_readers)?;
     let stdin = if plumbing.stdin_fifo.is_some() {
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| ShimError::io("creating the stdin pipe", e.into()))?;
@@ -70,7 +80,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
 impl Plumbing {
     /// Starts the copy threads. `console` is the pty master when the process has a terminal.
     pub fn start(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, ShimError> {
-        let mut handle = IoHandle::default();
+        let mut handle = IoHandle { _fifo_readers: self.fifo_readers, ..IoHandle::default() };
         let stdin_target = match (self.terminal, console) {
             (true, Some(master)) => {
                 let master = File::from(master);
@@ -131,15 +141,22 @@ impl IoHandle {
     }
 }
 
-/// Opens an output path for writing without ever blocking: containerd normally has the read
-/// side of its fifo open already; if not, O_RDWR keeps the open from hanging.
-fn open_output(path: &str) -> Result<Option<OwnedFd>, ShimError> {
+/// Opens an output path for writing without ever blocking. A fifo first gets the read end
+/// the shim keeps (pushed on `readers`; a non-blocking read open of a fifo never waits), so
+/// the write open finds a reader; should it not, O_RDWR keeps the open from hanging.
+fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, ShimError> {
     if path.is_empty() {
         return Ok(None);
     }
     let path = path.strip_prefix("file://").unwrap_or(path);
     let is_fifo = std::fs::metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false);
     let file = if is_fifo {
+        let reader = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map_err(|e| ShimError::io(format!("opening output fifo {path} for reading"), e))?;
+        readers.push(reader);
         match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
             Ok(f) => {
                 clear_nonblock(&f)?;
