@@ -19,7 +19,8 @@ use k8s_cri::v1::{
     AttachRequest, ContainerConfig, ContainerFilter, ContainerState, ContainerStats,
     ContainerStatsFilter, ContainerStatsRequest, ContainerStatus, ContainerStatusRequest,
     CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec, LinuxContainerResources,
-    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandboxConfig,
+    ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
+    PodSandboxConfig, PodSandboxFilter, PortForwardRequest,
     PodSandboxStatus, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
     RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest,
@@ -224,6 +225,59 @@ impl Cri {
             c.attach(req),
         )?
         .url)
+    }
+
+    /// PortForward: the streaming URL forwarding to `port` in the pod's network namespace
+    /// (the port goes in the URL's query too, where the streaming server reads it).
+    pub fn port_forward(&self, pod_id: &str, port: u16) -> Result<String> {
+        let mut c = self.runtime.clone();
+        let req = PortForwardRequest {
+            pod_sandbox_id: pod_id.to_string(),
+            port: vec![i32::from(port)],
+        };
+        let url = block_on(
+            &format!("PortForward {pod_id} port {port}"),
+            CALL_TIMEOUT,
+            c.port_forward(req),
+        )?
+        .url;
+        Ok(format!("{url}?port={port}"))
+    }
+
+    /// ListPodSandbox filtered by id: the pod as the list shows it (`None` if absent).
+    pub fn pod_listed(&self, pod_id: &str) -> Result<Option<PodSandbox>> {
+        let mut c = self.runtime.clone();
+        let filter = PodSandboxFilter {
+            id: pod_id.to_string(),
+            ..Default::default()
+        };
+        Ok(block_on(
+            "ListPodSandbox",
+            CALL_TIMEOUT,
+            c.list_pod_sandbox(ListPodSandboxRequest {
+                filter: Some(filter),
+            }),
+        )?
+        .items
+        .into_iter()
+        .find(|p| p.id == pod_id))
+    }
+
+    /// ListContainers of `pod_id`, whole entries (state, metadata, image).
+    pub fn containers_listed(&self, pod_id: &str) -> Result<Vec<k8s_cri::v1::Container>> {
+        let mut c = self.runtime.clone();
+        let filter = ContainerFilter {
+            pod_sandbox_id: pod_id.to_string(),
+            ..Default::default()
+        };
+        Ok(block_on(
+            "ListContainers",
+            CALL_TIMEOUT,
+            c.list_containers(ListContainersRequest {
+                filter: Some(filter),
+            }),
+        )?
+        .containers)
     }
 
     /// ContainerStats.

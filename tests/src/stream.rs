@@ -40,6 +40,8 @@ pub struct Session {
     pub stderr: Vec<u8>,
     /// What came on the error channel (v4: a JSON Status).
     pub error: Vec<u8>,
+    /// Everything received, by channel number (port-forward uses 0 for data, 1 for errors).
+    pub channels: std::collections::BTreeMap<u8, Vec<u8>>,
     /// The server closed the stream.
     pub closed: bool,
 }
@@ -100,11 +102,12 @@ impl Session {
             stdout: Vec::new(),
             stderr: Vec::new(),
             error: Vec::new(),
+            channels: Default::default(),
             closed: false,
         })
     }
 
-    fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<()> {
+    pub fn send_frame(&mut self, channel: u8, data: &[u8]) -> Result<()> {
         let mut frame = Vec::with_capacity(data.len() + 1);
         frame.push(channel);
         frame.extend_from_slice(data);
@@ -186,6 +189,10 @@ impl Session {
         let Some((&channel, body)) = data.split_first() else {
             return Ok(true);
         };
+        self.channels
+            .entry(channel)
+            .or_default()
+            .extend_from_slice(body);
         match channel {
             STDOUT => self.stdout.extend_from_slice(body),
             STDERR => self.stderr.extend_from_slice(body),
@@ -238,6 +245,11 @@ impl Session {
             tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await
         });
         Ok(())
+    }
+
+    /// What came on `channel` so far.
+    pub fn channel(&self, channel: u8) -> &[u8] {
+        self.channels.get(&channel).map_or(&[], Vec::as_slice)
     }
 
     pub fn stdout_text(&self) -> String {

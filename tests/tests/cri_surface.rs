@@ -31,6 +31,8 @@ e2e_tests!(
     execs_leak_no_fds_or_threads_in_the_shim,
     containerd_restart_keeps_pods_reachable,
     a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox,
+    port_forward_reaches_a_server_in_the_pod,
+    list_verbs_show_the_pod_and_its_containers,
 );
 
 const STREAM_TIMEOUT: Duration = Duration::from_secs(20);
@@ -809,6 +811,113 @@ fn a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox(
     ensure!(
         files.is_empty(),
         "after the pod was removed its ID range is still allocated in {files:?}"
+    );
+    Ok(())
+}
+
+fn port_forward_reaches_a_server_in_the_pod(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("port-forward", handler)?;
+    let server = pod.run("server", &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"])?;
+    // Wait until the server listens (from inside the pod).
+    let deadline = Instant::now() + STREAM_TIMEOUT;
+    while pod
+        .exec(&server, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
+        .map(|o| o.exit_code != 0)
+        .unwrap_or(true)
+    {
+        if Instant::now() > deadline {
+            bail!("httpd in the pod never answered on 127.0.0.1:8080");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The WebSocket port-forward protocol: per port a data channel (0) and an error channel
+    // (1); the server's first frame on each is the port number (2 bytes, little endian).
+    let mut s = Session::connect(&bed.cri().port_forward(&pod.id, 8080)?)?;
+    s.read_until(STREAM_TIMEOUT, "the port header on the data channel", |s| {
+        s.channel(0).len() >= 2
+    })?;
+    ensure!(
+        s.channel(0)[..2] == 8080u16.to_le_bytes(),
+        "the data channel did not start with port 8080: {:?}",
+        &s.channel(0)[..2]
+    );
+    s.send_frame(0, b"GET /index.html HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+    s.read_until(STREAM_TIMEOUT, "the page through the forwarded port", |s| {
+        String::from_utf8_lossy(s.channel(0)).contains("moat test page")
+    })?;
+    let answer = String::from_utf8_lossy(&s.channel(0)[2..]).into_owned();
+    ensure!(
+        answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+        "the forwarded answer is not an HTTP 200: {answer:?}"
+    );
+    s.close()?;
+    pod.teardown()
+}
+
+fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("lists", handler)?;
+    let sleeper = pod.run("running", &["sleep", "3600"])?;
+    let exited = pod.run("exited", &["true"])?;
+    pod.wait_exited(&exited, Duration::from_secs(30))?;
+    let created = pod.create(&pod.container_config("created", &["sleep", "3600"]))?;
+
+    let listed = bed
+        .cri()
+        .pod_listed(&pod.id)?
+        .context("ListPodSandbox does not show the pod")?;
+    ensure!(
+        listed.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32,
+        "ListPodSandbox shows the running pod in state {}",
+        listed.state
+    );
+    ensure!(
+        listed.runtime_handler == handler,
+        "ListPodSandbox shows runtime handler {:?} instead of {handler:?}",
+        listed.runtime_handler
+    );
+    let containers = bed.cri().containers_listed(&pod.id)?;
+    let state_of = |c: &Container| {
+        containers
+            .iter()
+            .find(|l| l.id == c.id)
+            .map(|l| moat_e2e::cri::state_name(l.state))
+    };
+    for (c, want) in [(&sleeper, "RUNNING"), (&exited, "EXITED"), (&created, "CREATED")] {
+        ensure!(
+            state_of(c) == Some(want),
+            "ListContainers shows {} as {:?} instead of {want}: {containers:?}",
+            c.name,
+            state_of(c)
+        );
+    }
+    // rm of an exited and of a never-started container; stopp then shows the pod NOTREADY.
+    bed.cri().rm(&exited.id)?;
+    bed.cri().rm(&created.id)?;
+    let left: Vec<String> = bed.cri().ps(&pod.id)?;
+    ensure!(
+        left == vec![sleeper.id.clone()],
+        "after removing two containers ListContainers shows {left:?}"
+    );
+    bed.cri().stopp(&pod.id)?;
+    let listed = bed
+        .cri()
+        .pod_listed(&pod.id)?
+        .context("ListPodSandbox lost the stopped pod")?;
+    ensure!(
+        listed.state == k8s_cri::v1::PodSandboxState::SandboxNotready as i32,
+        "a stopped pod is listed in state {}",
+        listed.state
+    );
+    ensure!(
+        !running(bed, &sleeper)?,
+        "StopPodSandbox left {} running",
+        sleeper.name
+    );
+    let pod_id = pod.id.clone();
+    pod.teardown()?;
+    ensure!(
+        bed.cri().pod_listed(&pod_id)?.is_none(),
+        "RemovePodSandbox left the pod listed"
     );
     Ok(())
 }
