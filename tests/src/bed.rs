@@ -78,8 +78,11 @@ impl TestBed {
             return Ok(None);
         }
         containerd::reap_stale_runs();
-        let dir = Path::new(containerd::BASE_DIR)
-            .join(format!("{}-{}", std::process::id(), configs::unique_name(name)));
+        let dir = Path::new(containerd::BASE_DIR).join(format!(
+            "{}-{}",
+            std::process::id(),
+            configs::unique_name(name)
+        ));
         Self::start_in(Layout::new(&dir)).map(Some)
     }
 
@@ -225,7 +228,8 @@ impl TestBed {
     /// Runs containerd's own client, `ctr`, on this containerd in the CRI's namespace
     /// (`k8s.io`): for the task verbs the CRI lacks (pause, resume). Returns its stdout.
     pub fn ctr(&self, args: &[&str]) -> Result<String> {
-        let ctr = paths::find_program("ctr").context("no `ctr` program (it comes with containerd)")?;
+        let ctr =
+            paths::find_program("ctr").context("no `ctr` program (it comes with containerd)")?;
         let out = std::process::Command::new(ctr)
             .arg("--address")
             .arg(&self.layout().socket)

@@ -20,9 +20,9 @@ use k8s_cri::v1::{
     ContainerStatsFilter, ContainerStatsRequest, ContainerStatus, ContainerStatusRequest,
     CreateContainerRequest, ExecRequest, ExecSyncRequest, ImageSpec, LinuxContainerResources,
     ListContainerStatsRequest, ListContainersRequest, ListPodSandboxRequest, PodSandbox,
-    PodSandboxConfig, PodSandboxFilter, PortForwardRequest,
-    PodSandboxStatus, PodSandboxStatusRequest, RemoveContainerRequest, RemovePodSandboxRequest,
-    RunPodSandboxRequest, StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
+    PodSandboxConfig, PodSandboxFilter, PodSandboxStatus, PodSandboxStatusRequest,
+    PortForwardRequest, RemoveContainerRequest, RemovePodSandboxRequest, RunPodSandboxRequest,
+    StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest,
 };
 use tokio::net::UnixStream;

@@ -77,9 +77,10 @@ impl Session {
             .as_str()
             .into_client_request()
             .with_context(|| format!("building a WebSocket request for {ws_url}"))?;
-        request
-            .headers_mut()
-            .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOLS));
+        request.headers_mut().insert(
+            "Sec-WebSocket-Protocol",
+            HeaderValue::from_static(PROTOCOLS),
+        );
         let (ws, response) = runtime()
             .block_on(async {
                 tokio::time::timeout(
@@ -241,9 +242,8 @@ impl Session {
     /// Closes the stream from this side (detach).
     pub fn close(mut self) -> Result<()> {
         let ws = &mut self.ws;
-        let _ = runtime().block_on(async {
-            tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await
-        });
+        let _ = runtime()
+            .block_on(async { tokio::time::timeout(Duration::from_secs(5), ws.close(None)).await });
         Ok(())
     }
 

@@ -64,7 +64,9 @@ fn first_difference(got: &[u8], want: &[u8]) -> String {
         .zip(want)
         .position(|(a, b)| a != b)
         .unwrap_or(got.len().min(want.len()));
-    let show = |d: &[u8]| String::from_utf8_lossy(&d[at.saturating_sub(20)..(at + 40).min(d.len())]).into_owned();
+    let show = |d: &[u8]| {
+        String::from_utf8_lossy(&d[at.saturating_sub(20)..(at + 40).min(d.len())]).into_owned()
+    };
     format!(
         "lengths {} (got) and {} (expected); first difference at byte {at}: got {:?}, expected {:?}",
         got.len(),
@@ -176,7 +178,10 @@ fn exec_with_a_tty_resizes_and_round_trips_stdin(bed: &TestBed, handler: &str) -
         s.exit_code() == Some(5),
         "the exec's exit code 5 did not come back on the error channel: {s:?}"
     );
-    ensure!(running(bed, &c)?, "the container stopped running after the exec");
+    ensure!(
+        running(bed, &c)?,
+        "the container stopped running after the exec"
+    );
     pod.teardown()
 }
 
@@ -190,10 +195,13 @@ fn exec_without_a_tty_pipes_stdin_and_keeps_streams_apart(
                   while read line; do [ \"$line\" = quit ] && exit 0; echo \"out:$line\"; echo \"err:$line\" >&2; done";
     let url = bed.cri().exec(&c.id, &["sh", "-c", script], false, true)?;
     let mut s = Session::connect(&url)?;
-    s.read_until(STREAM_TIMEOUT, "ready", |s| s.stdout_text().contains("ready"))?;
+    s.read_until(STREAM_TIMEOUT, "ready", |s| {
+        s.stdout_text().contains("ready")
+    })?;
     s.stdin(b"one\ntwo\n")?;
     s.read_until(STREAM_TIMEOUT, "both lines on stdout and stderr", |s| {
-        s.stdout_text().contains("out:two") && String::from_utf8_lossy(&s.stderr).contains("err:two")
+        s.stdout_text().contains("out:two")
+            && String::from_utf8_lossy(&s.stderr).contains("err:two")
     })?;
     ensure!(
         s.stdout_text() == "ready\nout:one\nout:two\n",
@@ -213,11 +221,22 @@ fn exec_sync_carries_10_mib_intact(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("big-exec", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
     let want = seq_output();
-    let out = bed
-        .cri()
-        .exec_sync(&c.id, &["seq", "1", &SEQ_END.to_string()], Duration::from_secs(60))?;
-    ensure!(out.exit_code == 0, "seq exited {}: {}", out.exit_code, out.stderr);
-    ensure!(out.stderr.is_empty(), "seq wrote to stderr: {:?}", out.stderr);
+    let out = bed.cri().exec_sync(
+        &c.id,
+        &["seq", "1", &SEQ_END.to_string()],
+        Duration::from_secs(60),
+    )?;
+    ensure!(
+        out.exit_code == 0,
+        "seq exited {}: {}",
+        out.exit_code,
+        out.stderr
+    );
+    ensure!(
+        out.stderr.is_empty(),
+        "seq wrote to stderr: {:?}",
+        out.stderr
+    );
     let got = out.stdout.as_bytes();
     ensure!(
         sha256(got) == sha256(&want),
@@ -236,7 +255,8 @@ const RUNC_TAIL_LOSS: usize = 64 * 1024;
 /// lines joined back into the bytes written.
 fn log_bytes(pod: &Pod, c: &Container, last: &str) -> Result<Vec<u8>> {
     let lines = pod.wait_for_log(c, Duration::from_secs(30), |l| {
-        l.last().is_some_and(|l| l.text.trim_end_matches('\r') == last)
+        l.last()
+            .is_some_and(|l| l.text.trim_end_matches('\r') == last)
     });
     let lines = match lines {
         Ok(lines) => lines,
@@ -279,7 +299,10 @@ fn check_log(handler: &str, what: &str, got: &[u8], want: &[u8]) -> Result<()> {
             return Ok(());
         }
     }
-    bail!("{what} is not seq's output: {}", first_difference(got, want))
+    bail!(
+        "{what} is not seq's output: {}",
+        first_difference(got, want)
+    )
 }
 
 fn the_log_carries_10_mib_intact(bed: &TestBed, handler: &str) -> Result<()> {
@@ -305,7 +328,12 @@ fn the_log_of_a_tty_container_carries_10_mib_intact(bed: &TestBed, handler: &str
         .into_iter()
         .filter(|b| *b != b'\r')
         .collect();
-    check_log(handler, "the CRI log of a tty container", &got, &seq_output())?;
+    check_log(
+        handler,
+        "the CRI log of a tty container",
+        &got,
+        &seq_output(),
+    )?;
     pod.teardown()
 }
 
@@ -317,20 +345,26 @@ fn attach_to_a_tty_container_round_trips_and_resizes(bed: &TestBed, handler: &st
     config.stdin = true;
     let c = pod.create(&config)?;
     pod.start(&c)?;
-    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.iter().any(|l| l.text.contains("started")))?;
+    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| {
+        l.iter().any(|l| l.text.contains("started"))
+    })?;
 
     let mut s = Session::connect(&bed.cri().attach(&c.id, true, true)?)?;
     resize_and_check(&mut s, 100, 30, "hello")?;
     s.close()?;
     std::thread::sleep(Duration::from_millis(300));
-    ensure!(running(bed, &c)?, "the container stopped when the attach ended");
+    ensure!(
+        running(bed, &c)?,
+        "the container stopped when the attach ended"
+    );
 
     // Attach again: the same shell answers, and it was all logged too.
     let mut s = Session::connect(&bed.cri().attach(&c.id, true, true)?)?;
     resize_and_check(&mut s, 90, 20, "again")?;
     s.close()?;
     pod.wait_for_log(&c, STREAM_TIMEOUT, |l| {
-        l.iter().any(|l| l.text.contains("got:hello0")) && l.iter().any(|l| l.text.contains("got:again0"))
+        l.iter().any(|l| l.text.contains("got:hello0"))
+            && l.iter().any(|l| l.text.contains("got:again0"))
     })?;
     pod.teardown()
 }
@@ -340,19 +374,23 @@ fn attach_to_a_stdin_only_container_then_detach_closes_stdin(
     handler: &str,
 ) -> Result<()> {
     let pod = bed.run_pod("pipe-attach", handler)?;
-    let script = "echo started; while read line; do echo \"out:$line\"; echo \"err:$line\" >&2; done; \
+    let script =
+        "echo started; while read line; do echo \"out:$line\"; echo \"err:$line\" >&2; done; \
                   echo stdin-closed; exit 3";
     let mut config = pod.container_config("reader", &["sh", "-c", script]);
     config.stdin = true;
     config.stdin_once = true;
     let c = pod.create(&config)?;
     pod.start(&c)?;
-    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.iter().any(|l| l.text == "started"))?;
+    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| {
+        l.iter().any(|l| l.text == "started")
+    })?;
 
     let mut s = Session::connect(&bed.cri().attach(&c.id, false, true)?)?;
     s.stdin(b"hello\n")?;
     s.read_until(STREAM_TIMEOUT, "out:hello and err:hello", |s| {
-        s.stdout_text().contains("out:hello\n") && String::from_utf8_lossy(&s.stderr).contains("err:hello\n")
+        s.stdout_text().contains("out:hello\n")
+            && String::from_utf8_lossy(&s.stderr).contains("err:hello\n")
     })?;
     ensure!(
         !s.stdout_text().contains("err:") && !String::from_utf8_lossy(&s.stderr).contains("out:"),
@@ -360,9 +398,9 @@ fn attach_to_a_stdin_only_container_then_detach_closes_stdin(
     );
     // stdin_once: the end of the first attach closes the container's stdin (CloseIO).
     s.close()?;
-    let status = pod.wait_exited(&c, STREAM_TIMEOUT).context(
-        "a stdin_once container's stdin was not closed when its attach ended (CloseIO)",
-    )?;
+    let status = pod
+        .wait_exited(&c, STREAM_TIMEOUT)
+        .context("a stdin_once container's stdin was not closed when its attach ended (CloseIO)")?;
     ensure!(
         status.exit_code == 3,
         "the container exited {} instead of 3 after its stdin closed",
@@ -401,8 +439,15 @@ fn cpu_and_memory(bed: &TestBed, pod: &Pod, c: &Container) -> Result<(u64, u64)>
         .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == c.id))
         .with_context(|| format!("ListContainerStats of the pod lacks {}: {listed:?}", c.name))?;
     ensure!(
-        mine.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.as_ref()).is_some()
-            && mine.memory.as_ref().and_then(|m| m.working_set_bytes.as_ref()).is_some(),
+        mine.cpu
+            .as_ref()
+            .and_then(|c| c.usage_core_nano_seconds.as_ref())
+            .is_some()
+            && mine
+                .memory
+                .as_ref()
+                .and_then(|m| m.working_set_bytes.as_ref())
+                .is_some(),
         "ListContainerStats has no CPU or memory for {}: {mine:?}",
         c.name
     );
@@ -423,7 +468,11 @@ fn stats_show_cpu_after_a_busy_loop_and_memory_after_an_allocation(
     let busy = Instant::now();
     let out = pod.exec(
         &c,
-        &["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo $i"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo $i",
+        ],
     )?;
     let busy = busy.elapsed();
     ensure!(out.stdout.trim() == "300000", "the busy loop: {out:?}");
@@ -458,14 +507,9 @@ fn stats_show_cpu_after_a_busy_loop_and_memory_after_an_allocation(
 fn memory_limit_below_use_is_reported_as_oom_killed(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("oom", handler)?;
     // awk doubles a string until it is killed: far past the 32 MiB limit.
-    let mut config = pod.container_config(
-        "hog",
-        &["awk", "BEGIN { s = \"x\"; while (1) s = s s }"],
-    );
-    config
-        .linux
-        .get_or_insert_with(Default::default)
-        .resources = Some(LinuxContainerResources {
+    let mut config =
+        pod.container_config("hog", &["awk", "BEGIN { s = \"x\"; while (1) s = s s }"]);
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
         memory_limit_in_bytes: 32 * MIB,
         ..Default::default()
     });
@@ -499,10 +543,7 @@ fn read_cgroup_file(pid: i32, controller: &str, file: &str) -> Result<String> {
 fn update_lowers_the_memory_limit_and_cpu_quota_live(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("update", handler)?;
     let mut config = pod.container_config("sleeper", &["sleep", "3600"]);
-    config
-        .linux
-        .get_or_insert_with(Default::default)
-        .resources = Some(LinuxContainerResources {
+    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
         memory_limit_in_bytes: 512 * MIB,
         cpu_period: 100_000,
         cpu_quota: 200_000,
@@ -513,7 +554,10 @@ fn update_lowers_the_memory_limit_and_cpu_quota_live(bed: &TestBed, handler: &st
     pod.start(&c)?;
     let pid = pod.container_pid(&c)?;
     // 64 MiB (plus awk's copies while doubling) fits in 512 MiB.
-    let hog = ["awk", "BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; print length(s) }"];
+    let hog = [
+        "awk",
+        "BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; print length(s) }",
+    ];
     let out = pod.exec(&c, &hog)?;
     ensure!(
         out.exit_code == 0 && out.stdout.trim() == "67108864",
@@ -554,7 +598,10 @@ fn update_lowers_the_memory_limit_and_cpu_quota_live(bed: &TestBed, handler: &st
         out.exit_code != 0,
         "allocating 64 MiB after lowering the limit to 32 MiB succeeded: {out:?}"
     );
-    ensure!(running(bed, &c)?, "the container's init died with the exec that went over");
+    ensure!(
+        running(bed, &c)?,
+        "the container's init died with the exec that went over"
+    );
     pod.teardown()
 }
 
@@ -576,12 +623,25 @@ fn a_lowered_pod_pids_limit_stops_forks(bed: &TestBed, handler: &str) -> Result<
         .map(|root| root.join(parent.trim_start_matches('/')))
         .find(|d| d.join("pids.max").exists())
         .with_context(|| format!("no pids controller for the pod's cgroup parent {parent}"))?;
-    let spawn_many = ["sh", "-c", "for i in $(seq 1 20); do sleep 30 & done; wait; echo all-started"];
+    let spawn_many = [
+        "sh",
+        "-c",
+        "for i in $(seq 1 20); do sleep 30 & done; wait; echo all-started",
+    ];
     // Under the current (unlimited) setting 20 sleeps fork fine.
-    let out = bed
-        .cri()
-        .exec_sync(&c.id, &["sh", "-c", "for i in $(seq 1 20); do sleep 0.2 & done; wait; echo forked"], Duration::from_secs(30))?;
-    ensure!(out.stdout.trim() == "forked", "20 forks without a limit: {out:?}");
+    let out = bed.cri().exec_sync(
+        &c.id,
+        &[
+            "sh",
+            "-c",
+            "for i in $(seq 1 20); do sleep 0.2 & done; wait; echo forked",
+        ],
+        Duration::from_secs(30),
+    )?;
+    ensure!(
+        out.stdout.trim() == "forked",
+        "20 forks without a limit: {out:?}"
+    );
 
     let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))?
         .trim()
@@ -589,28 +649,41 @@ fn a_lowered_pod_pids_limit_stops_forks(bed: &TestBed, handler: &str) -> Result<
     let limit = current + 5;
     std::fs::write(pids_dir.join("pids.max"), limit.to_string())
         .with_context(|| format!("writing pids.max in {}", pids_dir.display()))?;
-    let out = bed.cri().exec_sync(&c.id, &spawn_many, Duration::from_secs(30));
+    let out = bed
+        .cri()
+        .exec_sync(&c.id, &spawn_many, Duration::from_secs(30));
     let _ = std::fs::write(pids_dir.join("pids.max"), "max");
     // The exec itself may be refused (its process cannot be created), or the shell's forks fail.
     if let Ok(out) = out {
         ensure!(
-            out.stdout.trim() != "all-started" && (out.exit_code != 0 || out.stderr.contains("fork")),
+            out.stdout.trim() != "all-started"
+                && (out.exit_code != 0 || out.stderr.contains("fork")),
             "20 forks under a pids limit of {limit} (pod had {current}) all succeeded: {out:?}"
         );
     }
-    bed.cri().exec_sync(&c.id, &["pkill", "sleep"], Duration::from_secs(10)).ok();
+    bed.cri()
+        .exec_sync(&c.id, &["pkill", "sleep"], Duration::from_secs(10))
+        .ok();
     pod.teardown()
 }
 
 fn log_count(pod: &Pod, c: &Container) -> Result<usize> {
-    Ok(pod.log(c)?.iter().filter(|l| l.text.starts_with("tick")).count())
+    Ok(pod
+        .log(c)?
+        .iter()
+        .filter(|l| l.text.starts_with("tick"))
+        .count())
 }
 
 fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("pause", handler)?;
     let c = pod.run(
         "counter",
-        &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"],
+        &[
+            "sh",
+            "-c",
+            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done",
+        ],
     )?;
     pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.len() >= 3)?;
     let pid = pod.container_pid(&c)?;
@@ -618,7 +691,9 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
     bed.ctr(&["task", "pause", &c.id])?;
     let tasks = bed.ctr(&["task", "ls"])?;
     ensure!(
-        tasks.lines().any(|l| l.starts_with(&c.id) && l.contains("PAUSED")),
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&c.id) && l.contains("PAUSED")),
         "after pause, `ctr task ls` does not show the task PAUSED:\n{tasks}"
     );
     if let Ok(state) = read_cgroup_file(pid, "freezer", "freezer.state") {
@@ -636,7 +711,9 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
     bed.ctr(&["task", "resume", &c.id])?;
     let tasks = bed.ctr(&["task", "ls"])?;
     ensure!(
-        tasks.lines().any(|l| l.starts_with(&c.id) && l.contains("RUNNING")),
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&c.id) && l.contains("RUNNING")),
         "after resume, `ctr task ls` does not show the task RUNNING:\n{tasks}"
     );
     pod.wait_for_log(&c, Duration::from_secs(10), |l| {
@@ -649,13 +726,22 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
 fn execs_leak_no_fds_or_threads_in_the_shim(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("exec-leak", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
-    let shim = pod.shims().first().map(|s| s.pid).context("no shim for the pod")?;
+    let shim = pod
+        .shims()
+        .first()
+        .map(|s| s.pid)
+        .context("no shim for the pod")?;
     let run_execs = |n: usize| -> Result<()> {
         for i in 0..n {
             let out = pod.exec(&c, &["echo", &i.to_string()])?;
             ensure!(out.stdout == format!("{i}\n"), "exec {i}: {out:?}");
             // And one with a terminal and stdin, through the streaming server.
-            let mut s = Session::connect(&bed.cri().exec(&c.id, &["sh", "-c", "read x; echo got:$x"], true, true)?)?;
+            let mut s = Session::connect(&bed.cri().exec(
+                &c.id,
+                &["sh", "-c", "read x; echo got:$x"],
+                true,
+                true,
+            )?)?;
             s.stdin(b"x\r")?;
             s.wait_closed(STREAM_TIMEOUT)?;
             ensure!(s.stdout_text().contains("got:x"), "tty exec {i}: {s:?}");
@@ -692,7 +778,11 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         let pod = bed.run_pod("restart", handler)?;
         let c = pod.run(
             "ticker",
-            &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done"],
+            &[
+                "sh",
+                "-c",
+                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done",
+            ],
         )?;
         pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.len() >= 3)?;
         let before = pod.footprint()?;
@@ -731,11 +821,21 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
             out.stdout == "alive\n" && out.exit_code == 4,
             "ExecSync after the restart: {out:?}"
         );
-        let mut s = Session::connect(&bed.cri().exec(&c.id, &["sh", "-c", "read x; echo got:$x"], true, true)?)?;
+        let mut s = Session::connect(&bed.cri().exec(
+            &c.id,
+            &["sh", "-c", "read x; echo got:$x"],
+            true,
+            true,
+        )?)?;
         s.stdin(b"y\r")?;
         s.wait_closed(STREAM_TIMEOUT)?;
-        ensure!(s.stdout_text().contains("got:y"), "tty exec after the restart: {s:?}");
-        bed.cri().stats(&c.id).context("ContainerStats after the restart")?;
+        ensure!(
+            s.stdout_text().contains("got:y"),
+            "tty exec after the restart: {s:?}"
+        );
+        bed.cri()
+            .stats(&c.id)
+            .context("ContainerStats after the restart")?;
 
         let stopped = Instant::now();
         bed.cri().stop(&c.id, 2)?;
@@ -749,7 +849,10 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         );
         pod.teardown()?;
         let left = before.wait_gone(Duration::from_secs(10));
-        ensure!(left.is_empty(), "after the restart and teardown these remain: {left:#?}");
+        ensure!(
+            left.is_empty(),
+            "after the restart and teardown these remain: {left:#?}"
+        );
         Ok(())
     })();
     result.map_err(|e| bed.with_log(e))
@@ -772,8 +875,7 @@ fn a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox(
             .flatten()
             .flatten()
             .filter(|e| {
-                std::fs::read_to_string(e.path())
-                    .is_ok_and(|t| t.lines().any(|l| l == owner))
+                std::fs::read_to_string(e.path()).is_ok_and(|t| t.lines().any(|l| l == owner))
             })
             .map(|e| e.path().display().to_string())
             .collect()
@@ -817,11 +919,17 @@ fn a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox(
 
 fn port_forward_reaches_a_server_in_the_pod(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("port-forward", handler)?;
-    let server = pod.run("server", &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"])?;
+    let server = pod.run(
+        "server",
+        &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"],
+    )?;
     // Wait until the server listens (from inside the pod).
     let deadline = Instant::now() + STREAM_TIMEOUT;
     while pod
-        .exec(&server, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
+        .exec(
+            &server,
+            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
+        )
         .map(|o| o.exit_code != 0)
         .unwrap_or(true)
     {
@@ -882,7 +990,11 @@ fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
             .find(|l| l.id == c.id)
             .map(|l| moat_e2e::cri::state_name(l.state))
     };
-    for (c, want) in [(&sleeper, "RUNNING"), (&exited, "EXITED"), (&created, "CREATED")] {
+    for (c, want) in [
+        (&sleeper, "RUNNING"),
+        (&exited, "EXITED"),
+        (&created, "CREATED"),
+    ] {
         ensure!(
             state_of(c) == Some(want),
             "ListContainers shows {} as {:?} instead of {want}: {containers:?}",
