@@ -25,6 +25,7 @@ use k8s_cri::v1::{
     StartContainerRequest, StopContainerRequest, StopPodSandboxRequest,
     UpdateContainerResourcesRequest,
 };
+use k8s_cri::v1::{PodSandboxStats, PodSandboxStatsRequest};
 use tokio::net::UnixStream;
 use tonic::transport::{Channel, Endpoint, Uri};
 
@@ -278,6 +279,21 @@ impl Cri {
             }),
         )?
         .containers)
+    }
+
+    /// PodSandboxStats (`crictl statsp`).
+    pub fn pod_stats(&self, pod_id: &str) -> Result<PodSandboxStats> {
+        let mut c = self.runtime.clone();
+        let req = PodSandboxStatsRequest {
+            pod_sandbox_id: pod_id.to_string(),
+        };
+        block_on(
+            &format!("PodSandboxStats {pod_id}"),
+            CALL_TIMEOUT,
+            c.pod_sandbox_stats(req),
+        )?
+        .stats
+        .ok_or_else(|| anyhow!("PodSandboxStats {pod_id}: no stats in the answer"))
     }
 
     /// ContainerStats.

@@ -33,6 +33,7 @@ e2e_tests!(
     a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox,
     port_forward_reaches_a_server_in_the_pod,
     list_verbs_show_the_pod_and_its_containers,
+    pod_stats_cover_the_pod_and_its_containers,
 );
 
 const STREAM_TIMEOUT: Duration = Duration::from_secs(20);
@@ -1032,4 +1033,47 @@ fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
         "RemovePodSandbox left the pod listed"
     );
     Ok(())
+}
+
+fn pod_stats_cover_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("statsp", handler)?;
+    let c = pod.run("sleeper", &["sleep", "3600"])?;
+    let out = pod.exec(
+        &c,
+        &[
+            "sh",
+            "-c",
+            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo $i",
+        ],
+    )?;
+    ensure!(out.stdout.trim() == "100000", "the busy loop: {out:?}");
+    let stats = bed.cri().pod_stats(&pod.id)?;
+    let linux = stats
+        .linux
+        .as_ref()
+        .with_context(|| format!("PodSandboxStats has no Linux stats: {stats:?}"))?;
+    let cpu = linux
+        .cpu
+        .as_ref()
+        .and_then(|c| c.usage_core_nano_seconds.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(0);
+    let memory = linux
+        .memory
+        .as_ref()
+        .and_then(|m| m.working_set_bytes.as_ref())
+        .map(|v| v.value)
+        .unwrap_or(0);
+    ensure!(
+        cpu > 0 && memory > 0,
+        "PodSandboxStats shows no pod CPU ({cpu} ns) or memory ({memory} bytes): {stats:?}"
+    );
+    ensure!(
+        linux
+            .containers
+            .iter()
+            .any(|s| s.attributes.as_ref().is_some_and(|a| a.id == c.id)),
+        "PodSandboxStats lists no stats for the container: {stats:?}"
+    );
+    pod.teardown()
 }
