@@ -28,7 +28,7 @@ use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
 e2e_tests!(
     container_root_maps_to_an_unprivileged_host_range,
     files_container_root_creates_in_a_volume_are_not_host_root_files,
-    container_root_cannot_read_host_root_files_in_a_volume,
+    container_root_cannot_read_or_change_host_root_files_in_a_volume,
     mount_fails,
     unsharing_a_user_namespace_fails,
     nftables_in_a_new_user_namespace_are_out_of_reach,
@@ -185,7 +185,7 @@ fn files_container_root_creates_in_a_volume_are_not_host_root_files(
     pod.teardown()
 }
 
-fn container_root_cannot_read_host_root_files_in_a_volume(
+fn container_root_cannot_read_or_change_host_root_files_in_a_volume(
     bed: &TestBed,
     handler: &str,
 ) -> Result<()> {
@@ -193,19 +193,33 @@ fn container_root_cannot_read_host_root_files_in_a_volume(
     let secret = vol.join("secret");
     std::fs::write(&secret, "host-root-secret\n")?;
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600))?;
+    let config_file = vol.join("config");
+    std::fs::write(&config_file, "host-root-config\n")?;
+    std::fs::set_permissions(&config_file, std::fs::Permissions::from_mode(0o644))?;
     let pod = bed.run_pod("hostsecret", handler)?;
     let mut config = pod.container_config("reader", &["sleep", "3600"]);
-    config.mounts.push(configs::volume(&vol, "/vol", true));
+    config.mounts.push(configs::volume(&vol, "/vol", false));
     let c = pod.create(&config)?;
     pod.start(&c)?;
     let out = pod.exec(&c, &["cat", "/vol/secret"])?;
     let read = out.exit_code == 0 && out.stdout.contains("host-root-secret");
+    let change = sh(&pod, &c, "echo changed-by-the-container >> /vol/config")?;
+    let changed = std::fs::read_to_string(&config_file)? != "host-root-config\n";
     match handler {
-        "moat" => ensure!(
-            !read && out.stderr.contains("Permission denied"),
-            "container root read (or failed otherwise than EACCES on) a host root 0600 file in a volume: {out:?}"
+        "moat" => {
+            ensure!(
+                !read && out.stderr.contains("Permission denied"),
+                "container root read (or failed otherwise than EACCES on) a host root 0600 file in a volume: {out:?}"
+            );
+            ensure!(
+                !changed && change.stderr.contains("Permission denied"),
+                "container root changed (or failed otherwise than EACCES on) a host root 0644 file in a volume: {change:?}"
+            );
+        }
+        _ => ensure!(
+            read && changed,
+            "under runc container root (host root) was expected to read and change them: {out:?} {change:?}"
         ),
-        _ => ensure!(read, "under runc container root (host root) was expected to read it: {out:?}"),
     }
     // The ordinary thing: a world-readable file in the same volume is readable.
     std::fs::write(vol.join("public"), "public\n")?;
@@ -366,13 +380,35 @@ fn read_nothing(a: &common::Attempt, handler: &str) -> Result<()> {
 
 fn kcore_and_the_kernel_log_are_unreadable(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "kcore")?;
+    // Files the host can read that a container must not (masked). Only those this kernel has
+    // (this test VM's kernel has no /proc/kcore nor /proc/sched_debug; kept for kernels that do).
+    let mut checked = Vec::new();
     for path in [
         "/proc/kcore",
         "/proc/keys",
         "/proc/timer_list",
         "/proc/sched_debug",
     ] {
+        if !Path::new(path).exists() {
+            continue;
+        }
         read_nothing(&attack(&pod, &c, &["read", path])?, handler)?;
+        checked.push(path);
+    }
+    ensure!(
+        checked.len() >= 2,
+        "too few of the masked /proc files exist on this host to test: {checked:?}"
+    );
+    // moat also masks /proc/interrupts (per-CPU counters are a side channel); the kubelet's
+    // list, which runc applies, does not.
+    let a = attack(&pod, &c, &["read", "/proc/interrupts"])?;
+    match handler {
+        "moat" => read_nothing(&a, handler)?,
+        _ => ensure!(
+            a.succeeded && !a.line.ends_with("read 0 bytes"),
+            "under runc /proc/interrupts was expected readable: {}",
+            a.line
+        ),
     }
     // runc refuses klogctl too (kernel.dmesg_restrict=1, no CAP_SYSLOG); moat filters syslog(2).
     let a = attack(&pod, &c, &["klogctl"])?;
@@ -836,6 +872,26 @@ fn image_files_keep_their_owners(bed: &TestBed, handler: &str) -> Result<()> {
         out.stdout == "0:0\n0:0\n",
         "files made by container root: {out:?}"
     );
+    // Seen from the host (through the container's root), they belong to the host IDs that
+    // container root and www-data are: the pod's range under moat, 0 and 33 under runc.
+    let pid = pod.container_pid(&c)?;
+    for (path, id) in [
+        ("etc/by-root", 0),
+        ("var/www/by-root", 0),
+        ("var/www/index.html", 33),
+    ] {
+        let meta = std::fs::metadata(format!("/proc/{pid}/root/{path}"))?;
+        let want = (host_uid(pid, id)?, host_gid(pid, id)?);
+        ensure!(
+            (meta.uid(), meta.gid()) == want,
+            "/{path} is owned on the host by {}:{}, expected {want:?}",
+            meta.uid(),
+            meta.gid()
+        );
+        if handler == "moat" {
+            ensure!(meta.uid() != 0, "/{path} is owned by host root");
+        }
+    }
     // www-data writes its own directory.
     let mut config = pod.container_config("www", &["sleep", "3600"]);
     configs::run_as(&mut config, 33, 33);
