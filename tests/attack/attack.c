@@ -447,11 +447,51 @@ static int own_file(int fd)
 	return 0;
 }
 
+/* Whether the root or an open directory of process PID (a runtime process, not ours) can be
+ * reached (CVE-2024-21626 leaked such a directory fd): returns what was reached, or NULL. */
+static const char *reach(const char *pid)
+{
+	static char what[700];
+	struct stat root, st;
+	if (stat("/", &root) < 0)
+		return NULL;
+	char path[300];
+	snprintf(path, sizeof path, "/proc/%s/root/", pid);
+	if (stat(path, &st) == 0 && !(st.st_dev == root.st_dev && st.st_ino == root.st_ino)) {
+		snprintf(what, sizeof what, "%s (another root)", path);
+		return what;
+	}
+	char fddir[300];
+	snprintf(fddir, sizeof fddir, "/proc/%s/fd", pid);
+	DIR *d = opendir(fddir);
+	if (!d)
+		return NULL;
+	struct dirent *f;
+	while ((f = readdir(d))) {
+		if (!is_pid(f->d_name))
+			continue;
+		char path[600];
+		snprintf(path, sizeof path, "%s/%s", fddir, f->d_name);
+		int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+		if (fd >= 0 && fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			close(fd);
+			closedir(d);
+			snprintf(what, sizeof what, "%s (a directory)", path);
+			return what;
+		}
+		if (fd >= 0)
+			close(fd);
+	}
+	closedir(d);
+	return NULL;
+}
+
 /*
- * CVE-2019-5736: for SECONDS, watches every process of the pid namespace; each one whose
- * executable is not the container's own (a runtime process entering the container) is opened
- * through /proc/PID/exe, O_WRONLY directly and O_PATH (kept, reopened for writing later, once
- * the process is gone, as the original exploit did). Never writes. Prints what it saw.
+ * CVE-2019-5736 and CVE-2024-21626: for SECONDS, watches every process of the pid namespace;
+ * each one whose executable is not the container's own (a runtime process entering the
+ * container) is opened through /proc/PID/exe, O_WRONLY directly and O_PATH (kept, reopened for
+ * writing later, once the process is gone, as the original exploit did), and its root and open
+ * directories are tried (see `reach`). Never writes. Prints what it saw.
  */
 static int exe_race(int seconds)
 {
@@ -476,7 +516,12 @@ static int exe_race(int seconds)
 			if (p < 0) {
 				if (errno != ENOENT)
 					path_denied++;
-				/* Non-dumpable processes refuse O_PATH: still try to open for writing. */
+				/* Non-dumpable processes refuse O_PATH: still try the rest. */
+				const char *how = reach(e->d_name);
+				if (how) {
+					printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+					return 0;
+				}
 				int w = open(link, O_WRONLY);
 				if (w >= 0 && !own_file(w)) {
 					printf("%s: ok OPENED %s for writing\n", mode, link);
@@ -491,6 +536,12 @@ static int exe_race(int seconds)
 			if (own_file(p)) {
 				close(p);
 				continue;
+			}
+			/* A runtime process: its root, cwd and open files must be out of reach too. */
+			const char *how = reach(e->d_name);
+			if (how) {
+				printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+				return 0;
 			}
 			char fdlink[64];
 			snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", p);

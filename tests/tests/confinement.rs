@@ -548,7 +548,8 @@ fn the_runtime_binary_cannot_be_written_through_proc_exe(
 
     // CVE-2019-5736: the container watches its pid namespace for the runtime's process
     // entering it (each exec does) and tries to open its binary for writing, directly and
-    // through a kept O_PATH fd. The test keeps exec'ing while it watches.
+    // through a kept O_PATH fd; and (CVE-2024-21626) to reach its root or a directory it
+    // holds open. The test keeps exec'ing while it watches.
     const WATCH_S: u64 = 8;
     let watch_s = WATCH_S.to_string();
     let mut config = pod.container_config("racer", &[ATTACK, "exe-race", &watch_s]);
