@@ -485,42 +485,54 @@ fn seccomp_profile_moat_cannot_enforce_is_refused(bed: &TestBed, _handler: &str)
 
 fn exec_as_another_user_than_its_container_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
     let pod = bed.run_pod("execuser", "moat")?;
-    let c = pod.run("root", &["sleep", "3600"])?;
-    let exec_id = "as-user-1000";
-    let message = match bed.ctr(&[
-        "tasks",
-        "exec",
-        "--exec-id",
-        exec_id,
-        "--user",
-        "1000",
-        &c.id,
-        "id",
-        "-u",
-    ]) {
-        Ok(out) => bail!("an exec as uid 1000 in a root container ran: {out:?}"),
-        Err(e) => format!("{e:#}"),
-    };
-    // (An exec's refusal names the pod and the container by their ids.)
-    check_message(
-        &message,
-        &[&pod.id, &c.id, exec_id],
-        &Expect {
-            field: "process.user.uid=1000,gid=1000",
-            rule: "an exec as user 1000:1000 differs from the container's user 0:0, which is not allowed at level restricted",
-            key: "level = \"baseline\"",
-        },
-    )?;
-    // Nothing of the exec runs; the container's own user still execs.
-    let tagged: Vec<i32> = host::processes_with_env(configs::POD_TAG_ENV, &pod.name)
-        .into_iter()
-        .filter(|p| host::cmdline(*p).first().is_some_and(|a| a == "id"))
-        .collect();
-    ensure!(tagged.is_empty(), "the refused exec runs: {tagged:?}");
-    let out = pod.exec(&c, &["id", "-u"])?;
-    ensure!(
-        out.stdout == "0\n",
-        "an ordinary exec after the refusal: {out:?}"
-    );
+    // A container running as uid 1000 whose exec asks for root, and a root container whose
+    // exec asks for uid 1000 (containerd's task API: CRI's exec has no user).
+    let mut config = pod.container_config("user", &["sleep", "3600"]);
+    configs::run_as(&mut config, 1000, 1000);
+    let user = pod.create(&config)?;
+    pod.start(&user)?;
+    let root = pod.run("root", &["sleep", "3600"])?;
+    for (c, asked, asked_ids, own_ids) in [
+        (&user, "0", "0:0", "1000:1000"),
+        (&root, "1000", "1000:1000", "0:0"),
+    ] {
+        let exec_id = format!("as-user-{asked}");
+        let message = match bed.ctr(&[
+            "tasks",
+            "exec",
+            "--exec-id",
+            &exec_id,
+            "--user",
+            asked,
+            &c.id,
+            "id",
+            "-u",
+        ]) {
+            Ok(out) => bail!("an exec as uid {asked} in a {own_ids} container ran: {out:?}"),
+            Err(e) => format!("{e:#}"),
+        };
+        let (uid, gid) = asked_ids.split_once(':').unwrap_or_default();
+        // (An exec's refusal names the pod and the container by their ids.)
+        check_message(
+            &message,
+            &[&pod.id, &c.id, &exec_id],
+            &Expect {
+                field: &format!("process.user.uid={uid},gid={gid}"),
+                rule: &format!(
+                    "an exec as user {asked_ids} differs from the container's user {own_ids}, \
+                     which is not allowed at level restricted"
+                ),
+                key: "level = \"baseline\"",
+            },
+        )?;
+    }
+    // The containers' own users still exec.
+    for (c, want) in [(&user, "1000\n"), (&root, "0\n")] {
+        let out = pod.exec(c, &["id", "-u"])?;
+        ensure!(
+            out.stdout == want,
+            "an ordinary exec after the refusal: {out:?}"
+        );
+    }
     pod.teardown()
 }
