@@ -411,8 +411,25 @@ fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupErro
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         write_ctl(cg, dir, file, &device_rule_v1(rule))?;
     }
+    // The nodes of moat's minimal /dev are always usable, whatever the spec's rules (CRI's
+    // spec denies every device and lists none; runc adds the same allow list itself).
+    for line in standard_device_rules_v1() {
+        write_ctl(cg, dir, "devices.allow", &line)?;
+    }
     Ok(())
 }
+
+/// v1 allow lines for the nodes every container's /dev holds, plus its pty slaves.
+pub fn standard_device_rules_v1() -> Vec<String> {
+    let mut lines: Vec<String> =
+        crate::policy::devices::STANDARD.iter().map(|(_, major, minor)| format!("c {major}:{minor} rwm")).collect();
+    // /dev/pts/*: the container's own devpts instance.
+    lines.push(format!("c {PTS_MAJOR}:* rwm"));
+    lines
+}
+
+/// Major number of Unix98 pty slaves (/dev/pts/N).
+const PTS_MAJOR: u32 = 136;
 
 // ---------------------------------------------------------------- v2
 
@@ -607,5 +624,20 @@ mod tests {
         assert!(validate("/x", &unified("memory.high"), Mode::Hybrid).is_err());
         assert!(validate("/x", &unified("cgroup.procs"), Mode::V2).is_err());
         assert!(validate("/x", &unified("../memory.max"), Mode::V2).is_err());
+    }
+}
+
+#[cfg(test)]
+mod standard_device_tests {
+    use super::*;
+
+    #[test]
+    fn the_minimal_dev_is_always_allowed() {
+        let lines = standard_device_rules_v1();
+        for expected in ["c 1:3 rwm", "c 1:5 rwm", "c 1:9 rwm", "c 5:2 rwm", "c 136:* rwm"] {
+            assert!(lines.iter().any(|l| l == expected), "{expected} missing from {lines:?}");
+        }
+        // Nothing beyond the standard nodes and the pty slaves.
+        assert_eq!(lines.len(), crate::policy::devices::STANDARD.len() + 1);
     }
 }
