@@ -149,9 +149,17 @@ fn plan_bind(
         )
     })?;
     let host_shm = cx.host_ipc && source == Path::new("/dev/shm") && destination == Path::new("/dev/shm");
+    // Only the pod's own files (CRI's hostname/hosts/resolv.conf/shm, kubelet's per-pod
+    // volumes) are idmapped into the pod's user namespace, so container root owns them as it
+    // would on a plain runtime. A host directory from `allowed_host_paths` is mounted without an
+    // idmap: files keep their on-disk owners, and what the pod writes there is owned by the
+    // pod's own host IDs. Idmapping it would make on-disk uid 0 the root of every pod sharing
+    // it (host-root files readable, setuid-root files creatable, pods reading each other).
+    let mut idmap = false;
     if !host_shm {
         match host_paths::classify(&source, cx.config, cx.pod_id, cx.container_id, cx.pod_uid) {
-            Verdict::PodFile | Verdict::Allowed => {}
+            Verdict::PodFile => idmap = true,
+            Verdict::Allowed => {}
             Verdict::Denied(entry) => {
                 return Err(who.refuse_always(
                     field,
@@ -180,7 +188,7 @@ fn plan_bind(
     }
     Ok(MountPlan {
         destination,
-        kind: MountKind::Bind { source, recursive: f.recursive, idmap: !host_shm },
+        kind: MountKind::Bind { source, recursive: f.recursive, idmap },
         readonly: f.readonly,
         nosuid: true,
         nodev: true,

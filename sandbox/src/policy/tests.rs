@@ -564,7 +564,8 @@ fn unlisted_host_path_is_refused_until_allowed() {
     let config = Config { allowed_host_paths: vec!["/srv/data".into()], ..Config::default() };
     let plan = derive_with(v, &config).expect("allowed");
     let m = mount(&plan, "/data");
-    assert_eq!(m.kind, MountKind::Bind { source: "/srv/data/web".into(), recursive: true, idmap: true });
+    // An operator's host directory keeps its on-disk owners: no idmap.
+    assert_eq!(m.kind, MountKind::Bind { source: "/srv/data/web".into(), recursive: true, idmap: false });
     assert!(m.nosuid && m.nodev);
 }
 
