@@ -6,7 +6,11 @@
 #
 # Needs root and the packages from scripts/install-deps.sh. MOAT_E2E=1 is set, so an
 # end-to-end test whose prerequisite is missing fails instead of skipping.
-# Env: MOAT_TEST_THREADS (default 2), MOAT_TEST_TIMEOUT (seconds, default 1500).
+# After a whole-workspace run (no arguments), the benchmark runs in its short mode
+# (`moat-bench --quick`, see scripts/bench.sh) so it cannot rot; its numbers are not judged,
+# but it must succeed.
+# Env: MOAT_TEST_THREADS (default 2), MOAT_TEST_TIMEOUT (seconds, default 1500),
+#      MOAT_TEST_BENCH=0 skips the benchmark.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,4 +62,18 @@ if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
 fi
 echo "total: $passed passed, $failed failed, $ignored skipped"
 rm -f "$log"
+
+if [ "$#" -eq 0 ] && [ "${MOAT_TEST_BENCH:-1}" != 0 ]; then
+    echo
+    echo "== bench (moat-bench --quick: must run; numbers not judged)"
+    start=$(date +%s)
+    set +e
+    timeout --kill-after=30 600 target/debug/moat-bench --quick --json target/moat-bench-quick.json
+    bench_status=$?
+    set -e
+    echo "== bench took $(( $(date +%s) - start ))s (status $bench_status)"
+    if [ "$bench_status" -ne 0 ] && [ "$status" -eq 0 ]; then
+        status=$bench_status
+    fi
+fi
 exit "$status"

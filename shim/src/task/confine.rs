@@ -69,6 +69,7 @@ impl Confinement {
         stdio_paths: &StdioPaths,
         config_source: &ConfigSource,
     ) -> Result<Created, ShimError> {
+        let began = std::time::Instant::now();
         let bundle = PathBuf::from(&req.bundle);
         let spec_path = bundle.join("config.json");
         let spec = Spec::load(&spec_path)
@@ -198,6 +199,7 @@ impl Confinement {
             return Err(e);
         }
         let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
+        info!("create {}: {:.3} ms in the shim ({})", req.id, began.elapsed().as_secs_f64() * 1e3, if is_sandbox { "sandbox" } else { "container" });
         Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
     }
 

@@ -1,0 +1,209 @@
+//! Inside the pod: `workload/loop.c` (static, bind-mounted from the bed's volume dir) runs as
+//! a container and times its own syscall and fork+exec loops, so the numbers are what a
+//! tenant's process pays (seccomp filter, user namespace, idmapped overlay), not what the
+//! runtime around it costs. Runs alternate between handlers: moat, runc, moat, ...
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use moat_e2e::{configs, TestBed};
+use sha2::{Digest, Sha256};
+
+use crate::pods::BenchPod;
+
+const LOOP_C: &str = include_str!("../workload/loop.c");
+
+/// Where the binary is mounted in the containers.
+const MOUNT_DIR: &str = "/bench";
+
+/// Iteration counts: getpid, open/read/close, fork+exec.
+#[derive(Debug, Clone, Copy)]
+pub struct Iterations {
+    pub getpid: u64,
+    pub open: u64,
+    pub fork_exec: u64,
+}
+
+impl Iterations {
+    pub fn full() -> Self {
+        Iterations {
+            getpid: 2_000_000,
+            open: 200_000,
+            fork_exec: 400,
+        }
+    }
+    pub fn quick() -> Self {
+        Iterations {
+            getpid: 200_000,
+            open: 20_000,
+            fork_exec: 40,
+        }
+    }
+}
+
+/// ns per iteration by loop name ("getpid", "open_read_close", "fork_exec_true"), one value
+/// per run, per handler.
+pub type LoopResults = BTreeMap<String, Vec<f64>>;
+
+/// Compiles the workload (cached by its source's hash under the cargo target dir).
+pub fn build() -> Result<PathBuf> {
+    let hash: String = Sha256::digest(LOOP_C.as_bytes())
+        .iter()
+        .take(8)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let dir = moat_e2e::paths::target_dir()
+        .join("moat-bench")
+        .join(format!("loop-{hash}"));
+    let bin = dir.join("loop");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let src = dir.join("loop.c");
+    fs::write(&src, LOOP_C)?;
+    let tmp = dir.join(format!("loop.{}", std::process::id()));
+    let out = Command::new("gcc")
+        .args(["-static", "-O2", "-Wall", "-o"])
+        .arg(&tmp)
+        .arg(&src)
+        .output()
+        .context("running gcc (scripts/install-deps.sh installs it)")?;
+    if !out.status.success() {
+        bail!(
+            "gcc -static {} failed: {}",
+            src.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    fs::rename(&tmp, &bin)?;
+    Ok(bin)
+}
+
+/// Runs the workload `runs` times under each handler (alternating), one pod per handler.
+/// Returns the results per handler.
+pub fn run(
+    bed: &TestBed,
+    handlers: &[&str],
+    runs: usize,
+    n: Iterations,
+) -> Result<BTreeMap<String, LoopResults>> {
+    let binary = build()?;
+    let volume = bed.volume_dir("bench-loop")?;
+    let installed = volume.join("loop");
+    fs::copy(&binary, &installed)
+        .with_context(|| format!("copying the workload to {}", installed.display()))?;
+    fs::set_permissions(&volume, fs::Permissions::from_mode(0o755))?;
+    fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))?;
+
+    let mut pods = Vec::new();
+    for handler in handlers {
+        pods.push(BenchPod::run(bed, "bench-loop", handler)?.0);
+    }
+    let mut results: BTreeMap<String, LoopResults> = BTreeMap::new();
+    for r in 0..runs {
+        for pod in pods.iter_mut() {
+            let lines = run_once(bed, pod, &volume, r, n)?;
+            let entry = results.entry(pod.handler.clone()).or_default();
+            for (name, ns) in lines {
+                entry.entry(name).or_default().push(ns);
+            }
+        }
+    }
+    for pod in pods {
+        pod.teardown()?;
+    }
+    Ok(results)
+}
+
+fn run_once(
+    bed: &TestBed,
+    pod: &mut BenchPod<'_>,
+    volume: &Path,
+    r: usize,
+    n: Iterations,
+) -> Result<Vec<(String, f64)>> {
+    let program = format!("{MOUNT_DIR}/loop");
+    let (getpid, open, fork) = (
+        n.getpid.to_string(),
+        n.open.to_string(),
+        n.fork_exec.to_string(),
+    );
+    let command = [
+        program.as_str(),
+        getpid.as_str(),
+        open.as_str(),
+        fork.as_str(),
+        "/etc/passwd",
+    ];
+    let mounts = vec![configs::volume(volume, MOUNT_DIR, true)];
+    let (id, _) = pod.create(&format!("loop-{r}"), &command, mounts)?;
+    pod.start(&id)?;
+    let cri = bed.cri();
+    let status = cri.wait_exited(&id, Duration::from_secs(600))?;
+    let log = cri.logs(&id)?;
+    if status.exit_code != 0 {
+        bail!(
+            "the workload in pod {} ({}) exited {}: {log:?}",
+            pod.name,
+            pod.handler,
+            status.exit_code
+        );
+    }
+    let parsed = parse(
+        log.iter()
+            .filter(|l| l.stream == "stdout")
+            .map(|l| l.text.as_str()),
+    );
+    if parsed.len() != 3 {
+        bail!(
+            "the workload in pod {} ({}) printed {log:?}",
+            pod.name,
+            pod.handler
+        );
+    }
+    Ok(parsed)
+}
+
+/// Lines `<name> <iterations> <ns per iteration>`.
+pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, f64)> {
+    lines
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            let name = w.next()?;
+            let _iterations: u64 = w.next()?.parse().ok()?;
+            let ns: f64 = w.next()?.parse().ok()?;
+            Some((name.to_string(), ns))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workload_lines_are_parsed_and_noise_skipped() {
+        let out = parse(
+            [
+                "getpid 1000 85.5",
+                "open_read_close 10 1200.0",
+                "garbage",
+                "fork_exec_true 3 x",
+            ]
+            .into_iter(),
+        );
+        assert_eq!(
+            out,
+            vec![
+                ("getpid".to_string(), 85.5),
+                ("open_read_close".to_string(), 1200.0)
+            ]
+        );
+    }
+}
