@@ -64,8 +64,13 @@ impl Machine {
     }
 
     pub fn describe(&self) -> String {
+        let load = if self.load_at_end > 0.0 {
+            format!("{:.2} -> {:.2}", self.load_at_start, self.load_at_end)
+        } else {
+            format!("{:.2}", self.load_at_start)
+        };
         format!(
-            "{} | {} x {} | {} GiB | {} | {} | shim {} ({:.1} MiB) | load {:.2} -> {:.2} | {}",
+            "{} | {} x {} | {} GiB | {} | {} | shim {} ({:.1} MiB) | load {load} | {}",
             self.kernel,
             self.cpus,
             self.cpu,
@@ -74,8 +79,6 @@ impl Machine {
             self.runc,
             self.moat_shim,
             self.moat_shim_bytes as f64 / 1048576.0,
-            self.load_at_start,
-            self.load_at_end,
             self.date
         )
     }

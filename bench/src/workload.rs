@@ -46,8 +46,8 @@ impl Iterations {
     }
 }
 
-/// ns per iteration by loop name ("getpid", "open_read_close", "fork_exec_true"), one value
-/// per run, per handler.
+/// ns per iteration by loop name, one value per run: CPU time under the loop's name
+/// ("getpid", "open_read_close", "fork_exec_true"), wall time under `<name>_wall`.
 pub type LoopResults = BTreeMap<String, Vec<f64>>;
 
 /// Compiles the workload (cached by its source's hash under the cargo target dir).
@@ -134,12 +134,14 @@ fn run_once(
         n.open.to_string(),
         n.fork_exec.to_string(),
     );
+    // The second file is on the volume (a bind mount): open/read/close without the overlay.
     let command = [
         program.as_str(),
         getpid.as_str(),
         open.as_str(),
         fork.as_str(),
         "/etc/passwd",
+        program.as_str(),
     ];
     let mounts = vec![configs::volume(volume, MOUNT_DIR, true)];
     let (id, _) = pod.create(&format!("loop-{r}"), &command, mounts)?;
@@ -160,7 +162,7 @@ fn run_once(
             .filter(|l| l.stream == "stdout")
             .map(|l| l.text.as_str()),
     );
-    if parsed.len() != 3 {
+    if parsed.len() != 8 {
         bail!(
             "the workload in pod {} ({}) printed {log:?}",
             pod.name,
@@ -170,17 +172,93 @@ fn run_once(
     Ok(parsed)
 }
 
-/// Lines `<name> <iterations> <ns per iteration>`.
+/// The loops on the host, without containers, alternating: under moat's baseline seccomp
+/// filter and under none (`filter:baseline`, `filter:none`); reading a file through an overlay
+/// like a container's with a plain lower layer, an idmapped one, and an idmapped one as root
+/// of the user namespace (`overlay:plain`, `overlay:idmap`, `overlay:idmap-userns`). Each
+/// isolates one thing moat adds to a tenant's syscalls.
+pub fn host_probes(runs: usize, n: Iterations) -> Result<BTreeMap<String, LoopResults>> {
+    let binary = build()?;
+    let exe = std::env::current_exe().context("locating moat-bench")?;
+    let dir =
+        std::path::Path::new("/var/tmp").join(format!("moat-bench-overlay-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let file = crate::overlay_probe::prepare_lower(&dir)?;
+    let counts = [
+        n.getpid.to_string(),
+        n.open.to_string(),
+        n.fork_exec.to_string(),
+    ];
+    let result = (|| {
+        let mut results: BTreeMap<String, LoopResults> = BTreeMap::new();
+        for _ in 0..runs {
+            let mut probes: Vec<(String, Command)> = Vec::new();
+            for variant in ["baseline", "none"] {
+                let mut cmd = Command::new(&exe);
+                cmd.arg(crate::filter_probe::SUBCOMMAND)
+                    .arg(variant)
+                    .arg(&binary)
+                    .args(&counts)
+                    .arg("/etc/passwd");
+                probes.push((format!("filter:{variant}"), cmd));
+            }
+            for variant in ["plain", "idmap", "idmap-userns"] {
+                let mut cmd = Command::new(&exe);
+                cmd.arg(crate::overlay_probe::SUBCOMMAND)
+                    .arg(variant)
+                    .arg(&dir)
+                    .arg(&binary)
+                    .args([n.getpid.to_string(), n.open.to_string(), "1".to_string()])
+                    .arg(file);
+                probes.push((format!("overlay:{variant}"), cmd));
+            }
+            for (key, mut cmd) in probes {
+                let out = cmd
+                    .output()
+                    .with_context(|| format!("running the host probe {key}"))?;
+                let text = String::from_utf8_lossy(&out.stdout);
+                let parsed = parse(text.lines());
+                if !out.status.success() || parsed.len() != 6 {
+                    bail!(
+                        "the workload on the host ({key}) failed ({}): {text} {}",
+                        out.status,
+                        String::from_utf8_lossy(&out.stderr)
+                    );
+                }
+                let entry = results.entry(key).or_default();
+                for (name, ns) in parsed {
+                    entry.entry(name).or_default().push(ns);
+                }
+            }
+        }
+        Ok(results)
+    })();
+    let _ = fs::remove_dir_all(&dir);
+    result
+}
+
+/// Lines `<name> <iterations> <wall ns> <cpu ns>` (per iteration): `(name, cpu ns)` and
+/// `(name_wall, wall ns)` for each.
 pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, f64)> {
-    lines
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            let name = w.next()?;
-            let _iterations: u64 = w.next()?.parse().ok()?;
-            let ns: f64 = w.next()?.parse().ok()?;
-            Some((name.to_string(), ns))
-        })
-        .collect()
+    let mut out = Vec::new();
+    for l in lines {
+        let mut w = l.split_whitespace();
+        let (Some(name), Some(iterations), Some(wall), Some(cpu)) =
+            (w.next(), w.next(), w.next(), w.next())
+        else {
+            continue;
+        };
+        let (Ok(_), Ok(wall), Ok(cpu)) = (
+            iterations.parse::<u64>(),
+            wall.parse::<f64>(),
+            cpu.parse::<f64>(),
+        ) else {
+            continue;
+        };
+        out.push((name.to_string(), cpu));
+        out.push((format!("{name}_wall"), wall));
+    }
+    out
 }
 
 #[cfg(test)]
@@ -189,21 +267,17 @@ mod tests {
 
     #[test]
     fn workload_lines_are_parsed_and_noise_skipped() {
-        let out = parse(
-            [
-                "getpid 1000 85.5",
-                "open_read_close 10 1200.0",
-                "garbage",
-                "fork_exec_true 3 x",
-            ]
-            .into_iter(),
-        );
-        assert_eq!(
-            out,
-            vec![
-                ("getpid".to_string(), 85.5),
-                ("open_read_close".to_string(), 1200.0)
-            ]
-        );
+        // Input: a good line, garbage, a line without its cpu field, a non-number.
+        let lines = [
+            "getpid 1000 85.5 80.0",
+            "garbage",
+            "open_read_close 10 1200.0",
+            "fork_exec_true 3 x 1.0",
+        ];
+        let want = vec![
+            ("getpid".to_string(), 80.0),
+            ("getpid_wall".to_string(), 85.5),
+        ];
+        assert_eq!(parse(lines.into_iter()), want);
     }
 }
