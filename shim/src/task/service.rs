@@ -42,6 +42,8 @@ use crate::error::ShimError;
 
 /// How long a container's exit waits for the exits of its execs before it is reported.
 const EXEC_EXIT_GRACE: Duration = Duration::from_secs(2);
+/// How long an exit waits for a terminal's output to be copied out.
+const OUTPUT_DRAIN_LIMIT: Duration = Duration::from_secs(5);
 
 pub struct MoatTask {
     shared: Arc<Shared>,
@@ -103,6 +105,17 @@ impl Shared {
 
     /// A reaped exit: record it on its process and tell containerd, in order.
     async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
+        // A terminal's output is copied by a shim thread: let it reach the fifo before the
+        // exit is reported, so containerd never closes the log on a tail still in the pty.
+        let drained = {
+            let state = this.state.lock().await;
+            state.pids.get(&pid).and_then(|(cid, exec_id)| {
+                state.containers.get(cid)?.process(exec_id)?.io.output_drained()
+            })
+        };
+        if let Some(mut done) = drained {
+            let _ = tokio::time::timeout(OUTPUT_DRAIN_LIMIT, done.wait_for(|d| *d)).await;
+        }
         let mut state = this.state.lock().await;
         let Some((cid, exec_id)) = state.pids.remove(&pid) else {
             state.unclaimed.record(pid, exit);

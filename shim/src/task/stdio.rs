@@ -47,6 +47,8 @@ pub struct IoHandle {
     console: Option<File>,
     /// Held, never read: keeps the output fifos writable while containerd is away.
     _fifo_readers: Vec<File>,
+    /// With a terminal: becomes true once the pty's output has all been copied to the fifo.
+    output_done: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 /// Opens the fifos. Returns the process's fds and the plumbing to start after spawn.
@@ -87,7 +89,9 @@ impl Plumbing {
                 let reader = master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
                 let writer = master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
                 if let Some(out) = self.stdout_for_console {
-                    spawn_copy(format!("{what} tty out"), reader, out);
+                    let (done_tx, done_rx) = tokio::sync::watch::channel(false);
+                    handle.output_done = Some(done_rx);
+                    spawn_copy(format!("{what} tty out"), reader, out, done_tx);
                 }
                 handle.console = Some(master);
                 Some(writer)
@@ -118,6 +122,12 @@ impl IoHandle {
                 writer.take();
             }
         }
+    }
+
+    /// Waits (bounded) until a terminal's output has reached its fifo; returns at once for a
+    /// process without a terminal, whose output goes to the fifo directly.
+    pub fn output_drained(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        self.output_done.clone()
     }
 
     /// ResizePty.
@@ -199,6 +209,7 @@ fn copy_stdin(fifo: &str, slot: &Mutex<Option<File>>) {
     let mut buf = vec![0u8; 32 * 1024];
     loop {
         let n = match source.read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
             Ok(0) | Err(_) => break,
             Ok(n) => n,
         };
@@ -213,11 +224,12 @@ fn copy_stdin(fifo: &str, slot: &Mutex<Option<File>>) {
     }
 }
 
-fn spawn_copy(name: String, mut from: File, mut to: File) {
+fn spawn_copy(name: String, mut from: File, mut to: File, done: tokio::sync::watch::Sender<bool>) {
     let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
             match from.read(&mut buf) {
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 // EIO: every slave fd is closed, the process is gone.
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -227,6 +239,9 @@ fn spawn_copy(name: String, mut from: File, mut to: File) {
                 }
             }
         }
+        // The fifo's write end closes here, before the exit is reported.
+        drop(to);
+        let _ = done.send(true);
     });
     if let Err(e) = spawned {
         log::error!("starting the {name} thread: {e}");
