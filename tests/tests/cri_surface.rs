@@ -248,9 +248,11 @@ fn exec_sync_carries_10_mib_intact(bed: &TestBed, handler: &str) -> Result<()> {
 }
 
 /// How much of the end of a container's output runc (containerd-shim-runc-v2 of containerd
-/// 1.6) may lose when the container exits right after writing it: at most a pipe's worth.
-/// Seen here with and without a tty; moat must lose nothing.
-const RUNC_TAIL_LOSS: usize = 64 * 1024;
+/// 1.6) may lose when the container exits right after writing it. Seen here with and without a
+/// tty: about a pipe's worth when the machine is idle, more when two test threads load both
+/// cores. runc is the baseline, not the subject: its run only has to be intact up to the lost
+/// tail. moat must lose nothing.
+const RUNC_TAIL_LOSS: usize = 1024 * 1024;
 
 /// Reads a container's whole log once `last` is in it (or it stops growing, for runc); the
 /// lines joined back into the bytes written.
