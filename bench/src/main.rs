@@ -142,7 +142,7 @@ fn run(o: &Options) -> Result<()> {
             "== workload: {} runs per handler of {:?}",
             o.workload_runs, o.iterations
         );
-        raw.workload = workload::run(bed, &HANDLERS, o.workload_runs, o.iterations)?;
+        raw.workload = workload::run(bed, &workload::VARIANTS, o.workload_runs, o.iterations)?;
         raw.host_probes = workload::host_probes(o.workload_runs, o.iterations)?;
     }
     if o.runs("burst") {
@@ -305,6 +305,18 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             } else {
                 row.target(ratio(1.10))
             });
+            if !informational {
+                rows.push(
+                    Row::new(
+                        "  vs runc with RuntimeDefault seccomp",
+                        unit,
+                        &get("moat"),
+                        "runc+RD",
+                        &get("runc+RuntimeDefault"),
+                    )
+                    .note("like for like: both runtimes filter syscalls"),
+                );
+            }
         }
     }
     let host = |variant: &str, name: &str| -> Vec<f64> {
@@ -419,6 +431,16 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             .note(
                 "bare: clone(NEWUSER|NEWNS|NEWPID|NEWIPC|NEWUTS|NEWNET) + maps + pivot_root + exec",
             ),
+        );
+        rows.push(
+            Row::new(
+                "moat share, against bare ns + cgroup",
+                "ms",
+                &s.moat_total_ms,
+                "bare+cg",
+                &s.bare_cgroup_ms,
+            )
+            .note("the bare start plus creating a cgroup and moving the child into it"),
         );
         rows.push(Row::new(
             "  of which: cgroup create",

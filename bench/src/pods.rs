@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Result};
-use k8s_cri::v1::{Mount, PodSandboxConfig};
+use k8s_cri::v1::{ContainerConfig, Mount, PodSandboxConfig};
 use moat_e2e::{configs, host, TestBed};
 
 /// The container command of the bench's long-running containers.
@@ -75,8 +75,20 @@ impl<'a> BenchPod<'a> {
         command: &[&str],
         mounts: Vec<Mount>,
     ) -> Result<(String, f64)> {
+        self.create_with(name, command, mounts, |_| {})
+    }
+
+    /// CreateContainer like `create`, with `adjust` applied to the config first.
+    pub fn create_with(
+        &mut self,
+        name: &str,
+        command: &[&str],
+        mounts: Vec<Mount>,
+        adjust: impl FnOnce(&mut ContainerConfig),
+    ) -> Result<(String, f64)> {
         let mut config = configs::container_config(&self.name, name, configs::BUSYBOX, command);
         config.mounts = mounts;
+        adjust(&mut config);
         let cri = self.bed.cri();
         let (id, took) = timed(|| {
             cri.create(&self.id, &config, &self.config)

@@ -11,6 +11,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
+use k8s_cri::v1::security_profile::ProfileType;
+use k8s_cri::v1::SecurityProfile;
 use moat_e2e::{configs, TestBed};
 use sha2::{Digest, Sha256};
 
@@ -87,9 +89,40 @@ pub fn build() -> Result<PathBuf> {
 
 /// Runs the workload `runs` times under each handler (alternating), one pod per handler.
 /// Returns the results per handler.
+/// Who runs the workload: a runtime handler, and whether its containers ask for the
+/// runtime's default seccomp profile (`RuntimeDefault`, what Kubernetes' SeccompDefault
+/// gives every pod) instead of none.
+#[derive(Debug, Clone, Copy)]
+pub struct Variant {
+    pub label: &'static str,
+    pub handler: &'static str,
+    pub runtime_default_seccomp: bool,
+}
+
+/// moat, runc as the test bed's pods run (no seccomp), runc with RuntimeDefault.
+pub const VARIANTS: [Variant; 3] = [
+    Variant {
+        label: "moat",
+        handler: "moat",
+        runtime_default_seccomp: false,
+    },
+    Variant {
+        label: "runc",
+        handler: "runc",
+        runtime_default_seccomp: false,
+    },
+    Variant {
+        label: "runc+RuntimeDefault",
+        handler: "runc",
+        runtime_default_seccomp: true,
+    },
+];
+
+/// Runs the workload `runs` times per variant (alternating), one pod per variant. Returns
+/// the results by variant label.
 pub fn run(
     bed: &TestBed,
-    handlers: &[&str],
+    variants: &[Variant],
     runs: usize,
     n: Iterations,
 ) -> Result<BTreeMap<String, LoopResults>> {
@@ -102,20 +135,20 @@ pub fn run(
     fs::set_permissions(&installed, fs::Permissions::from_mode(0o755))?;
 
     let mut pods = Vec::new();
-    for handler in handlers {
-        pods.push(BenchPod::run(bed, "bench-loop", handler)?.0);
+    for v in variants {
+        pods.push((v, BenchPod::run(bed, "bench-loop", v.handler)?.0));
     }
     let mut results: BTreeMap<String, LoopResults> = BTreeMap::new();
     for r in 0..runs {
-        for pod in pods.iter_mut() {
-            let lines = run_once(bed, pod, &volume, r, n)?;
-            let entry = results.entry(pod.handler.clone()).or_default();
+        for (v, pod) in pods.iter_mut() {
+            let lines = run_once(bed, pod, v, &volume, r, n)?;
+            let entry = results.entry(v.label.to_string()).or_default();
             for (name, ns) in lines {
                 entry.entry(name).or_default().push(ns);
             }
         }
     }
-    for pod in pods {
+    for (_, pod) in pods {
         pod.teardown()?;
     }
     Ok(results)
@@ -124,6 +157,7 @@ pub fn run(
 fn run_once(
     bed: &TestBed,
     pod: &mut BenchPod<'_>,
+    variant: &Variant,
     volume: &Path,
     r: usize,
     n: Iterations,
@@ -144,7 +178,14 @@ fn run_once(
         program.as_str(),
     ];
     let mounts = vec![configs::volume(volume, MOUNT_DIR, true)];
-    let (id, _) = pod.create(&format!("loop-{r}"), &command, mounts)?;
+    let (id, _) = pod.create_with(&format!("loop-{r}"), &command, mounts, |c| {
+        if variant.runtime_default_seccomp {
+            configs::security_context(c).seccomp = Some(SecurityProfile {
+                profile_type: ProfileType::RuntimeDefault as i32,
+                ..Default::default()
+            });
+        }
+    })?;
     pod.start(&id)?;
     let cri = bed.cri();
     let status = cri.wait_exited(&id, Duration::from_secs(600))?;

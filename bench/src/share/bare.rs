@@ -2,6 +2,9 @@
 //! uts and network namespaces, uid/gid maps written by the parent, setresuid/gid to the
 //! mapped root, the root bind-mounted and pivoted into, exec of /bin/true. Timed from before
 //! clone until exec succeeded (the close-on-exec status pipe reaches end-of-file).
+//!
+//! Optionally with a cgroup: created before clone and the child moved into it before it is
+//! released (what every runtime must do on a cgroup v1 host), timed as well.
 
 use std::ffi::CString;
 use std::fs;
@@ -11,6 +14,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use moat_sandbox::cgroups::{Cgroup, Layout};
 use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -33,7 +37,8 @@ const STEPS: &[&str] = &[
 
 /// One bare start of /bin/true in `root` with container root mapped to host `base`:
 /// the time until exec succeeded (the process then runs to exit, which is not timed).
-pub fn start_once(root: &Path, base: u32) -> Result<Duration> {
+/// With `cgroup` (hierarchies, path), the child is put in a new cgroup first.
+pub fn start_once(root: &Path, base: u32, cgroup: Option<(&Layout, &str)>) -> Result<Duration> {
     let root_c = CString::new(root.as_os_str().as_bytes()).context("root path")?;
     let true_c = c"/bin/true";
     let argv = [true_c.as_ptr(), std::ptr::null()];
@@ -111,18 +116,35 @@ pub fn start_once(root: &Path, base: u32) -> Result<Duration> {
         fail(10)
     };
     let began = Instant::now();
+    let cgroup = match cgroup {
+        Some((layout, path)) => {
+            Some(Cgroup::create(layout, path, None).context("creating the cgroup")?)
+        }
+        None => None,
+    };
     // SAFETY: the child runs only the closure above (raw syscalls, no allocation, no locks)
     // on its own stack and copy of memory, and exits or execs.
     let pid = unsafe { nix::sched::clone(Box::new(child), &mut stack, flags, Some(libc::SIGCHLD)) }
         .context("clone")?;
     drop(maps_r);
     drop(status_w);
-    let result = write_maps(pid.as_raw(), base).and_then(|()| {
-        write(&maps_w, b"1").context("releasing the child")?;
-        wait_exec(&status_r)
-    });
+    let attached = match &cgroup {
+        Some(cg) => cg
+            .add_pid(pid.as_raw())
+            .context("moving the child into its cgroup"),
+        None => Ok(()),
+    };
+    let result = attached
+        .and_then(|()| write_maps(pid.as_raw(), base))
+        .and_then(|()| {
+            write(&maps_w, b"1").context("releasing the child")?;
+            wait_exec(&status_r)
+        });
     let took = began.elapsed();
     let status = waitpid(pid, None).context("waitpid")?;
+    if let Some(cg) = &cgroup {
+        cg.destroy().context("removing the cgroup")?;
+    }
     result?;
     if status != WaitStatus::Exited(pid, 0) {
         bail!("/bin/true in the bare sandbox ended with {status:?}");

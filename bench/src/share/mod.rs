@@ -37,6 +37,8 @@ pub struct ShareResult {
     pub moat_create_ms: Vec<f64>,
     pub moat_start_ms: Vec<f64>,
     pub bare_ms: Vec<f64>,
+    /// The bare start with a new cgroup (v1 hierarchies + v2) created and joined.
+    pub bare_cgroup_ms: Vec<f64>,
     /// Sealed memfd copies of the shim binary (once per shim process).
     pub memfd_copy_ms: Vec<f64>,
     /// libseccomp building moat's baseline filter into BPF, as the init does after "start"
@@ -136,7 +138,7 @@ fn child(args: &[String]) -> Result<ShareResult> {
         0,
         HOST_BASE,
     )?;
-    bare::start_once(&fx.lower, HOST_BASE)?;
+    bare::start_once(&fx.lower, HOST_BASE, None)?;
     for n in 1..=iterations {
         let m = moat::start_once(
             &launcher,
@@ -150,7 +152,16 @@ fn child(args: &[String]) -> Result<ShareResult> {
         r.moat_cgroup_ms.push(ms(m.cgroup));
         r.moat_create_ms.push(ms(m.create));
         r.moat_start_ms.push(ms(m.start));
-        r.bare_ms.push(ms(bare::start_once(&fx.lower, HOST_BASE)?));
+        r.bare_ms
+            .push(ms(bare::start_once(&fx.lower, HOST_BASE, None)?));
+        if let Some(layout) = &cgroups {
+            let path = format!("{cgroup_parent}/bare{n}");
+            r.bare_cgroup_ms.push(ms(bare::start_once(
+                &fx.lower,
+                HOST_BASE,
+                Some((layout, &path)),
+            )?));
+        }
     }
     for dir in moat_e2e::host::cgroup_tree(cgroup_parent.trim_start_matches('/')) {
         let _ = std::fs::remove_dir(dir);
