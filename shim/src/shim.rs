@@ -40,6 +40,12 @@ pub fn main() {
     if args.iter().any(|a| a == "-info" || a == "--info") {
         std::process::exit(crate::bootstrap::info::print());
     }
+    if let Some(address) = bootstrap::start::join_running_shim(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
+        use std::io::Write;
+        let mut out = std::io::stdout();
+        let written = out.write_all(address.as_bytes()).and_then(|()| out.flush());
+        std::process::exit(if written.is_ok() { 0 } else { 1 });
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .max_blocking_threads(BLOCKING_THREADS)
@@ -76,8 +82,8 @@ impl Shim for MoatShim {
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let input = bootstrap::start::read_start_input();
-        Ok(bootstrap::start::start(opts, &input).await?)
+        let input = bootstrap::start::start_input();
+        Ok(bootstrap::start::start(opts, input).await?)
     }
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {

@@ -7,6 +7,7 @@
 //! printed.
 
 use std::io::Read;
+use std::sync::OnceLock;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -36,6 +37,42 @@ pub fn grouping_id(bundle: &Path, id: &str) -> String {
         .filter(|s| !s.is_empty())
         .map(str::to_string)
         .unwrap_or_else(|| id.to_string())
+}
+
+/// The stdin of `start`, read once (by the fast path or the full one).
+static START_INPUT: OnceLock<StartInput> = OnceLock::new();
+
+/// The decoded stdin of `start`.
+pub fn start_input() -> &'static StartInput {
+    START_INPUT.get_or_init(read_start_input)
+}
+
+/// `start` for a pod's second and later containers, before any runtime is built: when the
+/// pod's shim already listens, answer with its address and nothing else. `None` means the full
+/// path must run (the pod's first container, a dead socket, arguments it cannot read).
+/// containerd runs `start` once per container, so this is on every StartContainer's path.
+pub fn join_running_shim(args: &[std::ffi::OsString]) -> Option<String> {
+    join_running_shim_in(&std::env::current_dir().ok()?, args)
+}
+
+fn join_running_shim_in(bundle: &Path, args: &[std::ffi::OsString]) -> Option<String> {
+    let flags = containerd_shim::parse(args).ok()?;
+    if flags.action != "start" || flags.id.is_empty() {
+        return None;
+    }
+    let bundle = bundle.to_path_buf();
+    let grouping = grouping_id(&bundle, &flags.id);
+    if grouping == flags.id {
+        return None;
+    }
+    let address = socket_address(&flags.address, &flags.namespace, &grouping);
+    if !socket_is_alive(address.trim_start_matches("unix://")) {
+        return None;
+    }
+    // containerd writes the runtime options on stdin; they belong to the running shim.
+    let _ = start_input();
+    write_address_file(&bundle, &address).ok()?;
+    Some(address)
 }
 
 /// Reads all of stdin (containerd closes it) and decodes the runtime options.
@@ -128,6 +165,45 @@ mod tests {
         )
         .expect("write");
         assert_eq!(grouping_id(dir.path(), "ctr456"), "pod123");
+    }
+
+    #[test]
+    fn a_later_container_joins_the_listening_pod_shim_without_a_runtime() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pod = format!("fastpath-pod-{}", std::process::id());
+        std::fs::write(
+            dir.path().join("config.json"),
+            format!(r#"{{"annotations":{{"io.kubernetes.cri.sandbox-id":"{pod}"}}}}"#),
+        )
+        .expect("write");
+        let containerd = format!("/tmp/moat-fastpath-{}.sock", std::process::id());
+        let args = |action: &str| -> Vec<std::ffi::OsString> {
+            ["-namespace", "k8s.io", "-id", "ctr1", "-address", &containerd, action].iter().map(Into::into).collect()
+        };
+        let address = socket_address(&containerd, "k8s.io", &pod);
+        let path = address.trim_start_matches("unix://").to_string();
+        // No shim listens yet: the full path must run.
+        assert_eq!(join_running_shim_in(dir.path(), &args("start")), None);
+        std::fs::create_dir_all(Path::new(&path).parent().expect("parent")).expect("socket dir");
+        let _ = std::fs::remove_file(&path);
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        assert_eq!(join_running_shim_in(dir.path(), &args("start")), Some(address.clone()));
+        assert_eq!(std::fs::read_to_string(dir.path().join("address")).expect("address file"), address);
+        // Other commands never take the fast path.
+        assert_eq!(join_running_shim_in(dir.path(), &args("delete")), None);
+        drop(listener);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[test]
+    fn the_pods_first_container_takes_the_full_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Input: a sandbox container: its own id is the pod's.
+        std::fs::write(dir.path().join("config.json"), r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod9"}}"#)
+            .expect("write");
+        let args: Vec<std::ffi::OsString> =
+            ["-namespace", "k8s.io", "-id", "pod9", "-address", "/x.sock", "start"].iter().map(Into::into).collect();
+        assert_eq!(join_running_shim_in(dir.path(), &args), None);
     }
 
     #[test]
