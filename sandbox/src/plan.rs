@@ -238,6 +238,11 @@ pub struct SeccompPlan {
     pub rules: Vec<SeccompRule>,
     /// `SECCOMP_FILTER_FLAG_*` names from the spec.
     pub flags: Vec<String>,
+    /// The same filter already compiled to a BPF program (`seccomp::precompile`), so the
+    /// process loads it without running libseccomp's compiler on its way to exec. `None`: the
+    /// helper compiles `rules` itself.
+    #[serde(default)]
+    pub bpf: Option<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -69,6 +69,13 @@ fn probe_child() {
     if mode == "filtered" {
         moat_sandbox::seccomp::load(&moat_sandbox::seccomp::baseline()).expect("load the baseline");
     }
+    if mode == "precompiled" {
+        // As the shim sends it: compiled once to BPF, loaded with seccomp(2) directly.
+        let mut plan = moat_sandbox::seccomp::baseline();
+        moat_sandbox::seccomp::precompile(&mut plan).expect("precompile the baseline");
+        assert!(plan.bpf.is_some());
+        moat_sandbox::seccomp::load(&plan).expect("load the precompiled baseline");
+    }
     for (name, errno) in probes() {
         println!("probe:{name}={errno}");
     }
@@ -97,7 +104,15 @@ fn get(results: &[(String, i32)], name: &str) -> i32 {
 
 #[test]
 fn baseline_stops_the_attacks_and_keeps_ordinary_calls() {
-    let filtered = run_probe("filtered");
+    check_baseline(run_probe("filtered"));
+}
+
+#[test]
+fn the_precompiled_baseline_stops_the_same_attacks() {
+    check_baseline(run_probe("precompiled"));
+}
+
+fn check_baseline(filtered: Vec<(String, i32)>) {
     let control = run_probe("control");
     let (eperm, enosys) = (libc::EPERM, libc::ENOSYS);
 

@@ -761,12 +761,21 @@ fn seccomp_filters_are_loaded_in_order(l: &Launcher) -> Result<()> {
         architectures: vec![],
         rules: vec![SeccompRule { names: syscalls.iter().map(|s| s.to_string()).collect(), action: SeccompAction::Errno(errno), args: vec![] }],
         flags: vec![],
+        bpf: None,
     };
     let mut p = plan(&fx, "c1", &["sh", "-c", "mkdir /d 2>&1; rmdir /tmp 2>&1; echo done"]);
     p.process.seccomp = vec![deny("first", &["mkdir", "mkdirat"], 1), deny("second", &["rmdir", "unlinkat"], 13)];
     let out = ok(run_plan(l, &p, None)?.0)?;
     ensure!(out.contains("Operation not permitted") && out.contains("Permission denied") && out.contains("done"), "{out}");
     ensure!(!fx.upper.join("d").exists());
+    // The same filters precompiled (as the shim sends them) behave the same.
+    for filter in &mut p.process.seccomp {
+        moat_sandbox::seccomp::precompile(filter)?;
+        ensure!(filter.bpf.is_some());
+    }
+    p.container_id = "c1-precompiled".into();
+    let out = ok(run_plan(l, &p, None)?.0)?;
+    ensure!(out.contains("Operation not permitted") && out.contains("Permission denied") && out.contains("done"), "{out}");
     Ok(())
 }
 

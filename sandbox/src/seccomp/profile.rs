@@ -117,5 +117,5 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
             rules.push(SeccompRule { names, action: act, args });
         }
     }
-    Ok(SeccompPlan { name: name.to_string(), default_action, architectures, rules, flags })
+    Ok(SeccompPlan { name: name.to_string(), default_action, architectures, rules, flags, bpf: None })
 }

@@ -46,6 +46,9 @@ pub struct Created {
 pub struct Confinement {
     launcher: Arc<Launcher>,
     layout: Option<Layout>,
+    /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
+    /// instead of once per container start and exec.
+    compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
 }
 
 impl Confinement {
@@ -58,7 +61,7 @@ impl Confinement {
                 None
             }
         };
-        Ok(Confinement { launcher: Arc::new(launcher), layout })
+        Ok(Confinement { launcher: Arc::new(launcher), layout, compiled_filters: Default::default() })
     }
 
     pub async fn create_container(
@@ -145,6 +148,7 @@ impl Confinement {
             }
         };
 
+        self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id).await {
             Ok(cgroup) => cgroup,
             Err(e) => {
@@ -203,6 +207,29 @@ impl Confinement {
         Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
     }
 
+    /// Fills each filter's precompiled BPF, from the cache or by compiling it now. A filter
+    /// that does not compile is left as it is: the helper compiles it and reports the error.
+    fn precompile(&self, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
+        for filter in filters {
+            let mut source = filter.clone();
+            source.bpf = None;
+            let Ok(key) = serde_json::to_string(&source) else { continue };
+            let Ok(mut cache) = self.compiled_filters.lock() else { return };
+            if let Some(bpf) = cache.get(&key) {
+                filter.bpf = Some(bpf.clone());
+                continue;
+            }
+            match moat_sandbox::seccomp::precompile(filter) {
+                Ok(()) => {
+                    if let Some(bpf) = &filter.bpf {
+                        cache.insert(key, bpf.clone());
+                    }
+                }
+                Err(e) => warn!("{e}; the sandbox helper will compile it itself"),
+            }
+        }
+    }
+
     async fn create_cgroup(&self, spec: &Spec, id: &str) -> Result<Option<Cgroup>, ShimError> {
         let Some(layout) = self.layout.clone() else { return Ok(None) };
         let linux = spec.linux().as_ref();
@@ -255,6 +282,7 @@ impl Confinement {
             ShimError::Refused(refusal.to_string())
         })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
+        self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let launcher = self.launcher.clone();
         let label = format!("exec {exec_id} of container {id}");
