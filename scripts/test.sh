@@ -75,5 +75,7 @@ if [ "$#" -eq 0 ] && [ "${MOAT_TEST_BENCH:-1}" != 0 ]; then
     if [ "$bench_status" -ne 0 ] && [ "$status" -eq 0 ]; then
         status=$bench_status
     fi
+    # The test totals again, as the run's closing line.
+    echo "total: $passed passed, $failed failed, $ignored skipped"
 fi
 exit "$status"
