@@ -464,7 +464,7 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             &[],
         ));
         rows.push(Row::new(
-            "  of which: seccomp filter compile (in start)",
+            "seccomp filter compile (once per filter per shim)",
             "ms",
             &s.seccomp_compile_ms,
             "-",

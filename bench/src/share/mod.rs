@@ -41,8 +41,8 @@ pub struct ShareResult {
     pub bare_cgroup_ms: Vec<f64>,
     /// Sealed memfd copies of the shim binary (once per shim process).
     pub memfd_copy_ms: Vec<f64>,
-    /// libseccomp building moat's baseline filter into BPF, as the init does after "start"
-    /// before every exec (`seccomp::compile` + BPF generation; loading not included).
+    /// libseccomp building moat's baseline filter into BPF, which the shim does once per
+    /// distinct filter and caches (`seccomp::precompile`); starts load the finished program.
     pub seccomp_compile_ms: Vec<f64>,
     pub shim_binary_bytes: u64,
 }
