@@ -257,7 +257,7 @@ const RUNC_TAIL_LOSS: usize = 1024 * 1024;
 /// Reads a container's whole log once `last` is in it (or it stops growing, for runc); the
 /// lines joined back into the bytes written.
 fn log_bytes(pod: &Pod, c: &Container, last: &str) -> Result<Vec<u8>> {
-    let lines = pod.wait_for_log(c, Duration::from_secs(30), |l| {
+    let lines = pod.wait_for_log(c, Duration::from_secs(90), |l| {
         l.last()
             .is_some_and(|l| l.text.trim_end_matches('\r') == last)
     });
