@@ -16,12 +16,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use moat_sandbox::userns::idmap;
+use moat_sandbox::plan::{IdMapping, UserNamespaceAction, UserNamespacePlan};
+use moat_sandbox::userns::{holder, idmap};
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::Mode;
-use nix::unistd::{chdir, fork, pipe2, read, write, ForkResult, Gid, Uid};
+use nix::unistd::{chdir, Gid, Uid};
 
 pub const SUBCOMMAND: &str = "__moat_bench_overlay";
 
@@ -143,44 +144,14 @@ fn run(args: &[String]) -> Result<std::convert::Infallible> {
     }
 }
 
-/// A user namespace mapping 0..65535 to `HOST_BASE`.., held by an fd (a child unshares it,
-/// we write its maps, keep the namespace, let the child go).
+/// A user namespace mapping 0..65535 to `HOST_BASE`.., held by an fd: made the way moat
+/// makes a pod's (`userns::holder`).
 fn user_namespace() -> Result<OwnedFd> {
-    let (ready_r, ready_w) = pipe2(OFlag::O_CLOEXEC)?;
-    let (hold_r, hold_w) = pipe2(OFlag::O_CLOEXEC)?;
-    // SAFETY: this process is single-threaded (the probe runs alone), so the child may run
-    // anything; it only unshares, reports and waits.
-    match unsafe { fork() }? {
-        ForkResult::Child => {
-            drop(ready_r);
-            drop(hold_w);
-            let ok = unshare(CloneFlags::CLONE_NEWUSER).is_ok();
-            let _ = write(&ready_w, if ok { b"1" } else { b"0" });
-            let mut b = [0u8; 1];
-            let _ = read(&hold_r, &mut b);
-            std::process::exit(0)
-        }
-        ForkResult::Parent { child } => {
-            drop(ready_w);
-            drop(hold_r);
-            let mut b = [0u8; 1];
-            if read(&ready_r, &mut b)? != 1 || b[0] != b'1' {
-                bail!("the child could not create a user namespace");
-            }
-            for file in ["uid_map", "gid_map"] {
-                fs::write(
-                    format!("/proc/{child}/{file}"),
-                    format!("0 {HOST_BASE} 65536\n"),
-                )?;
-            }
-            let ns = open(
-                format!("/proc/{child}/ns/user").as_str(),
-                OFlag::O_RDONLY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
-            drop(hold_w);
-            nix::sys::wait::waitpid(child, None)?;
-            Ok(ns)
-        }
-    }
+    let mapping = vec![IdMapping { container_id: 0, host_id: HOST_BASE, size: 65_536 }];
+    let plan = UserNamespacePlan {
+        action: UserNamespaceAction::Create,
+        uid_mappings: mapping.clone(),
+        gid_mappings: mapping,
+    };
+    Ok(holder::create(&plan)?)
 }

@@ -5,6 +5,7 @@ use nix::errno::Errno;
 use super::wire::{Report, WireError};
 use crate::privileges::PrivilegeError;
 use crate::rootfs::RootfsError;
+use crate::userns::holder::HolderError;
 use crate::userns::idmap::IdmapError;
 
 /// A failed step: what was being done, the errno if a syscall failed, and anything more.
@@ -76,6 +77,12 @@ impl From<PrivilegeError> for Failure {
             PrivilegeError::Sys { step, errno } => Failure::sys(step, errno),
             PrivilegeError::Invalid { step, reason } => Failure::refused(step, reason),
         }
+    }
+}
+
+impl From<HolderError> for Failure {
+    fn from(e: HolderError) -> Self {
+        Failure { step: e.step, errno: e.errno, detail: e.detail }
     }
 }
 
