@@ -15,20 +15,17 @@ use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::userns::pool::IdRangePool;
 
 use crate::error::ShimError;
-use crate::task::BundleState;
+use crate::task::{timestamp, BundleState};
 
 /// Exit status reported for a container whose shim is gone: as if SIGKILLed.
 const KILLED: u32 = 128 + 9;
 
 pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
-    let mut response = DeleteResponse { exit_status: KILLED, ..Default::default() };
-    let since = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    response.exited_at = Some(containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp {
-        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+    let mut response = DeleteResponse {
+        exit_status: KILLED,
+        exited_at: Some(timestamp(SystemTime::now())).into(),
         ..Default::default()
-    })
-    .into();
+    };
     let Some(state) = BundleState::read(bundle)? else {
         return Ok(response);
     };

@@ -60,19 +60,36 @@ fn join_running_shim_in(bundle: &Path, args: &[std::ffi::OsString]) -> Option<St
     if flags.action != "start" || flags.id.is_empty() {
         return None;
     }
-    let bundle = bundle.to_path_buf();
-    let grouping = grouping_id(&bundle, &flags.id);
-    if grouping == flags.id {
-        return None;
-    }
-    let address = socket_address(&flags.address, &flags.namespace, &grouping);
-    if !socket_is_alive(address.trim_start_matches("unix://")) {
+    let shim = PodShim::locate(bundle, &flags.id, &flags.namespace, &flags.address);
+    if shim.grouping == flags.id || !shim.is_alive() {
         return None;
     }
     // containerd writes the runtime options on stdin; they belong to the running shim.
     let _ = start_input();
-    write_address_file(&bundle, &address).ok()?;
-    Some(address)
+    write_address_file(bundle, &shim.address).ok()?;
+    Some(shim.address)
+}
+
+/// Where the pod's shim listens, or will: the id its containers group by, and the socket.
+struct PodShim {
+    grouping: String,
+    address: String,
+}
+
+impl PodShim {
+    fn locate(bundle: &Path, id: &str, namespace: &str, containerd_address: &str) -> Self {
+        let grouping = grouping_id(bundle, id);
+        let address = socket_address(containerd_address, namespace, &grouping);
+        PodShim { grouping, address }
+    }
+
+    fn socket_path(&self) -> &str {
+        self.address.trim_start_matches("unix://")
+    }
+
+    fn is_alive(&self) -> bool {
+        std::os::unix::net::UnixStream::connect(self.socket_path()).is_ok()
+    }
 }
 
 /// Reads all of stdin (containerd closes it) and decodes the runtime options.
@@ -90,22 +107,19 @@ pub async fn start(opts: StartOpts, input: &StartInput) -> Result<String, ShimEr
         warn!("start: ignoring stdin that carries no moat options: {reason}");
     }
     let bundle = std::env::current_dir().map_err(|e| ShimError::io("current dir of start", e))?;
-    let grouping = grouping_id(&bundle, &opts.id);
-    let address = socket_address(&opts.address, &opts.namespace, &grouping);
-    let socket_path = address.trim_start_matches("unix://").to_string();
-
-    if socket_is_alive(&socket_path) {
-        write_address_file(&bundle, &address)?;
-        return Ok(address);
+    let shim = PodShim::locate(&bundle, &opts.id, &opts.namespace, &opts.address);
+    if shim.is_alive() {
+        write_address_file(&bundle, &shim.address)?;
+        return Ok(shim.address);
     }
     // A stale socket from a killed shim: remove it so the new shim can bind.
-    let _ = std::fs::remove_file(&socket_path);
+    let _ = std::fs::remove_file(shim.socket_path());
 
     let exe = std::env::current_exe().map_err(|e| ShimError::io("locating the shim binary", e))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(&bundle)
         .args(["-namespace", &opts.namespace, "-id", &opts.id, "-address", &opts.address])
-        .args(["-socket", &address])
+        .args(["-socket", &shim.address])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -122,13 +136,15 @@ pub async fn start(opts: StartOpts, input: &StartInput) -> Result<String, ShimEr
         let mut sink = Vec::new();
         let _ = out.read_to_end(&mut sink);
     }
-    if !socket_is_alive(&socket_path) {
+    if !shim.is_alive() {
         return Err(ShimError::Start(format!(
-            "the pod shim for {grouping} exited before listening on {socket_path}; see containerd's log"
+            "the pod shim for {} exited before listening on {}; see containerd's log",
+            shim.grouping,
+            shim.socket_path()
         )));
     }
-    write_address_file(&bundle, &address)?;
-    Ok(address)
+    write_address_file(&bundle, &shim.address)?;
+    Ok(shim.address)
 }
 
 fn pass_options(cmd: &mut Command, options: Option<&RuntimeOptions>) {
@@ -141,10 +157,6 @@ fn pass_options(cmd: &mut Command, options: Option<&RuntimeOptions>) {
             cmd.env(CONFIG_BODY_ENV, body);
         }
     }
-}
-
-fn socket_is_alive(path: &str) -> bool {
-    std::os::unix::net::UnixStream::connect(path).is_ok()
 }
 
 fn write_address_file(bundle: &Path, address: &str) -> Result<(), ShimError> {

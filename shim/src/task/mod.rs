@@ -13,4 +13,5 @@ mod stdio;
 
 pub use bundle_state::BundleState;
 pub use events::EventSink;
+pub use process::timestamp;
 pub use service::MoatTask;

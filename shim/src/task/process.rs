@@ -20,12 +20,17 @@ pub struct Exit {
 
 impl Exit {
     pub fn timestamp(&self) -> Timestamp {
-        let since = self.at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-        Timestamp {
-            seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
-            nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
-            ..Default::default()
-        }
+        timestamp(self.at)
+    }
+}
+
+/// A point in time as containerd's protobuf timestamp.
+pub fn timestamp(at: SystemTime) -> Timestamp {
+    let since = at.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
+        ..Default::default()
     }
 }
 

@@ -35,7 +35,7 @@ use super::confine::{Confinement, PodResources};
 use super::container::Container;
 use super::events::EventSink;
 use super::exits::{exit_status, UnclaimedExits};
-use super::process::Exit;
+use super::process::{Exit, Process};
 use super::stdio::StdioPaths;
 use crate::config::ConfigSource;
 use crate::error::ShimError;
@@ -170,6 +170,22 @@ impl Shared {
     }
 }
 
+impl PodState {
+    /// The container `id`, or NOT_FOUND naming `label`.
+    fn container(&self, id: &str, label: &str) -> Result<&Container, ShimError> {
+        self.containers.get(id).ok_or_else(|| not_found(label))
+    }
+
+    fn container_mut(&mut self, id: &str, label: &str) -> Result<&mut Container, ShimError> {
+        self.containers.get_mut(id).ok_or_else(|| not_found(label))
+    }
+
+    /// The init (`exec_id` empty) or exec of container `id`, or NOT_FOUND naming `label`.
+    fn process(&self, id: &str, exec_id: &str, label: &str) -> Result<&Process, ShimError> {
+        self.container(id, label)?.process(exec_id).ok_or_else(|| not_found(label))
+    }
+}
+
 fn not_found(what: &str) -> ShimError {
     ShimError::NotFound(format!("{what} not found"))
 }
@@ -248,8 +264,7 @@ impl Task for MoatTask {
         // The lock is held across the start so the reaper cannot report this process's exit
         // before containerd has seen it start.
         let mut state = this.state.lock().await;
-        let container = state.containers.get_mut(&req.id).ok_or_else(|| not_found(&label))?;
-        let process = container.process_mut(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let process = state.container_mut(&req.id, &label)?.process_mut(&req.exec_id).ok_or_else(|| not_found(&label))?;
         let pending = process
             .pending
             .take()
@@ -273,7 +288,7 @@ impl Task for MoatTask {
     async fn state(&self, _ctx: &TtrpcContext, req: StateRequest) -> TtrpcResult<StateResponse> {
         let state = self.shared.state.lock().await;
         let label = process_label(&req.id, &req.exec_id);
-        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+        let container = state.container(&req.id, &label)?;
         let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
         let exit = process.exit();
         Ok(StateResponse {
@@ -296,8 +311,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         let mut exits = {
             let state = self.shared.state.lock().await;
-            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
-            container.process(&req.exec_id).ok_or_else(|| not_found(&label))?.subscribe()
+            state.process(&req.id, &req.exec_id, &label)?.subscribe()
         };
         let exit = exits
             .wait_for(Option::is_some)
@@ -311,7 +325,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         let (pid, cgroup) = {
             let state = self.shared.state.lock().await;
-            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            let container = state.container(&req.id, &label)?;
             let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
             if process.exit().is_some() {
                 return Err(ShimError::NotFound(format!("{label}: process already finished")).into());
@@ -324,10 +338,7 @@ impl Task for MoatTask {
             .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
             .ok_or_else(|| ShimError::InvalidArgument(format!("{label}: signal {} is not a signal", req.signal)))?;
         if let Some(cgroup) = cgroup {
-            tokio::task::spawn_blocking(move || cgroup.kill_all(signal))
-                .await
-                .map_err(|e| ShimError::Sandbox(format!("killing all of {label}: {e}")))?
-                .map_err(|e| ShimError::Sandbox(format!("killing all of {label}: {e}")))?;
+            blocking_cgroup(&label, "killing all", move || cgroup.kill_all(signal)).await?;
             return Ok(Empty::new());
         }
         // The pid is still ours (registered, not yet reaped), so it cannot have been reused.
@@ -344,7 +355,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         if !req.exec_id.is_empty() {
             let mut state = this.state.lock().await;
-            let container = state.containers.get_mut(&req.id).ok_or_else(|| not_found(&label))?;
+            let container = state.container_mut(&req.id, &label)?;
             let process = container.execs.get(&req.exec_id).ok_or_else(|| not_found(&label))?;
             if process.is_running() {
                 return Err(ShimError::FailedPrecondition(format!("{label} is still running")).into());
@@ -356,7 +367,7 @@ impl Task for MoatTask {
         }
         let mut container = {
             let mut state = this.state.lock().await;
-            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            let container = state.container(&req.id, &label)?;
             if container.init.is_running() {
                 return Err(ShimError::FailedPrecondition(format!("{label} is still running; kill it first")).into());
             }
@@ -378,14 +389,11 @@ impl Task for MoatTask {
         let label = process_label(&req.id, "");
         let (cgroup, init) = {
             let state = self.shared.state.lock().await;
-            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            let container = state.container(&req.id, &label)?;
             (container.cgroup.clone(), container.init.pid)
         };
         let pids = match cgroup {
-            Some(cgroup) => tokio::task::spawn_blocking(move || cgroup.pids())
-                .await
-                .map_err(|e| ShimError::Sandbox(format!("listing pids of {label}: {e}")))?
-                .map_err(|e| ShimError::Sandbox(format!("listing pids of {label}: {e}")))?,
+            Some(cgroup) => blocking_cgroup(&label, "listing pids", move || cgroup.pids()).await?,
             None => vec![init],
         };
         let processes = pids
@@ -407,7 +415,7 @@ impl Task for MoatTask {
         let (config, plan, init_pid, cgroup) = {
             let mut state = this.state.lock().await;
             let config = this.config(&mut state).await?;
-            let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
+            let container = state.container(&req.id, &label)?;
             if container.execs.contains_key(&req.exec_id) {
                 return Err(ShimError::AlreadyExists(format!("{label} already exists")).into());
             }
@@ -439,8 +447,7 @@ impl Task for MoatTask {
     async fn resize_pty(&self, _ctx: &TtrpcContext, req: ResizePtyRequest) -> TtrpcResult<Empty> {
         let label = process_label(&req.id, &req.exec_id);
         let state = self.shared.state.lock().await;
-        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
-        let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let process = state.process(&req.id, &req.exec_id, &label)?;
         process.io.resize(req.width, req.height)?;
         Ok(Empty::new())
     }
@@ -448,8 +455,7 @@ impl Task for MoatTask {
     async fn close_io(&self, _ctx: &TtrpcContext, req: CloseIORequest) -> TtrpcResult<Empty> {
         let label = process_label(&req.id, &req.exec_id);
         let state = self.shared.state.lock().await;
-        let container = state.containers.get(&req.id).ok_or_else(|| not_found(&label))?;
-        let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let process = state.process(&req.id, &req.exec_id, &label)?;
         if req.stdin {
             process.io.close_stdin();
         }
@@ -525,7 +531,7 @@ impl MoatTask {
     /// The container's cgroup, for the verbs that act on it.
     async fn cgroup_of(&self, id: &str, label: &str) -> Result<Cgroup, ShimError> {
         let state = self.shared.state.lock().await;
-        let container = state.containers.get(id).ok_or_else(|| not_found(label))?;
+        let container = state.container(id, label)?;
         container
             .cgroup
             .clone()
