@@ -125,14 +125,8 @@ impl Subject {
         reason: impl Into<String>,
         setting: impl Into<String>,
     ) -> Refusal {
-        Refusal(Box::new(Detail {
-            pod: self.pod.clone(),
-            container: self.container.clone(),
-            field: field.into(),
-            rule,
-            reason: reason.into(),
-            remedy: Remedy::SetKey { setting: setting.into(), file: self.file.clone() },
-        }))
+        let remedy = Remedy::SetKey { setting: setting.into(), file: self.file.clone() };
+        self.refusal(field.into(), rule, reason.into(), remedy)
     }
 
     /// A refusal no configuration can lift.
@@ -143,13 +137,17 @@ impl Subject {
         reason: impl Into<String>,
         why: impl Into<String>,
     ) -> Refusal {
+        self.refusal(field.into(), rule, reason.into(), Remedy::None(why.into()))
+    }
+
+    fn refusal(&self, field: String, rule: Rule, reason: String, remedy: Remedy) -> Refusal {
         Refusal(Box::new(Detail {
             pod: self.pod.clone(),
             container: self.container.clone(),
-            field: field.into(),
+            field,
             rule,
-            reason: reason.into(),
-            remedy: Remedy::None(why.into()),
+            reason,
+            remedy,
         }))
     }
 }
