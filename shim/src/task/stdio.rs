@@ -124,8 +124,8 @@ impl IoHandle {
         }
     }
 
-    /// Waits (bounded) until a terminal's output has reached its fifo; returns at once for a
-    /// process without a terminal, whose output goes to the fifo directly.
+    /// For a process with a terminal: a receiver that turns true once the pty's output has all
+    /// reached its fifo. `None` without a terminal, whose output goes to the fifo directly.
     pub fn output_drained(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
         self.output_done.clone()
     }
