@@ -487,7 +487,9 @@ fn destroy_kills_a_process_that_is_only_in_one_v1_hierarchy() -> Result<()> {
     }
     let path = format!("{}/partial", parent("partial"));
     let cg = Cgroup::create(&layout, &path, None)?;
-    let mut child = Gated::spawn("sleep 1000")?;
+    // `exec`: the shell becomes the sleep, so the cgroup holds exactly this one pid (a forked
+    // sleep would join it too, after a race with the check below).
+    let mut child = Gated::spawn("exec sleep 1000")?;
     // as if someone moved it into the memory hierarchy only: cgroup.kill cannot see it
     std::fs::write(cg.v1_dir("memory").context("memory")?.join("cgroup.procs"), child.pid().to_string())?;
     child.go()?;
