@@ -47,9 +47,7 @@ pub fn burst(bed: &TestBed, handler: &str, pods: usize, parallel: usize) -> Burs
         for pod in &running {
             match ShimMemory::of(&pod.shim_pids()) {
                 Ok(m) => r.memory.push(m),
-                Err(e) => r
-                    .failures
-                    .push(format!("pod {}: shim memory: {e:#}", pod.name)),
+                Err(e) => r.failures.push(format!("pod {}: shim memory: {e:#}", pod.name)),
             }
         }
     }
@@ -60,9 +58,7 @@ pub fn burst(bed: &TestBed, handler: &str, pods: usize, parallel: usize) -> Burs
                 let Some(pod) = lock(&queue).pop() else { break };
                 let name = pod.name.clone();
                 if let Err(e) = pod.teardown() {
-                    lock(&result)
-                        .teardown_failures
-                        .push(format!("pod {name}: {e:#}"));
+                    lock(&result).teardown_failures.push(format!("pod {name}: {e:#}"));
                 }
             });
         }

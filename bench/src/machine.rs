@@ -40,19 +40,14 @@ impl Machine {
         Machine {
             kernel: first_line(&["uname", "-srm"]),
             cpu,
-            cpus: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(0),
+            cpus: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
             memory_gib: (mem_kib / 1024.0 / 1024.0 * 10.0).round() / 10.0,
             containerd: first_line(&[
                 &moat_e2e::paths::containerd_binary().to_string_lossy(),
                 "--version",
             ]),
             runc: first_line(&["runc", "--version"]),
-            moat_shim: shim
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default(),
+            moat_shim: shim.as_ref().map(|p| p.display().to_string()).unwrap_or_default(),
             moat_shim_bytes: shim
                 .and_then(|p| std::fs::metadata(p).ok())
                 .map(|m| m.len())
@@ -97,13 +92,6 @@ fn first_line(argv: &[&str]) -> String {
         .args(&argv[1..])
         .output()
         .ok()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .trim()
-                .to_string()
-        })
+        .map(|o| String::from_utf8_lossy(&o.stdout).lines().next().unwrap_or("").trim().to_string())
         .unwrap_or_default()
 }

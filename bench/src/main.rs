@@ -100,10 +100,7 @@ fn run(o: &Options) -> Result<()> {
     if !nix::unistd::geteuid().is_root() {
         bail!("moat-bench needs root (it runs a private containerd)");
     }
-    let missing: Vec<String> = HANDLERS
-        .iter()
-        .flat_map(|h| moat_e2e::prereq::missing(h))
-        .collect();
+    let missing: Vec<String> = HANDLERS.iter().flat_map(|h| moat_e2e::prereq::missing(h)).collect();
     if !missing.is_empty() {
         bail!("cannot run: {}", missing.join("; "));
     }
@@ -115,10 +112,7 @@ fn run(o: &Options) -> Result<()> {
     let mut raw = Raw::default();
 
     if o.runs("share") {
-        eprintln!(
-            "== share: moat's sandbox start vs bare namespaces, {} each",
-            o.share_iterations
-        );
+        eprintln!("== share: moat's sandbox start vs bare namespaces, {} each", o.share_iterations);
         let shim = moat_e2e::paths::shim_binary();
         raw.share = Some(share::measure(o.share_iterations, shim.as_deref())?);
     }
@@ -138,19 +132,13 @@ fn run(o: &Options) -> Result<()> {
         raw.shim_creates = shim_log::read_since(&bed.layout().log, log_from);
     }
     if o.runs("workload") {
-        eprintln!(
-            "== workload: {} runs per handler of {:?}",
-            o.workload_runs, o.iterations
-        );
+        eprintln!("== workload: {} runs per handler of {:?}", o.workload_runs, o.iterations);
         raw.workload = workload::run(bed, &workload::VARIANTS, o.workload_runs, o.iterations)?;
         raw.host_probes = workload::host_probes(o.workload_runs, o.iterations)?;
     }
     if o.runs("burst") {
         for handler in HANDLERS {
-            eprintln!(
-                "== burst: {} {handler} pods, {} at a time",
-                o.burst_pods, o.burst_parallel
-            );
+            eprintln!("== burst: {} {handler} pods, {} at a time", o.burst_pods, o.burst_parallel);
             let b = concurrency::burst(bed, handler, o.burst_pods, o.burst_parallel);
             for f in b.failures.iter().chain(&b.teardown_failures) {
                 eprintln!("  {handler}: {f}");
@@ -173,12 +161,7 @@ fn run(o: &Options) -> Result<()> {
     let rows = rows(o, &raw);
     println!("\nmoat-bench on {}", machine.describe());
     println!("{}", stats::table(&rows));
-    let report = Report {
-        machine,
-        options: o,
-        rows,
-        raw,
-    };
+    let report = Report { machine, options: o, rows, raw };
     let json = serde_json::to_string_pretty(&report)?;
     if let Some(dir) = o.json.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -187,12 +170,8 @@ fn run(o: &Options) -> Result<()> {
         .with_context(|| format!("writing {}", o.json.display()))?;
     println!("JSON report: {}", o.json.display());
 
-    let failed: usize = report
-        .raw
-        .burst
-        .values()
-        .map(|b| b.failures.len() + b.teardown_failures.len())
-        .sum();
+    let failed: usize =
+        report.raw.burst.values().map(|b| b.failures.len() + b.teardown_failures.len()).sum();
     bed.shutdown();
     if failed > 0 {
         bail!("{failed} pod(s) failed in the burst phase (listed above)");
@@ -201,23 +180,14 @@ fn run(o: &Options) -> Result<()> {
 }
 
 fn series<'a>(raw: &'a Raw, handler: &str, pick: fn(&lifecycle::Series) -> &Vec<f64>) -> &'a [f64] {
-    raw.lifecycle
-        .get(handler)
-        .map(|s| pick(s).as_slice())
-        .unwrap_or(&[])
+    raw.lifecycle.get(handler).map(|s| pick(s).as_slice()).unwrap_or(&[])
 }
 
 fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
     let mut rows = Vec::new();
     let ratio = |max| Target::RatioAtMost { max };
     let vs_runc = |name: &str, unit: &str, pick: fn(&lifecycle::Series) -> &Vec<f64>| {
-        Row::new(
-            name,
-            unit,
-            series(raw, "moat", pick),
-            "runc",
-            series(raw, "runc", pick),
-        )
+        Row::new(name, unit, series(raw, "moat", pick), "runc", series(raw, "runc", pick))
     };
     if !raw.lifecycle.is_empty() {
         rows.push(vs_runc("RunPodSandbox", "ms", |s| &s.run_pod_sandbox));
@@ -225,25 +195,20 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
         rows.push(vs_runc("StartContainer", "ms", |s| &s.start_container).target(ratio(0.25)));
         rows.push(vs_runc("pod start (sum of the 3)", "ms", |s| &s.pod_start).target(ratio(0.6)));
         rows.push(vs_runc("ExecSync `true`", "ms", |s| &s.exec_sync).target(ratio(0.5)));
-        rows.push(vs_runc("StopPodSandbox + RemovePodSandbox", "ms", |s| {
-            &s.stop_remove
-        }));
+        rows.push(vs_runc("StopPodSandbox + RemovePodSandbox", "ms", |s| &s.stop_remove));
         rows.push(
             vs_runc("shim RSS, pod of 2 containers", "MiB", |s| &s.shim_rss_mib)
                 .target(ratio(0.25)),
         );
-        rows.push(vs_runc("shim PSS, pod of 2 containers", "MiB", |s| {
-            &s.shim_pss_mib
-        }));
+        rows.push(vs_runc("shim PSS, pod of 2 containers", "MiB", |s| &s.shim_pss_mib));
         rows.push(
             vs_runc("shim sealed memfd (not in RSS)", "MiB", |s| &s.shim_memfd_mib)
                 .note("moat's sealed copy of its binary, held by every shim: per-pod memory that RSS and PSS do not show"),
         );
         rows.push(
-            vs_runc("shim threads, pod of 2 containers", "count", |s| {
-                &s.shim_threads
-            })
-            .note("moat: one async thread + at most 4 blocking threads, whatever the core count"),
+            vs_runc("shim threads, pod of 2 containers", "count", |s| &s.shim_threads).note(
+                "moat: one async thread + at most 4 blocking threads, whatever the core count",
+            ),
         );
         let c = &raw.shim_creates;
         rows.push(Row::new(
@@ -263,30 +228,10 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
     }
     let in_pod = [
         ("getpid", "in pod: getpid() (cpu)", "ns", 1.0),
-        (
-            "open_read_close",
-            "in pod: openat+read+close (cpu)",
-            "ns",
-            1.0,
-        ),
-        (
-            "open_read_close_2",
-            "  the same on a volume, no overlay (cpu)",
-            "ns",
-            1.0,
-        ),
-        (
-            "fork_exec_true",
-            "in pod: fork+exec /bin/true (cpu)",
-            "us",
-            1e-3,
-        ),
-        (
-            "fork_exec_true_wall",
-            "in pod: fork+exec /bin/true (wall)",
-            "us",
-            1e-3,
-        ),
+        ("open_read_close", "in pod: openat+read+close (cpu)", "ns", 1.0),
+        ("open_read_close_2", "  the same on a volume, no overlay (cpu)", "ns", 1.0),
+        ("fork_exec_true", "in pod: fork+exec /bin/true (cpu)", "us", 1e-3),
+        ("fork_exec_true_wall", "in pod: fork+exec /bin/true (wall)", "us", 1e-3),
     ];
     if !raw.workload.is_empty() {
         for (name, label, unit, scale) in in_pod {
@@ -300,11 +245,7 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             let row = Row::new(label, unit, &get("moat"), "runc", &get("runc"));
             // Wall time and the volume variant explain the rows that carry the target.
             let informational = name.ends_with("_wall") || name.ends_with("_2");
-            rows.push(if informational {
-                row
-            } else {
-                row.target(ratio(1.10))
-            });
+            rows.push(if informational { row } else { row.target(ratio(1.10)) });
             if !informational {
                 rows.push(
                     Row::new(
@@ -320,19 +261,12 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
         }
     }
     let host = |variant: &str, name: &str| -> Vec<f64> {
-        raw.host_probes
-            .get(variant)
-            .and_then(|r| r.get(name))
-            .cloned()
-            .unwrap_or_default()
+        raw.host_probes.get(variant).and_then(|r| r.get(name)).cloned().unwrap_or_default()
     };
     if !raw.host_probes.is_empty() {
         for (name, label) in [
             ("getpid", "host: getpid(), baseline filter vs none (cpu)"),
-            (
-                "open_read_close",
-                "host: openat+read+close, filter vs none (cpu)",
-            ),
+            ("open_read_close", "host: openat+read+close, filter vs none (cpu)"),
         ] {
             let (with, without) = (host("filter:baseline", name), host("filter:none", name));
             rows.push(
@@ -366,22 +300,11 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             &r.starts_ms,
         ));
         let spread = |b: &BurstRaw| {
-            stats::Summary::of(&b.starts_ms)
-                .map(|s| s.p99 / s.median)
-                .unwrap_or(f64::NAN)
+            stats::Summary::of(&b.starts_ms).map(|s| s.p99 / s.median).unwrap_or(f64::NAN)
         };
-        let p99 = |b: &BurstRaw| {
-            stats::Summary::of(&b.starts_ms)
-                .map(|s| s.p99)
-                .unwrap_or(f64::NAN)
-        };
-        rows.push(Row::new(
-            &format!("pod start p99, {label}"),
-            "ms",
-            &[p99(m)],
-            "runc",
-            &[p99(r)],
-        ));
+        let p99 =
+            |b: &BurstRaw| stats::Summary::of(&b.starts_ms).map(|s| s.p99).unwrap_or(f64::NAN);
+        rows.push(Row::new(&format!("pod start p99, {label}"), "ms", &[p99(m)], "runc", &[p99(r)]));
         rows.push(
             Row::new(
                 &format!("pod start p99 / median, {label}"),
@@ -394,14 +317,8 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
         );
         let failed = |b: &BurstRaw| (b.failures.len() + b.teardown_failures.len()) as f64;
         rows.push(
-            Row::new(
-                &format!("failed pods, {label}"),
-                "count",
-                &[failed(m)],
-                "runc",
-                &[failed(r)],
-            )
-            .target(Target::ValueAtMost { max: 0.0 }),
+            Row::new(&format!("failed pods, {label}"), "count", &[failed(m)], "runc", &[failed(r)])
+                .target(Target::ValueAtMost { max: 0.0 }),
         );
         rows.push(Row::new(
             &format!("shim RSS per pod, {} pods up", o.burst_pods),
@@ -442,27 +359,9 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
             )
             .note("the bare start plus creating a cgroup and moving the child into it"),
         );
-        rows.push(Row::new(
-            "  of which: cgroup create",
-            "ms",
-            &s.moat_cgroup_ms,
-            "-",
-            &[],
-        ));
-        rows.push(Row::new(
-            "  of which: Launcher::create",
-            "ms",
-            &s.moat_create_ms,
-            "-",
-            &[],
-        ));
-        rows.push(Row::new(
-            "  of which: Pending::start",
-            "ms",
-            &s.moat_start_ms,
-            "-",
-            &[],
-        ));
+        rows.push(Row::new("  of which: cgroup create", "ms", &s.moat_cgroup_ms, "-", &[]));
+        rows.push(Row::new("  of which: Launcher::create", "ms", &s.moat_create_ms, "-", &[]));
+        rows.push(Row::new("  of which: Pending::start", "ms", &s.moat_start_ms, "-", &[]));
         rows.push(Row::new(
             "seccomp filter compile (once per filter per shim)",
             "ms",

@@ -53,11 +53,7 @@ pub fn memfd_kib(pid: i32) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = Vec::new();
     let mut kib = 0;
-    for entry in fs::read_dir(format!("/proc/{pid}/fd"))
-        .into_iter()
-        .flatten()
-        .flatten()
-    {
+    for entry in fs::read_dir(format!("/proc/{pid}/fd")).into_iter().flatten().flatten() {
         let is_memfd = fs::read_link(entry.path())
             .map(|t| t.to_string_lossy().starts_with("/memfd:"))
             .unwrap_or(false);
@@ -105,10 +101,8 @@ pub fn parse_smaps_rollup(text: &str) -> Result<(u64, u64)> {
             .find(|l| l.split(':').next() == Some(name))
             .with_context(|| format!("no {name} line"))?;
         let mut words = line.split_whitespace().skip(1);
-        let value = words
-            .next()
-            .with_context(|| format!("no value on {line:?}"))?
-            .parse::<u64>()?;
+        let value =
+            words.next().with_context(|| format!("no value on {line:?}"))?.parse::<u64>()?;
         match words.next() {
             Some("kB") => Ok(value),
             other => bail!("unit {other:?} on {line:?}"),

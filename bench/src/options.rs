@@ -52,11 +52,7 @@ impl Options {
             burst_pods: if quick { 6 } else { 50 },
             burst_parallel: if quick { 3 } else { 10 },
             workload_runs: if quick { 1 } else { 9 },
-            iterations: if quick {
-                Iterations::quick()
-            } else {
-                Iterations::full()
-            },
+            iterations: if quick { Iterations::quick() } else { Iterations::full() },
             share_iterations: if quick { 5 } else { 20 },
             skip: Vec::new(),
             json: moat_e2e::paths::target_dir().join("moat-bench.json"),
@@ -66,9 +62,7 @@ impl Options {
             let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
             let mut count = |name: &str| -> Result<usize> {
                 let v = value(name)?;
-                let n: usize = v
-                    .parse()
-                    .with_context(|| format!("{name} {v:?}: not a number"))?;
+                let n: usize = v.parse().with_context(|| format!("{name} {v:?}: not a number"))?;
                 if n == 0 {
                     bail!("{name} must be at least 1");
                 }
@@ -112,14 +106,9 @@ mod tests {
 
     #[test]
     fn quick_shrinks_every_phase_and_explicit_counts_win() {
-        let o = parse(&["--pods", "7", "--quick"])
-            .expect("parsed")
-            .expect("not help");
+        let o = parse(&["--pods", "7", "--quick"]).expect("parsed").expect("not help");
         assert!(o.quick);
-        assert_eq!(
-            (o.pods, o.burst_pods, o.burst_parallel, o.workload_runs),
-            (7, 6, 3, 1)
-        );
+        assert_eq!((o.pods, o.burst_pods, o.burst_parallel, o.workload_runs), (7, 6, 3, 1));
         let o = parse(&[]).expect("parsed").expect("not help");
         assert_eq!((o.pods, o.burst_pods, o.burst_parallel), (20, 50, 10));
     }

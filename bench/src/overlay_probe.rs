@@ -48,10 +48,7 @@ pub fn prepare_lower(dir: &Path) -> Result<&'static str> {
     }
     let busybox = moat_e2e::images::static_busybox()?;
     fs::copy(&busybox, lower.join("bin/busybox"))?;
-    fs::write(
-        lower.join("etc/passwd"),
-        "root:x:0:0:root:/root:/bin/sh\n".repeat(20),
-    )?;
+    fs::write(lower.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n".repeat(20))?;
     Ok("etc/passwd")
 }
 
@@ -67,37 +64,20 @@ fn run(args: &[String]) -> Result<std::convert::Infallible> {
         other => bail!("unknown variant {other:?}"),
     };
     unshare(CloneFlags::CLONE_NEWNS).context("unshare(CLONE_NEWNS)")?;
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .context("making / private")?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .context("making / private")?;
     let run_dir = dir.join(format!("run-{}", std::process::id()));
-    let (upper, work, root, stage) = (
-        run_dir.join("upper"),
-        run_dir.join("work"),
-        run_dir.join("root"),
-        run_dir.join("stage"),
-    );
+    let (upper, work, root, stage) =
+        (run_dir.join("upper"), run_dir.join("work"), run_dir.join("root"), run_dir.join("stage"));
     for d in [&upper, &work, &root, &stage] {
         fs::create_dir_all(d).with_context(|| format!("creating {}", d.display()))?;
     }
-    let userns = if idmapped {
-        Some(user_namespace()?)
-    } else {
-        None
-    };
+    let userns = if idmapped { Some(user_namespace()?) } else { None };
     let lowerdir = match &userns {
         Some(ns) => {
             let tree = idmap::idmapped_tree(&dir.join("lower"), ns.as_fd(), false)?;
-            let target = open(
-                &stage,
-                OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                Mode::empty(),
-            )?;
+            let target =
+                open(&stage, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
             idmap::attach(tree.as_fd(), target.as_fd(), &stage)?;
             // The container's root owns the top of the writable layer, as moat sets it up.
             for d in [&upper, &work] {
@@ -117,14 +97,8 @@ fn run(args: &[String]) -> Result<std::convert::Infallible> {
         upper.display(),
         work.display()
     );
-    mount(
-        Some("overlay"),
-        &root,
-        Some("overlay"),
-        MsFlags::empty(),
-        Some(data.as_str()),
-    )
-    .context("mounting the overlay")?;
+    mount(Some("overlay"), &root, Some("overlay"), MsFlags::empty(), Some(data.as_str()))
+        .context("mounting the overlay")?;
     chdir(&root)?;
     if let (true, Some(ns)) = (join_userns, &userns) {
         setns(ns.as_fd(), CloneFlags::CLONE_NEWUSER).context("joining the user namespace")?;

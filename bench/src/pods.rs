@@ -49,11 +49,7 @@ impl<'a> BenchPod<'a> {
     /// RunPodSandbox with `handler`; the call's duration in ms.
     pub fn run(bed: &'a TestBed, base: &str, handler: &str) -> Result<(BenchPod<'a>, f64)> {
         let config = bed.pod_config(base)?;
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let cri = bed.cri();
         let (id, took) = timed(|| cri.runp(&config, handler).map_err(|e| bed.with_log(e)))?;
         let pod = BenchPod {
@@ -91,8 +87,7 @@ impl<'a> BenchPod<'a> {
         adjust(&mut config);
         let cri = self.bed.cri();
         let (id, took) = timed(|| {
-            cri.create(&self.id, &config, &self.config)
-                .map_err(|e| self.bed.with_log(e))
+            cri.create(&self.id, &config, &self.config).map_err(|e| self.bed.with_log(e))
         })?;
         self.containers.push(id.clone());
         Ok((id, took))
@@ -113,21 +108,12 @@ impl<'a> BenchPod<'a> {
         let (mut pod, run_pod_sandbox) = BenchPod::run(bed, base, handler)?;
         let (id, create_container) = pod.create("main", SLEEP, Vec::new())?;
         let start_container = pod.start(&id)?;
-        Ok((
-            pod,
-            PodStart {
-                run_pod_sandbox,
-                create_container,
-                start_container,
-            },
-        ))
+        Ok((pod, PodStart { run_pod_sandbox, create_container, start_container }))
     }
 
     /// ExecSync in the first container; ms. The command must succeed.
     pub fn exec(&self, cmd: &[&str]) -> Result<f64> {
-        let Some(id) = self.containers.first() else {
-            bail!("pod {} has no container", self.name)
-        };
+        let Some(id) = self.containers.first() else { bail!("pod {} has no container", self.name) };
         let cri = self.bed.cri();
         let (out, took) = timed(|| cri.exec_sync(id, cmd, moat_e2e::bed::EXEC_TIMEOUT))?;
         if out.exit_code != 0 {

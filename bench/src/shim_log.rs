@@ -59,12 +59,6 @@ mod tests {
                     time=\"2026-01-01T00:00:02Z\" level=info msg=\"CreateContainer within sandbox\"\n\
                     create not-hex: 1.0 ms in the shim (container)\n";
         let got = parse(text);
-        assert_eq!(
-            got,
-            ShimCreates {
-                sandbox_ms: vec![12.5],
-                container_ms: vec![7.25]
-            }
-        );
+        assert_eq!(got, ShimCreates { sandbox_ms: vec![12.5], container_ms: vec![7.25] });
     }
 }

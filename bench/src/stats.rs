@@ -22,11 +22,7 @@ impl Summary {
         }
         s.sort_by(f64::total_cmp);
         let n = s.len();
-        let median = if n % 2 == 1 {
-            s[n / 2]
-        } else {
-            (s[n / 2 - 1] + s[n / 2]) / 2.0
-        };
+        let median = if n % 2 == 1 { s[n / 2] } else { (s[n / 2 - 1] + s[n / 2]) / 2.0 };
         Some(Summary {
             n,
             median,
@@ -153,9 +149,7 @@ pub fn table(rows: &[Row]) -> String {
             r.baseline_name.clone(),
             opt(r.baseline, |s| s.median),
             opt(r.baseline, |s| s.p95),
-            r.ratio
-                .map(|x| format!("{x:.2}"))
-                .unwrap_or_else(|| "-".into()),
+            r.ratio.map(|x| format!("{x:.2}")).unwrap_or_else(|| "-".into()),
             r.target.map(|t| t.describe()).unwrap_or_else(|| "-".into()),
             match r.met {
                 Some(true) => "yes".into(),
@@ -165,13 +159,7 @@ pub fn table(rows: &[Row]) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..header.len())
-        .map(|i| {
-            lines
-                .iter()
-                .map(|l| l[i].chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| lines.iter().map(|l| l[i].chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for (n, line) in lines.iter().enumerate() {

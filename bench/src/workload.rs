@@ -33,18 +33,10 @@ pub struct Iterations {
 
 impl Iterations {
     pub fn full() -> Self {
-        Iterations {
-            getpid: 2_000_000,
-            open: 200_000,
-            fork_exec: 400,
-        }
+        Iterations { getpid: 2_000_000, open: 200_000, fork_exec: 400 }
     }
     pub fn quick() -> Self {
-        Iterations {
-            getpid: 200_000,
-            open: 20_000,
-            fork_exec: 40,
-        }
+        Iterations { getpid: 200_000, open: 20_000, fork_exec: 40 }
     }
 }
 
@@ -54,14 +46,9 @@ pub type LoopResults = BTreeMap<String, Vec<f64>>;
 
 /// Compiles the workload (cached by its source's hash under the cargo target dir).
 pub fn build() -> Result<PathBuf> {
-    let hash: String = Sha256::digest(LOOP_C.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let dir = moat_e2e::paths::target_dir()
-        .join("moat-bench")
-        .join(format!("loop-{hash}"));
+    let hash: String =
+        Sha256::digest(LOOP_C.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let dir = moat_e2e::paths::target_dir().join("moat-bench").join(format!("loop-{hash}"));
     let bin = dir.join("loop");
     if bin.is_file() {
         return Ok(bin);
@@ -77,11 +64,7 @@ pub fn build() -> Result<PathBuf> {
         .output()
         .context("running gcc (scripts/install-deps.sh installs it)")?;
     if !out.status.success() {
-        bail!(
-            "gcc -static {} failed: {}",
-            src.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("gcc -static {} failed: {}", src.display(), String::from_utf8_lossy(&out.stderr));
     }
     fs::rename(&tmp, &bin)?;
     Ok(bin)
@@ -101,21 +84,9 @@ pub struct Variant {
 
 /// moat, runc as the test bed's pods run (no seccomp), runc with RuntimeDefault.
 pub const VARIANTS: [Variant; 3] = [
-    Variant {
-        label: "moat",
-        handler: "moat",
-        runtime_default_seccomp: false,
-    },
-    Variant {
-        label: "runc",
-        handler: "runc",
-        runtime_default_seccomp: false,
-    },
-    Variant {
-        label: "runc+RuntimeDefault",
-        handler: "runc",
-        runtime_default_seccomp: true,
-    },
+    Variant { label: "moat", handler: "moat", runtime_default_seccomp: false },
+    Variant { label: "runc", handler: "runc", runtime_default_seccomp: false },
+    Variant { label: "runc+RuntimeDefault", handler: "runc", runtime_default_seccomp: true },
 ];
 
 /// Runs the workload `runs` times per variant (alternating), one pod per variant. Returns
@@ -163,11 +134,7 @@ fn run_once(
     n: Iterations,
 ) -> Result<Vec<(String, f64)>> {
     let program = format!("{MOUNT_DIR}/loop");
-    let (getpid, open, fork) = (
-        n.getpid.to_string(),
-        n.open.to_string(),
-        n.fork_exec.to_string(),
-    );
+    let (getpid, open, fork) = (n.getpid.to_string(), n.open.to_string(), n.fork_exec.to_string());
     // The second file is on the volume (a bind mount): open/read/close without the overlay.
     let command = [
         program.as_str(),
@@ -198,17 +165,9 @@ fn run_once(
             status.exit_code
         );
     }
-    let parsed = parse(
-        log.iter()
-            .filter(|l| l.stream == "stdout")
-            .map(|l| l.text.as_str()),
-    );
+    let parsed = parse(log.iter().filter(|l| l.stream == "stdout").map(|l| l.text.as_str()));
     if parsed.len() != 8 {
-        bail!(
-            "the workload in pod {} ({}) printed {log:?}",
-            pod.name,
-            pod.handler
-        );
+        bail!("the workload in pod {} ({}) printed {log:?}", pod.name, pod.handler);
     }
     Ok(parsed)
 }
@@ -225,11 +184,7 @@ pub fn host_probes(runs: usize, n: Iterations) -> Result<BTreeMap<String, LoopRe
         std::path::Path::new("/var/tmp").join(format!("moat-bench-overlay-{}", std::process::id()));
     let _ = fs::remove_dir_all(&dir);
     let file = crate::overlay_probe::prepare_lower(&dir)?;
-    let counts = [
-        n.getpid.to_string(),
-        n.open.to_string(),
-        n.fork_exec.to_string(),
-    ];
+    let counts = [n.getpid.to_string(), n.open.to_string(), n.fork_exec.to_string()];
     let result = (|| {
         let mut results: BTreeMap<String, LoopResults> = BTreeMap::new();
         for _ in 0..runs {
@@ -254,9 +209,7 @@ pub fn host_probes(runs: usize, n: Iterations) -> Result<BTreeMap<String, LoopRe
                 probes.push((format!("overlay:{variant}"), cmd));
             }
             for (key, mut cmd) in probes {
-                let out = cmd
-                    .output()
-                    .with_context(|| format!("running the host probe {key}"))?;
+                let out = cmd.output().with_context(|| format!("running the host probe {key}"))?;
                 let text = String::from_utf8_lossy(&out.stdout);
                 let parsed = parse(text.lines());
                 if !out.status.success() || parsed.len() != 6 {
@@ -289,11 +242,9 @@ pub fn parse<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, f64)> {
         else {
             continue;
         };
-        let (Ok(_), Ok(wall), Ok(cpu)) = (
-            iterations.parse::<u64>(),
-            wall.parse::<f64>(),
-            cpu.parse::<f64>(),
-        ) else {
+        let (Ok(_), Ok(wall), Ok(cpu)) =
+            (iterations.parse::<u64>(), wall.parse::<f64>(), cpu.parse::<f64>())
+        else {
             continue;
         };
         out.push((name.to_string(), cpu));
@@ -315,10 +266,7 @@ mod tests {
             "open_read_close 10 1200.0",
             "fork_exec_true 3 x 1.0",
         ];
-        let want = vec![
-            ("getpid".to_string(), 80.0),
-            ("getpid_wall".to_string(), 85.5),
-        ];
+        let want = vec![("getpid".to_string(), 80.0), ("getpid_wall".to_string(), 85.5)];
         assert_eq!(parse(lines.into_iter()), want);
     }
 }

@@ -32,8 +32,8 @@
 
 use oci_spec::runtime::{
     Apparmor, Arch, Cgroup, Features, IDMap, IntelRdt, LinuxFeature, LinuxNamespaceType,
-    LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator, MountExtensions,
-    NetDevices, Seccomp, Selinux,
+    LinuxSeccompAction, LinuxSeccompFilterFlag, LinuxSeccompOperator, MountExtensions, NetDevices,
+    Seccomp, Selinux,
 };
 
 use crate::plan::{NamespaceKind, SeccompAction, SeccompOp};
@@ -371,7 +371,10 @@ mod tests {
         assert_eq!(v["ociVersionMin"], "1.0.0");
         assert_eq!(v["ociVersionMax"], OCI_VERSION_MAX);
         assert_eq!(v["hooks"], json!([]));
-        assert_eq!(v["linux"]["cgroup"], json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false}));
+        assert_eq!(
+            v["linux"]["cgroup"],
+            json!({"v1": true, "v2": true, "systemd": false, "systemdUser": false, "rdma": false})
+        );
         assert_eq!(v["linux"]["apparmor"]["enabled"], false);
         assert_eq!(v["linux"]["selinux"]["enabled"], false);
         assert_eq!(v["linux"]["intelRdt"]["enabled"], false);
@@ -380,9 +383,18 @@ mod tests {
             assert!(actions.contains(&json!(a)), "{a} missing from {actions:?}");
         }
         assert!(!actions.contains(&json!("SCMP_ACT_NOTIFY")));
-        assert!(v["linux"]["seccomp"]["operators"].as_array().expect("ops").contains(&json!("SCMP_CMP_MASKED_EQ")));
-        assert!(v["linux"]["seccomp"]["archs"].as_array().expect("archs").contains(&json!("SCMP_ARCH_X86_64")));
-        assert!(v["linux"]["seccomp"]["knownFlags"].as_array().expect("flags").contains(&json!("SECCOMP_FILTER_FLAG_LOG")));
+        assert!(v["linux"]["seccomp"]["operators"]
+            .as_array()
+            .expect("ops")
+            .contains(&json!("SCMP_CMP_MASKED_EQ")));
+        assert!(v["linux"]["seccomp"]["archs"]
+            .as_array()
+            .expect("archs")
+            .contains(&json!("SCMP_ARCH_X86_64")));
+        assert!(v["linux"]["seccomp"]["knownFlags"]
+            .as_array()
+            .expect("flags")
+            .contains(&json!("SECCOMP_FILTER_FLAG_LOG")));
         assert!(v["mountOptions"].as_array().expect("mount options").contains(&json!("rro")));
     }
 
@@ -403,7 +415,10 @@ mod tests {
         let v = features_json();
         let caps = v["linux"]["capabilities"].as_array().expect("caps");
         assert_eq!(caps.len(), capabilities::ALL.len());
-        assert!(caps.contains(&json!("CAP_SYS_ADMIN")) && caps.contains(&json!("CAP_CHECKPOINT_RESTORE")));
+        assert!(
+            caps.contains(&json!("CAP_SYS_ADMIN"))
+                && caps.contains(&json!("CAP_CHECKPOINT_RESTORE"))
+        );
     }
 
     // ------------------------------------------------ seccomp tables vs the seccomp code
@@ -411,11 +426,21 @@ mod tests {
     /// Every oci-spec action; the match fails to compile when oci-spec adds one.
     fn every_action() -> Vec<LinuxSeccompAction> {
         use LinuxSeccompAction::*;
-        let all = vec![ScmpActKill, ScmpActKillThread, ScmpActKillProcess, ScmpActTrap, ScmpActErrno, ScmpActNotify, ScmpActTrace, ScmpActLog, ScmpActAllow];
+        let all = vec![
+            ScmpActKill,
+            ScmpActKillThread,
+            ScmpActKillProcess,
+            ScmpActTrap,
+            ScmpActErrno,
+            ScmpActNotify,
+            ScmpActTrace,
+            ScmpActLog,
+            ScmpActAllow,
+        ];
         for a in &all {
             match a {
-                ScmpActKill | ScmpActKillThread | ScmpActKillProcess | ScmpActTrap | ScmpActErrno
-                | ScmpActNotify | ScmpActTrace | ScmpActLog | ScmpActAllow => {}
+                ScmpActKill | ScmpActKillThread | ScmpActKillProcess | ScmpActTrap
+                | ScmpActErrno | ScmpActNotify | ScmpActTrace | ScmpActLog | ScmpActAllow => {}
             }
         }
         all
@@ -429,12 +454,18 @@ mod tests {
     fn seccomp_actions_listed_are_exactly_those_the_converter_accepts() {
         for action in every_action() {
             // Input: a profile whose default action is `action`.
-            let p = profile(json!({"defaultAction": action, "syscalls": [{"names": ["getpid"], "action": action}]}));
+            let p = profile(
+                json!({"defaultAction": action, "syscalls": [{"names": ["getpid"], "action": action}]}),
+            );
             let converted = seccomp::from_oci(&p, "features-test");
             match seccomp_action(action) {
-                None => assert!(converted.is_err(), "{action:?} is not listed but converts: {converted:?}"),
+                None => assert!(
+                    converted.is_err(),
+                    "{action:?} is not listed but converts: {converted:?}"
+                ),
                 Some(effect) => {
-                    let plan = converted.unwrap_or_else(|e| panic!("{action:?} is listed but refused: {e}"));
+                    let plan = converted
+                        .unwrap_or_else(|e| panic!("{action:?} is listed but refused: {e}"));
                     let expected = match effect {
                         SeccompActionEffect::Is(a) => a,
                         SeccompActionEffect::Errno => SeccompAction::Errno(1),
@@ -458,7 +489,8 @@ mod tests {
                 "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
                               "args": [{"index": 0, "value": 8, "valueTwo": 8, "op": op}]}]
             }));
-            let plan = seccomp::from_oci(&p, "features-test").unwrap_or_else(|e| panic!("{op}: {e}"));
+            let plan =
+                seccomp::from_oci(&p, "features-test").unwrap_or_else(|e| panic!("{op}: {e}"));
             assert_eq!(plan.rules[0].args.len(), 1, "{op}");
             assert_eq!(plan.rules[0].args[0].op, *planned, "{op}");
             seccomp::compile(&plan).unwrap_or_else(|e| panic!("{op}: {e}"));
@@ -471,27 +503,47 @@ mod tests {
         use Arch::*;
         // Every oci-spec architecture; the match fails to compile when oci-spec adds one.
         let every = [
-            ScmpArchNative, ScmpArchX86, ScmpArchX86_64, ScmpArchX32, ScmpArchArm, ScmpArchAarch64, ScmpArchMips,
-            ScmpArchMips64, ScmpArchMips64n32, ScmpArchMipsel, ScmpArchMipsel64, ScmpArchMipsel64n32, ScmpArchPpc,
-            ScmpArchPpc64, ScmpArchPpc64le, ScmpArchS390, ScmpArchS390x, ScmpArchRiscv64,
+            ScmpArchNative,
+            ScmpArchX86,
+            ScmpArchX86_64,
+            ScmpArchX32,
+            ScmpArchArm,
+            ScmpArchAarch64,
+            ScmpArchMips,
+            ScmpArchMips64,
+            ScmpArchMips64n32,
+            ScmpArchMipsel,
+            ScmpArchMipsel64,
+            ScmpArchMipsel64n32,
+            ScmpArchPpc,
+            ScmpArchPpc64,
+            ScmpArchPpc64le,
+            ScmpArchS390,
+            ScmpArchS390x,
+            ScmpArchRiscv64,
         ];
         for arch in every {
             match arch {
-                ScmpArchNative | ScmpArchX86 | ScmpArchX86_64 | ScmpArchX32 | ScmpArchArm | ScmpArchAarch64
-                | ScmpArchMips | ScmpArchMips64 | ScmpArchMips64n32 | ScmpArchMipsel | ScmpArchMipsel64
-                | ScmpArchMipsel64n32 | ScmpArchPpc | ScmpArchPpc64 | ScmpArchPpc64le | ScmpArchS390
-                | ScmpArchS390x | ScmpArchRiscv64 => {}
+                ScmpArchNative | ScmpArchX86 | ScmpArchX86_64 | ScmpArchX32 | ScmpArchArm
+                | ScmpArchAarch64 | ScmpArchMips | ScmpArchMips64 | ScmpArchMips64n32
+                | ScmpArchMipsel | ScmpArchMipsel64 | ScmpArchMipsel64n32 | ScmpArchPpc
+                | ScmpArchPpc64 | ScmpArchPpc64le | ScmpArchS390 | ScmpArchS390x
+                | ScmpArchRiscv64 => {}
             }
             // Input: an allow-all filter that lists `arch`.
             let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
             let converted = seccomp::from_oci(&p, "features-test");
             assert_eq!(converted.is_ok(), seccomp_arch_supported(arch), "{arch:?}: {converted:?}");
         }
-        assert!(!SECCOMP_ARCHS.contains(&ScmpArchNative), "native is an alias, not an architecture");
+        assert!(
+            !SECCOMP_ARCHS.contains(&ScmpArchNative),
+            "native is an alias, not an architecture"
+        );
         for arch in SECCOMP_ARCHS {
             // Input: an allow-all filter that also lists `arch`.
             let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": [arch]}));
-            let plan = seccomp::from_oci(&p, "features-test").unwrap_or_else(|e| panic!("{arch:?}: {e}"));
+            let plan =
+                seccomp::from_oci(&p, "features-test").unwrap_or_else(|e| panic!("{arch:?}: {e}"));
             seccomp::compile(&plan).unwrap_or_else(|e| panic!("{arch:?}: {e}"));
         }
     }
@@ -499,10 +551,17 @@ mod tests {
     #[test]
     fn seccomp_flags_listed_are_exactly_those_the_compiler_accepts() {
         use LinuxSeccompFilterFlag::*;
-        let every = [SeccompFilterFlagLog, SeccompFilterFlagTsync, SeccompFilterFlagSpecAllow, SeccompFilterFlagWaitKillableRecv];
+        let every = [
+            SeccompFilterFlagLog,
+            SeccompFilterFlagTsync,
+            SeccompFilterFlagSpecAllow,
+            SeccompFilterFlagWaitKillableRecv,
+        ];
         for flag in &every {
             match flag {
-                SeccompFilterFlagLog | SeccompFilterFlagTsync | SeccompFilterFlagSpecAllow
+                SeccompFilterFlagLog
+                | SeccompFilterFlagTsync
+                | SeccompFilterFlagSpecAllow
                 | SeccompFilterFlagWaitKillableRecv => {}
             }
         }
@@ -510,10 +569,16 @@ mod tests {
             let p = profile(json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": [flag]}));
             let plan = seccomp::from_oci(&p, "features-test").expect("converts");
             let compiled = seccomp::compile(&plan);
-            assert_eq!(compiled.is_ok(), seccomp_flag(&flag.to_string()).is_some(), "{flag}: {:?}", compiled.err());
+            assert_eq!(
+                compiled.is_ok(),
+                seccomp_flag(&flag.to_string()).is_some(),
+                "{flag}: {:?}",
+                compiled.err()
+            );
         }
         // Input: a flag name no table has (the plan carries strings).
-        let mut plan = seccomp::from_oci(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW"})), "x").expect("converts");
+        let mut plan = seccomp::from_oci(&profile(json!({"defaultAction": "SCMP_ACT_ALLOW"})), "x")
+            .expect("converts");
         plan.flags = vec!["SECCOMP_FILTER_FLAG_NEW_LISTENER".into()];
         assert!(seccomp::compile(&plan).is_err());
     }
@@ -543,7 +608,11 @@ mod tests {
             is_sandbox: false,
             rootfs: PathBuf::from("/run/moat-test/rootfs"),
             rootfs_mounts: Vec::new(),
-            user: UserNamespacePlan { action: UserNamespaceAction::JoinPod, uid_mappings: m.clone(), gid_mappings: m },
+            user: UserNamespacePlan {
+                action: UserNamespaceAction::JoinPod,
+                uid_mappings: m.clone(),
+                gid_mappings: m,
+            },
         };
         derive_container(spec, config, &ctx)
     }
@@ -554,22 +623,39 @@ mod tests {
         for (name, effect) in MOUNT_OPTIONS {
             // Input: a tmpfs (or, for bind options, a bind of an allowed path) with `name`.
             let mount = match effect {
-                MountOptionEffect::Bind { .. } => json!({"destination": "/data", "type": "none", "source": "/srv/data", "options": [name]}),
-                _ => json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", name]}),
+                MountOptionEffect::Bind { .. } => {
+                    json!({"destination": "/data", "type": "none", "source": "/srv/data", "options": [name]})
+                }
+                _ => {
+                    json!({"destination": "/scratch", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k", name]})
+                }
             };
-            let plan = derive(&spec(json!([mount]), NS), &config).unwrap_or_else(|r| panic!("{name}: {r}"));
-            let m = plan.mounts.iter().find(|m| m.destination.ends_with("data") || m.destination.ends_with("scratch")).expect("mount planned");
-            assert!(!m.data.as_deref().unwrap_or("").split(',').any(|d| d == *name), "{name} passed on as fs data: {m:?}");
+            let plan = derive(&spec(json!([mount]), NS), &config)
+                .unwrap_or_else(|r| panic!("{name}: {r}"));
+            let m = plan
+                .mounts
+                .iter()
+                .find(|m| m.destination.ends_with("data") || m.destination.ends_with("scratch"))
+                .expect("mount planned");
+            assert!(
+                !m.data.as_deref().unwrap_or("").split(',').any(|d| d == *name),
+                "{name} passed on as fs data: {m:?}"
+            );
             match effect {
                 MountOptionEffect::Bind { recursive } => {
-                    assert!(matches!(m.kind, MountKind::Bind { recursive: r, .. } if r == *recursive), "{name}: {m:?}")
+                    assert!(
+                        matches!(m.kind, MountKind::Bind { recursive: r, .. } if r == *recursive),
+                        "{name}: {m:?}"
+                    )
                 }
                 MountOptionEffect::ReadOnly(ro) => assert_eq!(m.readonly, *ro, "{name}"),
                 MountOptionEffect::NoExec(noexec) => assert_eq!(m.noexec, *noexec, "{name}"),
                 // tmpfs is nosuid and nodev whatever the spec asks.
                 MountOptionEffect::NoSuid(_) => assert!(m.nosuid, "{name}"),
                 MountOptionEffect::NoDev(_) => assert!(m.nodev, "{name}"),
-                MountOptionEffect::Propagation | MountOptionEffect::IdMap | MountOptionEffect::NoEffect => {}
+                MountOptionEffect::Propagation
+                | MountOptionEffect::IdMap
+                | MountOptionEffect::NoEffect => {}
             }
         }
         // Input: an unlisted option is filesystem data, passed on.
@@ -601,10 +687,19 @@ mod tests {
             ns.push(name);
             // Input: the usual pod namespaces plus `name`.
             let accepted = derive(&spec(json!([]), &ns), &Config::default());
-            assert_eq!(accepted.is_ok(), listed.contains(&t), "{name}: {:?}", accepted.err().map(|r| r.to_string()));
+            assert_eq!(
+                accepted.is_ok(),
+                listed.contains(&t),
+                "{name}: {:?}",
+                accepted.err().map(|r| r.to_string())
+            );
         }
         // Each plan namespace kind round-trips to the spec name policy reads.
-        let plan = derive(&spec(json!([]), &["pid", "ipc", "uts", "mount", "network", "cgroup"]), &Config::default()).expect("accepted");
+        let plan = derive(
+            &spec(json!([]), &["pid", "ipc", "uts", "mount", "network", "cgroup"]),
+            &Config::default(),
+        )
+        .expect("accepted");
         for kind in NAMESPACE_KINDS {
             assert!(plan.namespaces.iter().any(|n| n.kind == kind), "{kind:?} not planned");
         }
@@ -613,7 +708,9 @@ mod tests {
     #[test]
     fn hooks_are_refused_so_none_are_listed() {
         let mut s = spec(json!([]), NS);
-        let hooks: oci_spec::runtime::Hooks = serde_json::from_value(json!({"createRuntime": [{"path": "/bin/true"}]})).expect("hooks parse");
+        let hooks: oci_spec::runtime::Hooks =
+            serde_json::from_value(json!({"createRuntime": [{"path": "/bin/true"}]}))
+                .expect("hooks parse");
         s.set_hooks(Some(hooks));
         // Input: a spec with one createRuntime hook.
         assert!(derive(&s, &Config::default()).is_err());

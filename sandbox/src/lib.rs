@@ -8,12 +8,12 @@
 //! Does not own: anything about containerd (task ids, events, ttrpc, fifos). The shim turns
 //! containerd's requests into calls here; this crate never imports containerd types.
 
+pub mod cgroups;
+pub mod features;
 pub mod plan;
 pub mod policy;
-pub mod seccomp;
-pub mod userns;
-pub mod cgroups;
-pub mod rootfs;
 pub mod privileges;
+pub mod rootfs;
+pub mod seccomp;
 pub mod spawn;
-pub mod features;
+pub mod userns;

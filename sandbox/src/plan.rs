@@ -141,7 +141,11 @@ fn map_id(mappings: &[IdMapping], id: u32) -> Option<u32> {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
     /// Bind mount of a host path; `idmap` maps its ownership into the pod's user namespace.
-    Bind { source: PathBuf, recursive: bool, idmap: bool },
+    Bind {
+        source: PathBuf,
+        recursive: bool,
+        idmap: bool,
+    },
     Tmpfs,
     Proc,
     Sysfs,

@@ -42,7 +42,10 @@ fn existing_dirs(layout: &Layout, cgroups_path: &str) -> Vec<PathBuf> {
 }
 
 fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display())).trim().to_string()
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+        .trim()
+        .to_string()
 }
 
 /// Destroys the cgroup (and fails the test if that fails) even when an assertion panicked.
@@ -114,7 +117,11 @@ impl Gated {
                 }
                 return Ok((status.code(), status.signal(), err));
             }
-            ensure!(start.elapsed() < limit, "child {} still running after {limit:?}", self.child.id());
+            ensure!(
+                start.elapsed() < limit,
+                "child {} still running after {limit:?}",
+                self.child.id()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -127,16 +134,28 @@ impl Drop for Gated {
     }
 }
 
-fn resources(memory: Option<(i64, i64)>, pids: Option<i64>, cpu: Option<(i64, u64, u64)>) -> LinuxResources {
+fn resources(
+    memory: Option<(i64, i64)>,
+    pids: Option<i64>,
+    cpu: Option<(i64, u64, u64)>,
+) -> LinuxResources {
     let mut b = LinuxResourcesBuilder::default();
     if let Some((limit, swap)) = memory {
-        b = b.memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().expect("memory"));
+        b = b
+            .memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().expect("memory"));
     }
     if let Some(p) = pids {
         b = b.pids(LinuxPidsBuilder::default().limit(p).build().expect("pids"));
     }
     if let Some((quota, period, shares)) = cpu {
-        b = b.cpu(LinuxCpuBuilder::default().quota(quota).period(period).shares(shares).build().expect("cpu"));
+        b = b.cpu(
+            LinuxCpuBuilder::default()
+                .quota(quota)
+                .period(period)
+                .shares(shares)
+                .build()
+                .expect("cpu"),
+        );
     }
     b.build().expect("resources")
 }
@@ -170,7 +189,10 @@ fn create_applies_limits_in_every_hierarchy_and_destroy_removes_them() -> Result
     }
     if layout.mode() == Mode::Hybrid {
         let unified = layout.v2_mount().context("v2 mount")?;
-        ensure!(procs.iter().any(|p| p.starts_with(unified)), "hybrid tracks processes in the v2 hierarchy");
+        ensure!(
+            procs.iter().any(|p| p.starts_with(unified)),
+            "hybrid tracks processes in the v2 hierarchy"
+        );
     }
 
     match layout.mode() {
@@ -215,7 +237,11 @@ fn added_process_shows_in_pids_and_cpu_stats() -> Result<()> {
     child.go()?;
     ensure!(cg.cg().pids()? == vec![child.pid()], "pids {:?}", cg.cg().pids()?);
     for f in cg.cg().procs_files() {
-        ensure!(read(&f).lines().any(|l| l == child.pid().to_string()), "{} lacks the pid", f.display());
+        ensure!(
+            read(&f).lines().any(|l| l == child.pid().to_string()),
+            "{} lacks the pid",
+            f.display()
+        );
     }
     std::thread::sleep(Duration::from_millis(400));
     match cg.cg().stats()? {
@@ -223,7 +249,12 @@ fn added_process_shows_in_pids_and_cpu_stats() -> Result<()> {
             let cpu = s.cpu.context("v1 cpu stats")?;
             ensure!(cpu.usage_total > 50_000_000, "total {} ns after 400ms busy", cpu.usage_total);
             ensure!(cpu.per_cpu.iter().sum::<u64>() > 0, "per cpu {:?}", cpu.per_cpu);
-            ensure!(cpu.usage_user + cpu.usage_kernel > 0, "user {} kernel {}", cpu.usage_user, cpu.usage_kernel);
+            ensure!(
+                cpu.usage_user + cpu.usage_kernel > 0,
+                "user {} kernel {}",
+                cpu.usage_user,
+                cpu.usage_kernel
+            );
         }
         CgroupStats::V2(s) => {
             let cpu = s.cpu.context("v2 cpu stats")?;
@@ -239,7 +270,9 @@ fn memory_stats_after_allocation() -> Result<()> {
     let layout = layout();
     let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/alloc", parent("mem")), None)?));
     // a 8 MiB shell string
-    let mut child = Gated::spawn("x=a; i=0; while [ $i -lt 23 ]; do x=$x$x; i=$((i+1)); done; sleep 100 & echo ok; wait")?;
+    let mut child = Gated::spawn(
+        "x=a; i=0; while [ $i -lt 23 ]; do x=$x$x; i=$((i+1)); done; sleep 100 & echo ok; wait",
+    )?;
     cg.cg().add_pid(child.pid())?;
     child.go()?;
     ensure!(child.line()? == "ok");
@@ -247,7 +280,12 @@ fn memory_stats_after_allocation() -> Result<()> {
         CgroupStats::V1(s) => {
             let m = s.memory.context("v1 memory stats")?;
             ensure!(m.usage.usage > 8 * MIB as u64, "usage {}", m.usage.usage);
-            ensure!(m.usage.max >= m.usage.usage, "max_usage {} < usage {}", m.usage.max, m.usage.usage);
+            ensure!(
+                m.usage.max >= m.usage.usage,
+                "max_usage {} < usage {}",
+                m.usage.max,
+                m.usage.usage
+            );
             ensure!(m.stat.rss > 4 * MIB as u64, "rss {}", m.stat.rss);
             ensure!(m.stat.total_rss >= m.stat.rss);
             ensure!(m.stat.pg_fault > 0);
@@ -268,8 +306,14 @@ fn memory_stats_after_allocation() -> Result<()> {
 #[test]
 fn pids_limit_makes_fork_fail() -> Result<()> {
     let layout = layout();
-    let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/bomb", parent("pids")), Some(&resources(None, Some(4), None)))?));
-    let mut child = Gated::spawn("for i in 1 2 3 4 5 6 7 8; do sleep 30 >/dev/null 2>&1 & done; echo spawned; wait")?;
+    let cg = Guard(Some(Cgroup::create(
+        &layout,
+        &format!("{}/bomb", parent("pids")),
+        Some(&resources(None, Some(4), None)),
+    )?));
+    let mut child = Gated::spawn(
+        "for i in 1 2 3 4 5 6 7 8; do sleep 30 >/dev/null 2>&1 & done; echo spawned; wait",
+    )?;
     cg.cg().add_pid(child.pid())?;
     child.go()?;
     // the shell stops at the failed fork (sleeps hold no copy of its stderr)
@@ -282,18 +326,26 @@ fn pids_limit_makes_fork_fail() -> Result<()> {
 #[test]
 fn update_lowers_pids_limit_live() -> Result<()> {
     let layout = layout();
-    let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/u", parent("update")), Some(&resources(None, Some(100), None)))?));
+    let cg = Guard(Some(Cgroup::create(
+        &layout,
+        &format!("{}/u", parent("update")),
+        Some(&resources(None, Some(100), None)),
+    )?));
     cg.cg().update(&resources(None, Some(3), None))?;
     let stats_limit = match cg.cg().stats()? {
         CgroupStats::V1(s) => s.pids.context("pids")?.limit,
         CgroupStats::V2(s) => s.pids.context("pids")?.limit,
     };
     ensure!(stats_limit == Some(3), "limit after update: {stats_limit:?}");
-    let mut child = Gated::spawn("for i in 1 2 3 4; do sleep 30 >/dev/null 2>&1 & done; echo spawned; wait")?;
+    let mut child =
+        Gated::spawn("for i in 1 2 3 4; do sleep 30 >/dev/null 2>&1 & done; echo spawned; wait")?;
     cg.cg().add_pid(child.pid())?;
     child.go()?;
     let (_, _, stderr) = child.wait(Duration::from_secs(10))?;
-    ensure!(stderr.to_lowercase().contains("fork"), "the lowered limit must stop the 3rd sleep; stderr {stderr:?}");
+    ensure!(
+        stderr.to_lowercase().contains("fork"),
+        "the lowered limit must stop the 3rd sleep; stderr {stderr:?}"
+    );
     cg.destroy()
 }
 
@@ -303,7 +355,8 @@ fn freeze_stops_a_process_and_thaw_resumes_it() -> Result<()> {
     let dir = tempdir("freeze")?;
     let file = dir.join("count");
     let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/f", parent("freeze")), None)?));
-    let mut child = Gated::spawn(&format!("while :; do echo x >> {}; sleep 0.02; done", file.display()))?;
+    let mut child =
+        Gated::spawn(&format!("while :; do echo x >> {}; sleep 0.02; done", file.display()))?;
     cg.cg().add_pid(child.pid())?;
     child.go()?;
     let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
@@ -327,7 +380,11 @@ fn freeze_stops_a_process_and_thaw_resumes_it() -> Result<()> {
 #[test]
 fn oom_kill_is_counted_and_watched() -> Result<()> {
     let layout = layout();
-    let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/o", parent("oom")), Some(&resources(Some((32 * MIB, 32 * MIB)), None, None)))?));
+    let cg = Guard(Some(Cgroup::create(
+        &layout,
+        &format!("{}/o", parent("oom")),
+        Some(&resources(Some((32 * MIB, 32 * MIB)), None, None)),
+    )?));
     ensure!(cg.cg().oom_kill_count()? == 0);
     let watcher = cg.cg().oom_watcher()?;
     ensure!(!watcher.drain()?, "no OOM event yet");
@@ -338,12 +395,15 @@ fn oom_kill_is_counted_and_watched() -> Result<()> {
     ensure!(signal == Some(9), "the OOM killer sends SIGKILL; exit {code:?} signal {signal:?}");
     ensure!(cg.cg().oom_kill_count()? >= 1, "oom_kill {}", cg.cg().oom_kill_count()?);
 
-    let mut fds = [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&watcher), nix::poll::PollFlags::POLLIN)];
+    let mut fds =
+        [nix::poll::PollFd::new(std::os::fd::AsFd::as_fd(&watcher), nix::poll::PollFlags::POLLIN)];
     let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(2000u16)).context("poll")?;
     ensure!(ready == 1, "the OOM watcher did not wake up");
     ensure!(watcher.drain()?, "drain reports the event");
     match cg.cg().stats()? {
-        CgroupStats::V1(s) => ensure!(s.memory.and_then(|m| m.oom_control).is_some_and(|o| o.oom_kill >= 1)),
+        CgroupStats::V1(s) => {
+            ensure!(s.memory.and_then(|m| m.oom_control).is_some_and(|o| o.oom_kill >= 1))
+        }
         CgroupStats::V2(s) => ensure!(s.memory_events.is_some_and(|e| e.oom_kill >= 1)),
     }
     cg.destroy()
@@ -434,7 +494,11 @@ fn invalid_resources_leave_nothing_behind() -> Result<()> {
     let layout = layout();
     // memory+swap below memory: refused before anything is created
     let top = parent("badswap");
-    match Cgroup::create(&layout, &format!("{top}/x"), Some(&resources(Some((64 * MIB, 32 * MIB)), None, None))) {
+    match Cgroup::create(
+        &layout,
+        &format!("{top}/x"),
+        Some(&resources(Some((64 * MIB, 32 * MIB)), None, None)),
+    ) {
         Err(CgroupError::InvalidResources { .. }) => {}
         other => anyhow::bail!("swap 32M < limit 64M gave {other:?}"),
     }
@@ -461,8 +525,14 @@ fn memory_limit_below_usage_is_refused_on_v1() -> Result<()> {
         eprintln!("v2 reclaims or OOM-kills instead of refusing: nothing to check here");
         return Ok(());
     }
-    let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/m", parent("below")), Some(&resources(Some((128 * MIB, 128 * MIB)), None, None)))?));
-    let mut child = Gated::spawn("x=a; i=0; while [ $i -lt 24 ]; do x=$x$x; i=$((i+1)); done; echo ok; sleep 100")?;
+    let cg = Guard(Some(Cgroup::create(
+        &layout,
+        &format!("{}/m", parent("below")),
+        Some(&resources(Some((128 * MIB, 128 * MIB)), None, None)),
+    )?));
+    let mut child = Gated::spawn(
+        "x=a; i=0; while [ $i -lt 24 ]; do x=$x$x; i=$((i+1)); done; echo ok; sleep 100",
+    )?;
     cg.cg().add_pid(child.pid())?;
     child.go()?;
     ensure!(child.line()? == "ok");
@@ -470,10 +540,15 @@ fn memory_limit_below_usage_is_refused_on_v1() -> Result<()> {
         Err(CgroupError::MemoryLimitBelowUsage { limit, usage, .. }) => {
             ensure!(limit == 4 * MIB && usage > 4 * MIB as u64, "limit {limit} usage {usage}");
         }
-        other => anyhow::bail!("4M limit under ~16M of anonymous memory without swap gave {other:?}"),
+        other => {
+            anyhow::bail!("4M limit under ~16M of anonymous memory without swap gave {other:?}")
+        }
     }
     let mem = cg.cg().v1_dir("memory").context("memory")?;
-    ensure!(read(&mem.join("memory.limit_in_bytes")) == (128 * MIB).to_string(), "the old limit stays");
+    ensure!(
+        read(&mem.join("memory.limit_in_bytes")) == (128 * MIB).to_string(),
+        "the old limit stays"
+    );
     drop(child);
     cg.destroy()
 }
@@ -491,7 +566,10 @@ fn destroy_kills_a_process_that_is_only_in_one_v1_hierarchy() -> Result<()> {
     // sleep would join it too, after a race with the check below).
     let mut child = Gated::spawn("exec sleep 1000")?;
     // as if someone moved it into the memory hierarchy only: cgroup.kill cannot see it
-    std::fs::write(cg.v1_dir("memory").context("memory")?.join("cgroup.procs"), child.pid().to_string())?;
+    std::fs::write(
+        cg.v1_dir("memory").context("memory")?.join("cgroup.procs"),
+        child.pid().to_string(),
+    )?;
     child.go()?;
     ensure!(cg.pids()? == vec![child.pid()]);
     let reaper = std::thread::spawn(move || child.wait(Duration::from_secs(20)));
@@ -518,13 +596,19 @@ fn v1_device_rules_deny_what_is_not_allowed() -> Result<()> {
         b.build().expect("rule")
     };
     let r = LinuxResourcesBuilder::default()
-        .devices(vec![rule(false, LinuxDeviceType::A, None, None), rule(true, LinuxDeviceType::C, Some(1), Some(3))])
+        .devices(vec![
+            rule(false, LinuxDeviceType::A, None, None),
+            rule(true, LinuxDeviceType::C, Some(1), Some(3)),
+        ])
         .build()
         .expect("resources");
     let cg = Guard(Some(Cgroup::create(&layout, &format!("{}/dev", parent("devices")), Some(&r))?));
     // The spec's rules plus the nodes of moat's minimal /dev, which are always allowed.
     let list = read(&cg.cg().v1_dir("devices").context("devices")?.join("devices.list"));
-    ensure!(list.lines().any(|l| l == "c 1:3 rwm") && list.lines().any(|l| l == "c 136:* rwm"), "{list}");
+    ensure!(
+        list.lines().any(|l| l == "c 1:3 rwm") && list.lines().any(|l| l == "c 136:* rwm"),
+        "{list}"
+    );
     ensure!(!list.contains("1:11"), "{list}");
     // the attack: open /dev/kmsg (c 1:11), which neither the rules nor the minimal /dev
     // allow; /dev/null (c 1:3) is allowed
@@ -563,7 +647,8 @@ fn v2_code_paths_on_the_v2_hierarchy() -> Result<()> {
         ensure!(cg.cg().procs_files().len() == 1);
         let dir = tempdir("v2paths")?;
         let file = dir.join("count");
-        let mut child = Gated::spawn(&format!("while :; do echo x >> {}; sleep 0.02; done", file.display()))?;
+        let mut child =
+            Gated::spawn(&format!("while :; do echo x >> {}; sleep 0.02; done", file.display()))?;
         cg.cg().add_pid(child.pid())?;
         child.go()?;
         let size = || std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);

@@ -30,7 +30,10 @@ fn probes() -> Vec<(&'static str, i32)> {
         out.push(("keyctl", outcome(libc::syscall(libc::SYS_keyctl, 0, -3, 0))));
         out.push(("io_uring_setup", outcome(libc::syscall(libc::SYS_io_uring_setup, 1, 0))));
         out.push(("userfaultfd", outcome(libc::syscall(libc::SYS_userfaultfd, 0))));
-        out.push(("perf_event_open", outcome(libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0))));
+        out.push((
+            "perf_event_open",
+            outcome(libc::syscall(libc::SYS_perf_event_open, 0, 0, -1, -1, 0)),
+        ));
         out.push(("unshare_newuser", outcome(libc::syscall(libc::SYS_unshare, CLONE_NEWUSER))));
         let flags = CLONE_NEWUSER | libc::SIGCHLD as libc::c_ulong;
         let pid = libc::syscall(libc::SYS_clone, flags, 0, 0, 0, 0);
@@ -53,7 +56,14 @@ fn probes() -> Vec<(&'static str, i32)> {
         let fstype = c"tmpfs";
         out.push((
             "mount",
-            outcome(libc::syscall(libc::SYS_mount, fstype.as_ptr(), target.as_ptr(), fstype.as_ptr(), 0, 0)),
+            outcome(libc::syscall(
+                libc::SYS_mount,
+                fstype.as_ptr(),
+                target.as_ptr(),
+                fstype.as_ptr(),
+                0,
+                0,
+            )),
         ));
     }
     // Ordinary process creation (glibc posix_spawn tries clone3 first, then falls back).
@@ -89,7 +99,11 @@ fn run_probe(mode: &str) -> Vec<(String, i32)> {
         .output()
         .expect("run the probe child");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "probe child ({mode}) failed: {stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "probe child ({mode}) failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     stdout
         .lines()
         .filter_map(|l| l.find("probe:").map(|i| &l[i + "probe:".len()..]))
@@ -99,7 +113,11 @@ fn run_probe(mode: &str) -> Vec<(String, i32)> {
 }
 
 fn get(results: &[(String, i32)], name: &str) -> i32 {
-    results.iter().find(|(n, _)| n == name).map(|(_, e)| *e).unwrap_or_else(|| panic!("no probe {name}: {results:?}"))
+    results
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, e)| *e)
+        .unwrap_or_else(|| panic!("no probe {name}: {results:?}"))
 }
 
 #[test]
@@ -122,16 +140,28 @@ fn check_baseline(filtered: Vec<(String, i32)>) {
     assert_eq!(get(&filtered, "spawn_true"), 0, "process creation falls back from clone3 to clone");
 
     // Every attack fails with the filter's errno.
-    for name in ["bpf", "keyctl", "io_uring_setup", "userfaultfd", "perf_event_open", "unshare_newuser",
-        "clone_newuser", "personality_no_aslr", "mount"]
-    {
+    for name in [
+        "bpf",
+        "keyctl",
+        "io_uring_setup",
+        "userfaultfd",
+        "perf_event_open",
+        "unshare_newuser",
+        "clone_newuser",
+        "personality_no_aslr",
+        "mount",
+    ] {
         assert_eq!(get(&filtered, name), eperm, "{name} under the baseline: {filtered:?}");
     }
     assert_eq!(get(&filtered, "clone3"), enosys);
 
     // And it is the filter that refuses: without it these succeed or fail differently.
     assert_eq!(get(&control, "keyctl"), 0, "control: keyctl works without the filter");
-    assert_eq!(get(&control, "personality_no_aslr"), 0, "control: personality works without the filter");
+    assert_eq!(
+        get(&control, "personality_no_aslr"),
+        0,
+        "control: personality works without the filter"
+    );
     assert_ne!(get(&control, "unshare_newuser"), eperm, "control: {control:?}");
     assert_ne!(get(&control, "clone3"), enosys, "control: clone3 exists on this kernel");
 }

@@ -33,8 +33,14 @@ const TESTS: &[Test] = &[
     ("runs_as_root_of_the_pod_user_namespace", runs_as_root_of_the_pod_user_namespace),
     ("image_files_owned_by_root_appear_as_root", image_files_owned_by_root_appear_as_root),
     ("hostname_is_set_in_a_new_uts_namespace", hostname_is_set_in_a_new_uts_namespace),
-    ("file_written_by_container_root_lands_in_upperdir_as_mapped_uid", file_written_by_container_root_lands_in_upperdir_as_mapped_uid),
-    ("container_root_with_all_capabilities_cannot_mount", container_root_with_all_capabilities_cannot_mount),
+    (
+        "file_written_by_container_root_lands_in_upperdir_as_mapped_uid",
+        file_written_by_container_root_lands_in_upperdir_as_mapped_uid,
+    ),
+    (
+        "container_root_with_all_capabilities_cannot_mount",
+        container_root_with_all_capabilities_cannot_mount,
+    ),
     ("dev_has_only_the_standard_nodes", dev_has_only_the_standard_nodes),
     ("masked_and_readonly_paths_hold", masked_and_readonly_paths_hold),
     ("stdout_is_captured_and_exit_code_observed", stdout_is_captured_and_exit_code_observed),
@@ -42,19 +48,34 @@ const TESTS: &[Test] = &[
     ("cwd_outside_the_root_is_refused", cwd_outside_the_root_is_refused),
     ("missing_binary_is_reported_by_start", missing_binary_is_reported_by_start),
     ("dropping_pending_runs_nothing", dropping_pending_runs_nothing),
-    ("sysctls_apply_to_the_container_network_namespace_only", sysctls_apply_to_the_container_network_namespace_only),
-    ("non_root_user_keeps_only_planned_capabilities", non_root_user_keeps_only_planned_capabilities),
-    ("second_container_joins_the_pod_user_namespace", second_container_joins_the_pod_user_namespace),
+    (
+        "sysctls_apply_to_the_container_network_namespace_only",
+        sysctls_apply_to_the_container_network_namespace_only,
+    ),
+    (
+        "non_root_user_keeps_only_planned_capabilities",
+        non_root_user_keeps_only_planned_capabilities,
+    ),
+    (
+        "second_container_joins_the_pod_user_namespace",
+        second_container_joins_the_pod_user_namespace,
+    ),
     ("bind_mounts_idmapped_or_not", bind_mounts_idmapped_or_not),
     ("terminal_gives_a_controlling_pty", terminal_gives_a_controlling_pty),
     ("readonly_rootfs_refuses_writes", readonly_rootfs_refuses_writes),
     ("bad_rootfs_mount_is_a_clear_error", bad_rootfs_mount_is_a_clear_error),
     ("app_container_joins_the_pause_namespaces", app_container_joins_the_pause_namespaces),
-    ("init_and_exec_enter_their_cgroup_and_see_only_it", init_and_exec_enter_their_cgroup_and_see_only_it),
+    (
+        "init_and_exec_enter_their_cgroup_and_see_only_it",
+        init_and_exec_enter_their_cgroup_and_see_only_it,
+    ),
     ("seccomp_filters_are_loaded_in_order", seccomp_filters_are_loaded_in_order),
     ("oom_score_adj_is_set_or_clamped", oom_score_adj_is_set_or_clamped),
     ("concurrent_creates_from_many_threads", concurrent_creates_from_many_threads),
-    ("bind_rootfs_and_prepopulated_rootfs_are_idmapped", bind_rootfs_and_prepopulated_rootfs_are_idmapped),
+    (
+        "bind_rootfs_and_prepopulated_rootfs_are_idmapped",
+        bind_rootfs_and_prepopulated_rootfs_are_idmapped,
+    ),
     ("exec_with_a_terminal", exec_with_a_terminal),
 ];
 
@@ -107,7 +128,11 @@ fn busybox_applets() -> Result<Vec<String>> {
     // Before the reaper starts (it would reap this child under Command's feet).
     let out = std::process::Command::new("/bin/busybox").arg("--list").output()?;
     ensure!(out.status.success(), "busybox --list failed");
-    Ok(String::from_utf8(out.stdout)?.lines().map(str::to_string).filter(|a| !a.is_empty()).collect())
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .map(str::to_string)
+        .filter(|a| !a.is_empty())
+        .collect())
 }
 
 /// Exit statuses collected by the reaper, by pid.
@@ -141,7 +166,9 @@ fn wait_exit(pid: i32, timeout: Duration) -> Result<i32> {
                 other => bail!("unexpected status {other:?}"),
             };
         }
-        let left = deadline.checked_duration_since(Instant::now()).ok_or_else(|| anyhow!("pid {pid} did not exit in {timeout:?}"))?;
+        let left = deadline
+            .checked_duration_since(Instant::now())
+            .ok_or_else(|| anyhow!("pid {pid} did not exit in {timeout:?}"))?;
         map = EXITED.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
     }
 }
@@ -210,8 +237,20 @@ fn caps(names: &[&str]) -> Vec<String> {
 }
 
 const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
-    "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 fn process(args: &[&str]) -> ProcessPlan {
@@ -227,15 +266,37 @@ fn process(args: &[&str]) -> ProcessPlan {
         terminal: false,
         console_size: None,
         rlimits: vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 1024, hard: 1024 }],
-        capabilities: CapabilityPlan { bounding: set.clone(), effective: set.clone(), inheritable: vec![], permitted: set, ambient: vec![] },
+        capabilities: CapabilityPlan {
+            bounding: set.clone(),
+            effective: set.clone(),
+            inheritable: vec![],
+            permitted: set,
+            ambient: vec![],
+        },
         no_new_privileges: true,
         seccomp: vec![],
         oom_score_adj: None,
     }
 }
 
-fn mount(dest: &str, kind: MountKind, data: Option<&str>, ro: bool, nosuid: bool, nodev: bool, noexec: bool) -> MountPlan {
-    MountPlan { destination: dest.into(), kind, readonly: ro, nosuid, nodev, noexec, data: data.map(str::to_string) }
+fn mount(
+    dest: &str,
+    kind: MountKind,
+    data: Option<&str>,
+    ro: bool,
+    nosuid: bool,
+    nodev: bool,
+    noexec: bool,
+) -> MountPlan {
+    MountPlan {
+        destination: dest.into(),
+        kind,
+        readonly: ro,
+        nosuid,
+        nodev,
+        noexec,
+        data: data.map(str::to_string),
+    }
 }
 
 fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
@@ -263,22 +324,60 @@ fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
             ns(NamespaceKind::Network),
             ns(NamespaceKind::Cgroup),
         ],
-        user: UserNamespacePlan { action: UserNamespaceAction::Create, uid_mappings: map(fx.base), gid_mappings: map(fx.base) },
+        user: UserNamespacePlan {
+            action: UserNamespaceAction::Create,
+            uid_mappings: map(fx.base),
+            gid_mappings: map(fx.base),
+        },
         hostname: Some("moat-test".into()),
         mounts: vec![
             mount("/proc", MountKind::Proc, None, false, true, true, true),
-            mount("/dev", MountKind::Tmpfs, Some("mode=755,size=65536k"), false, true, false, false),
-            mount("/dev/pts", MountKind::Devpts, Some("newinstance,ptmxmode=0666,mode=0620,gid=5"), false, true, false, true),
-            mount("/dev/shm", MountKind::Tmpfs, Some("mode=1777,size=65536k"), false, true, true, true),
+            mount(
+                "/dev",
+                MountKind::Tmpfs,
+                Some("mode=755,size=65536k"),
+                false,
+                true,
+                false,
+                false,
+            ),
+            mount(
+                "/dev/pts",
+                MountKind::Devpts,
+                Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+                false,
+                true,
+                false,
+                true,
+            ),
+            mount(
+                "/dev/shm",
+                MountKind::Tmpfs,
+                Some("mode=1777,size=65536k"),
+                false,
+                true,
+                true,
+                true,
+            ),
             mount("/dev/mqueue", MountKind::Mqueue, None, false, true, true, true),
             mount("/sys", MountKind::Sysfs, None, true, true, true, true),
             mount("/sys/fs/cgroup", MountKind::Cgroup, None, true, true, true, true),
         ],
-        masked_paths: ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/sys/firmware", "/proc/scsi", "/proc/acpi"]
+        masked_paths: [
+            "/proc/kcore",
+            "/proc/keys",
+            "/proc/timer_list",
+            "/sys/firmware",
+            "/proc/scsi",
+            "/proc/acpi",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect(),
+        readonly_paths: ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"]
             .iter()
             .map(PathBuf::from)
             .collect(),
-        readonly_paths: ["/proc/sys", "/proc/sysrq-trigger", "/proc/bus", "/proc/fs", "/proc/irq"].iter().map(PathBuf::from).collect(),
         sysctls: BTreeMap::new(),
         cgroup_procs: vec![],
         process: process(args),
@@ -305,7 +404,11 @@ fn read_all(fd: OwnedFd) -> Result<String> {
 }
 
 /// create + start + collect output + exit code.
-fn run_plan(launcher: &Launcher, plan: &ContainerPlan, userns: Option<&OwnedFd>) -> Result<(Outcome, Option<OwnedFd>)> {
+fn run_plan(
+    launcher: &Launcher,
+    plan: &ContainerPlan,
+    userns: Option<&OwnedFd>,
+) -> Result<(Outcome, Option<OwnedFd>)> {
     let ((out_r, out_w), (err_r, err_w)) = pipes()?;
     let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) };
     let mut pending = launcher.create(plan, stdio, userns.map(|f| f.as_fd()))?;
@@ -336,7 +439,8 @@ fn runs_as_root_of_the_pod_user_namespace(l: &Launcher) -> Result<()> {
     let out = ok(run(l, &fx, "id; cat /proc/self/uid_map /proc/self/gid_map")?)?;
     ensure!(out.contains("uid=0(root) gid=0(root)"), "id: {out}");
     let want = format!("0 {} {RANGE}", fx.base);
-    let maps: Vec<String> = out.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let maps: Vec<String> =
+        out.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     ensure!(maps == [want.clone(), want], "maps: {maps:?}");
     Ok(())
 }
@@ -368,7 +472,13 @@ fn file_written_by_container_root_lands_in_upperdir_as_mapped_uid(l: &Launcher) 
     ok(run(l, &fx, "echo hi > /new-file && echo more >> /etc/image-file && mkdir /root/dir")?)?;
     for rel in ["new-file", "etc/image-file", "root/dir"] {
         let meta = fs::symlink_metadata(fx.upper.join(rel)).with_context(|| rel.to_string())?;
-        ensure!(meta.uid() == fx.base && meta.gid() == fx.base, "{rel}: owned by {}:{} on the host, want {}", meta.uid(), meta.gid(), fx.base);
+        ensure!(
+            meta.uid() == fx.base && meta.gid() == fx.base,
+            "{rel}: owned by {}:{} on the host, want {}",
+            meta.uid(),
+            meta.gid(),
+            fx.base
+        );
     }
     // The image layer itself is untouched.
     ensure!(fs::read_to_string(fx.lower.join("etc/image-file"))? == "from the image\n");
@@ -380,12 +490,25 @@ fn container_root_with_all_capabilities_cannot_mount(l: &Launcher) -> Result<()>
     let fx = fixture()?;
     let mut p = plan(&fx, "c1", &["sh", "-c", "mount -t tmpfs none /tmp && echo MOUNTED; mount -o remount,rw /sys && echo REMOUNTED; grep CapEff /proc/self/status"]);
     let all: Vec<String> = caps::all().iter().map(|c| c.to_string()).collect();
-    p.process.capabilities = CapabilityPlan { bounding: all.clone(), effective: all.clone(), inheritable: vec![], permitted: all, ambient: vec![] };
+    p.process.capabilities = CapabilityPlan {
+        bounding: all.clone(),
+        effective: all.clone(),
+        inheritable: vec![],
+        permitted: all,
+        ambient: vec![],
+    };
     let (o, _) = run_plan(l, &p, None)?;
     ensure!(!o.stdout.contains("MOUNTED"), "mount succeeded: {o:?}");
     let err = o.stderr.to_lowercase();
-    ensure!(err.matches("permission denied").count() + err.matches("operation not permitted").count() == 2, "{o:?}");
-    ensure!(o.stdout.contains("CapEff:\t000001ffffffffff") || o.stdout.contains("CapEff:\t0000"), "{o:?}");
+    ensure!(
+        err.matches("permission denied").count() + err.matches("operation not permitted").count()
+            == 2,
+        "{o:?}"
+    );
+    ensure!(
+        o.stdout.contains("CapEff:\t000001ffffffffff") || o.stdout.contains("CapEff:\t0000"),
+        "{o:?}"
+    );
     Ok(())
 }
 
@@ -394,7 +517,10 @@ fn dev_has_only_the_standard_nodes(l: &Launcher) -> Result<()> {
     let out = ok(run(l, &fx, "ls -A /dev; stat -c '%n %t:%T %a %u' /dev/null /dev/zero /dev/tty; echo x > /dev/null && head -c 4 /dev/zero | wc -c")?)?;
     let mut names: Vec<&str> = out.lines().take_while(|l| !l.starts_with("/dev/")).collect();
     names.sort();
-    let want = ["fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty", "urandom", "zero"];
+    let want = [
+        "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin",
+        "stdout", "tty", "urandom", "zero",
+    ];
     ensure!(names == want, "/dev has {names:?}");
     ensure!(out.contains("/dev/null 1:3 666 0"), "{out}");
     ensure!(out.lines().last().map(str::trim) == Some("4"), "{out}");
@@ -419,14 +545,23 @@ fn stdout_is_captured_and_exit_code_observed(l: &Launcher) -> Result<()> {
     ensure!(o.code == 7 && o.stdout == "to-stdout\n" && o.stderr == "to-stderr\n", "{o:?}");
     // No signal is left ignored or blocked by the (Rust) helper, no fd beyond stdio leaks.
     let out = ok(run(l, &fx, "grep -E '^Sig(Ign|Blk)' /proc/self/status; ls /proc/self/fd")?)?;
-    ensure!(out.contains("SigBlk:\t0000000000000000") && out.contains("SigIgn:\t0000000000000000"), "{out}");
+    ensure!(
+        out.contains("SigBlk:\t0000000000000000") && out.contains("SigIgn:\t0000000000000000"),
+        "{out}"
+    );
     let fds: Vec<&str> = out.lines().skip(2).collect();
     ensure!(fds == ["0", "1", "2", "3"], "fds of ls (3 is its /proc/self/fd): {fds:?}");
     Ok(())
 }
 
 fn exec_plan(id: &str, init_pid: i32, args: &[&str]) -> ExecPlan {
-    ExecPlan { container_id: "c1".into(), exec_id: id.into(), init_pid, cgroup_procs: vec![], process: process(args) }
+    ExecPlan {
+        container_id: "c1".into(),
+        exec_id: id.into(),
+        init_pid,
+        cgroup_procs: vec![],
+        process: process(args),
+    }
 }
 
 fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
@@ -444,7 +579,8 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         }
         let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
-        let pending = l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+        let pending =
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
@@ -452,14 +588,21 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         ensure!(wait_exit(pid, Duration::from_secs(10))? == 0, "exec failed: {out} {err}");
         let lines: Vec<&str> = out.lines().collect();
         ensure!(lines.first() == Some(&"marker"), "{out}");
-        ensure!(lines.get(1).map(PathBuf::from) == Some(host_pidns.clone()), "pid ns {out} vs {host_pidns:?}");
+        ensure!(
+            lines.get(1).map(PathBuf::from) == Some(host_pidns.clone()),
+            "pid ns {out} vs {host_pidns:?}"
+        );
         ensure!(lines.get(2).map(|s| s.trim()) == Some("sleep 30"), "{out}");
         ensure!(lines.get(3) == Some(&"0") && lines.get(4) == Some(&"moat-test"), "{out}");
         // An exec whose binary is missing fails at start, the container keeps running.
         let e = exec_plan("e2", init, &["/no/such/binary"]);
         let pending = l.exec(&e, Stdio::default())?;
-        let err = pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
-        ensure!(err.exec_id.as_deref() == Some("e2") && err.errno == Some(nix::errno::Errno::ENOENT), "{err}");
+        let err =
+            pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
+        ensure!(
+            err.exec_id.as_deref() == Some("e2") && err.errno == Some(nix::errno::Errno::ENOENT),
+            "{err}"
+        );
         ensure!(fs::read_link(format!("/proc/{init}/ns/pid")).is_ok(), "init died");
         Ok(())
     })();
@@ -480,8 +623,15 @@ fn cwd_outside_the_root_is_refused(l: &Launcher) -> Result<()> {
     // The attack of CVE-2024-21626: a host directory reachable through an inherited fd.
     let mut p = plan(&fx, "c1", &["sh", "-c", "ls"]);
     p.process.cwd = "/proc/self/fd/0".into();
-    let dir = nix::fcntl::open(&fx.host, nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY, nix::sys::stat::Mode::empty())?;
-    let e = expect_spawn_error(l.create(&p, Stdio { stdin: Some(dir), stdout: None, stderr: None }, None), "cwd /proc/self/fd/0")?;
+    let dir = nix::fcntl::open(
+        &fx.host,
+        nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    let e = expect_spawn_error(
+        l.create(&p, Stdio { stdin: Some(dir), stdout: None, stderr: None }, None),
+        "cwd /proc/self/fd/0",
+    )?;
     ensure!(e.step.contains("cwd") && e.container_id == "c1", "{e}");
     ensure!(e.to_string().contains("outside the container root") || e.errno.is_some(), "{e}");
     // Through a symlink pointing "out": it stays inside.
@@ -498,10 +648,17 @@ fn missing_binary_is_reported_by_start(l: &Launcher) -> Result<()> {
     let pending = l.create(&p, Stdio::default(), None)?;
     let pid = pending.pid;
     let e = pending.start().err().ok_or_else(|| anyhow!("start succeeded"))?;
-    ensure!(e.errno == Some(nix::errno::Errno::ENOENT) && e.step.contains("/bin/does-not-exist"), "{e}");
+    ensure!(
+        e.errno == Some(nix::errno::Errno::ENOENT) && e.step.contains("/bin/does-not-exist"),
+        "{e}"
+    );
     ensure!(wait_exit(pid, Duration::from_secs(10))? != 0);
     let p = plan(&fx, "c1", &["no-such-command"]);
-    let e = l.create(&p, Stdio::default(), None)?.start().err().ok_or_else(|| anyhow!("start succeeded"))?;
+    let e = l
+        .create(&p, Stdio::default(), None)?
+        .start()
+        .err()
+        .ok_or_else(|| anyhow!("start succeeded"))?;
     ensure!(e.to_string().contains("not found in $PATH"), "{e}");
     Ok(())
 }
@@ -520,14 +677,26 @@ fn dropping_pending_runs_nothing(l: &Launcher) -> Result<()> {
 fn sysctls_apply_to_the_container_network_namespace_only(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let host_before = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")?;
-    let mut p = plan(&fx, "c1", &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start", "/proc/sys/net/ipv4/ping_group_range"]);
+    let mut p = plan(
+        &fx,
+        "c1",
+        &[
+            "cat",
+            "/proc/sys/net/ipv4/ip_unprivileged_port_start",
+            "/proc/sys/net/ipv4/ping_group_range",
+        ],
+    );
     p.sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "0".into());
     p.sysctls.insert("net.ipv4.ping_group_range".into(), "0 2147483647".into());
     let out = ok(run_plan(l, &p, None)?.0)?;
-    let lines: Vec<String> = out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
+    let lines: Vec<String> =
+        out.lines().map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect();
     // The gid range is container gids: the pod's whole mapped range.
     ensure!(lines == ["0", "0 65535"], "{out}");
-    ensure!(fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")? == host_before, "host sysctl changed");
+    ensure!(
+        fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")? == host_before,
+        "host sysctl changed"
+    );
     // A name that climbs out of /proc/sys is refused.
     let mut p = plan(&fx, "c1", &["true"]);
     p.sysctls.insert("net/../../../etc/passwd".into(), "x".into());
@@ -543,7 +712,8 @@ fn non_root_user_keeps_only_planned_capabilities(l: &Launcher) -> Result<()> {
     p.process.gid = 1000;
     p.process.additional_gids = vec![5];
     p.process.umask = Some(0o027);
-    p.process.rlimits = vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 512, hard: 1024 }];
+    p.process.rlimits =
+        vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 512, hard: 1024 }];
     p.process.capabilities = CapabilityPlan {
         bounding: caps(&["CAP_NET_BIND_SERVICE", "CAP_CHOWN"]),
         effective: caps(&["CAP_NET_BIND_SERVICE"]),
@@ -554,10 +724,20 @@ fn non_root_user_keeps_only_planned_capabilities(l: &Launcher) -> Result<()> {
     let out = ok(run_plan(l, &p, None)?.0)?;
     ensure!(out.contains("uid=1000(user) gid=1000(user) groups=5(tty)"), "{out}");
     // CAP_NET_BIND_SERVICE is bit 10 (0x400); CAP_CHOWN bit 0.
-    for want in ["CapInh:\t0000000000000400", "CapPrm:\t0000000000000400", "CapEff:\t0000000000000400", "CapBnd:\t0000000000000401", "CapAmb:\t0000000000000400", "NoNewPrivs:\t1"] {
+    for want in [
+        "CapInh:\t0000000000000400",
+        "CapPrm:\t0000000000000400",
+        "CapEff:\t0000000000000400",
+        "CapBnd:\t0000000000000401",
+        "CapAmb:\t0000000000000400",
+        "NoNewPrivs:\t1",
+    ] {
         ensure!(out.contains(want), "want {want:?} in {out}");
     }
-    ensure!(out.contains("0027") && out.contains("DENIED") && out.trim_end().ends_with("512"), "{out}");
+    ensure!(
+        out.contains("0027") && out.contains("DENIED") && out.trim_end().ends_with("512"),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -573,7 +753,10 @@ fn second_container_joins_the_pod_user_namespace(l: &Launcher) -> Result<()> {
     let second_out = ok(o2)?;
     ensure!(second_out.lines().next() == first_ns.lines().next(), "{first_ns} vs {second_out}");
     let st = nix::sys::stat::fstat(ns.as_fd())?;
-    ensure!(first_ns.contains(&st.st_ino.to_string()), "returned fd is not the container's userns: {first_ns}");
+    ensure!(
+        first_ns.contains(&st.st_ino.to_string()),
+        "returned fd is not the container's userns: {first_ns}"
+    );
     // JoinPod without an fd is refused before anything starts.
     let e = expect_spawn_error(l.create(&second, Stdio::default(), None), "JoinPod without fd")?;
     ensure!(e.to_string().contains("no pod user namespace fd"), "{e}");
@@ -584,8 +767,24 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     fs::write(fx.host.join("owned-by-host-root"), "x")?;
     let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /mapped/owned-by-host-root /plain/owned-by-host-root; touch /plain/y 2>/dev/null && echo PLAIN-WRITABLE; touch /mapped/z && echo MAPPED-WRITABLE"]);
-    p.mounts.push(mount("/mapped", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true }, None, false, true, true, false));
-    p.mounts.push(mount("/plain", MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false }, None, true, true, true, false));
+    p.mounts.push(mount(
+        "/mapped",
+        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true },
+        None,
+        false,
+        true,
+        true,
+        false,
+    ));
+    p.mounts.push(mount(
+        "/plain",
+        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false },
+        None,
+        true,
+        true,
+        true,
+        false,
+    ));
     // A target reached through a symlink that points "out of" the root lands inside it.
     p.mounts.push(mount("/escape/sub", MountKind::Tmpfs, None, false, true, true, true));
     let out = ok(run_plan(l, &p, None)?.0)?;
@@ -629,7 +828,15 @@ fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
 
 fn readonly_rootfs_refuses_writes(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
-    let mut p = plan(&fx, "c1", &["sh", "-c", "touch /x 2>/dev/null && echo ROOT-WRITABLE; touch /dev/shm/y && echo SHM-WRITABLE"]);
+    let mut p = plan(
+        &fx,
+        "c1",
+        &[
+            "sh",
+            "-c",
+            "touch /x 2>/dev/null && echo ROOT-WRITABLE; touch /dev/shm/y && echo SHM-WRITABLE",
+        ],
+    );
     p.readonly_rootfs = true;
     let out = ok(run_plan(l, &p, None)?.0)?;
     ensure!(out.trim() == "SHM-WRITABLE", "{out}");
@@ -646,7 +853,10 @@ fn bad_rootfs_mount_is_a_clear_error(l: &Launcher) -> Result<()> {
     let fx2 = fixture()?;
     fs::remove_dir(fx2.lower.join("proc"))?;
     symlink("/tmp", fx2.lower.join("proc"))?;
-    let e = expect_spawn_error(l.create(&plan(&fx2, "c1", &["true"]), Stdio::default(), None), "/proc symlink")?;
+    let e = expect_spawn_error(
+        l.create(&plan(&fx2, "c1", &["true"]), Stdio::default(), None),
+        "/proc symlink",
+    )?;
     ensure!(e.step.contains("/proc") && e.to_string().contains("symlink"), "{e}");
     let mut p = plan(&fx, "c1", &["true"]);
     p.rootfs_mounts[0].fstype = "ext4".into();
@@ -664,11 +874,15 @@ fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
     let pause_pid = pending.pid;
     pending.start()?;
     let result = (|| -> Result<()> {
-        let join = |kind, name: &str| NamespacePlan { kind, action: NamespaceAction::Join(format!("/proc/{pause_pid}/ns/{name}").into()) };
+        let join = |kind, name: &str| NamespacePlan {
+            kind,
+            action: NamespaceAction::Join(format!("/proc/{pause_pid}/ns/{name}").into()),
+        };
         let mut app = plan(&fx, "app", &["sh", "-c", "hostname; for n in net ipc uts; do readlink /proc/self/ns/$n; done; ps -o pid,comm | grep sleep; cat /proc/sys/net/ipv4/ip_unprivileged_port_start"]);
         app.hostname = None;
         // (JoinPod with the fd is covered elsewhere; here the user namespace is joined by path.)
-        app.user.action = UserNamespaceAction::JoinPath(format!("/proc/{pause_pid}/ns/user").into());
+        app.user.action =
+            UserNamespaceAction::JoinPath(format!("/proc/{pause_pid}/ns/user").into());
         app.namespaces = vec![
             join(NamespaceKind::Network, "net"),
             join(NamespaceKind::Ipc, "ipc"),
@@ -679,15 +893,25 @@ fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
         app.sysctls.insert("net.ipv4.ip_unprivileged_port_start".into(), "80".into());
         let (o, app_userns) = run_plan(l, &app, None)?;
         let out = ok(o)?;
-        let (a, b) = (nix::sys::stat::fstat(userns.as_fd())?, nix::sys::stat::fstat(app_userns.ok_or_else(|| anyhow!("no userns"))?.as_fd())?);
+        let (a, b) = (
+            nix::sys::stat::fstat(userns.as_fd())?,
+            nix::sys::stat::fstat(app_userns.ok_or_else(|| anyhow!("no userns"))?.as_fd())?,
+        );
         ensure!(a.st_ino == b.st_ino, "app is not in the pod's user namespace");
         let lines: Vec<&str> = out.lines().collect();
         ensure!(lines.first() == Some(&"pod-host"), "{out}");
         for (i, name) in ["net", "ipc", "uts"].iter().enumerate() {
             let want = fs::read_link(format!("/proc/{pause_pid}/ns/{name}"))?;
-            ensure!(lines.get(i + 1).map(PathBuf::from) == Some(want.clone()), "{name}: {out} vs {want:?}");
+            ensure!(
+                lines.get(i + 1).map(PathBuf::from) == Some(want.clone()),
+                "{name}: {out} vs {want:?}"
+            );
         }
-        ensure!(lines.get(4).map(|l| l.split_whitespace().collect::<Vec<_>>()) == Some(vec!["1", "sleep"]), "{out}");
+        ensure!(
+            lines.get(4).map(|l| l.split_whitespace().collect::<Vec<_>>())
+                == Some(vec!["1", "sleep"]),
+            "{out}"
+        );
         ensure!(lines.get(5) == Some(&"80"), "{out}");
         Ok(())
     })();
@@ -734,22 +958,32 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
     pending.start()?;
     let result = (|| -> Result<()> {
         let host_procs = fs::read_to_string(cg.0[0].join("cgroup.procs"))?;
-        ensure!(host_procs.lines().any(|l| l == init.to_string()), "init {init} not in {host_procs:?}");
+        ensure!(
+            host_procs.lines().any(|l| l == init.to_string()),
+            "init {init} not in {host_procs:?}"
+        );
         let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
         e.cgroup_procs = cg.procs();
-        let pending = l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+        let pending =
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
         let err = read_all(err_r)?;
         wait_exit(pid, Duration::from_secs(10))?;
         let lines: Vec<&str> = out.lines().collect();
-        ensure!(lines.first().is_some_and(|l| l.ends_with(":pids:/")) && lines.get(1) == Some(&"0::/"), "{out} {err}");
+        ensure!(
+            lines.first().is_some_and(|l| l.ends_with(":pids:/")) && lines.get(1) == Some(&"0::/"),
+            "{out} {err}"
+        );
         ensure!(lines.get(2) == Some(&"64"), "pids.max seen inside: {out}");
         // init, sh and wc: the exec'd process is in the container's cgroup.
         ensure!(lines.get(3).map(|s| s.trim()) == Some("3"), "{out}");
-        ensure!(out.contains("unified") && out.contains("pids") && !out.contains("WRITABLE"), "{out}");
+        ensure!(
+            out.contains("unified") && out.contains("pids") && !out.contains("WRITABLE"),
+            "{out}"
+        );
         Ok(())
     })();
     let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
@@ -764,14 +998,24 @@ fn seccomp_filters_are_loaded_in_order(l: &Launcher) -> Result<()> {
         name: name.into(),
         default_action: SeccompAction::Allow,
         architectures: vec![],
-        rules: vec![SeccompRule { names: syscalls.iter().map(|s| s.to_string()).collect(), action: SeccompAction::Errno(errno), args: vec![] }],
+        rules: vec![SeccompRule {
+            names: syscalls.iter().map(|s| s.to_string()).collect(),
+            action: SeccompAction::Errno(errno),
+            args: vec![],
+        }],
         flags: vec![],
         bpf: None,
     };
     let mut p = plan(&fx, "c1", &["sh", "-c", "mkdir /d 2>&1; rmdir /tmp 2>&1; echo done"]);
-    p.process.seccomp = vec![deny("first", &["mkdir", "mkdirat"], 1), deny("second", &["rmdir", "unlinkat"], 13)];
+    p.process.seccomp =
+        vec![deny("first", &["mkdir", "mkdirat"], 1), deny("second", &["rmdir", "unlinkat"], 13)];
     let out = ok(run_plan(l, &p, None)?.0)?;
-    ensure!(out.contains("Operation not permitted") && out.contains("Permission denied") && out.contains("done"), "{out}");
+    ensure!(
+        out.contains("Operation not permitted")
+            && out.contains("Permission denied")
+            && out.contains("done"),
+        "{out}"
+    );
     ensure!(!fx.upper.join("d").exists());
     // The same filters precompiled (as the shim sends them) behave the same.
     for filter in &mut p.process.seccomp {
@@ -780,7 +1024,12 @@ fn seccomp_filters_are_loaded_in_order(l: &Launcher) -> Result<()> {
     }
     p.container_id = "c1-precompiled".into();
     let out = ok(run_plan(l, &p, None)?.0)?;
-    ensure!(out.contains("Operation not permitted") && out.contains("Permission denied") && out.contains("done"), "{out}");
+    ensure!(
+        out.contains("Operation not permitted")
+            && out.contains("Permission denied")
+            && out.contains("done"),
+        "{out}"
+    );
     Ok(())
 }
 
@@ -794,7 +1043,8 @@ fn oom_score_adj_is_set_or_clamped(l: &Launcher) -> Result<()> {
     let current = fs::read_to_string("/proc/self/oom_score_adj")?;
     p.process.oom_score_adj = Some(-998);
     let out = ok(run_plan(l, &p, None)?.0)?;
-    let can_lower = caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)?;
+    let can_lower =
+        caps::has_cap(None, caps::CapSet::Effective, caps::Capability::CAP_SYS_RESOURCE)?;
     ensure!(out.trim() == if can_lower { "-998" } else { current.trim() }, "{out}");
     Ok(())
 }
@@ -814,7 +1064,10 @@ fn concurrent_creates_from_many_threads(l: &Launcher) -> Result<()> {
                 })
             })
             .collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("thread panicked")))).collect()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow!("thread panicked"))))
+            .collect()
     });
     results.into_iter().collect()
 }
@@ -823,12 +1076,25 @@ fn bind_rootfs_and_prepopulated_rootfs_are_idmapped(l: &Launcher) -> Result<()> 
     let fx = fixture()?;
     // containerd's bind rootfs (a read-only view snapshot).
     let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /etc/passwd /home/user; touch /x 2>/dev/null && echo WRITABLE; echo ok"]);
-    p.rootfs_mounts = vec![RootfsMount { fstype: "bind".into(), source: fx.lower.display().to_string(), options: vec!["rbind".into(), "ro".into()] }];
+    p.rootfs_mounts = vec![RootfsMount {
+        fstype: "bind".into(),
+        source: fx.lower.display().to_string(),
+        options: vec!["rbind".into(), "ro".into()],
+    }];
     let out = ok(run_plan(l, &p, None)?.0)?;
-    ensure!(out.contains("0 /etc/passwd") && out.contains("1000 /home/user") && !out.contains("WRITABLE"), "{out}");
+    ensure!(
+        out.contains("0 /etc/passwd")
+            && out.contains("1000 /home/user")
+            && !out.contains("WRITABLE"),
+        "{out}"
+    );
     // No rootfs mounts: the populated rootfs directory itself, bound idmapped. Mount targets
     // and files created by container root are stored with container ids on disk.
-    let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /etc/passwd; echo hi > /root/written; ls -d /newmnt"]);
+    let mut p = plan(
+        &fx,
+        "c1",
+        &["sh", "-c", "stat -c '%u %n' /etc/passwd; echo hi > /root/written; ls -d /newmnt"],
+    );
     p.rootfs = fx.lower.clone();
     p.rootfs_mounts = vec![];
     p.mounts.push(mount("/newmnt", MountKind::Tmpfs, None, false, true, true, true));

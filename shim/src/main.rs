@@ -17,7 +17,9 @@ mod task;
 fn main() {
     // The sandbox helper: this binary re-executed (from a sealed copy) to build one container
     // process. It must run before anything else, on the single thread it starts with.
-    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG)) {
+    if std::env::args_os().nth(1).as_deref()
+        == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG))
+    {
         moat_sandbox::spawn::helper_main();
     }
     shim::main();

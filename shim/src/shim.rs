@@ -40,7 +40,9 @@ pub fn main() {
     if args.iter().any(|a| a == "-info" || a == "--info") {
         std::process::exit(crate::bootstrap::info::print());
     }
-    if let Some(address) = bootstrap::start::join_running_shim(&std::env::args_os().skip(1).collect::<Vec<_>>()) {
+    if let Some(address) =
+        bootstrap::start::join_running_shim(&std::env::args_os().skip(1).collect::<Vec<_>>())
+    {
         use std::io::Write;
         let mut out = std::io::stdout();
         let written = out.write_all(address.as_bytes()).and_then(|()| out.flush());
@@ -78,7 +80,11 @@ impl Shim for MoatShim {
         } else {
             PathBuf::from(&args.bundle)
         };
-        MoatShim { namespace: args.namespace.clone(), bundle, exit: Arc::new(ExitSignal::default()) }
+        MoatShim {
+            namespace: args.namespace.clone(),
+            bundle,
+            exit: Arc::new(ExitSignal::default()),
+        }
     }
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {

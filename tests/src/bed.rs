@@ -45,9 +45,8 @@ extern "C" fn shut_down_at_exit() {
     if let Some(Ok(bed)) = BED.get() {
         // On a fresh thread: the exiting thread's thread-locals (tokio's context among them)
         // may already be gone.
-        let worker = std::thread::Builder::new()
-            .name("moat-e2e-exit".into())
-            .spawn(|| bed.shutdown());
+        let worker =
+            std::thread::Builder::new().name("moat-e2e-exit".into()).spawn(|| bed.shutdown());
         match worker {
             Ok(worker) => {
                 let _ = worker.join();
@@ -100,17 +99,10 @@ impl TestBed {
         let cri = Cri::connect(&containerd.layout.socket)?;
         for archive in &archives {
             if !cri.image_present(&archive.reference)? {
-                bail!(
-                    "{} was imported but the CRI does not see it",
-                    archive.reference
-                );
+                bail!("{} was imported but the CRI does not see it", archive.reference);
             }
         }
-        Ok(Self {
-            containerd,
-            cri: RwLock::new(cri),
-            shim,
-        })
+        Ok(Self { containerd, cri: RwLock::new(cri), shim })
     }
 
     /// The CRI client (of the current containerd process).
@@ -196,20 +188,10 @@ impl TestBed {
 
     /// Runs a pod with `config` and `handler`.
     pub fn run_pod_with(&self, config: PodSandboxConfig, handler: &str) -> Result<Pod<'_>> {
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
-        let id = self
-            .cri()
-            .runp(&config, handler)
-            .map_err(|e| self.with_log(e))?;
-        if let Some(netns) = self
-            .cri()
-            .inspectp(&id)
-            .ok()
-            .and_then(|(_, info)| netns_path(info.as_ref()))
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+        let id = self.cri().runp(&config, handler).map_err(|e| self.with_log(e))?;
+        if let Some(netns) =
+            self.cri().inspectp(&id).ok().and_then(|(_, info)| netns_path(info.as_ref()))
         {
             self.layout().record_netns(&netns);
         }
@@ -316,21 +298,13 @@ impl Pod<'_> {
 
     /// CreateContainer.
     pub fn create(&self, config: &ContainerConfig) -> Result<Container> {
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let id = self
             .bed
             .cri()
             .create(&self.id, config, &self.config)
             .map_err(|e| self.bed.with_log(e))?;
-        let container = Container {
-            id,
-            name,
-            log_path: self.log_dir.join(&config.log_path),
-        };
+        let container = Container { id, name, log_path: self.log_dir.join(&config.log_path) };
         if let Ok(mut list) = self.containers.lock() {
             list.push(container.clone());
         }
@@ -339,10 +313,10 @@ impl Pod<'_> {
 
     /// StartContainer.
     pub fn start(&self, container: &Container) -> Result<()> {
-        self.bed.cri().start(&container.id).map_err(|e| {
-            self.bed
-                .with_log(e.context(format!("starting {}", container.name)))
-        })
+        self.bed
+            .cri()
+            .start(&container.id)
+            .map_err(|e| self.bed.with_log(e.context(format!("starting {}", container.name))))
     }
 
     /// Creates and starts a busybox container running `command`.
@@ -393,10 +367,7 @@ impl Pod<'_> {
 
     /// The containers created in this pod so far.
     pub fn containers(&self) -> Vec<Container> {
-        self.containers
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_default()
+        self.containers.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     /// The host pid of the pod sandbox's process, as containerd reports it.
@@ -417,21 +388,13 @@ impl Pod<'_> {
             .and_then(|p| p.as_i64())
             .filter(|p| *p > 0)
             .map(|p| p as i32)
-            .ok_or_else(|| {
-                anyhow!(
-                    "ContainerStatus of {} has no pid in its info",
-                    container.name
-                )
-            })
+            .ok_or_else(|| anyhow!("ContainerStatus of {} has no pid in its info", container.name))
     }
 
     /// Shim processes serving this pod (found by `-id` among this pod's and its containers' ids).
     pub fn shims(&self) -> Vec<host::ShimProcess> {
         let ids = self.ids();
-        host::shims(&self.bed.layout().socket)
-            .into_iter()
-            .filter(|s| ids.contains(&s.id))
-            .collect()
+        host::shims(&self.bed.layout().socket).into_iter().filter(|s| ids.contains(&s.id)).collect()
     }
 
     fn ids(&self) -> Vec<String> {
@@ -458,11 +421,7 @@ impl Pod<'_> {
                 .into_iter()
                 .filter_map(ProcessId::of),
         );
-        processes.extend(
-            self.shims()
-                .into_iter()
-                .filter_map(|s| ProcessId::of(s.pid)),
-        );
+        processes.extend(self.shims().into_iter().filter_map(|s| ProcessId::of(s.pid)));
         Ok(PodFootprint {
             pod_name: self.name.clone(),
             ids: self.ids(),
@@ -475,14 +434,8 @@ impl Pod<'_> {
     /// StopPodSandbox + RemovePodSandbox.
     pub fn teardown(mut self) -> Result<()> {
         self.removed = true;
-        self.bed
-            .cri()
-            .stopp(&self.id)
-            .map_err(|e| self.bed.with_log(e))?;
-        self.bed
-            .cri()
-            .rmp(&self.id)
-            .map_err(|e| self.bed.with_log(e))?;
+        self.bed.cri().stopp(&self.id).map_err(|e| self.bed.with_log(e))?;
+        self.bed.cri().rmp(&self.id).map_err(|e| self.bed.with_log(e))?;
         Ok(())
     }
 }
@@ -526,24 +479,14 @@ impl PodFootprint {
     pub fn leftovers(&self) -> Vec<String> {
         let mut left = Vec::new();
         let mut needles: Vec<&str> = self.ids.iter().map(String::as_str).collect();
-        let netns = self
-            .netns
-            .as_ref()
-            .map(|p| p.to_string_lossy().into_owned());
+        let netns = self.netns.as_ref().map(|p| p.to_string_lossy().into_owned());
         if let Some(ns) = &netns {
             needles.push(ns);
         }
-        left.extend(
-            host::mounts_mentioning(&needles)
-                .into_iter()
-                .map(|l| format!("mount: {l}")),
-        );
+        left.extend(host::mounts_mentioning(&needles).into_iter().map(|l| format!("mount: {l}")));
         for shim in host::shims(&self.socket) {
             if self.ids.contains(&shim.id) {
-                left.push(format!(
-                    "shim process {} ({} -id {})",
-                    shim.pid, shim.binary, shim.id
-                ));
+                left.push(format!("shim process {} ({} -id {})", shim.pid, shim.binary, shim.id));
             }
         }
         let names: Vec<&str> = self.ids.iter().map(String::as_str).collect();

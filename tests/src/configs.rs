@@ -28,13 +28,7 @@ pub fn unique_name(base: &str) -> String {
     let n = N.fetch_add(1, Ordering::Relaxed);
     let base: String = base
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
         .take(40)
         .collect();
     format!("{base}-{}-{n}", std::process::id())
@@ -80,19 +74,10 @@ pub fn container_config(
     command: &[&str],
 ) -> ContainerConfig {
     ContainerConfig {
-        metadata: Some(ContainerMetadata {
-            name: name.to_string(),
-            attempt: 0,
-        }),
-        image: Some(ImageSpec {
-            image: image.to_string(),
-            ..Default::default()
-        }),
+        metadata: Some(ContainerMetadata { name: name.to_string(), attempt: 0 }),
+        image: Some(ImageSpec { image: image.to_string(), ..Default::default() }),
         command: command.iter().map(|s| s.to_string()).collect(),
-        envs: vec![KeyValue {
-            key: POD_TAG_ENV.to_string(),
-            value: pod_name.to_string(),
-        }],
+        envs: vec![KeyValue { key: POD_TAG_ENV.to_string(), value: pod_name.to_string() }],
         log_path: format!("{name}.log"),
         labels: HashMap::from([("moat-e2e".to_string(), "true".to_string())]),
         linux: Some(LinuxContainerConfig {
@@ -104,10 +89,7 @@ pub fn container_config(
                     ..Default::default()
                 }),
                 masked_paths: KUBELET_MASKED_PATHS.iter().map(|s| s.to_string()).collect(),
-                readonly_paths: KUBELET_READONLY_PATHS
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect(),
+                readonly_paths: KUBELET_READONLY_PATHS.iter().map(|s| s.to_string()).collect(),
                 ..Default::default()
             }),
             ..Default::default()
@@ -132,13 +114,8 @@ pub const KUBELET_MASKED_PATHS: &[&str] = &[
 ];
 
 /// The read-only paths a kubelet sends for a container with the default proc mount.
-pub const KUBELET_READONLY_PATHS: &[&str] = &[
-    "/proc/bus",
-    "/proc/fs",
-    "/proc/irq",
-    "/proc/sys",
-    "/proc/sysrq-trigger",
-];
+pub const KUBELET_READONLY_PATHS: &[&str] =
+    &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
 
 /// A volume: `host_path` mounted at `container_path`.
 pub fn volume(host_path: &Path, container_path: &str, readonly: bool) -> Mount {

@@ -52,10 +52,7 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(dir: &Path) -> Self {
-        let tag = dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let tag = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         Self {
             dir: dir.to_path_buf(),
             root: dir.join("root"),
@@ -94,10 +91,7 @@ impl Layout {
     /// /var/run/netns), so `clean_up` can remove it if containerd dies before doing so.
     pub fn record_netns(&self, path: &Path) {
         use std::io::Write;
-        if let Ok(mut f) = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.netns_file())
+        if let Ok(mut f) = fs::OpenOptions::new().create(true).append(true).open(self.netns_file())
         {
             let _ = writeln!(f, "{}", path.display());
         }
@@ -214,20 +208,14 @@ impl Containerd {
         }
         let me = ProcessId::of(std::process::id() as i32)
             .ok_or_else(|| anyhow!("cannot read /proc/self/stat"))?;
-        fs::write(
-            layout.owner_file(),
-            format!("{} {}\n", me.pid, me.start_time),
-        )?;
+        fs::write(layout.owner_file(), format!("{} {}\n", me.pid, me.start_time))?;
         let version = crate::containerd_version::detect(&binary)?;
         let config = match version.config_version() {
             3 => crate::containerd_version::to_v3(&render_config(&layout))?,
             _ => render_config(&layout),
         };
         fs::write(&layout.config, config)?;
-        fs::write(
-            layout.cni_conf_dir.join("10-moat-e2e.conflist"),
-            render_cni_conflist(),
-        )?;
+        fs::write(layout.cni_conf_dir.join("10-moat-e2e.conflist"), render_cni_conflist())?;
         crate::moat_config::write(&layout)?;
         if let Some(shim) = shim {
             let link = layout.bin_dir.join(paths::MOAT_SHIM_NAME);
@@ -238,10 +226,7 @@ impl Containerd {
                 .with_context(|| format!("linking {}", link.display()))?;
         }
 
-        let containerd = Self {
-            layout,
-            child: Mutex::new(None),
-        };
+        let containerd = Self { layout, child: Mutex::new(None) };
         containerd.relaunch()?;
         Ok(containerd)
     }
@@ -370,16 +355,13 @@ impl Drop for Containerd {
 /// process ends (it is tied to the spawning thread, not the process).
 fn spawn_from_keeper_thread(mut cmd: Command) -> std::io::Result<Child> {
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::Builder::new()
-        .name("moat-e2e-keeper".into())
-        .spawn(move || {
-            let _ = tx.send(cmd.spawn());
-            loop {
-                std::thread::park();
-            }
-        })?;
-    rx.recv()
-        .map_err(|_| std::io::Error::other("the keeper thread died"))?
+    std::thread::Builder::new().name("moat-e2e-keeper".into()).spawn(move || {
+        let _ = tx.send(cmd.spawn());
+        loop {
+            std::thread::park();
+        }
+    })?;
+    rx.recv().map_err(|_| std::io::Error::other("the keeper thread died"))?
 }
 
 /// Last `lines` lines of a file.
@@ -401,30 +383,17 @@ pub fn tail(path: &Path, lines: usize) -> String {
 /// Kills what a (stopped or dead) test containerd left and removes its files: its shims,
 /// the processes in its pods' cgroups, mounts under its dir, its cgroups, its dir.
 pub fn clean_up(layout: &Layout) {
-    let pid = fs::read_to_string(layout.pid_file())
-        .ok()
-        .and_then(|s| s.trim().parse::<i32>().ok());
+    let pid = fs::read_to_string(layout.pid_file()).ok().and_then(|s| s.trim().parse::<i32>().ok());
     if let Some(pid) = pid {
         // Only if that pid is still a containerd using our config.
-        if host::cmdline(pid)
-            .iter()
-            .any(|a| Path::new(a) == layout.config)
-        {
+        if host::cmdline(pid).iter().any(|a| Path::new(a) == layout.config) {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
     }
-    kill_until_gone(|| {
-        host::shims(&layout.socket)
-            .into_iter()
-            .map(|s| s.pid)
-            .collect()
-    });
+    kill_until_gone(|| host::shims(&layout.socket).into_iter().map(|s| s.pid).collect());
     kill_until_gone(|| host::cgroup_procs(&host::cgroup_tree(&layout.cgroup_parent)));
     unmount_under(&layout.dir);
-    for netns in fs::read_to_string(layout.netns_file())
-        .unwrap_or_default()
-        .lines()
-    {
+    for netns in fs::read_to_string(layout.netns_file()).unwrap_or_default().lines() {
         let netns = Path::new(netns);
         if netns.starts_with("/var/run/netns") || netns.starts_with("/run/netns") {
             let _ = nix::mount::umount2(netns, nix::mount::MntFlags::MNT_DETACH);
@@ -441,14 +410,8 @@ pub fn clean_up(layout: &Layout) {
             layout.dir.display(),
             left.iter().map(|m| &m.mount_point).collect::<Vec<_>>()
         );
-    } else if std::env::var("MOAT_E2E_KEEP")
-        .map(|v| v == "1")
-        .unwrap_or(false)
-    {
-        eprintln!(
-            "moat-e2e: MOAT_E2E_KEEP=1: keeping {}",
-            layout.dir.display()
-        );
+    } else if std::env::var("MOAT_E2E_KEEP").map(|v| v == "1").unwrap_or(false) {
+        eprintln!("moat-e2e: MOAT_E2E_KEEP=1: keeping {}", layout.dir.display());
     } else {
         let _ = fs::remove_dir_all(&layout.dir);
     }
@@ -492,10 +455,7 @@ pub fn reap_stale_runs() {
         let layout = Layout::new(&entry.path());
         let owner = fs::read_to_string(layout.owner_file()).ok().and_then(|s| {
             let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
-            Some(ProcessId {
-                pid: f.next()?? as i32,
-                start_time: f.next()??,
-            })
+            Some(ProcessId { pid: f.next()?? as i32, start_time: f.next()?? })
         });
         match owner {
             Some(owner) if Some(owner) == me || owner.alive() => {
@@ -503,21 +463,14 @@ pub fn reap_stale_runs() {
                 live_tags.push(entry.file_name());
             }
             _ => {
-                eprintln!(
-                    "moat-e2e: cleaning up after an earlier run in {}",
-                    layout.dir.display()
-                );
+                eprintln!("moat-e2e: cleaning up after an earlier run in {}", layout.dir.display());
                 clean_up(&layout);
             }
         }
     }
     // Cgroups of runs whose dir is gone.
     for root in host::cgroup_roots() {
-        for entry in fs::read_dir(root.join("moat-e2e"))
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
+        for entry in fs::read_dir(root.join("moat-e2e")).into_iter().flatten().flatten() {
             if entry.file_type().map(|t| t.is_dir()).unwrap_or(false)
                 && !live_tags.contains(&entry.file_name())
             {

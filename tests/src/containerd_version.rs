@@ -113,7 +113,11 @@ mod tests {
             parse("containerd github.com/containerd/containerd/v2 v2.2.7 1e4f5b1\n"),
             Some(Version { major: 2, minor: 2 })
         );
-        assert_eq!(parse("containerd github.com/containerd/containerd v1.7.34 abc\n").map(|v| v.config_version()), Some(2));
+        assert_eq!(
+            parse("containerd github.com/containerd/containerd v1.7.34 abc\n")
+                .map(|v| v.config_version()),
+            Some(2)
+        );
         // Input: output that names no version.
         assert_eq!(parse("something else entirely"), None);
     }
@@ -133,13 +137,27 @@ mod tests {
         let runtime = "io.containerd.cri.v1.runtime";
         let images = "io.containerd.cri.v1.images";
         assert_eq!(
-            get(&["plugins", runtime, "containerd", "runtimes", "moat", "options", "ConfigPath"]).and_then(|v| v.as_str().map(String::from)),
+            get(&["plugins", runtime, "containerd", "runtimes", "moat", "options", "ConfigPath"])
+                .and_then(|v| v.as_str().map(String::from)),
             Some("/c.toml".into())
         );
-        assert_eq!(get(&["plugins", runtime, "restrict_oom_score_adj"]).and_then(|v| v.as_bool()), Some(true));
-        assert_eq!(get(&["plugins", runtime, "cni", "bin_dir"]).and_then(|v| v.as_str().map(String::from)), Some("/usr/lib/cni".into()));
-        assert_eq!(get(&["plugins", images, "pinned_images", "sandbox"]).and_then(|v| v.as_str().map(String::from)), Some("moat.test/pause:1".into()));
-        assert_eq!(get(&["plugins", images, "snapshotter"]).and_then(|v| v.as_str().map(String::from)), Some("overlayfs".into()));
+        assert_eq!(
+            get(&["plugins", runtime, "restrict_oom_score_adj"]).and_then(|v| v.as_bool()),
+            Some(true)
+        );
+        assert_eq!(
+            get(&["plugins", runtime, "cni", "bin_dir"]).and_then(|v| v.as_str().map(String::from)),
+            Some("/usr/lib/cni".into())
+        );
+        assert_eq!(
+            get(&["plugins", images, "pinned_images", "sandbox"])
+                .and_then(|v| v.as_str().map(String::from)),
+            Some("moat.test/pause:1".into())
+        );
+        assert_eq!(
+            get(&["plugins", images, "snapshotter"]).and_then(|v| v.as_str().map(String::from)),
+            Some("overlayfs".into())
+        );
         // The streaming server stays in the gRPC CRI plugin in 2.x.
         assert!(get(&["plugins", "io.containerd.grpc.v1.cri", "stream_server_address"]).is_some());
         assert!(get(&["plugins", "io.containerd.grpc.v1.cri", "containerd"]).is_none());

@@ -118,11 +118,7 @@ impl Cri {
             config: Some(config.clone()),
             runtime_handler: handler.to_string(),
         };
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         Ok(block_on(
             &format!("RunPodSandbox {name} ({handler})"),
             CALL_TIMEOUT,
@@ -139,34 +135,20 @@ impl Cri {
         pod_config: &PodSandboxConfig,
     ) -> Result<String> {
         let mut c = self.runtime.clone();
-        let name = config
-            .metadata
-            .as_ref()
-            .map(|m| m.name.clone())
-            .unwrap_or_default();
+        let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
         let req = CreateContainerRequest {
             pod_sandbox_id: pod_id.to_string(),
             config: Some(config.clone()),
             sandbox_config: Some(pod_config.clone()),
         };
-        Ok(block_on(
-            &format!("CreateContainer {name}"),
-            CALL_TIMEOUT,
-            c.create_container(req),
-        )?
-        .container_id)
+        Ok(block_on(&format!("CreateContainer {name}"), CALL_TIMEOUT, c.create_container(req))?
+            .container_id)
     }
 
     pub fn start(&self, id: &str) -> Result<()> {
         let mut c = self.runtime.clone();
-        let req = StartContainerRequest {
-            container_id: id.to_string(),
-        };
-        block_on(
-            &format!("StartContainer {id}"),
-            CALL_TIMEOUT,
-            c.start_container(req),
-        )?;
+        let req = StartContainerRequest { container_id: id.to_string() };
+        block_on(&format!("StartContainer {id}"), CALL_TIMEOUT, c.start_container(req))?;
         Ok(())
     }
 
@@ -213,13 +195,8 @@ impl Cri {
     /// Attach: the streaming URL for the container's stdio (stderr only without a tty).
     pub fn attach(&self, id: &str, tty: bool, stdin: bool) -> Result<String> {
         let mut c = self.runtime.clone();
-        let req = AttachRequest {
-            container_id: id.to_string(),
-            stdin,
-            tty,
-            stdout: true,
-            stderr: !tty,
-        };
+        let req =
+            AttachRequest { container_id: id.to_string(), stdin, tty, stdout: true, stderr: !tty };
         Ok(block_on(
             &format!("Attach {id} (tty {tty}, stdin {stdin})"),
             CALL_TIMEOUT,
@@ -232,10 +209,8 @@ impl Cri {
     /// (the port goes in the URL's query too, where the streaming server reads it).
     pub fn port_forward(&self, pod_id: &str, port: u16) -> Result<String> {
         let mut c = self.runtime.clone();
-        let req = PortForwardRequest {
-            pod_sandbox_id: pod_id.to_string(),
-            port: vec![i32::from(port)],
-        };
+        let req =
+            PortForwardRequest { pod_sandbox_id: pod_id.to_string(), port: vec![i32::from(port)] };
         let url = block_on(
             &format!("PortForward {pod_id} port {port}"),
             CALL_TIMEOUT,
@@ -248,16 +223,11 @@ impl Cri {
     /// ListPodSandbox filtered by id: the pod as the list shows it (`None` if absent).
     pub fn pod_listed(&self, pod_id: &str) -> Result<Option<PodSandbox>> {
         let mut c = self.runtime.clone();
-        let filter = PodSandboxFilter {
-            id: pod_id.to_string(),
-            ..Default::default()
-        };
+        let filter = PodSandboxFilter { id: pod_id.to_string(), ..Default::default() };
         Ok(block_on(
             "ListPodSandbox",
             CALL_TIMEOUT,
-            c.list_pod_sandbox(ListPodSandboxRequest {
-                filter: Some(filter),
-            }),
+            c.list_pod_sandbox(ListPodSandboxRequest { filter: Some(filter) }),
         )?
         .items
         .into_iter()
@@ -267,16 +237,11 @@ impl Cri {
     /// ListContainers of `pod_id`, whole entries (state, metadata, image).
     pub fn containers_listed(&self, pod_id: &str) -> Result<Vec<k8s_cri::v1::Container>> {
         let mut c = self.runtime.clone();
-        let filter = ContainerFilter {
-            pod_sandbox_id: pod_id.to_string(),
-            ..Default::default()
-        };
+        let filter = ContainerFilter { pod_sandbox_id: pod_id.to_string(), ..Default::default() };
         Ok(block_on(
             "ListContainers",
             CALL_TIMEOUT,
-            c.list_containers(ListContainersRequest {
-                filter: Some(filter),
-            }),
+            c.list_containers(ListContainersRequest { filter: Some(filter) }),
         )?
         .containers)
     }
@@ -284,31 +249,19 @@ impl Cri {
     /// PodSandboxStats (`crictl statsp`).
     pub fn pod_stats(&self, pod_id: &str) -> Result<PodSandboxStats> {
         let mut c = self.runtime.clone();
-        let req = PodSandboxStatsRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        };
-        block_on(
-            &format!("PodSandboxStats {pod_id}"),
-            CALL_TIMEOUT,
-            c.pod_sandbox_stats(req),
-        )?
-        .stats
-        .ok_or_else(|| anyhow!("PodSandboxStats {pod_id}: no stats in the answer"))
+        let req = PodSandboxStatsRequest { pod_sandbox_id: pod_id.to_string() };
+        block_on(&format!("PodSandboxStats {pod_id}"), CALL_TIMEOUT, c.pod_sandbox_stats(req))?
+            .stats
+            .ok_or_else(|| anyhow!("PodSandboxStats {pod_id}: no stats in the answer"))
     }
 
     /// ContainerStats.
     pub fn stats(&self, id: &str) -> Result<ContainerStats> {
         let mut c = self.runtime.clone();
-        let req = ContainerStatsRequest {
-            container_id: id.to_string(),
-        };
-        block_on(
-            &format!("ContainerStats {id}"),
-            CALL_TIMEOUT,
-            c.container_stats(req),
-        )?
-        .stats
-        .ok_or_else(|| anyhow!("ContainerStats {id}: no stats in the answer"))
+        let req = ContainerStatsRequest { container_id: id.to_string() };
+        block_on(&format!("ContainerStats {id}"), CALL_TIMEOUT, c.container_stats(req))?
+            .stats
+            .ok_or_else(|| anyhow!("ContainerStats {id}: no stats in the answer"))
     }
 
     /// ListContainerStats of the containers of `pod_id`.
@@ -347,10 +300,7 @@ impl Cri {
     /// StopContainer with a grace period of `timeout_s` seconds.
     pub fn stop(&self, id: &str, timeout_s: i64) -> Result<()> {
         let mut c = self.runtime.clone();
-        let req = StopContainerRequest {
-            container_id: id.to_string(),
-            timeout: timeout_s,
-        };
+        let req = StopContainerRequest { container_id: id.to_string(), timeout: timeout_s };
         block_on(
             &format!("StopContainer {id}"),
             CALL_TIMEOUT + Duration::from_secs(timeout_s.max(0) as u64),
@@ -361,32 +311,19 @@ impl Cri {
 
     pub fn rm(&self, id: &str) -> Result<()> {
         let mut c = self.runtime.clone();
-        let req = RemoveContainerRequest {
-            container_id: id.to_string(),
-        };
-        block_on(
-            &format!("RemoveContainer {id}"),
-            CALL_TIMEOUT,
-            c.remove_container(req),
-        )?;
+        let req = RemoveContainerRequest { container_id: id.to_string() };
+        block_on(&format!("RemoveContainer {id}"), CALL_TIMEOUT, c.remove_container(req))?;
         Ok(())
     }
 
     /// ContainerStatus (verbose): the status and containerd's `info` JSON (pid, runtimeSpec, ...).
     pub fn inspect(&self, id: &str) -> Result<(ContainerStatus, Option<serde_json::Value>)> {
         let mut c = self.runtime.clone();
-        let req = ContainerStatusRequest {
-            container_id: id.to_string(),
-            verbose: true,
-        };
-        let resp = block_on(
-            &format!("ContainerStatus {id}"),
-            CALL_TIMEOUT,
-            c.container_status(req),
-        )?;
-        let status = resp
-            .status
-            .ok_or_else(|| anyhow!("ContainerStatus {id}: no status in the answer"))?;
+        let req = ContainerStatusRequest { container_id: id.to_string(), verbose: true };
+        let resp =
+            block_on(&format!("ContainerStatus {id}"), CALL_TIMEOUT, c.container_status(req))?;
+        let status =
+            resp.status.ok_or_else(|| anyhow!("ContainerStatus {id}: no status in the answer"))?;
         Ok((status, parse_info(&resp.info)))
     }
 
@@ -399,10 +336,7 @@ impl Cri {
     /// PodSandboxStatus (verbose): the status and containerd's `info` JSON.
     pub fn inspectp(&self, pod_id: &str) -> Result<(PodSandboxStatus, Option<serde_json::Value>)> {
         let mut c = self.runtime.clone();
-        let req = PodSandboxStatusRequest {
-            pod_sandbox_id: pod_id.to_string(),
-            verbose: true,
-        };
+        let req = PodSandboxStatusRequest { pod_sandbox_id: pod_id.to_string(), verbose: true };
         let resp = block_on(
             &format!("PodSandboxStatus {pod_id}"),
             CALL_TIMEOUT,
@@ -416,27 +350,15 @@ impl Cri {
 
     pub fn stopp(&self, pod_id: &str) -> Result<()> {
         let mut c = self.runtime.clone();
-        let req = StopPodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        };
-        block_on(
-            &format!("StopPodSandbox {pod_id}"),
-            CALL_TIMEOUT,
-            c.stop_pod_sandbox(req),
-        )?;
+        let req = StopPodSandboxRequest { pod_sandbox_id: pod_id.to_string() };
+        block_on(&format!("StopPodSandbox {pod_id}"), CALL_TIMEOUT, c.stop_pod_sandbox(req))?;
         Ok(())
     }
 
     pub fn rmp(&self, pod_id: &str) -> Result<()> {
         let mut c = self.runtime.clone();
-        let req = RemovePodSandboxRequest {
-            pod_sandbox_id: pod_id.to_string(),
-        };
-        block_on(
-            &format!("RemovePodSandbox {pod_id}"),
-            CALL_TIMEOUT,
-            c.remove_pod_sandbox(req),
-        )?;
+        let req = RemovePodSandboxRequest { pod_sandbox_id: pod_id.to_string() };
+        block_on(&format!("RemovePodSandbox {pod_id}"), CALL_TIMEOUT, c.remove_pod_sandbox(req))?;
         Ok(())
     }
 
@@ -454,16 +376,11 @@ impl Cri {
     /// Ids of the containers of `pod_id`.
     pub fn ps(&self, pod_id: &str) -> Result<Vec<String>> {
         let mut c = self.runtime.clone();
-        let filter = ContainerFilter {
-            pod_sandbox_id: pod_id.to_string(),
-            ..Default::default()
-        };
+        let filter = ContainerFilter { pod_sandbox_id: pod_id.to_string(), ..Default::default() };
         let resp = block_on(
             "ListContainers",
             CALL_TIMEOUT,
-            c.list_containers(ListContainersRequest {
-                filter: Some(filter),
-            }),
+            c.list_containers(ListContainersRequest { filter: Some(filter) }),
         )?;
         Ok(resp.containers.into_iter().map(|c| c.id).collect())
     }
@@ -490,19 +407,12 @@ impl Cri {
     pub fn image_present(&self, name: &str) -> Result<bool> {
         let mut c = self.images.clone();
         let req = k8s_cri::v1::ImageStatusRequest {
-            image: Some(ImageSpec {
-                image: name.to_string(),
-                ..Default::default()
-            }),
+            image: Some(ImageSpec { image: name.to_string(), ..Default::default() }),
             verbose: false,
         };
-        Ok(block_on(
-            &format!("ImageStatus {name}"),
-            CALL_TIMEOUT,
-            c.image_status(req),
-        )?
-        .image
-        .is_some())
+        Ok(block_on(&format!("ImageStatus {name}"), CALL_TIMEOUT, c.image_status(req))?
+            .image
+            .is_some())
     }
 }
 

@@ -23,18 +23,12 @@ pub fn parse(text: &str) -> Vec<LogLine> {
         let mut fields = raw.splitn(4, ' ');
         let (Some(_time), Some(stream), Some(tag)) = (fields.next(), fields.next(), fields.next())
         else {
-            lines.push(LogLine {
-                stream: "stdout".into(),
-                text: raw.to_string(),
-            });
+            lines.push(LogLine { stream: "stdout".into(), text: raw.to_string() });
             continue;
         };
         let body = fields.next().unwrap_or("");
         if !matches!(stream, "stdout" | "stderr") || !(tag == "P" || tag.starts_with("F")) {
-            lines.push(LogLine {
-                stream: "stdout".into(),
-                text: raw.to_string(),
-            });
+            lines.push(LogLine { stream: "stdout".into(), text: raw.to_string() });
             continue;
         }
         let slot = match partial.iter().position(|(s, _)| s == stream) {
@@ -78,18 +72,9 @@ mod tests {
         assert_eq!(
             parse(text),
             vec![
-                LogLine {
-                    stream: "stderr".into(),
-                    text: "oops".into()
-                },
-                LogLine {
-                    stream: "stdout".into(),
-                    text: "hello world".into()
-                },
-                LogLine {
-                    stream: "stdout".into(),
-                    text: "".into()
-                },
+                LogLine { stream: "stderr".into(), text: "oops".into() },
+                LogLine { stream: "stdout".into(), text: "hello world".into() },
+                LogLine { stream: "stdout".into(), text: "".into() },
             ]
         );
     }
@@ -98,10 +83,7 @@ mod tests {
     fn a_malformed_line_is_kept_as_text() {
         assert_eq!(
             parse("garbage"),
-            vec![LogLine {
-                stream: "stdout".into(),
-                text: "garbage".into()
-            }]
+            vec![LogLine { stream: "stdout".into(), text: "garbage".into() }]
         );
     }
 }

@@ -21,9 +21,7 @@ fn unescape(field: &str) -> String {
     while i < bytes.len() {
         if bytes[i] == b'\\'
             && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4]
-                .iter()
-                .all(|b| (b'0'..=b'7').contains(b))
+            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
         {
             let v = (bytes[i + 1] - b'0') * 64 + (bytes[i + 2] - b'0') * 8 + (bytes[i + 3] - b'0');
             out.push(v);
@@ -68,18 +66,12 @@ pub fn mounts_mentioning(needles: &[&str]) -> Vec<String> {
 
 /// Mount points at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<MountEntry> {
-    mounts()
-        .into_iter()
-        .filter(|m| m.mount_point.starts_with(dir))
-        .collect()
+    mounts().into_iter().filter(|m| m.mount_point.starts_with(dir)).collect()
 }
 
 fn pids() -> Vec<i32> {
     fs::read_dir("/proc")
-        .map(|d| {
-            d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-                .collect()
-        })
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect())
         .unwrap_or_default()
 }
 
@@ -113,10 +105,7 @@ pub fn shims(socket: &Path) -> Vec<ShimProcess> {
         .filter_map(|pid| {
             let argv = cmdline(pid);
             let arg = |flag: &str| {
-                argv.iter()
-                    .position(|a| a == flag)
-                    .and_then(|i| argv.get(i + 1))
-                    .cloned()
+                argv.iter().position(|a| a == flag).and_then(|i| argv.get(i + 1)).cloned()
             };
             if arg("-address")? != *socket {
                 return None;
@@ -166,10 +155,7 @@ pub struct ProcessId {
 
 impl ProcessId {
     pub fn of(pid: i32) -> Option<Self> {
-        Some(Self {
-            pid,
-            start_time: start_time(pid)?,
-        })
+        Some(Self { pid, start_time: start_time(pid)? })
     }
 
     /// True while this very process exists and has not exited (a zombie is not alive).
@@ -251,11 +237,7 @@ pub fn cgroup_procs(dirs: &[PathBuf]) -> Vec<i32> {
     let mut pids: Vec<i32> = dirs
         .iter()
         .filter_map(|d| fs::read_to_string(d.join("cgroup.procs")).ok())
-        .flat_map(|s| {
-            s.lines()
-                .filter_map(|l| l.trim().parse().ok())
-                .collect::<Vec<i32>>()
-        })
+        .flat_map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<i32>>())
         .collect();
     pids.sort_unstable();
     pids.dedup();
@@ -293,17 +275,10 @@ pub fn cgroup_dir_of(pid: i32, controller: &str) -> Option<PathBuf> {
     }
     let path = v2?;
     let unified = Path::new("/sys/fs/cgroup/unified");
-    let root = if unified.is_dir() {
-        unified
-    } else {
-        Path::new("/sys/fs/cgroup")
-    };
+    let root = if unified.is_dir() { unified } else { Path::new("/sys/fs/cgroup") };
     let dir = root.join(path);
     let listed = fs::read_to_string(dir.join("cgroup.controllers")).ok()?;
-    listed
-        .split_whitespace()
-        .any(|c| c == controller)
-        .then_some(dir)
+    listed.split_whitespace().any(|c| c == controller).then_some(dir)
 }
 
 /// How many file descriptors `pid` has open.
@@ -337,13 +312,7 @@ mod tests {
     fn start_time_identifies_this_process() {
         let me = ProcessId::of(std::process::id() as i32).expect("own /proc/self/stat");
         assert!(me.alive());
-        let other = ProcessId {
-            start_time: me.start_time + 1,
-            ..me
-        };
-        assert!(
-            !other.alive(),
-            "a different start time is a different process"
-        );
+        let other = ProcessId { start_time: me.start_time + 1, ..me };
+        assert!(!other.alive(), "a different start time is a different process");
     }
 }

@@ -64,9 +64,7 @@ pub fn static_busybox() -> Result<PathBuf> {
 /// True when `path` is an ELF64 executable without a PT_INTERP program header.
 fn is_static_elf(path: &Path) -> Result<bool> {
     let mut head = Vec::new();
-    fs::File::open(path)?
-        .take(64 * 1024)
-        .read_to_end(&mut head)?;
+    fs::File::open(path)?.take(64 * 1024).read_to_end(&mut head)?;
     if head.len() < 64 || &head[..4] != b"\x7fELF" || head[4] != 2 {
         bail!("not an ELF64 file");
     }
@@ -104,12 +102,7 @@ pub fn build(cache_dir: &Path) -> Result<Vec<ImageArchive>> {
         hasher.update((part.len() as u64).to_le_bytes());
         hasher.update(part);
     }
-    let key: String = hasher
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
     let done = cache_dir.join(&key);
     let archives = |dir: &Path| {
         vec![
@@ -245,11 +238,8 @@ fn pause_rootfs(root: &Path, work: &Path) -> Result<()> {
     let src = work.join("pause.c");
     fs::write(&src, PAUSE_C)?;
     let bin = root.join("pause");
-    run(Command::new("gcc")
-        .args(["-static", "-Os", "-s", "-o"])
-        .arg(&bin)
-        .arg(&src))
-    .context("compiling the pause program (needs gcc and libc6-dev)")?;
+    run(Command::new("gcc").args(["-static", "-Os", "-s", "-o"]).arg(&bin).arg(&src))
+        .context("compiling the pause program (needs gcc and libc6-dev)")?;
     fs::set_permissions(&bin, fs::Permissions::from_mode(0o755))?;
     Ok(())
 }
@@ -259,20 +249,10 @@ fn oci_archive(layout: &Path, rootfs: &Path, config: &[&str], archive: &Path) ->
     let image = format!("{}:{TAG}", layout.display());
     run(Command::new("umoci").args(["init", "--layout"]).arg(layout))?;
     run(Command::new("umoci").args(["new", "--image", &image]))?;
-    run(Command::new("umoci")
-        .args(["insert", "--image", &image])
-        .arg(rootfs)
-        .arg("/"))?;
-    run(Command::new("umoci")
-        .args(["config", "--image", &image])
-        .args(config))?;
+    run(Command::new("umoci").args(["insert", "--image", &image]).arg(rootfs).arg("/"))?;
+    run(Command::new("umoci").args(["config", "--image", &image]).args(config))?;
     run(Command::new("umoci").args(["gc", "--layout"]).arg(layout))?;
-    run(Command::new("tar")
-        .arg("-C")
-        .arg(layout)
-        .arg("-cf")
-        .arg(archive)
-        .arg("."))?;
+    run(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(archive).arg("."))?;
     Ok(())
 }
 
@@ -282,22 +262,9 @@ pub fn import(socket: &Path, archive: &ImageArchive) -> Result<()> {
     run(Command::new(ctr)
         .arg("--address")
         .arg(socket)
-        .args([
-            "--namespace",
-            "k8s.io",
-            "images",
-            "import",
-            "--base-name",
-            &archive.base_name,
-        ])
+        .args(["--namespace", "k8s.io", "images", "import", "--base-name", &archive.base_name])
         .arg(&archive.path))
-    .with_context(|| {
-        format!(
-            "importing {} from {}",
-            archive.reference,
-            archive.path.display()
-        )
-    })?;
+    .with_context(|| format!("importing {} from {}", archive.reference, archive.path.display()))?;
     Ok(())
 }
 
@@ -306,11 +273,7 @@ fn run(cmd: &mut Command) -> Result<String> {
     let shown = format!("{cmd:?}");
     let out = cmd.output().with_context(|| format!("running {shown}"))?;
     if !out.status.success() {
-        bail!(
-            "{shown} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        bail!("{shown} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }

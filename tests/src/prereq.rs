@@ -28,9 +28,7 @@ pub fn missing(handler: &str) -> Vec<String> {
     }
     for program in ["ctr", "umoci", "gcc", "runc"] {
         if paths::find_program(program).is_none() {
-            missing.push(format!(
-                "no `{program}` on PATH (run scripts/install-deps.sh)"
-            ));
+            missing.push(format!("no `{program}` on PATH (run scripts/install-deps.sh)"));
         }
     }
     match crate::images::static_busybox() {

@@ -77,10 +77,7 @@ impl Session {
             .as_str()
             .into_client_request()
             .with_context(|| format!("building a WebSocket request for {ws_url}"))?;
-        request.headers_mut().insert(
-            "Sec-WebSocket-Protocol",
-            HeaderValue::from_static(PROTOCOLS),
-        );
+        request.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(PROTOCOLS));
         let (ws, response) = runtime()
             .block_on(async {
                 tokio::time::timeout(
@@ -139,16 +136,11 @@ impl Session {
     /// Closes stdin; only the v5 protocol can (older ones end stdin by closing the stream).
     pub fn close_stdin(&mut self) -> Result<()> {
         if self.protocol != "v5.channel.k8s.io" {
-            bail!(
-                "the server chose {:?}, which cannot close stdin alone",
-                self.protocol
-            );
+            bail!("the server chose {:?}, which cannot close stdin alone", self.protocol);
         }
         let frame = [CLOSE, STDIN];
         let ws = &mut self.ws;
-        runtime()
-            .block_on(ws.send(Message::Binary(frame.to_vec().into())))
-            .context("closing stdin")
+        runtime().block_on(ws.send(Message::Binary(frame.to_vec().into()))).context("closing stdin")
     }
 
     /// Reads one message (or times out); false when the stream ended.
@@ -167,10 +159,8 @@ impl Session {
             }
             Ok(Some(Err(e))) => {
                 use tokio_tungstenite::tungstenite::Error;
-                if matches!(
-                    e,
-                    Error::ConnectionClosed | Error::AlreadyClosed | Error::Protocol(_)
-                ) {
+                if matches!(e, Error::ConnectionClosed | Error::AlreadyClosed | Error::Protocol(_))
+                {
                     self.closed = true;
                     return Ok(false);
                 }
@@ -190,10 +180,7 @@ impl Session {
         let Some((&channel, body)) = data.split_first() else {
             return Ok(true);
         };
-        self.channels
-            .entry(channel)
-            .or_default()
-            .extend_from_slice(body);
+        self.channels.entry(channel).or_default().extend_from_slice(body);
         match channel {
             STDOUT => self.stdout.extend_from_slice(body),
             STDERR => self.stderr.extend_from_slice(body),

@@ -81,10 +81,7 @@ fn container_root_maps_to_an_unprivileged_host_range(bed: &TestBed, handler: &st
     let pod = bed.run_pod("uidmap", handler)?;
     let c = pod.run("root", &["sleep", "3600"])?;
     let out = pod.exec(&c, &["id", "-u"])?;
-    ensure!(
-        out.stdout.trim() == "0",
-        "the container does not run as root inside: {out:?}"
-    );
+    ensure!(out.stdout.trim() == "0", "the container does not run as root inside: {out:?}");
     let out = pod.exec(&c, &["cat", "/proc/self/uid_map", "/proc/self/gid_map"])?;
     let mut maps = out.stdout.lines();
     let uids = common::parse_id_map(maps.next().unwrap_or(""))?;
@@ -104,10 +101,7 @@ fn container_root_maps_to_an_unprivileged_host_range(bed: &TestBed, handler: &st
                 uids.0 == 0 && uids.1 != 0 && uids.2 == 65_536,
                 "uid_map inside is {uids:?}: expected container 0..65536 on a host range not starting at 0"
             );
-            ensure!(
-                gids.1 != 0 && gids.2 == 65_536,
-                "gid_map inside is {gids:?}"
-            );
+            ensure!(gids.1 != 0 && gids.2 == 65_536, "gid_map inside is {gids:?}");
             ensure!(
                 host_uid == uids.1,
                 "container root runs on the host as uid {host_uid}, expected the mapped {}",
@@ -250,14 +244,8 @@ fn unsharing_a_user_namespace_fails(bed: &TestBed, handler: &str) -> Result<()> 
     )?;
     let mounted = out.stdout.contains("mounted-in-userns");
     match handler {
-        "moat" => ensure!(
-            !mounted && out.exit_code != 0,
-            "unshare -U -r -m + mount: {out:?}"
-        ),
-        _ => ensure!(
-            mounted,
-            "under runc unshare -U -r -m + mount was expected to work: {out:?}"
-        ),
+        "moat" => ensure!(!mounted && out.exit_code != 0, "unshare -U -r -m + mount: {out:?}"),
+        _ => ensure!(mounted, "under runc unshare -U -r -m + mount was expected to work: {out:?}"),
     }
     let a = attack(&pod, &c, &["userns-mount"])?;
     moat_refuses_runc_allows(&a, handler)?;
@@ -354,12 +342,7 @@ fn writing_proc_sys_sysfs_and_sysrq_trigger_fails(bed: &TestBed, handler: &str) 
         // runc refuses these too: /proc/sys and /proc/sysrq-trigger are read-only, /sys is
         // mounted read-only.
         must_fail_with(a, handler, &["EROFS", "EACCES", "EPERM", "ENOENT"])?;
-        ensure!(
-            a.line.contains("at open for writing"),
-            "{} got past open: {}",
-            a.what,
-            a.line
-        );
+        ensure!(a.line.contains("at open for writing"), "{} got past open: {}", a.what, a.line);
     }
     // The ordinary thing: reading them works.
     let out = pod.exec(&c, &["cat", "/proc/sys/kernel/ostype"])?;
@@ -383,12 +366,7 @@ fn kcore_and_the_kernel_log_are_unreadable(bed: &TestBed, handler: &str) -> Resu
     // Files the host can read that a container must not (masked). Only those this kernel has
     // (this test VM's kernel has no /proc/kcore nor /proc/sched_debug; kept for kernels that do).
     let mut checked = Vec::new();
-    for path in [
-        "/proc/kcore",
-        "/proc/keys",
-        "/proc/timer_list",
-        "/proc/sched_debug",
-    ] {
+    for path in ["/proc/kcore", "/proc/keys", "/proc/timer_list", "/proc/sched_debug"] {
         if !Path::new(path).exists() {
             continue;
         }
@@ -439,11 +417,7 @@ fn a_block_device_made_with_mknod_cannot_be_read(bed: &TestBed, handler: &str) -
     must_fail(&a, handler)?;
     if handler == "moat" {
         // No CAP_MKNOD over the host: the node cannot even be made.
-        ensure!(
-            a.line.ends_with("at mknod"),
-            "expected mknod itself to fail: {}",
-            a.line
-        );
+        ensure!(a.line.ends_with("at mknod"), "expected mknod itself to fail: {}", a.line);
     }
     // (runc makes the node, then its device cgroup refuses the open.)
     // No host device appears in /dev.
@@ -485,14 +459,9 @@ fn the_host_is_unreachable_through_proc_pid_root(bed: &TestBed, handler: &str) -
     );
     let out = sh(&pod, &c, "ls /proc/1/root/ | sort; echo ---; ls / | sort")?;
     let (via_pid1, own) = out.stdout.split_once("---\n").context("no separator")?;
+    ensure!(via_pid1 == own, "/proc/1/root is not the container's root: {out:?}");
     ensure!(
-        via_pid1 == own,
-        "/proc/1/root is not the container's root: {out:?}"
-    );
-    ensure!(
-        pod.exec(&c, &["cat", "/proc/1/root/etc/passwd"])?
-            .stdout
-            .contains("www-data"),
+        pod.exec(&c, &["cat", "/proc/1/root/etc/passwd"])?.stdout.contains("www-data"),
         "/proc/1/root/etc/passwd is not the image's"
     );
     pod.teardown()
@@ -508,12 +477,7 @@ fn no_file_descriptor_leaks_into_the_container(bed: &TestBed, handler: &str) -> 
     // is a directory (a host directory fd is a way out of the root).
     let a = attack(&pod, &c, &["fds"])?;
     must_succeed(&a, handler)?;
-    let listed: Vec<&str> = a
-        .output
-        .stdout
-        .lines()
-        .filter(|l| l.starts_with("fd "))
-        .collect();
+    let listed: Vec<&str> = a.output.stdout.lines().filter(|l| l.starts_with("fd ")).collect();
     ensure!(!listed.is_empty(), "no fds listed: {:?}", a.output);
     for line in &listed {
         let f: Vec<&str> = line.split_whitespace().collect();
@@ -536,10 +500,8 @@ fn the_runtime_binary_cannot_be_written_through_proc_exe(
             .filter_map(|p| moat_e2e::paths::find_program(p))
             .collect(),
     };
-    let before: Vec<String> = runtime_binaries
-        .iter()
-        .map(|p| file_sha256(p))
-        .collect::<Result<_>>()?;
+    let before: Vec<String> =
+        runtime_binaries.iter().map(|p| file_sha256(p)).collect::<Result<_>>()?;
 
     let pod = bed.run_pod("exe", handler)?;
     let attack_dir = attack_volume(bed)?;
@@ -569,18 +531,10 @@ fn the_runtime_binary_cannot_be_written_through_proc_exe(
         }
     }
     let status = pod.wait_exited(&racer, Duration::from_secs(WATCH_S + 10))?;
-    let stdout: String = pod
-        .log(&racer)?
-        .iter()
-        .map(|l| format!("{}\n", l.text))
-        .collect();
+    let stdout: String = pod.log(&racer)?.iter().map(|l| format!("{}\n", l.text)).collect();
     let a = verdict(
         &format!("{ATTACK} exe-race {watch_s}"),
-        moat_e2e::ExecOutput {
-            stdout,
-            stderr: String::new(),
-            exit_code: status.exit_code,
-        },
+        moat_e2e::ExecOutput { stdout, stderr: String::new(), exit_code: status.exit_code },
     )?;
     ensure!(execs > 0, "no exec ran while the racer watched: {}", a.line);
     must_fail(&a, handler).with_context(|| format!("after {execs} execs"))?;
@@ -605,14 +559,9 @@ fn the_runtime_binary_cannot_be_written_through_proc_exe(
         a.line
     );
 
-    let after: Vec<String> = runtime_binaries
-        .iter()
-        .map(|p| file_sha256(p))
-        .collect::<Result<_>>()?;
-    ensure!(
-        before == after,
-        "a runtime binary changed on the host: {runtime_binaries:?}"
-    );
+    let after: Vec<String> =
+        runtime_binaries.iter().map(|p| file_sha256(p)).collect::<Result<_>>()?;
+    ensure!(before == after, "a runtime binary changed on the host: {runtime_binaries:?}");
     pod.teardown()
 }
 
@@ -621,9 +570,7 @@ fn setuid_root_binaries_do_not_make_a_user_root(bed: &TestBed, handler: &str) ->
     let attack_dir = attack_volume(bed)?;
 
     // A container running as uid 1000: no_new_privs is set for it (CRI did not ask).
-    let user = sleeper(&pod, "user", &attack_dir, |c| {
-        configs::run_as(c, 1000, 1000)
-    })?;
+    let user = sleeper(&pod, "user", &attack_dir, |c| configs::run_as(c, 1000, 1000))?;
     let out = sh(&pod, &user, "grep NoNewPrivs /proc/self/status")?;
     let nnp = out.stdout.split_whitespace().nth(1).unwrap_or("");
     match handler {
@@ -635,15 +582,8 @@ fn setuid_root_binaries_do_not_make_a_user_root(bed: &TestBed, handler: &str) ->
     }
     // The image's setuid-root busybox (reached through a symlink, busybox needs an applet
     // name). busybox itself drops setuid for `id`, so this alone shows little under runc.
-    let out = sh(
-        &pod,
-        &user,
-        "ln -sf /bin/suid-busybox /tmp/id && /tmp/id -u",
-    )?;
-    ensure!(
-        out.stdout.trim() == "1000",
-        "suid-busybox id -u as uid 1000: {out:?}"
-    );
+    let out = sh(&pod, &user, "ln -sf /bin/suid-busybox /tmp/id && /tmp/id -u")?;
+    ensure!(out.stdout.trim() == "1000", "suid-busybox id -u as uid 1000: {out:?}");
 
     // The attack program made setuid root by container root, then run by uid 1000 (busybox
     // su): under no_new_privs the setuid bit is ignored.
@@ -658,18 +598,10 @@ fn setuid_root_binaries_do_not_make_a_user_root(bed: &TestBed, handler: &str) ->
     )?;
     let a = verdict("/tmp/suid-attack ids", out)?;
     must_succeed(&a, handler)?;
-    ensure!(
-        a.line.contains("uid=1000 "),
-        "su to user did not run as 1000: {}",
-        a.line
-    );
+    ensure!(a.line.contains("uid=1000 "), "su to user did not run as 1000: {}", a.line);
     let euid_root = a.line.contains("euid=0 ");
     match handler {
-        "moat" => ensure!(
-            !euid_root,
-            "a setuid-root binary made uid 1000 root: {}",
-            a.line
-        ),
+        "moat" => ensure!(!euid_root, "a setuid-root binary made uid 1000 root: {}", a.line),
         _ => ensure!(
             euid_root,
             "under runc (no no_new_privs) the setuid bit was expected to work: {}",
@@ -687,9 +619,7 @@ fn pods_with_different_id_ranges_cannot_read_each_others_files(
     let shared = host_dir(bed, "shared", 0o1777, 0, 0)?;
     let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
         let mut config = pod.container_config(name, &["sleep", "3600"]);
-        config
-            .mounts
-            .push(configs::volume(&shared, "/shared", false));
+        config.mounts.push(configs::volume(&shared, "/shared", false));
         let c = pod.create(&config)?;
         pod.start(&c)?;
         Ok(c)
@@ -699,21 +629,11 @@ fn pods_with_different_id_ranges_cannot_read_each_others_files(
     let a = with_shared(&pod_a, "a")?;
     let b = with_shared(&pod_b, "b")?;
     if handler == "moat" {
-        let (ra, rb) = (
-            uid_map(pod_a.container_pid(&a)?)?,
-            uid_map(pod_b.container_pid(&b)?)?,
-        );
+        let (ra, rb) = (uid_map(pod_a.container_pid(&a)?)?, uid_map(pod_b.container_pid(&b)?)?);
         ensure!(ra.1 != rb.1, "the two pods share the host ID range {ra:?}");
     }
-    let out = sh(
-        &pod_a,
-        &a,
-        "umask 077 && echo secret-of-a > /shared/a-secret && ls -ln /shared",
-    )?;
-    ensure!(
-        out.exit_code == 0,
-        "pod A's root could not write the shared volume: {out:?}"
-    );
+    let out = sh(&pod_a, &a, "umask 077 && echo secret-of-a > /shared/a-secret && ls -ln /shared")?;
+    ensure!(out.exit_code == 0, "pod A's root could not write the shared volume: {out:?}");
     let meta = std::fs::metadata(shared.join("a-secret"))?;
 
     let read = pod_b.exec(&b, &["cat", "/shared/a-secret"])?;
@@ -738,10 +658,7 @@ fn pods_with_different_id_ranges_cannot_read_each_others_files(
     }
     // The ordinary thing: each pod reads its own file.
     let own = pod_a.exec(&a, &["cat", "/shared/a-secret"])?;
-    ensure!(
-        own.exit_code == 0,
-        "pod A cannot read its own file back: {own:?}"
-    );
+    ensure!(own.exit_code == 0, "pod A cannot read its own file back: {own:?}");
     pod_a.teardown()?;
     pod_b.teardown()
 }
@@ -761,10 +678,7 @@ fn unconfined_seccomp_still_gets_the_baseline_filter(bed: &TestBed, handler: &st
     let out = sh(&pod, &c, "grep '^Seccomp:' /proc/self/status")?;
     let mode = out.stdout.split_whitespace().nth(1).unwrap_or("");
     match handler {
-        "moat" => ensure!(
-            mode == "2",
-            "Seccomp mode {mode:?} (2 = filter) under moat: {out:?}"
-        ),
+        "moat" => ensure!(mode == "2", "Seccomp mode {mode:?} (2 = filter) under moat: {out:?}"),
         _ => ensure!(
             mode == "0",
             "under runc an Unconfined container was expected unfiltered: {out:?}"
@@ -792,15 +706,10 @@ fn a_web_server_on_port_80_answers(bed: &TestBed, handler: &str) -> Result<()> {
     let client = pod.run("client", &["sleep", "3600"])?;
     let mut last = None;
     for _ in 0..100 {
-        let out = pod.exec(
-            &client,
-            &["wget", "-q", "-O", "-", "http://127.0.0.1:80/index.html"],
-        )?;
+        let out =
+            pod.exec(&client, &["wget", "-q", "-O", "-", "http://127.0.0.1:80/index.html"])?;
         if out.exit_code == 0 {
-            ensure!(
-                out.stdout.contains("moat test page"),
-                "the client got {out:?}"
-            );
+            ensure!(out.stdout.contains("moat test page"), "the client got {out:?}");
             last = None;
             break;
         }
@@ -843,21 +752,10 @@ fn image_files_keep_their_owners(bed: &TestBed, handler: &str) -> Result<()> {
         .find(|l| l.ends_with(" index.html"))
         .with_context(|| format!("no index.html in {out:?}"))?;
     let f: Vec<&str> = line.split_whitespace().collect();
-    ensure!(
-        f.get(2..4) == Some(&["33", "33"][..]),
-        "index.html is not 33:33: {line}"
-    );
+    ensure!(f.get(2..4) == Some(&["33", "33"][..]), "index.html is not 33:33: {line}");
     let out = pod.exec(
         &c,
-        &[
-            "stat",
-            "-c",
-            "%n %u:%g",
-            "/var/www",
-            "/bin/busybox",
-            "/etc/passwd",
-            "/home/user",
-        ],
+        &["stat", "-c", "%n %u:%g", "/var/www", "/bin/busybox", "/etc/passwd", "/home/user"],
     )?;
     ensure!(
         out.stdout == "/var/www 33:33\n/bin/busybox 0:0\n/etc/passwd 0:0\n/home/user 1000:1000\n",
@@ -869,18 +767,11 @@ fn image_files_keep_their_owners(bed: &TestBed, handler: &str) -> Result<()> {
         &c,
         "touch /var/www/by-root /etc/by-root && stat -c %u:%g /var/www/by-root /etc/by-root",
     )?;
-    ensure!(
-        out.stdout == "0:0\n0:0\n",
-        "files made by container root: {out:?}"
-    );
+    ensure!(out.stdout == "0:0\n0:0\n", "files made by container root: {out:?}");
     // Seen from the host (through the container's root), they belong to the host IDs that
     // container root and www-data are: the pod's range under moat, 0 and 33 under runc.
     let pid = pod.container_pid(&c)?;
-    for (path, id) in [
-        ("etc/by-root", 0),
-        ("var/www/by-root", 0),
-        ("var/www/index.html", 33),
-    ] {
+    for (path, id) in [("etc/by-root", 0), ("var/www/by-root", 0), ("var/www/index.html", 33)] {
         let meta = std::fs::metadata(format!("/proc/{pid}/root/{path}"))?;
         let want = (host_uid(pid, id)?, host_gid(pid, id)?);
         ensure!(
@@ -898,15 +789,8 @@ fn image_files_keep_their_owners(bed: &TestBed, handler: &str) -> Result<()> {
     configs::run_as(&mut config, 33, 33);
     let www = pod.create(&config)?;
     pod.start(&www)?;
-    let out = sh(
-        &pod,
-        &www,
-        "echo hi > /var/www/by-www && stat -c %u:%g /var/www/by-www",
-    )?;
-    ensure!(
-        out.stdout == "33:33\n",
-        "www-data writing /var/www: {out:?}"
-    );
+    let out = sh(&pod, &www, "echo hi > /var/www/by-www && stat -c %u:%g /var/www/by-www")?;
+    ensure!(out.stdout == "33:33\n", "www-data writing /var/www: {out:?}");
     pod.teardown()
 }
 
@@ -962,16 +846,10 @@ fn a_read_only_root_rejects_writes_except_to_its_tmpfs_mounts(
     // The tmpfs mounts (/dev, /dev/shm) and the volume stay writable.
     for path in ["/dev/shm/x", "/data/x"] {
         let out = pod.exec(&c, &["touch", path])?;
-        ensure!(
-            out.exit_code == 0,
-            "writing {path} in a read-only-root container: {out:?}"
-        );
+        ensure!(out.exit_code == 0, "writing {path} in a read-only-root container: {out:?}");
     }
     let out = pod.exec(&c, &["sh", "-c", "echo x > /dev/null && echo ok"])?;
     ensure!(out.stdout == "ok\n", "{out:?}");
-    ensure!(
-        Path::new(&vol.join("x")).exists(),
-        "the volume write did not reach the host"
-    );
+    ensure!(Path::new(&vol.join("x")).exists(), "the volume write did not reach the host");
     pod.teardown()
 }

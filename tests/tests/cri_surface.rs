@@ -52,19 +52,12 @@ fn seq_output() -> Vec<u8> {
 }
 
 fn sha256(data: &[u8]) -> String {
-    Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Where two outputs first differ, for a failure message.
 fn first_difference(got: &[u8], want: &[u8]) -> String {
-    let at = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
+    let at = got.iter().zip(want).position(|(a, b)| a != b).unwrap_or(got.len().min(want.len()));
     let show = |d: &[u8]| {
         String::from_utf8_lossy(&d[at.saturating_sub(20)..(at + 40).min(d.len())]).into_owned()
     };
@@ -83,12 +76,8 @@ fn line_after(text: &str, marker: &str) -> Option<String> {
     let lines: Vec<&str> = text.split('\n').collect();
     // The last element is an unterminated (possibly empty) line: never complete.
     let complete = &lines[..lines.len().saturating_sub(1)];
-    let at = complete
-        .iter()
-        .rposition(|l| l.trim_end_matches('\r') == marker)?;
-    complete
-        .get(at + 1)
-        .map(|l| l.trim_end_matches('\r').to_string())
+    let at = complete.iter().rposition(|l| l.trim_end_matches('\r') == marker)?;
+    complete.get(at + 1).map(|l| l.trim_end_matches('\r').to_string())
 }
 
 /// Sends `line` to a shell loop that answers `got:<line>` and then `stty size`; returns the
@@ -159,9 +148,7 @@ fn exec_with_a_tty_resizes_and_round_trips_stdin(bed: &TestBed, handler: &str) -
                   while read line; do [ \"$line\" = quit ] && exit 5; echo \"got:$line\"; stty size; done";
     let url = bed.cri().exec(&c.id, &["sh", "-c", script], true, true)?;
     let mut s = Session::connect(&url)?;
-    s.read_until(STREAM_TIMEOUT, "the shell's first line", |s| {
-        s.stdout_text().contains("tty")
-    })?;
+    s.read_until(STREAM_TIMEOUT, "the shell's first line", |s| s.stdout_text().contains("tty"))?;
     ensure!(
         s.stdout_text().contains("ready-tty"),
         "stdin and stdout of `exec -it` are not a terminal: {s:?}"
@@ -169,20 +156,14 @@ fn exec_with_a_tty_resizes_and_round_trips_stdin(bed: &TestBed, handler: &str) -
     resize_and_check(&mut s, 123, 45, "first")?;
     resize_and_check(&mut s, 200, 50, "second")?;
     // The terminal echoes input (line discipline inside the container's pty).
-    ensure!(
-        s.stdout_text().contains("first0"),
-        "the terminal did not echo the input: {s:?}"
-    );
+    ensure!(s.stdout_text().contains("first0"), "the terminal did not echo the input: {s:?}");
     s.stdin(b"quit\r")?;
     s.wait_closed(STREAM_TIMEOUT)?;
     ensure!(
         s.exit_code() == Some(5),
         "the exec's exit code 5 did not come back on the error channel: {s:?}"
     );
-    ensure!(
-        running(bed, &c)?,
-        "the container stopped running after the exec"
-    );
+    ensure!(running(bed, &c)?, "the container stopped running after the exec");
     pod.teardown()
 }
 
@@ -196,18 +177,13 @@ fn exec_without_a_tty_pipes_stdin_and_keeps_streams_apart(
                   while read line; do [ \"$line\" = quit ] && exit 0; echo \"out:$line\"; echo \"err:$line\" >&2; done";
     let url = bed.cri().exec(&c.id, &["sh", "-c", script], false, true)?;
     let mut s = Session::connect(&url)?;
-    s.read_until(STREAM_TIMEOUT, "ready", |s| {
-        s.stdout_text().contains("ready")
-    })?;
+    s.read_until(STREAM_TIMEOUT, "ready", |s| s.stdout_text().contains("ready"))?;
     s.stdin(b"one\ntwo\n")?;
     s.read_until(STREAM_TIMEOUT, "both lines on stdout and stderr", |s| {
         s.stdout_text().contains("out:two")
             && String::from_utf8_lossy(&s.stderr).contains("err:two")
     })?;
-    ensure!(
-        s.stdout_text() == "ready\nout:one\nout:two\n",
-        "stdout of a piped exec: {s:?}"
-    );
+    ensure!(s.stdout_text() == "ready\nout:one\nout:two\n", "stdout of a piped exec: {s:?}");
     ensure!(
         String::from_utf8_lossy(&s.stderr) == "err:one\nerr:two\n",
         "stderr of a piped exec: {s:?}"
@@ -222,22 +198,10 @@ fn exec_sync_carries_10_mib_intact(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("big-exec", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
     let want = seq_output();
-    let out = bed.cri().exec_sync(
-        &c.id,
-        &["seq", "1", &SEQ_END.to_string()],
-        Duration::from_secs(60),
-    )?;
-    ensure!(
-        out.exit_code == 0,
-        "seq exited {}: {}",
-        out.exit_code,
-        out.stderr
-    );
-    ensure!(
-        out.stderr.is_empty(),
-        "seq wrote to stderr: {:?}",
-        out.stderr
-    );
+    let out =
+        bed.cri().exec_sync(&c.id, &["seq", "1", &SEQ_END.to_string()], Duration::from_secs(60))?;
+    ensure!(out.exit_code == 0, "seq exited {}: {}", out.exit_code, out.stderr);
+    ensure!(out.stderr.is_empty(), "seq wrote to stderr: {:?}", out.stderr);
     let got = out.stdout.as_bytes();
     ensure!(
         sha256(got) == sha256(&want),
@@ -258,8 +222,7 @@ const RUNC_TAIL_LOSS: usize = 1024 * 1024;
 /// lines joined back into the bytes written.
 fn log_bytes(pod: &Pod, c: &Container, last: &str) -> Result<Vec<u8>> {
     let lines = pod.wait_for_log(c, Duration::from_secs(90), |l| {
-        l.last()
-            .is_some_and(|l| l.text.trim_end_matches('\r') == last)
+        l.last().is_some_and(|l| l.text.trim_end_matches('\r') == last)
     });
     let lines = match lines {
         Ok(lines) => lines,
@@ -302,10 +265,7 @@ fn check_log(handler: &str, what: &str, got: &[u8], want: &[u8]) -> Result<()> {
             return Ok(());
         }
     }
-    bail!(
-        "{what} is not seq's output: {}",
-        first_difference(got, want)
-    )
+    bail!("{what} is not seq's output: {}", first_difference(got, want))
 }
 
 fn the_log_carries_10_mib_intact(bed: &TestBed, handler: &str) -> Result<()> {
@@ -327,16 +287,9 @@ fn the_log_of_a_tty_container_carries_10_mib_intact(bed: &TestBed, handler: &str
     let status = pod.wait_exited(&c, Duration::from_secs(60))?;
     ensure!(status.exit_code == 0, "seq exited {}", status.exit_code);
     // The terminal turns "\n" into "\r\n".
-    let got: Vec<u8> = log_bytes(&pod, &c, &SEQ_END.to_string())?
-        .into_iter()
-        .filter(|b| *b != b'\r')
-        .collect();
-    check_log(
-        handler,
-        "the CRI log of a tty container",
-        &got,
-        &seq_output(),
-    )?;
+    let got: Vec<u8> =
+        log_bytes(&pod, &c, &SEQ_END.to_string())?.into_iter().filter(|b| *b != b'\r').collect();
+    check_log(handler, "the CRI log of a tty container", &got, &seq_output())?;
     pod.teardown()
 }
 
@@ -348,18 +301,13 @@ fn attach_to_a_tty_container_round_trips_and_resizes(bed: &TestBed, handler: &st
     config.stdin = true;
     let c = pod.create(&config)?;
     pod.start(&c)?;
-    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| {
-        l.iter().any(|l| l.text.contains("started"))
-    })?;
+    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.iter().any(|l| l.text.contains("started")))?;
 
     let mut s = Session::connect(&bed.cri().attach(&c.id, true, true)?)?;
     resize_and_check(&mut s, 100, 30, "hello")?;
     s.close()?;
     std::thread::sleep(Duration::from_millis(300));
-    ensure!(
-        running(bed, &c)?,
-        "the container stopped when the attach ended"
-    );
+    ensure!(running(bed, &c)?, "the container stopped when the attach ended");
 
     // Attach again: the same shell answers, and it was all logged too.
     let mut s = Session::connect(&bed.cri().attach(&c.id, true, true)?)?;
@@ -385,9 +333,7 @@ fn attach_to_a_stdin_only_container_then_detach_closes_stdin(
     config.stdin_once = true;
     let c = pod.create(&config)?;
     pod.start(&c)?;
-    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| {
-        l.iter().any(|l| l.text == "started")
-    })?;
+    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.iter().any(|l| l.text == "started"))?;
 
     let mut s = Session::connect(&bed.cri().attach(&c.id, false, true)?)?;
     s.stdin(b"hello\n")?;
@@ -409,9 +355,8 @@ fn attach_to_a_stdin_only_container_then_detach_closes_stdin(
         "the container exited {} instead of 3 after its stdin closed",
         status.exit_code
     );
-    let lines = pod.wait_for_log(&c, Duration::from_secs(5), |l| {
-        l.iter().any(|l| l.text == "stdin-closed")
-    })?;
+    let lines = pod
+        .wait_for_log(&c, Duration::from_secs(5), |l| l.iter().any(|l| l.text == "stdin-closed"))?;
     let has = |stream: &str, text: &str| lines.iter().any(|l| l.stream == stream && l.text == text);
     ensure!(
         has("stdout", "out:hello") && has("stderr", "err:hello"),
@@ -442,15 +387,8 @@ fn cpu_and_memory(bed: &TestBed, pod: &Pod, c: &Container) -> Result<(u64, u64)>
         .find(|s| s.attributes.as_ref().is_some_and(|a| a.id == c.id))
         .with_context(|| format!("ListContainerStats of the pod lacks {}: {listed:?}", c.name))?;
     ensure!(
-        mine.cpu
-            .as_ref()
-            .and_then(|c| c.usage_core_nano_seconds.as_ref())
-            .is_some()
-            && mine
-                .memory
-                .as_ref()
-                .and_then(|m| m.working_set_bytes.as_ref())
-                .is_some(),
+        mine.cpu.as_ref().and_then(|c| c.usage_core_nano_seconds.as_ref()).is_some()
+            && mine.memory.as_ref().and_then(|m| m.working_set_bytes.as_ref()).is_some(),
         "ListContainerStats has no CPU or memory for {}: {mine:?}",
         c.name
     );
@@ -469,14 +407,8 @@ fn stats_show_cpu_after_a_busy_loop_and_memory_after_an_allocation(
     let (cpu0, mem0) = cpu_and_memory(bed, &pod, &c)?;
 
     let busy = Instant::now();
-    let out = pod.exec(
-        &c,
-        &[
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo $i",
-        ],
-    )?;
+    let out =
+        pod.exec(&c, &["sh", "-c", "i=0; while [ $i -lt 300000 ]; do i=$((i+1)); done; echo $i"])?;
     let busy = busy.elapsed();
     ensure!(out.stdout.trim() == "300000", "the busy loop: {out:?}");
     let (cpu1, _) = cpu_and_memory(bed, &pod, &c)?;
@@ -512,10 +444,8 @@ fn memory_limit_below_use_is_reported_as_oom_killed(bed: &TestBed, handler: &str
     // awk doubles a string until it is killed: far past the 32 MiB limit.
     let mut config =
         pod.container_config("hog", &["awk", "BEGIN { s = \"x\"; while (1) s = s s }"]);
-    config.linux.get_or_insert_with(Default::default).resources = Some(LinuxContainerResources {
-        memory_limit_in_bytes: 32 * MIB,
-        ..Default::default()
-    });
+    config.linux.get_or_insert_with(Default::default).resources =
+        Some(LinuxContainerResources { memory_limit_in_bytes: 32 * MIB, ..Default::default() });
     let c = pod.create(&config)?;
     pod.start(&c)?;
     let status = pod.wait_exited(&c, Duration::from_secs(60))?;
@@ -557,10 +487,7 @@ fn update_lowers_the_memory_limit_and_cpu_quota_live(bed: &TestBed, handler: &st
     pod.start(&c)?;
     let pid = pod.container_pid(&c)?;
     // 64 MiB (plus awk's copies while doubling) fits in 512 MiB.
-    let hog = [
-        "awk",
-        "BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; print length(s) }",
-    ];
+    let hog = ["awk", "BEGIN { s = \"x\"; for (i = 0; i < 26; i++) s = s s; print length(s) }"];
     let out = pod.exec(&c, &hog)?;
     ensure!(
         out.exit_code == 0 && out.stdout.trim() == "67108864",
@@ -601,10 +528,7 @@ fn update_lowers_the_memory_limit_and_cpu_quota_live(bed: &TestBed, handler: &st
         out.exit_code != 0,
         "allocating 64 MiB after lowering the limit to 32 MiB succeeded: {out:?}"
     );
-    ensure!(
-        running(bed, &c)?,
-        "the container's init died with the exec that went over"
-    );
+    ensure!(running(bed, &c)?, "the container's init died with the exec that went over");
     pod.teardown()
 }
 
@@ -626,35 +550,21 @@ fn a_lowered_pod_pids_limit_stops_forks(bed: &TestBed, handler: &str) -> Result<
         .map(|root| root.join(parent.trim_start_matches('/')))
         .find(|d| d.join("pids.max").exists())
         .with_context(|| format!("no pids controller for the pod's cgroup parent {parent}"))?;
-    let spawn_many = [
-        "sh",
-        "-c",
-        "for i in $(seq 1 20); do sleep 30 & done; wait; echo all-started",
-    ];
+    let spawn_many =
+        ["sh", "-c", "for i in $(seq 1 20); do sleep 30 & done; wait; echo all-started"];
     // Under the current (unlimited) setting 20 sleeps fork fine.
     let out = bed.cri().exec_sync(
         &c.id,
-        &[
-            "sh",
-            "-c",
-            "for i in $(seq 1 20); do sleep 0.2 & done; wait; echo forked",
-        ],
+        &["sh", "-c", "for i in $(seq 1 20); do sleep 0.2 & done; wait; echo forked"],
         Duration::from_secs(30),
     )?;
-    ensure!(
-        out.stdout.trim() == "forked",
-        "20 forks without a limit: {out:?}"
-    );
+    ensure!(out.stdout.trim() == "forked", "20 forks without a limit: {out:?}");
 
-    let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))?
-        .trim()
-        .parse()?;
+    let current: u64 = std::fs::read_to_string(pids_dir.join("pids.current"))?.trim().parse()?;
     let limit = current + 5;
     std::fs::write(pids_dir.join("pids.max"), limit.to_string())
         .with_context(|| format!("writing pids.max in {}", pids_dir.display()))?;
-    let out = bed
-        .cri()
-        .exec_sync(&c.id, &spawn_many, Duration::from_secs(30));
+    let out = bed.cri().exec_sync(&c.id, &spawn_many, Duration::from_secs(30));
     let _ = std::fs::write(pids_dir.join("pids.max"), "max");
     // The exec itself may be refused (its process cannot be created), or the shell's forks fail.
     if let Ok(out) = out {
@@ -664,29 +574,19 @@ fn a_lowered_pod_pids_limit_stops_forks(bed: &TestBed, handler: &str) -> Result<
             "20 forks under a pids limit of {limit} (pod had {current}) all succeeded: {out:?}"
         );
     }
-    bed.cri()
-        .exec_sync(&c.id, &["pkill", "sleep"], Duration::from_secs(10))
-        .ok();
+    bed.cri().exec_sync(&c.id, &["pkill", "sleep"], Duration::from_secs(10)).ok();
     pod.teardown()
 }
 
 fn log_count(pod: &Pod, c: &Container) -> Result<usize> {
-    Ok(pod
-        .log(c)?
-        .iter()
-        .filter(|l| l.text.starts_with("tick"))
-        .count())
+    Ok(pod.log(c)?.iter().filter(|l| l.text.starts_with("tick")).count())
 }
 
 fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("pause", handler)?;
     let c = pod.run(
         "counter",
-        &[
-            "sh",
-            "-c",
-            "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done",
-        ],
+        &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"],
     )?;
     pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.len() >= 3)?;
     let pid = pod.container_pid(&c)?;
@@ -694,9 +594,7 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
     bed.ctr(&["task", "pause", &c.id])?;
     let tasks = bed.ctr(&["task", "ls"])?;
     ensure!(
-        tasks
-            .lines()
-            .any(|l| l.starts_with(&c.id) && l.contains("PAUSED")),
+        tasks.lines().any(|l| l.starts_with(&c.id) && l.contains("PAUSED")),
         "after pause, `ctr task ls` does not show the task PAUSED:\n{tasks}"
     );
     if let Ok(state) = read_cgroup_file(pid, "freezer", "freezer.state") {
@@ -714,9 +612,7 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
     bed.ctr(&["task", "resume", &c.id])?;
     let tasks = bed.ctr(&["task", "ls"])?;
     ensure!(
-        tasks
-            .lines()
-            .any(|l| l.starts_with(&c.id) && l.contains("RUNNING")),
+        tasks.lines().any(|l| l.starts_with(&c.id) && l.contains("RUNNING")),
         "after resume, `ctr task ls` does not show the task RUNNING:\n{tasks}"
     );
     pod.wait_for_log(&c, Duration::from_secs(10), |l| {
@@ -729,11 +625,7 @@ fn pause_freezes_a_counter_and_resume_thaws_it(bed: &TestBed, handler: &str) -> 
 fn execs_leak_no_fds_or_threads_in_the_shim(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("exec-leak", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
-    let shim = pod
-        .shims()
-        .first()
-        .map(|s| s.pid)
-        .context("no shim for the pod")?;
+    let shim = pod.shims().first().map(|s| s.pid).context("no shim for the pod")?;
     let run_execs = |n: usize| -> Result<()> {
         for i in 0..n {
             let out = pod.exec(&c, &["echo", &i.to_string()])?;
@@ -788,11 +680,7 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         let pod = bed.run_pod("restart", handler)?;
         let c = pod.run(
             "ticker",
-            &[
-                "sh",
-                "-c",
-                "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done",
-            ],
+            &["sh", "-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.02; done"],
         )?;
         pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.len() >= 3)?;
         let before = pod.footprint()?;
@@ -839,13 +727,8 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         )?)?;
         s.stdin(b"y\r")?;
         s.wait_closed(STREAM_TIMEOUT)?;
-        ensure!(
-            s.stdout_text().contains("got:y"),
-            "tty exec after the restart: {s:?}"
-        );
-        bed.cri()
-            .stats(&c.id)
-            .context("ContainerStats after the restart")?;
+        ensure!(s.stdout_text().contains("got:y"), "tty exec after the restart: {s:?}");
+        bed.cri().stats(&c.id).context("ContainerStats after the restart")?;
 
         let stopped = Instant::now();
         bed.cri().stop(&c.id, 2)?;
@@ -859,10 +742,7 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         );
         pod.teardown()?;
         let left = before.wait_gone(Duration::from_secs(10));
-        ensure!(
-            left.is_empty(),
-            "after the restart and teardown these remain: {left:#?}"
-        );
+        ensure!(left.is_empty(), "after the restart and teardown these remain: {left:#?}");
         Ok(())
     })();
     result.map_err(|e| bed.with_log(e))
@@ -929,17 +809,11 @@ fn a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox(
 
 fn port_forward_reaches_a_server_in_the_pod(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("port-forward", handler)?;
-    let server = pod.run(
-        "server",
-        &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"],
-    )?;
+    let server = pod.run("server", &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"])?;
     // Wait until the server listens (from inside the pod).
     let deadline = Instant::now() + STREAM_TIMEOUT;
     while pod
-        .exec(
-            &server,
-            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
-        )
+        .exec(&server, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])
         .map(|o| o.exit_code != 0)
         .unwrap_or(true)
     {
@@ -979,10 +853,7 @@ fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
     pod.wait_exited(&exited, Duration::from_secs(30))?;
     let created = pod.create(&pod.container_config("created", &["sleep", "3600"]))?;
 
-    let listed = bed
-        .cri()
-        .pod_listed(&pod.id)?
-        .context("ListPodSandbox does not show the pod")?;
+    let listed = bed.cri().pod_listed(&pod.id)?.context("ListPodSandbox does not show the pod")?;
     ensure!(
         listed.state == k8s_cri::v1::PodSandboxState::SandboxReady as i32,
         "ListPodSandbox shows the running pod in state {}",
@@ -995,16 +866,9 @@ fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
     );
     let containers = bed.cri().containers_listed(&pod.id)?;
     let state_of = |c: &Container| {
-        containers
-            .iter()
-            .find(|l| l.id == c.id)
-            .map(|l| moat_e2e::cri::state_name(l.state))
+        containers.iter().find(|l| l.id == c.id).map(|l| moat_e2e::cri::state_name(l.state))
     };
-    for (c, want) in [
-        (&sleeper, "RUNNING"),
-        (&exited, "EXITED"),
-        (&created, "CREATED"),
-    ] {
+    for (c, want) in [(&sleeper, "RUNNING"), (&exited, "EXITED"), (&created, "CREATED")] {
         ensure!(
             state_of(c) == Some(want),
             "ListContainers shows {} as {:?} instead of {want}: {containers:?}",
@@ -1021,40 +885,24 @@ fn list_verbs_show_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
         "after removing two containers ListContainers shows {left:?}"
     );
     bed.cri().stopp(&pod.id)?;
-    let listed = bed
-        .cri()
-        .pod_listed(&pod.id)?
-        .context("ListPodSandbox lost the stopped pod")?;
+    let listed = bed.cri().pod_listed(&pod.id)?.context("ListPodSandbox lost the stopped pod")?;
     ensure!(
         listed.state == k8s_cri::v1::PodSandboxState::SandboxNotready as i32,
         "a stopped pod is listed in state {}",
         listed.state
     );
-    ensure!(
-        !running(bed, &sleeper)?,
-        "StopPodSandbox left {} running",
-        sleeper.name
-    );
+    ensure!(!running(bed, &sleeper)?, "StopPodSandbox left {} running", sleeper.name);
     let pod_id = pod.id.clone();
     pod.teardown()?;
-    ensure!(
-        bed.cri().pod_listed(&pod_id)?.is_none(),
-        "RemovePodSandbox left the pod listed"
-    );
+    ensure!(bed.cri().pod_listed(&pod_id)?.is_none(), "RemovePodSandbox left the pod listed");
     Ok(())
 }
 
 fn pod_stats_cover_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("statsp", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
-    let out = pod.exec(
-        &c,
-        &[
-            "sh",
-            "-c",
-            "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo $i",
-        ],
-    )?;
+    let out =
+        pod.exec(&c, &["sh", "-c", "i=0; while [ $i -lt 100000 ]; do i=$((i+1)); done; echo $i"])?;
     ensure!(out.stdout.trim() == "100000", "the busy loop: {out:?}");
     let stats = bed.cri().pod_stats(&pod.id)?;
     let linux = stats
@@ -1078,10 +926,7 @@ fn pod_stats_cover_the_pod_and_its_containers(bed: &TestBed, handler: &str) -> R
         "PodSandboxStats shows no pod CPU ({cpu} ns) or memory ({memory} bytes): {stats:?}"
     );
     ensure!(
-        linux
-            .containers
-            .iter()
-            .any(|s| s.attributes.as_ref().is_some_and(|a| a.id == c.id)),
+        linux.containers.iter().any(|s| s.attributes.as_ref().is_some_and(|a| a.id == c.id)),
         "PodSandboxStats lists no stats for the container: {stats:?}"
     );
     pod.teardown()

@@ -52,18 +52,29 @@ fn check_order(bed: &TestBed, handler: &str, lines: &mpsc::Receiver<String>) -> 
     // pid 1 there, so the kernel does not end the exec with it — the runtime does, and the
     // runtime decides which exit containerd hears first.
     let mut config = bed.pod_config("exit-order")?;
-    set_pod_pid_namespace(config.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut()))?;
+    set_pod_pid_namespace(
+        config
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut()),
+    )?;
     let pod = bed.run_pod_with(config, handler)?;
     let mut container = pod.container_config("short", &["sh", "-c", "sleep 3"]);
     set_pod_pid_namespace(
-        container.linux.as_mut().and_then(|l| l.security_context.as_mut()).and_then(|s| s.namespace_options.as_mut()),
+        container
+            .linux
+            .as_mut()
+            .and_then(|l| l.security_context.as_mut())
+            .and_then(|s| s.namespace_options.as_mut()),
     )?;
     let c = pod.create(&container)?;
     pod.start(&c)?;
     // The init lives 3 s; the exec would live 60 s.
 
     let exec_result = std::thread::scope(|s| {
-        let exec = s.spawn(|| bed.cri().exec_sync(&c.id, &["sleep", "60"], Duration::from_secs(30)));
+        let exec =
+            s.spawn(|| bed.cri().exec_sync(&c.id, &["sleep", "60"], Duration::from_secs(30)));
         let exited = pod.wait_exited(&c, Duration::from_secs(30));
         (exited, exec.join())
     });
@@ -101,7 +112,9 @@ fn check_order(bed: &TestBed, handler: &str, lines: &mpsc::Receiver<String>) -> 
             "the exec's exit came after its container's:\n{}",
             exits.join("\n")
         ),
-        None => bail!("no /tasks/exit event for the exec before the container's:\n{}", exits.join("\n")),
+        None => {
+            bail!("no /tasks/exit event for the exec before the container's:\n{}", exits.join("\n"))
+        }
     }
     pod.teardown()
 }

@@ -18,14 +18,8 @@ e2e_tests!(
 
 fn stdout_and_stderr_reach_the_log(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("logs", handler)?;
-    let c = pod.run(
-        "talker",
-        &[
-            "sh",
-            "-c",
-            "echo to-stdout; echo to-stderr >&2; printf 'no newline'",
-        ],
-    )?;
+    let c = pod
+        .run("talker", &["sh", "-c", "echo to-stdout; echo to-stderr >&2; printf 'no newline'"])?;
     let status = pod.wait_exited(&c, Duration::from_secs(30))?;
     ensure!(
         status.exit_code == 0,
@@ -35,14 +29,8 @@ fn stdout_and_stderr_reach_the_log(bed: &TestBed, handler: &str) -> Result<()> {
     );
     let lines = pod.wait_for_log(&c, Duration::from_secs(10), |l| l.len() >= 3)?;
     let has = |stream: &str, text: &str| lines.iter().any(|l| l.stream == stream && l.text == text);
-    ensure!(
-        has("stdout", "to-stdout"),
-        "no stdout line 'to-stdout' in {lines:?}"
-    );
-    ensure!(
-        has("stderr", "to-stderr"),
-        "no stderr line 'to-stderr' in {lines:?}"
-    );
+    ensure!(has("stdout", "to-stdout"), "no stdout line 'to-stdout' in {lines:?}");
+    ensure!(has("stderr", "to-stderr"), "no stderr line 'to-stderr' in {lines:?}");
     ensure!(
         has("stdout", "no newline"),
         "no stdout line 'no newline' (output without a final newline) in {lines:?}"
@@ -54,21 +42,9 @@ fn exec_sync_returns_output_and_exit_code(bed: &TestBed, handler: &str) -> Resul
     let pod = bed.run_pod("exec", handler)?;
     let c = pod.run("sleeper", &["sleep", "3600"])?;
     let out = pod.exec(&c, &["sh", "-c", "echo out; echo err >&2; exit 7"])?;
-    ensure!(
-        out.stdout == "out\n",
-        "exec stdout {:?}, expected \"out\\n\"",
-        out.stdout
-    );
-    ensure!(
-        out.stderr == "err\n",
-        "exec stderr {:?}, expected \"err\\n\"",
-        out.stderr
-    );
-    ensure!(
-        out.exit_code == 7,
-        "exec exit code {}, expected 7",
-        out.exit_code
-    );
+    ensure!(out.stdout == "out\n", "exec stdout {:?}, expected \"out\\n\"", out.stdout);
+    ensure!(out.stderr == "err\n", "exec stderr {:?}, expected \"err\\n\"", out.stderr);
+    ensure!(out.exit_code == 7, "exec exit code {}, expected 7", out.exit_code);
     let out = pod.exec(&c, &["cat", "/var/www/index.html"])?;
     ensure!(
         out.exit_code == 0 && out.stdout.contains("moat test page"),
@@ -76,10 +52,7 @@ fn exec_sync_returns_output_and_exit_code(bed: &TestBed, handler: &str) -> Resul
     );
     // runc reports a missing program as an ExecSync error; a non-zero exit code is fine too.
     if let Ok(out) = pod.exec(&c, &["/no/such/program"]) {
-        ensure!(
-            out.exit_code != 0,
-            "exec of a missing program reported success: {out:?}"
-        );
+        ensure!(out.exit_code != 0, "exec of a missing program reported success: {out:?}");
     }
     pod.teardown()
 }
@@ -104,17 +77,12 @@ fn exit_code_is_reported_in_container_status(bed: &TestBed, handler: &str) -> Re
 
 fn containers_of_a_pod_share_localhost_and_one_shim(bed: &TestBed, handler: &str) -> Result<()> {
     let pod = bed.run_pod("localhost", handler)?;
-    let server = pod.run(
-        "server",
-        &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"],
-    )?;
+    let server = pod.run("server", &["httpd", "-f", "-p", "127.0.0.1:8080", "-h", "/var/www"])?;
     let client = pod.run("client", &["sleep", "3600"])?;
     let mut last = None;
     for _ in 0..100 {
-        let out = pod.exec(
-            &client,
-            &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"],
-        )?;
+        let out =
+            pod.exec(&client, &["wget", "-q", "-O", "-", "http://127.0.0.1:8080/index.html"])?;
         if out.exit_code == 0 {
             ensure!(
                 out.stdout.contains("moat test page"),
@@ -133,10 +101,7 @@ fn containers_of_a_pod_share_localhost_and_one_shim(bed: &TestBed, handler: &str
     );
 
     let shims = pod.shims();
-    ensure!(
-        shims.len() == 1,
-        "expected one shim process for the pod, found {shims:?}"
-    );
+    ensure!(shims.len() == 1, "expected one shim process for the pod, found {shims:?}");
     ensure!(
         shims[0].id == pod.id,
         "the pod's shim has -id {} instead of the pod id {}",
@@ -172,10 +137,7 @@ fn pod_teardown_leaves_nothing_behind(bed: &TestBed, handler: &str) -> Result<()
     // The checks below must see the running pod, or their silence after teardown means nothing.
     let present = footprint.leftovers();
     let count = |prefix: &str| present.iter().filter(|l| l.starts_with(prefix)).count();
-    ensure!(
-        count("shim process") == 1,
-        "while the pod runs, expected one shim, saw: {present:#?}"
-    );
+    ensure!(count("shim process") == 1, "while the pod runs, expected one shim, saw: {present:#?}");
     ensure!(
         count("process") >= 4,
         "while the pod runs, expected sandbox + 3 container processes, saw: {present:#?}"
@@ -186,19 +148,14 @@ fn pod_teardown_leaves_nothing_behind(bed: &TestBed, handler: &str) -> Result<()
         .clone()
         .context("the sandbox's runtime spec names no network namespace path")?;
     ensure!(
-        present
-            .iter()
-            .any(|l| l.starts_with("mount") && l.contains(&*netns.to_string_lossy())),
+        present.iter().any(|l| l.starts_with("mount") && l.contains(&*netns.to_string_lossy())),
         "while the pod runs, expected the netns mount {}, saw: {present:#?}",
         netns.display()
     );
 
     pod.teardown()?;
     let left = footprint.wait_gone(Duration::from_secs(10));
-    ensure!(
-        left.is_empty(),
-        "after StopPodSandbox + RemovePodSandbox these remain: {left:#?}"
-    );
+    ensure!(left.is_empty(), "after StopPodSandbox + RemovePodSandbox these remain: {left:#?}");
     Ok(())
 }
 
@@ -212,9 +169,7 @@ fn stop_container_sends_sigterm_first(bed: &TestBed, handler: &str) -> Result<()
             "trap 'echo got-term; exit 0' TERM; echo ready; while true; do sleep 0.1; done",
         ],
     )?;
-    pod.wait_for_log(&c, Duration::from_secs(10), |l| {
-        l.iter().any(|l| l.text == "ready")
-    })?;
+    pod.wait_for_log(&c, Duration::from_secs(10), |l| l.iter().any(|l| l.text == "ready"))?;
     let t = Instant::now();
     bed.cri().stop(&c.id, 30)?;
     let took = t.elapsed();
@@ -229,9 +184,7 @@ fn stop_container_sends_sigterm_first(bed: &TestBed, handler: &str) -> Result<()
         took < Duration::from_secs(10),
         "StopContainer took {took:?} for a container that exits on SIGTERM"
     );
-    pod.wait_for_log(&c, Duration::from_secs(5), |l| {
-        l.iter().any(|l| l.text == "got-term")
-    })?;
+    pod.wait_for_log(&c, Duration::from_secs(5), |l| l.iter().any(|l| l.text == "got-term"))?;
     pod.teardown()
 }
 
@@ -239,15 +192,9 @@ fn stop_container_kills_after_the_grace_period(bed: &TestBed, handler: &str) -> 
     let pod = bed.run_pod("sigkill", handler)?;
     let c = pod.run(
         "stubborn",
-        &[
-            "sh",
-            "-c",
-            "trap '' TERM; echo ready; while true; do sleep 0.1; done",
-        ],
+        &["sh", "-c", "trap '' TERM; echo ready; while true; do sleep 0.1; done"],
     )?;
-    pod.wait_for_log(&c, Duration::from_secs(10), |l| {
-        l.iter().any(|l| l.text == "ready")
-    })?;
+    pod.wait_for_log(&c, Duration::from_secs(10), |l| l.iter().any(|l| l.text == "ready"))?;
     let t = Instant::now();
     bed.cri().stop(&c.id, 1)?;
     let took = t.elapsed();
@@ -261,9 +208,6 @@ fn stop_container_kills_after_the_grace_period(bed: &TestBed, handler: &str) -> 
         took >= Duration::from_millis(900),
         "StopContainer killed after {took:?}, before the 1 s grace period"
     );
-    ensure!(
-        took < Duration::from_secs(15),
-        "StopContainer took {took:?} with a 1 s grace period"
-    );
+    ensure!(took < Duration::from_secs(15), "StopContainer took {took:?} with a 1 s grace period");
     pod.teardown()
 }

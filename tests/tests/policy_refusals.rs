@@ -63,25 +63,13 @@ struct Expect<'a> {
 
 /// Checks `message` against `expect`, and that it names each of `names` (pod, container).
 fn check_message(message: &str, names: &[&str], expect: &Expect) -> Result<()> {
-    ensure!(
-        message.contains("moat refused"),
-        "not moat's refusal: {message}"
-    );
+    ensure!(message.contains("moat refused"), "not moat's refusal: {message}");
     for name in names {
-        ensure!(
-            message.contains(name),
-            "the refusal does not name {name:?}: {message}"
-        );
+        ensure!(message.contains(name), "the refusal does not name {name:?}: {message}");
     }
-    for (what, text) in [
-        ("field", expect.field),
-        ("rule", expect.rule),
-        ("config key", expect.key),
-    ] {
-        ensure!(
-            message.contains(text),
-            "the refusal does not name the {what} {text:?}: {message}"
-        );
+    for (what, text) in [("field", expect.field), ("rule", expect.rule), ("config key", expect.key)]
+    {
+        ensure!(message.contains(text), "the refusal does not name the {what} {text:?}: {message}");
     }
     // ...and the config file the key is in.
     ensure!(
@@ -123,14 +111,10 @@ fn id_ranges_naming(bed: &TestBed, id: &str) -> Vec<PathBuf> {
 /// What is left on the host of `id` (a pod sandbox or container id): mounts, cgroups,
 /// shims; plus ID ranges when `id` is a refused pod's.
 fn leftovers(bed: &TestBed, id: &str, pod_refused: bool) -> Vec<String> {
-    let mut left: Vec<String> = host::mounts_mentioning(&[id])
-        .into_iter()
-        .map(|m| format!("mount: {m}"))
-        .collect();
+    let mut left: Vec<String> =
+        host::mounts_mentioning(&[id]).into_iter().map(|m| format!("mount: {m}")).collect();
     left.extend(
-        host::cgroup_dirs_named(&[id])
-            .into_iter()
-            .map(|d| format!("cgroup dir {}", d.display())),
+        host::cgroup_dirs_named(&[id]).into_iter().map(|d| format!("cgroup dir {}", d.display())),
     );
     left.extend(
         host::shims(&bed.layout().socket)
@@ -140,9 +124,7 @@ fn leftovers(bed: &TestBed, id: &str, pod_refused: bool) -> Vec<String> {
     );
     if pod_refused {
         left.extend(
-            id_ranges_naming(bed, id)
-                .into_iter()
-                .map(|p| format!("ID range file {}", p.display())),
+            id_ranges_naming(bed, id).into_iter().map(|p| format!("ID range file {}", p.display())),
         );
     }
     left
@@ -165,11 +147,7 @@ fn nothing_left(bed: &TestBed, id: &str, pod_refused: bool) -> Result<()> {
 
 /// RunPodSandbox of `config` must be refused as `expect` says, and leave nothing.
 fn pod_is_refused(bed: &TestBed, config: &PodSandboxConfig, expect: &Expect) -> Result<()> {
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
+    let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
     let message = match bed.cri().runp(config, "moat") {
         Ok(id) => {
             let _ = bed.cri().stopp(&id);
@@ -181,10 +159,7 @@ fn pod_is_refused(bed: &TestBed, config: &PodSandboxConfig, expect: &Expect) -> 
     check_message(&message, &[&format!("moat-e2e/{name}")], expect)?;
     let id = refused_pod_id(&message, &name)?;
     nothing_left(bed, &id, true)?;
-    ensure!(
-        !bed.cri().pods()?.contains(&id),
-        "the refused pod {id} is still listed by the CRI"
-    );
+    ensure!(!bed.cri().pods()?.contains(&id), "the refused pod {id} is still listed by the CRI");
     Ok(())
 }
 
@@ -208,11 +183,7 @@ fn pod_with_host_namespace(bed: &TestBed, base: &str, which: &str) -> Result<Pod
 /// leave nothing of the container, and leave the pod able to run an ordinary container.
 fn container_is_refused(pod: &Pod, config: &ContainerConfig, expect: &Expect) -> Result<()> {
     let bed = pod.bed;
-    let name = config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
+    let name = config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
     let refusal = match bed.cri().create(&pod.id, config, &pod.config) {
         // containerd 1.6 creates the task (where moat decides) in StartContainer.
         Ok(id) => match bed.cri().start(&id) {
@@ -229,26 +200,13 @@ fn container_is_refused(pod: &Pod, config: &ContainerConfig, expect: &Expect) ->
     }
     // The pod keeps exactly its one range, and no container process runs.
     let ranges = id_ranges_naming(bed, &pod.id);
-    ensure!(
-        ranges.len() == 1,
-        "the pod holds {} ID ranges: {ranges:?}",
-        ranges.len()
-    );
+    ensure!(ranges.len() == 1, "the pod holds {} ID ranges: {ranges:?}", ranges.len());
     let tagged = host::processes_with_env(configs::POD_TAG_ENV, &pod.name);
-    ensure!(
-        tagged.is_empty(),
-        "processes of the refused container run: {tagged:?}"
-    );
+    ensure!(tagged.is_empty(), "processes of the refused container run: {tagged:?}");
     // The ordinary thing still works in the same pod.
-    let ok = pod.run(
-        &configs::unique_name("ordinary"),
-        &["sh", "-c", "echo still-fine"],
-    )?;
+    let ok = pod.run(&configs::unique_name("ordinary"), &["sh", "-c", "echo still-fine"])?;
     let status = pod.wait_exited(&ok, Duration::from_secs(30))?;
-    ensure!(
-        status.exit_code == 0,
-        "an ordinary container after the refusal: {status:?}"
-    );
+    ensure!(status.exit_code == 0, "an ordinary container after the refusal: {status:?}");
     Ok(())
 }
 
@@ -345,10 +303,8 @@ fn host_device_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
 fn capability_beyond_the_level_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
     let pod = bed.run_pod("sysadmin", "moat")?;
     let mut config = pod.container_config("sysadmin", &["sleep", "3600"]);
-    configs::security_context(&mut config).capabilities = Some(Capability {
-        add_capabilities: vec!["SYS_ADMIN".into()],
-        ..Default::default()
-    });
+    configs::security_context(&mut config).capabilities =
+        Some(Capability { add_capabilities: vec!["SYS_ADMIN".into()], ..Default::default() });
     container_is_refused(
         &pod,
         &config,
@@ -390,9 +346,8 @@ fn protected_host_paths_are_refused_whatever_the_config(
     // paths: containerd creates a missing volume source on the host.
     let cri_state = bed.layout().root.join("io.containerd.grpc.v1.cri");
     let pod = bed.run_pod("protected", "moat")?;
-    for (i, path) in [Path::new("/etc"), Path::new("/run/containerd"), &cri_state]
-        .into_iter()
-        .enumerate()
+    for (i, path) in
+        [Path::new("/etc"), Path::new("/run/containerd"), &cri_state].into_iter().enumerate()
     {
         if !path.exists() {
             continue;
@@ -456,10 +411,7 @@ fn non_namespaced_sysctl_is_refused_whatever_the_config(
 
 fn seccomp_profile_moat_cannot_enforce_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
     // A Localhost profile with a notify action: moat has no supervisor to answer it.
-    let profile = bed
-        .layout()
-        .dir
-        .join(format!("{}.json", configs::unique_name("notify-profile")));
+    let profile = bed.layout().dir.join(format!("{}.json", configs::unique_name("notify-profile")));
     std::fs::write(
         &profile,
         r#"{"defaultAction": "SCMP_ACT_ALLOW",
@@ -492,10 +444,9 @@ fn exec_as_another_user_than_its_container_is_refused(bed: &TestBed, _handler: &
     let user = pod.create(&config)?;
     pod.start(&user)?;
     let root = pod.run("root", &["sleep", "3600"])?;
-    for (c, asked, asked_ids, own_ids) in [
-        (&user, "0", "0:0", "1000:1000"),
-        (&root, "1000", "1000:1000", "0:0"),
-    ] {
+    for (c, asked, asked_ids, own_ids) in
+        [(&user, "0", "0:0", "1000:1000"), (&root, "1000", "1000:1000", "0:0")]
+    {
         let exec_id = format!("as-user-{asked}");
         let message = match bed.ctr(&[
             "tasks",
@@ -529,10 +480,7 @@ fn exec_as_another_user_than_its_container_is_refused(bed: &TestBed, _handler: &
     // The containers' own users still exec.
     for (c, want) in [(&user, "1000\n"), (&root, "0\n")] {
         let out = pod.exec(c, &["id", "-u"])?;
-        ensure!(
-            out.stdout == want,
-            "an ordinary exec after the refusal: {out:?}"
-        );
+        ensure!(out.stdout == want, "an ordinary exec after the refusal: {out:?}");
     }
     pod.teardown()
 }

@@ -129,17 +129,13 @@ pub fn start_once(root: &Path, base: u32, cgroup: Option<(&Layout, &str)>) -> Re
     drop(maps_r);
     drop(status_w);
     let attached = match &cgroup {
-        Some(cg) => cg
-            .add_pid(pid.as_raw())
-            .context("moving the child into its cgroup"),
+        Some(cg) => cg.add_pid(pid.as_raw()).context("moving the child into its cgroup"),
         None => Ok(()),
     };
-    let result = attached
-        .and_then(|()| write_maps(pid.as_raw(), base))
-        .and_then(|()| {
-            write(&maps_w, b"1").context("releasing the child")?;
-            wait_exec(&status_r)
-        });
+    let result = attached.and_then(|()| write_maps(pid.as_raw(), base)).and_then(|()| {
+        write(&maps_w, b"1").context("releasing the child")?;
+        wait_exec(&status_r)
+    });
     let took = began.elapsed();
     let status = waitpid(pid, None).context("waitpid")?;
     if let Some(cg) = &cgroup {
@@ -165,9 +161,6 @@ fn wait_exec(status: &OwnedFd) -> Result<()> {
     let mut b = [0u8; 1];
     match read(status, &mut b).context("reading the child's status")? {
         0 => Ok(()),
-        _ => bail!(
-            "bare sandbox: {} failed",
-            STEPS.get(usize::from(b[0])).unwrap_or(&"?")
-        ),
+        _ => bail!("bare sandbox: {} failed", STEPS.get(usize::from(b[0])).unwrap_or(&"?")),
     }
 }

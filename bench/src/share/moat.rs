@@ -55,15 +55,8 @@ const DEFAULT_CAPS: &[&str] = &[
 /// 0..65535 -> host `base`..), new pid/ipc/uts/net namespaces, idmapped overlay rootfs,
 /// containerd's default mounts, kubelet's masked and read-only paths, moat's baseline seccomp.
 pub fn plan(fx: &Fixture, layer: &Layer, id: &str, base: u32) -> ContainerPlan {
-    let map = vec![IdMapping {
-        container_id: 0,
-        host_id: base,
-        size: 65_536,
-    }];
-    let ns = |kind| NamespacePlan {
-        kind,
-        action: NamespaceAction::Create,
-    };
+    let map = vec![IdMapping { container_id: 0, host_id: base, size: 65_536 }];
+    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
     let mount = |dest: &str,
                  kind: MountKind,
                  data: Option<&str>,
@@ -110,14 +103,7 @@ pub fn plan(fx: &Fixture, layer: &Layer, id: &str, base: u32) -> ContainerPlan {
         hostname: Some("moat-bench".into()),
         mounts: vec![
             mount("/proc", MountKind::Proc, None, false, true, true),
-            mount(
-                "/dev",
-                MountKind::Tmpfs,
-                Some("mode=755,size=65536k"),
-                false,
-                false,
-                false,
-            ),
+            mount("/dev", MountKind::Tmpfs, Some("mode=755,size=65536k"), false, false, false),
             mount(
                 "/dev/pts",
                 MountKind::Devpts,
@@ -126,14 +112,7 @@ pub fn plan(fx: &Fixture, layer: &Layer, id: &str, base: u32) -> ContainerPlan {
                 false,
                 true,
             ),
-            mount(
-                "/dev/shm",
-                MountKind::Tmpfs,
-                Some("mode=1777,size=65536k"),
-                false,
-                true,
-                true,
-            ),
+            mount("/dev/shm", MountKind::Tmpfs, Some("mode=1777,size=65536k"), false, true, true),
             mount("/dev/mqueue", MountKind::Mqueue, None, false, true, true),
             mount("/sys", MountKind::Sysfs, None, true, true, true),
             mount("/sys/fs/cgroup", MountKind::Cgroup, None, true, true, true),
@@ -211,11 +190,7 @@ pub fn start_once(
     if code != 0 {
         bail!("/bin/true under moat exited {code}");
     }
-    Ok(MoatStart {
-        cgroup: t1 - t0,
-        create: t2 - t1,
-        start: t3 - t2,
-    })
+    Ok(MoatStart { cgroup: t1 - t0, create: t2 - t1, start: t3 - t2 })
 }
 
 /// Reaps children (helpers, reparented inits) until `pid` exited; its exit code.

@@ -70,10 +70,7 @@ pub fn measure(iterations: usize, shim: Option<&Path>) -> Result<ShareResult> {
         );
     }
     serde_json::from_slice(&out.stdout).with_context(|| {
-        format!(
-            "parsing the share child's output {:?}",
-            String::from_utf8_lossy(&out.stdout)
-        )
+        format!("parsing the share child's output {:?}", String::from_utf8_lossy(&out.stdout))
     })
 }
 
@@ -98,11 +95,8 @@ pub fn child_main(args: &[String]) -> ! {
 }
 
 fn child(args: &[String]) -> Result<ShareResult> {
-    let iterations: usize = args
-        .first()
-        .context("usage: __moat_bench_share N [SHIM]")?
-        .parse()
-        .context("N")?;
+    let iterations: usize =
+        args.first().context("usage: __moat_bench_share N [SHIM]")?.parse().context("N")?;
     let shim = args.get(1).map(Path::new);
     nix::sys::prctl::set_child_subreaper(true).context("PR_SET_CHILD_SUBREAPER")?;
     let fx = fixture::Fixture::new()?;
@@ -111,9 +105,8 @@ fn child(args: &[String]) -> Result<ShareResult> {
     let cgroup_parent = format!("/moat-bench/share-{}", std::process::id());
     let mut r = ShareResult::default();
     if let Some(shim) = shim {
-        r.shim_binary_bytes = std::fs::metadata(shim)
-            .with_context(|| format!("stat {}", shim.display()))?
-            .len();
+        r.shim_binary_bytes =
+            std::fs::metadata(shim).with_context(|| format!("stat {}", shim.display()))?.len();
         for _ in 0..iterations.max(5) {
             r.memfd_copy_ms.push(ms(sealed_copy(shim)?));
         }
@@ -122,38 +115,22 @@ fn child(args: &[String]) -> Result<ShareResult> {
         let t = Instant::now();
         let ctx = moat_sandbox::seccomp::compile(&moat_sandbox::seccomp::baseline())?;
         let out = File::from(memfd_create(c"moat-bench-bpf", MFdFlags::MFD_CLOEXEC)?);
-        ctx.export_bpf(&out)
-            .context("generating the baseline's BPF")?;
+        ctx.export_bpf(&out).context("generating the baseline's BPF")?;
         r.seccomp_compile_ms.push(ms(t.elapsed()));
         if out.metadata()?.len() == 0 {
             bail!("libseccomp generated an empty filter");
         }
     }
     // One untimed start of each kind warms the page cache and the helper binary.
-    moat::start_once(
-        &launcher,
-        cgroups.as_ref(),
-        &cgroup_parent,
-        &fx,
-        0,
-        HOST_BASE,
-    )?;
+    moat::start_once(&launcher, cgroups.as_ref(), &cgroup_parent, &fx, 0, HOST_BASE)?;
     bare::start_once(&fx.lower, HOST_BASE, None)?;
     for n in 1..=iterations {
-        let m = moat::start_once(
-            &launcher,
-            cgroups.as_ref(),
-            &cgroup_parent,
-            &fx,
-            n,
-            HOST_BASE,
-        )?;
+        let m = moat::start_once(&launcher, cgroups.as_ref(), &cgroup_parent, &fx, n, HOST_BASE)?;
         r.moat_total_ms.push(ms(m.total()));
         r.moat_cgroup_ms.push(ms(m.cgroup));
         r.moat_create_ms.push(ms(m.create));
         r.moat_start_ms.push(ms(m.start));
-        r.bare_ms
-            .push(ms(bare::start_once(&fx.lower, HOST_BASE, None)?));
+        r.bare_ms.push(ms(bare::start_once(&fx.lower, HOST_BASE, None)?));
         if let Some(layout) = &cgroups {
             let path = format!("{cgroup_parent}/bare{n}");
             r.bare_cgroup_ms.push(ms(bare::start_once(
@@ -174,10 +151,7 @@ fn child(args: &[String]) -> Result<ShareResult> {
 fn sealed_copy(binary: &Path) -> Result<Duration> {
     let t = Instant::now();
     let mut src = File::open(binary).with_context(|| format!("open {}", binary.display()))?;
-    let memfd = memfd_create(
-        c"moat-bench",
-        MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING,
-    )?;
+    let memfd = memfd_create(c"moat-bench", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)?;
     let mut copy = File::from(memfd);
     std::io::copy(&mut src, &mut copy)?;
     let seals = SealFlag::F_SEAL_SEAL

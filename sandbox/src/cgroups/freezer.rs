@@ -27,8 +27,12 @@ impl Cgroup {
             return Ok(Freezer::V1(dir.to_path_buf()));
         }
         match self.v2_dir() {
-            Some(dir) if dir.join("cgroup.freeze").exists() || !dir.exists() => Ok(Freezer::V2(dir.to_path_buf())),
-            _ => Err(CgroupError::Unsupported { path: self.path(), what: "a cgroup freezer".into() }),
+            Some(dir) if dir.join("cgroup.freeze").exists() || !dir.exists() => {
+                Ok(Freezer::V2(dir.to_path_buf()))
+            }
+            _ => {
+                Err(CgroupError::Unsupported { path: self.path(), what: "a cgroup freezer".into() })
+            }
         }
     }
 

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use super::CgroupError;
 
 pub(crate) fn read(path: &Path) -> Result<String, CgroupError> {
-    std::fs::read_to_string(path).map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })
+    std::fs::read_to_string(path)
+        .map_err(|source| CgroupError::Read { path: path.to_path_buf(), source })
 }
 
 /// `None` when the file does not exist (controller absent, older kernel).
@@ -20,7 +21,8 @@ pub(crate) fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
 
 /// One `write(2)` of `value` to an existing control file (cgroup files take one value per write).
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
-    let err = |source| CgroupError::Write { path: path.to_path_buf(), value: value.to_string(), source };
+    let err =
+        |source| CgroupError::Write { path: path.to_path_buf(), value: value.to_string(), source };
     let mut f = std::fs::OpenOptions::new().write(true).open(path).map_err(err)?;
     f.write_all(value.as_bytes()).map_err(err)
 }
@@ -94,7 +96,8 @@ pub(crate) fn child_dirs(dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
     };
     let mut out = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|source| CgroupError::Read { path: dir.to_path_buf(), source })?;
+        let entry =
+            entry.map_err(|source| CgroupError::Read { path: dir.to_path_buf(), source })?;
         let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
         if is_dir {
             out.push(entry.path());

@@ -97,7 +97,10 @@ impl Layout {
 
     /// The mount point of the v1 hierarchy holding `controller`, if mounted.
     pub fn v1_mount(&self, controller: &str) -> Option<&Path> {
-        self.v1.iter().find(|h| h.controllers.iter().any(|c| c == controller)).map(|h| h.mount.as_path())
+        self.v1
+            .iter()
+            .find(|h| h.controllers.iter().any(|c| c == controller))
+            .map(|h| h.mount.as_path())
     }
 
     /// The mount point of the v2 hierarchy (the unified one in hybrid mode), if mounted.
@@ -148,9 +151,13 @@ fn unescape(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 3 < bytes.len()
-            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b)) {
-            let v = (bytes[i + 1] - b'0') as u32 * 64 + (bytes[i + 2] - b'0') as u32 * 8 + (bytes[i + 3] - b'0') as u32;
+        if bytes[i] == b'\\'
+            && i + 3 < bytes.len()
+            && bytes[i + 1..i + 4].iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = (bytes[i + 1] - b'0') as u32 * 64
+                + (bytes[i + 2] - b'0') as u32 * 8
+                + (bytes[i + 3] - b'0') as u32;
             if let Ok(b) = u8::try_from(v) {
                 out.push(b);
                 i += 4;

@@ -117,7 +117,11 @@ impl Cgroup {
         let v1 = layout
             .v1_hierarchies()
             .iter()
-            .map(|h| V1Dir { controllers: h.controllers.clone(), mount: h.mount.clone(), dir: join(&h.mount) })
+            .map(|h| V1Dir {
+                controllers: h.controllers.clone(),
+                mount: h.mount.clone(),
+                dir: join(&h.mount),
+            })
             .collect();
         let v2 = layout.v2_mount().map(join);
         let v2_root = layout.v2_mount().map(Path::to_path_buf);
@@ -145,7 +149,10 @@ impl Cgroup {
 
     /// The directory of the v1 hierarchy holding `controller` (v1 and hybrid modes only).
     pub fn v1_dir(&self, controller: &str) -> Option<&Path> {
-        self.v1.iter().find(|d| d.controllers.iter().any(|c| c == controller)).map(|d| d.dir.as_path())
+        self.v1
+            .iter()
+            .find(|d| d.controllers.iter().any(|c| c == controller))
+            .map(|d| d.dir.as_path())
     }
 
     /// The container's directory in the v2 hierarchy (pure v2, or hybrid's unified one).
@@ -195,7 +202,9 @@ impl Cgroup {
 
     fn kill_all_with(&self, signal: Signal, use_cgroup_kill: bool) -> Result<(), CgroupError> {
         if signal == Signal::SIGKILL && use_cgroup_kill {
-            if let Some(kill) = self.v2.as_ref().map(|d| d.join("cgroup.kill")).filter(|k| k.exists()) {
+            if let Some(kill) =
+                self.v2.as_ref().map(|d| d.join("cgroup.kill")).filter(|k| k.exists())
+            {
                 match fsio::write(&kill, "1") {
                     Ok(()) => return Ok(()),
                     Err(e) if e.is_not_found() => return Ok(()),
@@ -256,7 +265,11 @@ impl Cgroup {
             self.kill_all_with(Signal::SIGKILL, use_cgroup_kill)?;
             if start.elapsed() > DESTROY_TIMEOUT {
                 let path = self.dirs().next().map(Path::to_path_buf).unwrap_or_default();
-                return Err(CgroupError::Timeout { path, what: "have no process left", waited: start.elapsed() });
+                return Err(CgroupError::Timeout {
+                    path,
+                    what: "have no process left",
+                    waited: start.elapsed(),
+                });
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(50));
@@ -272,7 +285,9 @@ impl Cgroup {
             let mut attempt = 0;
             loop {
                 match self.make_dirs_under(&root) {
-                    Err(CgroupError::Mkdir { source, .. }) if source.kind() == io::ErrorKind::NotFound && attempt < 5 => {
+                    Err(CgroupError::Mkdir { source, .. })
+                        if source.kind() == io::ErrorKind::NotFound && attempt < 5 =>
+                    {
                         attempt += 1;
                     }
                     other => break other?,
@@ -334,7 +349,9 @@ impl Cgroup {
             for ctrl in V2_CONTROLLERS {
                 let has = |list: &str| list.split_whitespace().any(|w| w == *ctrl);
                 if has(&available) && !has(&enabled) {
-                    if let Err(e) = fsio::write(&dir.join("cgroup.subtree_control"), &format!("+{ctrl}")) {
+                    if let Err(e) =
+                        fsio::write(&dir.join("cgroup.subtree_control"), &format!("+{ctrl}"))
+                    {
                         log::warn!("cgroup v2 controller {ctrl} not enabled: {e}");
                     }
                 }
@@ -378,7 +395,10 @@ fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
         match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if e.raw_os_error() == Some(libc::EBUSY) && start.elapsed() < Duration::from_secs(1) => {
+            Err(e)
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && start.elapsed() < Duration::from_secs(1) =>
+            {
                 std::thread::sleep(Duration::from_millis(10));
             }
             Err(source) => return Err(CgroupError::Rmdir { path: dir.to_path_buf(), source }),

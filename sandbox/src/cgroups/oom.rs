@@ -25,7 +25,10 @@ impl Cgroup {
         }
         match self.v1_dir("memory") {
             Some(dir) => Ok((dir.join("memory.oom_control"), false)),
-            None => Err(CgroupError::Unsupported { path: self.path(), what: "the memory controller".into() }),
+            None => Err(CgroupError::Unsupported {
+                path: self.path(),
+                what: "the memory controller".into(),
+            }),
         }
     }
 
@@ -44,15 +47,21 @@ impl Cgroup {
     pub fn oom_watcher(&self) -> Result<OomWatcher, CgroupError> {
         let (path, v2) = self.memory_events_file()?;
         if v2 {
-            let sys = |source| CgroupError::Sys { op: "inotify on memory.events", path: path.clone(), source };
-            let inotify = Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(sys)?;
+            let sys = |source| CgroupError::Sys {
+                op: "inotify on memory.events",
+                path: path.clone(),
+                source,
+            };
+            let inotify =
+                Inotify::init(InitFlags::IN_CLOEXEC | InitFlags::IN_NONBLOCK).map_err(sys)?;
             inotify.add_watch(&path, AddWatchFlags::IN_MODIFY).map_err(sys)?;
             return Ok(OomWatcher { kind: Kind::Inotify(inotify) });
         }
         let control = path.with_file_name("cgroup.event_control");
         let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC | EfdFlags::EFD_NONBLOCK)
             .map_err(|source| CgroupError::Sys { op: "eventfd", path: path.clone(), source })?;
-        let oom_control = File::open(&path).map_err(|source| CgroupError::Read { path: path.clone(), source })?;
+        let oom_control =
+            File::open(&path).map_err(|source| CgroupError::Read { path: path.clone(), source })?;
         fsio::write(&control, &format!("{} {}", efd.as_raw_fd(), oom_control.as_raw_fd()))?;
         Ok(OomWatcher { kind: Kind::EventFd { efd, _oom_control: oom_control } })
     }
@@ -96,7 +105,11 @@ impl AsFd for OomWatcher {
 impl OomWatcher {
     /// Consumes pending wake-ups; returns whether there were any.
     pub fn drain(&self) -> Result<bool, CgroupError> {
-        let sys = |source| CgroupError::Sys { op: "reading the OOM watcher", path: Path::new("").into(), source };
+        let sys = |source| CgroupError::Sys {
+            op: "reading the OOM watcher",
+            path: Path::new("").into(),
+            source,
+        };
         match &self.kind {
             Kind::Inotify(i) => match i.read_events() {
                 Ok(events) => Ok(!events.is_empty()),
@@ -119,7 +132,10 @@ mod tests {
     #[test]
     fn oom_kill_counters() {
         assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\noom_kill 3\n"), Some(3));
-        assert_eq!(parse_oom_kill("low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n"), Some(1));
+        assert_eq!(
+            parse_oom_kill("low 0\nhigh 0\nmax 5\noom 2\noom_kill 1\noom_group_kill 0\n"),
+            Some(1)
+        );
         assert_eq!(parse_oom_kill("oom_kill_disable 0\nunder_oom 0\n"), None);
     }
 }

@@ -69,7 +69,9 @@ mod tests {
     #[test]
     fn refuses_systemd_form() {
         let e = CgroupPath::parse("system.slice:cri-containerd:abc").expect_err("must be refused");
-        assert!(matches!(e, CgroupError::SystemdDriverUnsupported { ref path } if path == "system.slice:cri-containerd:abc"));
+        assert!(
+            matches!(e, CgroupError::SystemdDriverUnsupported { ref path } if path == "system.slice:cri-containerd:abc")
+        );
         assert!(e.to_string().contains("systemd"));
     }
 

@@ -88,14 +88,20 @@ fn max_or(v: i64) -> String {
 pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), CgroupError> {
     let bad = |reason: String| CgroupError::InvalidResources { path: path.to_string(), reason };
     if let Some(m) = r.memory() {
-        for (name, v) in [("limit", m.limit()), ("swap", m.swap()), ("reservation", m.reservation())] {
+        for (name, v) in
+            [("limit", m.limit()), ("swap", m.swap()), ("reservation", m.reservation())]
+        {
             if let Some(v) = v {
                 if v < -1 {
-                    return Err(bad(format!("memory {name} {v} is negative (only -1, unlimited, is allowed)")));
+                    return Err(bad(format!(
+                        "memory {name} {v} is negative (only -1, unlimited, is allowed)"
+                    )));
                 }
             }
         }
-        swap_v2(m.swap(), m.limit()).map_err(|e| bad(format!("memory: {e} (limit {:?}, swap {:?})", m.limit(), m.swap())))?;
+        swap_v2(m.swap(), m.limit()).map_err(|e| {
+            bad(format!("memory: {e} (limit {:?}, swap {:?})", m.limit(), m.swap()))
+        })?;
         if let Some(s) = m.swappiness() {
             if s > 100 {
                 return Err(bad(format!("memory swappiness {s} is above 100")));
@@ -105,7 +111,9 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
     if let Some(cpu) = r.cpu() {
         if let Some(q) = cpu.quota() {
             if q < -1 {
-                return Err(bad(format!("cpu quota {q} is negative (only -1, unlimited, is allowed)")));
+                return Err(bad(format!(
+                    "cpu quota {q} is negative (only -1, unlimited, is allowed)"
+                )));
             }
         }
         for (name, v) in [("cpus", cpu.cpus()), ("mems", cpu.mems())] {
@@ -152,7 +160,11 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
 }
 
 /// Writes the limits. `with_devices`: also the v1 device rules (only at create).
-pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), CgroupError> {
+pub(crate) fn apply(
+    cg: &Cgroup,
+    r: &LinuxResources,
+    with_devices: bool,
+) -> Result<(), CgroupError> {
     match cg.mode() {
         Mode::V2 => apply_v2(cg, r),
         Mode::V1 | Mode::Hybrid => apply_v1(cg, r, with_devices),
@@ -177,7 +189,9 @@ fn write_ctl(cg: &Cgroup, dir: &Path, file: &str, value: &str) -> Result<(), Cgr
 }
 
 fn warn_realtime(cpu: &LinuxCpu, cg: &Cgroup) {
-    if cpu.realtime_runtime().is_some_and(|v| v != 0) || cpu.realtime_period().is_some_and(|v| v != 0) {
+    if cpu.realtime_runtime().is_some_and(|v| v != 0)
+        || cpu.realtime_period().is_some_and(|v| v != 0)
+    {
         log::warn!("cgroup {}: real-time cpu limits are not applied", cg.path());
     }
 }
@@ -209,7 +223,13 @@ fn apply_v1(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), C
         write_ctl(cg, v1_dir(cg, "pids")?, "pids.max", &value)?;
     }
     if let Some(limits) = r.hugepage_limits() {
-        hugetlb(cg, limits, cg.v1_dir("hugetlb"), "limit_in_bytes", |l| if l < 0 { "-1".into() } else { l.to_string() })?;
+        hugetlb(cg, limits, cg.v1_dir("hugetlb"), "limit_in_bytes", |l| {
+            if l < 0 {
+                "-1".into()
+            } else {
+                l.to_string()
+            }
+        })?;
     }
     if let Some(b) = r.block_io() {
         blkio_v1(cg, b)?;
@@ -227,7 +247,12 @@ fn cpu_v1(cg: &Cgroup, cpu: &LinuxCpu) -> Result<(), CgroupError> {
     let shares = cpu.shares().filter(|s| *s != 0);
     let quota = cpu.quota().filter(|q| *q != 0);
     let period = cpu.period().filter(|p| *p != 0);
-    if shares.is_some() || quota.is_some() || period.is_some() || cpu.burst().is_some() || cpu.idle().is_some() {
+    if shares.is_some()
+        || quota.is_some()
+        || period.is_some()
+        || cpu.burst().is_some()
+        || cpu.idle().is_some()
+    {
         let dir = v1_dir(cg, "cpu")?;
         if let Some(s) = shares {
             write_ctl(cg, dir, "cpu.shares", &s.to_string())?;
@@ -271,8 +296,14 @@ fn cpu_v1(cg: &Cgroup, cpu: &LinuxCpu) -> Result<(), CgroupError> {
 /// is below what the cgroup uses and reclaim could not make room.
 fn write_memory_limit(cg: &Cgroup, dir: &Path, file: &str, limit: i64) -> Result<(), CgroupError> {
     match write_ctl(cg, dir, file, &limit.to_string()) {
-        Err(CgroupError::Write { path, source, .. }) if source.raw_os_error() == Some(libc::EBUSY) => {
-            let usage_file = if file.contains("memsw") { "memory.memsw.usage_in_bytes" } else { "memory.usage_in_bytes" };
+        Err(CgroupError::Write { path, source, .. })
+            if source.raw_os_error() == Some(libc::EBUSY) =>
+        {
+            let usage_file = if file.contains("memsw") {
+                "memory.memsw.usage_in_bytes"
+            } else {
+                "memory.usage_in_bytes"
+            };
             let usage = fsio::read_u64(&dir.join(usage_file)).unwrap_or(0);
             Err(CgroupError::MemoryLimitBelowUsage { path, limit, usage })
         }
@@ -288,7 +319,12 @@ fn memory_v1(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
         swap = Some(-1);
     }
     let reservation = m.reservation().filter(|v| *v != 0);
-    if limit.is_none() && swap.is_none() && reservation.is_none() && m.swappiness().is_none() && m.disable_oom_killer().is_none() {
+    if limit.is_none()
+        && swap.is_none()
+        && reservation.is_none()
+        && m.swappiness().is_none()
+        && m.disable_oom_killer().is_none()
+    {
         return Ok(());
     }
     let dir = v1_dir(cg, "memory")?;
@@ -301,7 +337,10 @@ fn memory_v1(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
             if s == -1 || Some(s) == limit {
                 swap = None;
             } else {
-                return Err(unsupported(cg, "a swap limit (memory.memsw.limit_in_bytes; boot with swapaccount=1)"));
+                return Err(unsupported(
+                    cg,
+                    "a swap limit (memory.memsw.limit_in_bytes; boot with swapaccount=1)",
+                ));
             }
         }
     }
@@ -344,7 +383,10 @@ fn hugetlb(
         return Ok(());
     }
     let Some(dir) = dir else {
-        log::warn!("cgroup {}: no hugetlb controller here, hugepage limits are not applied", cg.path());
+        log::warn!(
+            "cgroup {}: no hugetlb controller here, hugepage limits are not applied",
+            cg.path()
+        );
         return Ok(());
     };
     for l in limits {
@@ -353,7 +395,9 @@ fn hugetlb(
     Ok(())
 }
 
-fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, Option<&Vec<LinuxThrottleDevice>>); 4] {
+fn throttles(
+    b: &LinuxBlockIo,
+) -> [(&'static str, &'static str, Option<&Vec<LinuxThrottleDevice>>); 4] {
     [
         ("blkio.throttle.read_bps_device", "rbps", b.throttle_read_bps_device().as_ref()),
         ("blkio.throttle.write_bps_device", "wbps", b.throttle_write_bps_device().as_ref()),
@@ -363,7 +407,8 @@ fn throttles(b: &LinuxBlockIo) -> [(&'static str, &'static str, Option<&Vec<Linu
 }
 
 fn blkio_v1(cg: &Cgroup, b: &LinuxBlockIo) -> Result<(), CgroupError> {
-    let weights = b.weight().filter(|w| *w != 0).is_some() || b.weight_device().as_ref().is_some_and(|d| !d.is_empty());
+    let weights = b.weight().filter(|w| *w != 0).is_some()
+        || b.weight_device().as_ref().is_some_and(|d| !d.is_empty());
     let limits = throttles(b).iter().any(|(_, _, d)| d.is_some_and(|d| !d.is_empty()));
     if !weights && !limits {
         return Ok(());
@@ -371,16 +416,24 @@ fn blkio_v1(cg: &Cgroup, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     let dir = v1_dir(cg, "blkio")?;
     if weights {
         // CFQ's blkio.weight is gone from current kernels; BFQ has blkio.bfq.weight.
-        let prefix = ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.join(f).exists());
+        let prefix =
+            ["blkio.weight", "blkio.bfq.weight"].into_iter().find(|f| dir.join(f).exists());
         match prefix {
-            None => log::warn!("cgroup {}: no blkio weight file, io weights are not applied", cg.path()),
+            None => {
+                log::warn!("cgroup {}: no blkio weight file, io weights are not applied", cg.path())
+            }
             Some(file) => {
                 if let Some(w) = b.weight().filter(|w| *w != 0) {
                     write_ctl(cg, dir, file, &w.to_string())?;
                 }
                 for d in b.weight_device().iter().flatten() {
                     if let Some(w) = d.weight() {
-                        write_ctl(cg, dir, &format!("{file}_device"), &format!("{}:{} {w}", d.major(), d.minor()))?;
+                        write_ctl(
+                            cg,
+                            dir,
+                            &format!("{file}_device"),
+                            &format!("{}:{} {w}", d.major(), d.minor()),
+                        )?;
                     }
                 }
             }
@@ -421,8 +474,10 @@ fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupErro
 
 /// v1 allow lines for the nodes every container's /dev holds, plus its pty slaves.
 pub fn standard_device_rules_v1() -> Vec<String> {
-    let mut lines: Vec<String> =
-        crate::policy::devices::STANDARD.iter().map(|(_, major, minor)| format!("c {major}:{minor} rwm")).collect();
+    let mut lines: Vec<String> = crate::policy::devices::STANDARD
+        .iter()
+        .map(|(_, major, minor)| format!("c {major}:{minor} rwm"))
+        .collect();
     // /dev/pts/*: the container's own devpts instance.
     lines.push(format!("c {PTS_MAJOR}:* rwm"));
     lines
@@ -460,10 +515,15 @@ fn apply_v2(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(m) = r.memory() {
         warn_kernel_memory(m, cg);
         if m.swappiness().is_some() || m.disable_oom_killer() == Some(true) {
-            log::warn!("cgroup {}: swappiness and disableOOMKiller do not exist in cgroup v2", cg.path());
+            log::warn!(
+                "cgroup {}: swappiness and disableOOMKiller do not exist in cgroup v2",
+                cg.path()
+            );
         }
-        let swap = swap_v2(m.swap(), m.limit())
-            .map_err(|e| CgroupError::InvalidResources { path: cg.path(), reason: e.to_string() })?;
+        let swap = swap_v2(m.swap(), m.limit()).map_err(|e| CgroupError::InvalidResources {
+            path: cg.path(),
+            reason: e.to_string(),
+        })?;
         if let Some(s) = swap {
             if dir.join("memory.swap.max").exists() {
                 write_ctl(cg, dir, "memory.swap.max", &s)?;
@@ -483,14 +543,18 @@ fn apply_v2(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(limits) = r.hugepage_limits() {
         let has = dir.join("cgroup.controllers");
-        let enabled = fsio::read_opt(&has)?.is_some_and(|c| c.split_whitespace().any(|w| w == "hugetlb"));
+        let enabled =
+            fsio::read_opt(&has)?.is_some_and(|c| c.split_whitespace().any(|w| w == "hugetlb"));
         hugetlb(cg, limits, enabled.then_some(dir), "max", max_or)?;
     }
     if let Some(b) = r.block_io() {
         io_v2(cg, dir, b)?;
     }
     if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        log::debug!("cgroup {}: device rules need eBPF on cgroup v2 and are not applied", cg.path());
+        log::debug!(
+            "cgroup {}: device rules need eBPF on cgroup v2 and are not applied",
+            cg.path()
+        );
     }
     for (key, value) in r.unified().iter().flatten() {
         write_ctl(cg, dir, key, value)?;
@@ -519,7 +583,12 @@ fn io_v2(cg: &Cgroup, dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
     }
     for (_, key, devices) in throttles(b) {
         for d in devices.into_iter().flatten() {
-            write_ctl(cg, dir, "io.max", &format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()))?;
+            write_ctl(
+                cg,
+                dir,
+                "io.max",
+                &format!("{}:{} {key}={}", d.major(), d.minor(), d.rate()),
+            )?;
         }
     }
     Ok(())
@@ -571,7 +640,8 @@ mod tests {
 
     #[test]
     fn device_rules_render() {
-        let all = LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("rule");
+        let all =
+            LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("rule");
         assert_eq!(device_rule_v1(&all), "a *:* rwm");
         let null = LinuxDeviceCgroupBuilder::default()
             .allow(true)
@@ -588,7 +658,9 @@ mod tests {
     fn validation_refuses_bad_values() {
         let mem = |limit: i64, swap: i64| {
             LinuxResourcesBuilder::default()
-                .memory(LinuxMemoryBuilder::default().limit(limit).swap(swap).build().expect("memory"))
+                .memory(
+                    LinuxMemoryBuilder::default().limit(limit).swap(swap).build().expect("memory"),
+                )
                 .build()
                 .expect("resources")
         };
@@ -605,7 +677,11 @@ mod tests {
 
         let huge = |size: &str| {
             LinuxResourcesBuilder::default()
-                .hugepage_limits(vec![LinuxHugepageLimitBuilder::default().page_size(size).limit(0).build().expect("h")])
+                .hugepage_limits(vec![LinuxHugepageLimitBuilder::default()
+                    .page_size(size)
+                    .limit(0)
+                    .build()
+                    .expect("h")])
                 .build()
                 .expect("resources")
         };
@@ -616,7 +692,11 @@ mod tests {
 
         let unified = |k: &str| {
             LinuxResourcesBuilder::default()
-                .unified([(k.to_string(), "1".to_string())].into_iter().collect::<std::collections::HashMap<_, _>>())
+                .unified(
+                    [(k.to_string(), "1".to_string())]
+                        .into_iter()
+                        .collect::<std::collections::HashMap<_, _>>(),
+                )
                 .build()
                 .expect("resources")
         };

@@ -417,7 +417,9 @@ impl Cgroup {
             if let Some(total) = fsio::read_u64_opt(&dir.join("cpuacct.usage"))? {
                 any = true;
                 cpu.usage_total = total;
-                cpu.per_cpu = fsio::read_opt(&dir.join("cpuacct.usage_percpu"))?.map(|t| parse_per_cpu(&t)).unwrap_or_default();
+                cpu.per_cpu = fsio::read_opt(&dir.join("cpuacct.usage_percpu"))?
+                    .map(|t| parse_per_cpu(&t))
+                    .unwrap_or_default();
                 let user = fsio::read_u64_opt(&dir.join("cpuacct.usage_user"))?;
                 let sys = fsio::read_u64_opt(&dir.join("cpuacct.usage_sys"))?;
                 if let (Some(user), Some(sys)) = (user, sys) {
@@ -447,9 +449,12 @@ impl Cgroup {
         let Some(dir) = self.v2_dir() else { return Ok(V2Stats::default()) };
         let mut s = V2Stats {
             cpu: fsio::read_opt(&dir.join("cpu.stat"))?.map(|t| V2Cpu::parse(&t)),
-            memory_events: fsio::read_opt(&dir.join("memory.events"))?.map(|t| MemoryEvents::parse(&t)),
+            memory_events: fsio::read_opt(&dir.join("memory.events"))?
+                .map(|t| MemoryEvents::parse(&t)),
             pids: pids(dir)?,
-            io: fsio::read_opt(&dir.join("io.stat"))?.map(|t| parse_io_stat(&t)).unwrap_or_default(),
+            io: fsio::read_opt(&dir.join("io.stat"))?
+                .map(|t| parse_io_stat(&t))
+                .unwrap_or_default(),
             ..V2Stats::default()
         };
         if let Some(usage) = fsio::read_u64_opt(&dir.join("memory.current"))? {
@@ -461,7 +466,9 @@ impl Cgroup {
                 }
             };
             s.memory = Some(V2Memory {
-                stat: fsio::read_opt(&dir.join("memory.stat"))?.map(|t| V2MemoryStat::parse(&t)).unwrap_or_default(),
+                stat: fsio::read_opt(&dir.join("memory.stat"))?
+                    .map(|t| V2MemoryStat::parse(&t))
+                    .unwrap_or_default(),
                 usage,
                 usage_limit: opt_max("memory.max")?,
                 max_usage: fsio::read_u64_opt(&dir.join("memory.peak"))?,
@@ -478,9 +485,16 @@ impl Cgroup {
                 None => None,
             };
             let failcnt = fsio::read_opt(&f("events"))?
-                .and_then(|t| parse_flat_keyed(&t).into_iter().find(|(k, _)| *k == "max").map(|(_, v)| v))
+                .and_then(|t| {
+                    parse_flat_keyed(&t).into_iter().find(|(k, _)| *k == "max").map(|(_, v)| v)
+                })
                 .unwrap_or(0);
-            s.hugetlb.push(V2Hugetlb { current: fsio::read_u64(&f("current"))?, max, failcnt, pagesize: size });
+            s.hugetlb.push(V2Hugetlb {
+                current: fsio::read_u64(&f("current"))?,
+                max,
+                failcnt,
+                pagesize: size,
+            });
         }
         Ok(s)
     }
@@ -498,8 +512,12 @@ fn pids(dir: &Path) -> Result<Option<PidsStats>, CgroupError> {
 
 /// usage/max_usage/limit/failcnt files sharing a prefix (`memory.`, `memory.memsw.`, ...).
 fn memory_entry(dir: &Path, prefix: &str) -> Result<Option<MemoryEntry>, CgroupError> {
-    let Some(usage) = fsio::read_u64_opt(&dir.join(format!("{prefix}usage_in_bytes")))? else { return Ok(None) };
-    let get = |name: &str| fsio::read_u64_opt(&dir.join(format!("{prefix}{name}"))).map(Option::unwrap_or_default);
+    let Some(usage) = fsio::read_u64_opt(&dir.join(format!("{prefix}usage_in_bytes")))? else {
+        return Ok(None);
+    };
+    let get = |name: &str| {
+        fsio::read_u64_opt(&dir.join(format!("{prefix}{name}"))).map(Option::unwrap_or_default)
+    };
     Ok(Some(MemoryEntry {
         usage,
         max: get("max_usage_in_bytes")?,
@@ -511,19 +529,25 @@ fn memory_entry(dir: &Path, prefix: &str) -> Result<Option<MemoryEntry>, CgroupE
 fn memory_v1(dir: &Path) -> Result<Option<V1Memory>, CgroupError> {
     let Some(usage) = memory_entry(dir, "memory.")? else { return Ok(None) };
     Ok(Some(V1Memory {
-        stat: fsio::read_opt(&dir.join("memory.stat"))?.map(|t| V1MemoryStat::parse(&t)).unwrap_or_default(),
+        stat: fsio::read_opt(&dir.join("memory.stat"))?
+            .map(|t| V1MemoryStat::parse(&t))
+            .unwrap_or_default(),
         usage,
         swap: memory_entry(dir, "memory.memsw.")?,
         kernel: memory_entry(dir, "memory.kmem.")?,
         kernel_tcp: memory_entry(dir, "memory.kmem.tcp.")?,
-        oom_control: fsio::read_opt(&dir.join("memory.oom_control"))?.map(|t| V1OomControl::parse(&t)),
+        oom_control: fsio::read_opt(&dir.join("memory.oom_control"))?
+            .map(|t| V1OomControl::parse(&t)),
     }))
 }
 
 fn hugetlb_v1(dir: &Path) -> Result<Vec<V1Hugetlb>, CgroupError> {
     let mut out = Vec::new();
     for size in hugetlb_sizes(dir, "usage_in_bytes")? {
-        let get = |suffix: &str| fsio::read_u64_opt(&dir.join(format!("hugetlb.{size}.{suffix}"))).map(Option::unwrap_or_default);
+        let get = |suffix: &str| {
+            fsio::read_u64_opt(&dir.join(format!("hugetlb.{size}.{suffix}")))
+                .map(Option::unwrap_or_default)
+        };
         out.push(V1Hugetlb {
             usage: get("usage_in_bytes")?,
             max: get("max_usage_in_bytes")?,
@@ -577,7 +601,10 @@ mod tests {
     #[test]
     fn v2_cpu_and_events() {
         let c = V2Cpu::parse("usage_usec 406793244\nuser_usec 342467140\nsystem_usec 64326103\nnice_usec 0\nnr_periods 3\nnr_throttled 1\nthrottled_usec 55\n");
-        assert_eq!((c.usage_usec, c.user_usec, c.system_usec), (406_793_244, 342_467_140, 64_326_103));
+        assert_eq!(
+            (c.usage_usec, c.user_usec, c.system_usec),
+            (406_793_244, 342_467_140, 64_326_103)
+        );
         assert_eq!((c.nr_periods, c.nr_throttled, c.throttled_usec), (3, 1, 55));
         let e = MemoryEvents::parse("low 0\nhigh 0\nmax 12\noom 2\noom_kill 1\noom_group_kill 0\n");
         assert_eq!((e.max, e.oom, e.oom_kill), (12, 2, 1));
@@ -585,10 +612,15 @@ mod tests {
 
     #[test]
     fn v1_cpu_pieces() {
-        assert_eq!(parse_per_cpu("193810276620 219407836988 \n"), vec![193_810_276_620, 219_407_836_988]);
+        assert_eq!(
+            parse_per_cpu("193810276620 219407836988 \n"),
+            vec![193_810_276_620, 219_407_836_988]
+        );
         assert_eq!(parse_per_cpu("1 x 2"), vec![1, 2]);
         assert_eq!(ticks_to_ns(34787), 347_870_000_000);
-        let t = V1Throttling::parse("nr_periods 10\nnr_throttled 4\nthrottled_time 123456\nnr_bursts 0\n");
+        let t = V1Throttling::parse(
+            "nr_periods 10\nnr_throttled 4\nthrottled_time 123456\nnr_bursts 0\n",
+        );
         assert_eq!((t.periods, t.throttled_periods, t.throttled_time), (10, 4, 123_456));
     }
 
@@ -597,7 +629,9 @@ mod tests {
         let b = parse_blkio("8:0 Read 4096\n8:0 Write 0\n8:0 Sync 4096\nTotal 4096\ngarbage\n");
         assert_eq!(b.len(), 3);
         assert_eq!(b[0], BlkioEntry { op: "Read".into(), major: 8, minor: 0, value: 4096 });
-        let io = parse_io_stat("8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n253:1 rbytes=x wbytes=9\nbad\n");
+        let io = parse_io_stat(
+            "8:0 rbytes=1 wbytes=2 rios=3 wios=4 dbytes=0 dios=0\n253:1 rbytes=x wbytes=9\nbad\n",
+        );
         assert_eq!(io.len(), 2);
         assert_eq!((io[0].rbytes, io[0].wbytes, io[0].rios, io[0].wios), (1, 2, 3, 4));
         assert_eq!((io[1].major, io[1].minor, io[1].rbytes, io[1].wbytes), (253, 1, 0, 9));

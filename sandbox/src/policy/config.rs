@@ -216,10 +216,13 @@ impl Config {
             ));
         }
         for sysctl in &self.allowed_sysctls {
-            if sysctl.is_empty() || sysctl.contains('/') || sysctl[..sysctl.len() - 1].contains('*') {
+            if sysctl.is_empty() || sysctl.contains('/') || sysctl[..sysctl.len() - 1].contains('*')
+            {
                 return Err(invalid(
                     "allowed_sysctls",
-                    format!("{sysctl:?} is not a sysctl name (a trailing `*` is the only wildcard)"),
+                    format!(
+                        "{sysctl:?} is not a sysctl name (a trailing `*` is the only wildcard)"
+                    ),
                 ));
             }
         }
@@ -330,10 +333,23 @@ state_dir = "/tmp/pool"
         }
         keys.sort();
         let mut expected = vec![
-            "level", "allow_privileged", "allow_host_network", "allow_host_pid", "allow_host_ipc",
-            "allow_host_devices", "allowed_capabilities", "allowed_host_paths", "allowed_sysctls",
-            "allow_unconfined_seccomp", "force_readonly_rootfs", "cri_state_dirs",
-            "kubelet_root_dir", "userns", "userns.base", "userns.size", "userns.count",
+            "level",
+            "allow_privileged",
+            "allow_host_network",
+            "allow_host_pid",
+            "allow_host_ipc",
+            "allow_host_devices",
+            "allowed_capabilities",
+            "allowed_host_paths",
+            "allowed_sysctls",
+            "allow_unconfined_seccomp",
+            "force_readonly_rootfs",
+            "cri_state_dirs",
+            "kubelet_root_dir",
+            "userns",
+            "userns.base",
+            "userns.size",
+            "userns.count",
             "userns.state_dir",
         ];
         expected.sort();
@@ -341,9 +357,15 @@ state_dir = "/tmp/pool"
         // Each key line is preceded by a comment line.
         let lines: Vec<&str> = EXAMPLE.lines().collect();
         for (i, line) in lines.iter().enumerate() {
-            let is_key = line.split_once(" = ").is_some_and(|(k, _)| !k.starts_with('#') && !k.starts_with(' '));
+            let is_key = line
+                .split_once(" = ")
+                .is_some_and(|(k, _)| !k.starts_with('#') && !k.starts_with(' '));
             if is_key {
-                assert!(i > 0 && lines[i - 1].starts_with('#'), "line {}: {line} has no comment above", i + 1);
+                assert!(
+                    i > 0 && lines[i - 1].starts_with('#'),
+                    "line {}: {line} has no comment above",
+                    i + 1
+                );
             }
         }
     }

@@ -71,18 +71,26 @@ pub(crate) fn annotation<'a>(spec: &'a Spec, key: &str) -> Option<&'a str> {
 pub fn spec_user_namespace(spec: &Spec) -> Option<UserNamespacePlan> {
     use oci_spec::runtime::LinuxNamespaceType;
     let linux = spec.linux().as_ref()?;
-    let entry = linux.namespaces().as_ref()?.iter().find(|n| n.typ() == LinuxNamespaceType::User)?;
-    let convert = |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<crate::plan::IdMapping> {
-        maps.iter()
-            .flatten()
-            .map(|m| crate::plan::IdMapping { container_id: m.container_id(), host_id: m.host_id(), size: m.size() })
-            .collect()
-    };
+    let entry =
+        linux.namespaces().as_ref()?.iter().find(|n| n.typ() == LinuxNamespaceType::User)?;
+    let convert =
+        |maps: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| -> Vec<crate::plan::IdMapping> {
+            maps.iter()
+                .flatten()
+                .map(|m| crate::plan::IdMapping {
+                    container_id: m.container_id(),
+                    host_id: m.host_id(),
+                    size: m.size(),
+                })
+                .collect()
+        };
     let uid_mappings = convert(linux.uid_mappings());
     let gid_mappings = convert(linux.gid_mappings());
     let action = match entry.path() {
         Some(path) => crate::plan::UserNamespaceAction::JoinPath(path.clone()),
-        None if !uid_mappings.is_empty() && !gid_mappings.is_empty() => crate::plan::UserNamespaceAction::Create,
+        None if !uid_mappings.is_empty() && !gid_mappings.is_empty() => {
+            crate::plan::UserNamespaceAction::Create
+        }
         None => return None,
     };
     Some(UserNamespacePlan { action, uid_mappings, gid_mappings })
@@ -117,7 +125,10 @@ mod handover_tests {
         }));
         let plan = spec_user_namespace(&s).expect("handed over");
         assert_eq!(plan.action, UserNamespaceAction::JoinPath("/proc/42/ns/user".into()));
-        assert_eq!(plan.uid_mappings, vec![IdMapping { container_id: 0, host_id: 3_000_000, size: 65536 }]);
+        assert_eq!(
+            plan.uid_mappings,
+            vec![IdMapping { container_id: 0, host_id: 3_000_000, size: 65536 }]
+        );
         assert_eq!(plan.host_gid(5), Some(3_000_005));
     }
 
@@ -129,7 +140,9 @@ mod handover_tests {
         }));
         assert_eq!(spec_user_namespace(&s), None);
         // Input: a user namespace entry with neither a path nor mappings: nothing usable.
-        let s = spec(serde_json::json!({"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "user"}]}}));
+        let s = spec(
+            serde_json::json!({"ociVersion": "1.0.2", "linux": {"namespaces": [{"type": "user"}]}}),
+        );
         assert_eq!(spec_user_namespace(&s), None);
     }
 
@@ -151,7 +164,12 @@ mod handover_tests {
         let m = RootfsMount {
             fstype: "overlay".into(),
             source: "overlay".into(),
-            options: vec!["lowerdir=/a".into(), "uidmap=0:3000000:65536".into(), "gidmap=0:3000000:65536".into(), "upperdir=/u".into()],
+            options: vec![
+                "lowerdir=/a".into(),
+                "uidmap=0:3000000:65536".into(),
+                "gidmap=0:3000000:65536".into(),
+                "upperdir=/u".into(),
+            ],
         };
         let m = rootfs_mount_without_idmap_options(m);
         assert_eq!(m.options, vec!["lowerdir=/a".to_string(), "upperdir=/u".to_string()]);

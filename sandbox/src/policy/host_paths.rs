@@ -101,7 +101,8 @@ pub fn classify(
             return Verdict::Denied(d);
         }
     }
-    if config.allowed_host_paths.iter().filter_map(|p| normalize(p)).any(|a| source.starts_with(a)) {
+    if config.allowed_host_paths.iter().filter_map(|p| normalize(p)).any(|a| source.starts_with(a))
+    {
         Verdict::Allowed
     } else {
         Verdict::NotAllowed
@@ -132,7 +133,11 @@ fn is_pod_file(
     KUBELET_POD_ENTRIES.iter().any(|entry| {
         let base = pod_dir.join(entry);
         // etc-hosts is a file: the path itself; the others are directories: strictly below.
-        if *entry == "etc-hosts" { source == base } else { strictly_under(base) }
+        if *entry == "etc-hosts" {
+            source == base
+        } else {
+            strictly_under(base)
+        }
     })
 }
 
@@ -146,7 +151,10 @@ mod tests {
     use super::*;
 
     fn cfg() -> Config {
-        Config { allowed_host_paths: vec!["/data".into(), "/srv/shared/".into()], ..Config::default() }
+        Config {
+            allowed_host_paths: vec!["/data".into(), "/srv/shared/".into()],
+            ..Config::default()
+        }
     }
 
     fn verdict(path: &str) -> Verdict {
@@ -176,7 +184,10 @@ mod tests {
         assert_eq!(verdict("/"), Verdict::Denied("/proc".into()));
         assert_eq!(verdict("/var/lib"), Verdict::Denied("/var/lib/containerd".into()));
         assert_eq!(verdict("/run"), Verdict::Denied("/run/containerd".into()));
-        assert_eq!(verdict("/run/containerd/containerd.sock"), Verdict::Denied("/run/containerd".into()));
+        assert_eq!(
+            verdict("/run/containerd/containerd.sock"),
+            Verdict::Denied("/run/containerd".into())
+        );
         assert_eq!(verdict("/var/run/docker.sock"), Verdict::Denied("/var/run/docker.sock".into()));
         assert_eq!(verdict("/dev/sda"), Verdict::Denied("/dev".into()));
         assert_eq!(verdict("/sys/kernel"), Verdict::Denied("/sys".into()));
@@ -185,7 +196,8 @@ mod tests {
 
     #[test]
     fn allowlist_cannot_override_the_denylist() {
-        let config = Config { allowed_host_paths: vec!["/".into(), "/etc".into()], ..Config::default() };
+        let config =
+            Config { allowed_host_paths: vec!["/".into(), "/etc".into()], ..Config::default() };
         let v = classify(Path::new("/etc/passwd"), &config, "p", "c", None);
         assert_eq!(v, Verdict::Denied("/etc".into()));
     }
@@ -194,13 +206,19 @@ mod tests {
     fn cri_files_of_this_pod_only() {
         let cri = "/var/lib/containerd/io.containerd.grpc.v1.cri";
         assert_eq!(verdict(&format!("{cri}/sandboxes/pod1/hostname")), Verdict::PodFile);
-        assert_eq!(verdict("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/pod1/shm"), Verdict::PodFile);
+        assert_eq!(
+            verdict("/run/containerd/io.containerd.grpc.v1.cri/sandboxes/pod1/shm"),
+            Verdict::PodFile
+        );
         assert_eq!(verdict(&format!("{cri}/containers/ctr1/volumes/abc")), Verdict::PodFile);
         assert_eq!(
             verdict(&format!("{cri}/sandboxes/pod2/hostname")),
             Verdict::Denied("/var/lib/containerd".into())
         );
-        assert_eq!(verdict(&format!("{cri}/sandboxes/pod1")), Verdict::Denied("/var/lib/containerd".into()));
+        assert_eq!(
+            verdict(&format!("{cri}/sandboxes/pod1")),
+            Verdict::Denied("/var/lib/containerd".into())
+        );
         assert_eq!(
             verdict(&format!("{cri}/sandboxes/pod1/../pod2/hostname")),
             Verdict::Denied("/var/lib/containerd".into())
@@ -211,7 +229,9 @@ mod tests {
     fn kubelet_files_of_this_pod_only() {
         assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/etc-hosts"), Verdict::PodFile);
         assert_eq!(
-            verdict("/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~projected/kube-api-access-x"),
+            verdict(
+                "/var/lib/kubelet/pods/uid-1/volumes/kubernetes.io~projected/kube-api-access-x"
+            ),
             Verdict::PodFile
         );
         assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/containers/app/1234"), Verdict::PodFile);
@@ -219,11 +239,20 @@ mod tests {
             verdict("/var/lib/kubelet/pods/uid-2/volumes/x"),
             Verdict::Denied("/var/lib/kubelet".into())
         );
-        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/plugins/x"), Verdict::Denied("/var/lib/kubelet".into()));
-        assert_eq!(verdict("/var/lib/kubelet/pods/uid-1/volumes"), Verdict::Denied("/var/lib/kubelet".into()));
+        assert_eq!(
+            verdict("/var/lib/kubelet/pods/uid-1/plugins/x"),
+            Verdict::Denied("/var/lib/kubelet".into())
+        );
+        assert_eq!(
+            verdict("/var/lib/kubelet/pods/uid-1/volumes"),
+            Verdict::Denied("/var/lib/kubelet".into())
+        );
         // Without a known pod UID nothing under kubelet's directory is accepted.
         let p = Path::new("/var/lib/kubelet/pods/uid-1/etc-hosts");
-        assert_eq!(classify(p, &cfg(), "pod1", "ctr1", None), Verdict::Denied("/var/lib/kubelet".into()));
+        assert_eq!(
+            classify(p, &cfg(), "pod1", "ctr1", None),
+            Verdict::Denied("/var/lib/kubelet".into())
+        );
     }
 
     #[test]
@@ -234,12 +263,18 @@ mod tests {
             ..Config::default()
         };
         let under = |s: &str| classify(Path::new(s), &config, "p1", "c1", None);
-        assert_eq!(under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"), Verdict::PodFile);
+        assert_eq!(
+            under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"),
+            Verdict::PodFile
+        );
         assert_eq!(
             under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p2/hosts"),
             Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into())
         );
-        assert_eq!(under("/tmp"), Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into()));
+        assert_eq!(
+            under("/tmp"),
+            Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into())
+        );
         assert_eq!(under("/tmp/vol"), Verdict::Allowed);
     }
 
@@ -247,6 +282,9 @@ mod tests {
     fn odd_ids_never_open_a_pod_file_exception() {
         let config = Config::default();
         let p = Path::new("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/x");
-        assert_eq!(classify(p, &config, "", "", None), Verdict::Denied("/var/lib/containerd".into()));
+        assert_eq!(
+            classify(p, &config, "", "", None),
+            Verdict::Denied("/var/lib/containerd".into())
+        );
     }
 }

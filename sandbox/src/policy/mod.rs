@@ -45,8 +45,9 @@ mod tests;
 
 pub use config::{Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
 pub use context::{
-    rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION, CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION,
-    SANDBOX_NAMESPACE_ANNOTATION, SANDBOX_NAME_ANNOTATION, SANDBOX_UID_ANNOTATION,
+    rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION,
+    CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION,
+    SANDBOX_NAME_ANNOTATION, SANDBOX_UID_ANNOTATION,
 };
 pub use refusal::{Refusal, Remedy, Rule};
 
@@ -89,7 +90,8 @@ fn subject(spec: &Spec, ctx: &PodContext, config: &Config) -> Subject {
 
 fn refuse_unsupported(spec: &Spec, who: &Subject) -> Result<(), refusal::Refusal> {
     let hooks = spec.hooks().as_ref().is_some_and(|h| {
-        let n = |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
+        let n =
+            |v: &Option<Vec<oci_spec::runtime::Hook>>| v.as_ref().is_some_and(|v| !v.is_empty());
         #[allow(deprecated)]
         let prestart = n(h.prestart());
         prestart
@@ -275,10 +277,8 @@ pub fn derive_exec(
     let c = &container.process;
     if config.level == Level::Restricted {
         let other_user = (plan.uid, plan.gid) != (c.uid, c.gid);
-        let extra_group = plan
-            .additional_gids
-            .iter()
-            .find(|g| **g != c.gid && !c.additional_gids.contains(g));
+        let extra_group =
+            plan.additional_gids.iter().find(|g| **g != c.gid && !c.additional_gids.contains(g));
         if other_user || extra_group.is_some() {
             let (field, what) = match extra_group {
                 Some(g) if !other_user => {

@@ -59,7 +59,11 @@ fn parse_options(options: &[String]) -> Flags {
             Some(MountOptionEffect::NoExec(on)) => f.noexec = on,
             // Propagation: nothing in a container's mount namespace propagates anywhere.
             // idmap: moat always idmaps binds. Access-time and sync flags: no effect.
-            Some(MountOptionEffect::Propagation | MountOptionEffect::IdMap | MountOptionEffect::NoEffect) => {}
+            Some(
+                MountOptionEffect::Propagation
+                | MountOptionEffect::IdMap
+                | MountOptionEffect::NoEffect,
+            ) => {}
             None => f.data.push(o.clone()),
         }
     }
@@ -76,7 +80,12 @@ pub(crate) fn plan_mounts(
     mounts.iter().enumerate().map(|(i, m)| plan_mount(i, m, cx, who)).collect()
 }
 
-fn plan_mount(i: usize, m: &Mount, cx: &MountContext<'_>, who: &Subject) -> Result<MountPlan, Refusal> {
+fn plan_mount(
+    i: usize,
+    m: &Mount,
+    cx: &MountContext<'_>,
+    who: &Subject,
+) -> Result<MountPlan, Refusal> {
     let dest_field = format!("mounts[{i}].destination={}", m.destination().display());
     let destination = host_paths::normalize(m.destination()).ok_or_else(|| {
         who.refuse_always(
@@ -148,7 +157,8 @@ fn plan_bind(
             "fix the container's spec",
         )
     })?;
-    let host_shm = cx.host_ipc && source == Path::new("/dev/shm") && destination == Path::new("/dev/shm");
+    let host_shm =
+        cx.host_ipc && source == Path::new("/dev/shm") && destination == Path::new("/dev/shm");
     // Only the pod's own files (CRI's hostname/hosts/resolv.conf/shm, kubelet's per-pod
     // volumes) are idmapped into the pod's user namespace, so container root owns them as it
     // would on a plain runtime. A host directory from `allowed_host_paths` is mounted without an

@@ -78,7 +78,9 @@ pub(crate) fn plan(
             },
             None => {
                 let (allowed, setting, what) = match kind {
-                    NamespaceKind::Network => (config.allow_host_network, "allow_host_network", "network"),
+                    NamespaceKind::Network => {
+                        (config.allow_host_network, "allow_host_network", "network")
+                    }
                     NamespaceKind::Pid => (config.allow_host_pid, "allow_host_pid", "pid"),
                     NamespaceKind::Ipc => (config.allow_host_ipc, "allow_host_ipc", "IPC"),
                     NamespaceKind::Uts => (config.allow_host_network, "allow_host_network", "UTS"),

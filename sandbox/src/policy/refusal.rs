@@ -100,7 +100,11 @@ impl Refusal {
 impl fmt::Display for Refusal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let d = &self.0;
-        write!(f, "moat refused container {} of pod {}: {}: {}", d.container, d.pod, d.field, d.reason)?;
+        write!(
+            f,
+            "moat refused container {} of pod {}: {}: {}",
+            d.container, d.pod, d.field, d.reason
+        )?;
         match &d.remedy {
             Remedy::SetKey { setting, file } => write!(f, "; to allow it, set {setting} in {file}"),
             Remedy::None(why) => write!(f, "; {why}"),
@@ -176,7 +180,8 @@ mod tests {
              allow_host_network = true in /etc/moat/config.toml"
         );
         assert_eq!(r.rule(), Rule::HostNetwork);
-        let r = s.refuse_always("mounts[0].source=/proc", Rule::HostPath, "x", "no setting allows it");
+        let r =
+            s.refuse_always("mounts[0].source=/proc", Rule::HostPath, "x", "no setting allows it");
         assert!(r.to_string().ends_with("x; no setting allows it"), "{r}");
     }
 }

@@ -35,10 +35,8 @@ pub const SAFE: &[&str] = &[
 ];
 
 /// What moat writes in every pod's own network namespace (via its sandbox container).
-pub const SANDBOX_DEFAULTS: [(&str, &str); 2] = [
-    ("net.ipv4.ip_unprivileged_port_start", "0"),
-    ("net.ipv4.ping_group_range", "0 2147483647"),
-];
+pub const SANDBOX_DEFAULTS: [(&str, &str); 2] =
+    [("net.ipv4.ip_unprivileged_port_start", "0"), ("net.ipv4.ping_group_range", "0 2147483647")];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Owner {

@@ -24,13 +24,27 @@ fn default_caps() -> Value {
 
 fn masked() -> Value {
     json!([
-        "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
-        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"
+        "/proc/acpi",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware"
     ])
 }
 
 fn readonly() -> Value {
-    json!(["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"])
+    json!([
+        "/proc/asound",
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger"
+    ])
 }
 
 /// An application container as CRI 1.6 writes it for a pod that asks for nothing special.
@@ -153,13 +167,19 @@ fn ctx(is_sandbox: bool) -> PodContext {
         container_id: if is_sandbox { POD.into() } else { CTR.into() },
         pod_uid: Some(UID.into()),
         is_sandbox,
-        rootfs: PathBuf::from("/run/containerd/io.containerd.runtime.v2.task/k8s.io/ctr4567/rootfs"),
+        rootfs: PathBuf::from(
+            "/run/containerd/io.containerd.runtime.v2.task/k8s.io/ctr4567/rootfs",
+        ),
         rootfs_mounts: vec![crate::plan::RootfsMount {
             fstype: "overlay".into(),
             source: "overlay".into(),
             options: vec!["lowerdir=/l1:/l2".into(), "upperdir=/u".into(), "workdir=/w".into()],
         }],
-        user: user_ns(if is_sandbox { UserNamespaceAction::Create } else { UserNamespaceAction::JoinPod }),
+        user: user_ns(if is_sandbox {
+            UserNamespaceAction::Create
+        } else {
+            UserNamespaceAction::JoinPod
+        }),
     }
 }
 
@@ -176,7 +196,10 @@ fn assert_refusal(r: &Refusal, rule: Rule, field: &str, reason: &str, remedy: &s
     let msg = r.to_string();
     assert_eq!(r.rule(), rule, "{msg}");
     assert!(msg.contains("tenant-a/shop (pod0123)"), "pod missing: {msg}");
-    assert!(msg.contains("web (ctr4567)") || msg.contains("(the pod's sandbox)"), "container missing: {msg}");
+    assert!(
+        msg.contains("web (ctr4567)") || msg.contains("(the pod's sandbox)"),
+        "container missing: {msg}"
+    );
     assert!(msg.contains(field), "field {field:?} missing: {msg}");
     assert!(msg.contains(reason), "reason {reason:?} missing: {msg}");
     assert!(msg.contains(remedy), "remedy {remedy:?} missing: {msg}");
@@ -223,12 +246,21 @@ fn cri_container_maps_every_field() {
     assert_eq!(p.umask, Some(18));
     assert!(!p.terminal);
     assert_eq!(p.console_size, Some((40, 120)));
-    assert_eq!(p.rlimits, vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 1024, hard: 4096 }]);
+    assert_eq!(
+        p.rlimits,
+        vec![RlimitPlan { resource: RlimitResource::Nofile, soft: 1024, hard: 4096 }]
+    );
     // The runtime default set, capped: CAP_NET_RAW is removed at every level.
-    let d: Vec<String> = sorted(&capabilities::RUNTIME_DEFAULT).into_iter().filter(|c| c != "CAP_NET_RAW").collect();
+    let d: Vec<String> =
+        sorted(&capabilities::RUNTIME_DEFAULT).into_iter().filter(|c| c != "CAP_NET_RAW").collect();
     assert_eq!(
         p.capabilities,
-        CapabilityPlan { bounding: d.clone(), effective: d.clone(), permitted: d, ..Default::default() }
+        CapabilityPlan {
+            bounding: d.clone(),
+            effective: d.clone(),
+            permitted: d,
+            ..Default::default()
+        }
     );
     assert!(p.no_new_privileges, "noNewPrivileges false in the spec is overridden");
     assert_eq!(p.oom_score_adj, Some(1000));
@@ -237,10 +269,19 @@ fn cri_container_maps_every_field() {
     assert_eq!(
         plan.namespaces,
         vec![
-            NamespacePlan { kind: NamespaceKind::Network, action: NamespaceAction::Join("/proc/4242/ns/net".into()) },
+            NamespacePlan {
+                kind: NamespaceKind::Network,
+                action: NamespaceAction::Join("/proc/4242/ns/net".into())
+            },
             NamespacePlan { kind: NamespaceKind::Pid, action: NamespaceAction::Create },
-            NamespacePlan { kind: NamespaceKind::Ipc, action: NamespaceAction::Join("/proc/4242/ns/ipc".into()) },
-            NamespacePlan { kind: NamespaceKind::Uts, action: NamespaceAction::Join("/proc/4242/ns/uts".into()) },
+            NamespacePlan {
+                kind: NamespaceKind::Ipc,
+                action: NamespaceAction::Join("/proc/4242/ns/ipc".into())
+            },
+            NamespacePlan {
+                kind: NamespaceKind::Uts,
+                action: NamespaceAction::Join("/proc/4242/ns/uts".into())
+            },
             NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
         ]
     );
@@ -251,7 +292,11 @@ fn cri_container_maps_every_field() {
     assert!(proc_.nosuid && proc_.nodev && proc_.noexec);
     let dev = mount(&plan, "/dev");
     assert_eq!(dev.kind, MountKind::Tmpfs);
-    assert_eq!(dev.data.as_deref(), Some("mode=755,size=65536k"), "container IDs; rootfs translates");
+    assert_eq!(
+        dev.data.as_deref(),
+        Some("mode=755,size=65536k"),
+        "container IDs; rootfs translates"
+    );
     let pts = mount(&plan, "/dev/pts");
     assert_eq!(pts.kind, MountKind::Devpts);
     assert!(!pts.nodev, "devpts must allow its device nodes");
@@ -283,7 +328,10 @@ fn cri_container_maps_every_field() {
     for p in devices::READONLY {
         assert!(plan.readonly_paths.contains(&PathBuf::from(p)), "{p} not read-only");
     }
-    assert!(plan.readonly_paths.contains(&PathBuf::from("/proc/asound")), "the spec's own entries stay");
+    assert!(
+        plan.readonly_paths.contains(&PathBuf::from("/proc/asound")),
+        "the spec's own entries stay"
+    );
     assert!(plan.sysctls.is_empty(), "an app container gets no sandbox sysctls");
 }
 
@@ -297,16 +345,28 @@ fn cri_sandbox_gets_its_namespaces_and_port_sysctls() {
     assert_eq!(
         plan.namespaces,
         vec![
-            NamespacePlan { kind: NamespaceKind::Network, action: NamespaceAction::Join("/var/run/netns/cni-1234".into()) },
+            NamespacePlan {
+                kind: NamespaceKind::Network,
+                action: NamespaceAction::Join("/var/run/netns/cni-1234".into())
+            },
             NamespacePlan { kind: NamespaceKind::Pid, action: NamespaceAction::Create },
             NamespacePlan { kind: NamespaceKind::Ipc, action: NamespaceAction::Create },
             NamespacePlan { kind: NamespaceKind::Uts, action: NamespaceAction::Create },
             NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
         ]
     );
-    assert_eq!(plan.sysctls.get("net.ipv4.ip_unprivileged_port_start").map(String::as_str), Some("0"));
-    assert_eq!(plan.sysctls.get("net.ipv4.ping_group_range").map(String::as_str), Some("0 2147483647"));
-    assert_eq!(plan.sysctls.get("net.ipv4.ip_local_port_range").map(String::as_str), Some("1024 65000"));
+    assert_eq!(
+        plan.sysctls.get("net.ipv4.ip_unprivileged_port_start").map(String::as_str),
+        Some("0")
+    );
+    assert_eq!(
+        plan.sysctls.get("net.ipv4.ping_group_range").map(String::as_str),
+        Some("0 2147483647")
+    );
+    assert_eq!(
+        plan.sysctls.get("net.ipv4.ip_local_port_range").map(String::as_str),
+        Some("1024 65000")
+    );
     assert_eq!(plan.process.oom_score_adj, Some(-998), "requested as is; the spawn side clamps");
     let shm = mount(&plan, "/dev/shm");
     assert!(shm.readonly);
@@ -366,13 +426,25 @@ fn host_network_when_allowed_shares_host_and_sets_no_hostname() {
     assert!(plan.sysctls.is_empty(), "no sysctl may be written into the host's network namespace");
     v["linux"]["sysctl"] = json!({"net.ipv4.ip_local_port_range": "1024 65000"});
     let r = derive_container(&spec(v), &config, &ctx(true)).expect_err("net sysctl in host netns");
-    assert_refusal(&r, Rule::Sysctl, "linux.sysctl[net.ipv4.ip_local_port_range]", "shares the host network namespace", "no setting");
+    assert_refusal(
+        &r,
+        Rule::Sysctl,
+        "linux.sysctl[net.ipv4.ip_local_port_range]",
+        "shares the host network namespace",
+        "no setting",
+    );
 }
 
 #[test]
 fn host_pid_is_refused() {
     let r = refused(without_namespace(cri_container(), "pid"), &Config::default());
-    assert_refusal(&r, Rule::HostPid, "linux.namespaces[pid]", "host pid namespace", "allow_host_pid = true");
+    assert_refusal(
+        &r,
+        Rule::HostPid,
+        "linux.namespaces[pid]",
+        "host pid namespace",
+        "allow_host_pid = true",
+    );
     let config = Config { allow_host_pid: true, ..Config::default() };
     let plan = derive_with(without_namespace(cri_container(), "pid"), &config).expect("allowed");
     assert!(shares_host(&plan, NamespaceKind::Pid));
@@ -381,7 +453,13 @@ fn host_pid_is_refused() {
 #[test]
 fn host_ipc_is_refused() {
     let r = refused(without_namespace(cri_container(), "ipc"), &Config::default());
-    assert_refusal(&r, Rule::HostIpc, "linux.namespaces[ipc]", "host IPC namespace", "allow_host_ipc = true");
+    assert_refusal(
+        &r,
+        Rule::HostIpc,
+        "linux.namespaces[ipc]",
+        "host IPC namespace",
+        "allow_host_ipc = true",
+    );
 }
 
 #[test]
@@ -397,7 +475,13 @@ fn host_ipc_when_allowed_accepts_the_hosts_dev_shm() {
     // Without host IPC, the host's /dev/shm is a denied host path.
     v["linux"]["namespaces"].as_array_mut().expect("ns").push(json!({"type": "ipc"}));
     let r = refused(v, &config);
-    assert_refusal(&r, Rule::HostPath, "mounts[10].source=/dev/shm", "never allowed", "no setting allows it");
+    assert_refusal(
+        &r,
+        Rule::HostPath,
+        "mounts[10].source=/dev/shm",
+        "never allowed",
+        "no setting allows it",
+    );
 }
 
 #[test]
@@ -411,7 +495,10 @@ fn time_namespace_is_refused() {
 #[test]
 fn user_namespace_comes_from_the_context_not_the_spec() {
     let mut v = cri_container();
-    v["linux"]["namespaces"].as_array_mut().expect("ns").push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
     v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
     let mut c = ctx(false);
     c.user.action = UserNamespaceAction::JoinPath("/run/userns/pod".into());
@@ -473,14 +560,20 @@ fn privileged_when_allowed_keeps_moats_masks_and_host_devices_out() {
     assert!(plan.masked_paths.contains(&PathBuf::from("/proc/kcore")));
     assert!(plan.readonly_paths.contains(&PathBuf::from("/proc/sys")));
     assert!(mount(&plan, "/sys").readonly, "/sys stays read-only");
-    assert!(!plan.mounts.iter().any(|m| m.destination.starts_with("/dev/sda") || m.destination.starts_with("/dev/kvm")));
+    assert!(!plan
+        .mounts
+        .iter()
+        .any(|m| m.destination.starts_with("/dev/sda") || m.destination.starts_with("/dev/kvm")));
     assert_eq!(plan.process.seccomp, vec![crate::seccomp::baseline()]);
 }
 
 #[test]
 fn capability_beyond_the_default_set_is_refused() {
     let mut v = cri_container();
-    v["process"]["capabilities"]["bounding"].as_array_mut().expect("caps").push(json!("CAP_SYS_ADMIN"));
+    v["process"]["capabilities"]["bounding"]
+        .as_array_mut()
+        .expect("caps")
+        .push(json!("CAP_SYS_ADMIN"));
     let r = refused(v.clone(), &Config::default());
     assert_refusal(
         &r,
@@ -544,10 +637,25 @@ fn denied_host_path_is_refused_whatever_the_config() {
         "bind mounts of host path /etc are never allowed",
         "no setting allows it",
     );
-    let r = refused(with_mount(cri_container(), bind("/run/containerd/containerd.sock", "/s")), &config);
-    assert_refusal(&r, Rule::HostPath, "mounts[12].source=/run/containerd/containerd.sock", "never allowed", "no setting");
+    let r = refused(
+        with_mount(cri_container(), bind("/run/containerd/containerd.sock", "/s")),
+        &config,
+    );
+    assert_refusal(
+        &r,
+        Rule::HostPath,
+        "mounts[12].source=/run/containerd/containerd.sock",
+        "never allowed",
+        "no setting",
+    );
     let r = refused(with_mount(cri_container(), bind("/var", "/v")), &config);
-    assert_refusal(&r, Rule::HostPath, "mounts[12].source=/var", "it is or contains /var/", "no setting");
+    assert_refusal(
+        &r,
+        Rule::HostPath,
+        "mounts[12].source=/var",
+        "it is or contains /var/",
+        "no setting",
+    );
 }
 
 #[test]
@@ -565,15 +673,25 @@ fn unlisted_host_path_is_refused_until_allowed() {
     let plan = derive_with(v, &config).expect("allowed");
     let m = mount(&plan, "/data");
     // An operator's host directory keeps its on-disk owners: no idmap.
-    assert_eq!(m.kind, MountKind::Bind { source: "/srv/data/web".into(), recursive: true, idmap: false });
+    assert_eq!(
+        m.kind,
+        MountKind::Bind { source: "/srv/data/web".into(), recursive: true, idmap: false }
+    );
     assert!(m.nosuid && m.nodev);
 }
 
 #[test]
 fn another_pods_cri_files_are_refused() {
-    let v = with_mount(cri_container(), bind(&format!("{CRI_ROOT}/sandboxes/otherpod/hostname"), "/x"));
+    let v =
+        with_mount(cri_container(), bind(&format!("{CRI_ROOT}/sandboxes/otherpod/hostname"), "/x"));
     let r = refused(v, &Config::default());
-    assert_refusal(&r, Rule::HostPath, "sandboxes/otherpod/hostname", "never allowed", "no setting");
+    assert_refusal(
+        &r,
+        Rule::HostPath,
+        "sandboxes/otherpod/hostname",
+        "never allowed",
+        "no setting",
+    );
     let v = with_mount(cri_container(), bind("/var/lib/kubelet/pods/other-uid/volumes/x", "/x"));
     let r = refused(v, &Config::default());
     assert_refusal(&r, Rule::HostPath, "pods/other-uid/volumes", "never allowed", "no setting");
@@ -583,7 +701,13 @@ fn another_pods_cri_files_are_refused() {
 fn unsupported_mount_type_is_refused() {
     let m = json!({"destination": "/mnt", "type": "ext4", "source": "/dev/sda1", "options": []});
     let r = refused(with_mount(cri_container(), m), &Config::default());
-    assert_refusal(&r, Rule::MountType, "mounts[12].type=ext4", "mount type \"ext4\" at /mnt is not supported", "use a volume type");
+    assert_refusal(
+        &r,
+        Rule::MountType,
+        "mounts[12].type=ext4",
+        "mount type \"ext4\" at /mnt is not supported",
+        "use a volume type",
+    );
 }
 
 #[test]
@@ -611,7 +735,13 @@ fn tmpfs_ids_outside_the_pod_range_are_refused() {
     assert!(c.noexec && c.nosuid && c.nodev);
     let m = json!({"destination": "/cache", "type": "tmpfs", "source": "tmpfs", "options": ["uid=70000"]});
     let r = refused(with_mount(cri_container(), m), &Config::default());
-    assert_refusal(&r, Rule::InvalidSpec, "mounts[12].options[uid=70000]", "not an ID inside the pod's user namespace", "userns.size");
+    assert_refusal(
+        &r,
+        Rule::InvalidSpec,
+        "mounts[12].options[uid=70000]",
+        "not an ID inside the pod's user namespace",
+        "userns.size",
+    );
 }
 
 #[test]
@@ -627,7 +757,13 @@ fn force_readonly_rootfs_adds_writable_tmp_and_run() {
     // A spec that mounts /tmp itself keeps its own.
     let m = json!({"destination": "/tmp", "type": "bind", "source": format!("/var/lib/kubelet/pods/{UID}/volumes/kubernetes.io~empty-dir/t"), "options": ["rbind"]});
     let plan = derive_with(with_mount(cri_container(), m), &config).expect("passes");
-    assert_eq!(plan.mounts.iter().filter(|m| m.destination.as_path() == std::path::Path::new("/tmp")).count(), 1);
+    assert_eq!(
+        plan.mounts
+            .iter()
+            .filter(|m| m.destination.as_path() == std::path::Path::new("/tmp"))
+            .count(),
+        1
+    );
 }
 
 // ---- devices ----
@@ -650,9 +786,15 @@ fn host_device_is_refused_until_allowed() {
     let config = Config { allow_host_devices: true, ..Config::default() };
     let plan = derive_with(v, &config).expect("allowed");
     let kvm = mount(&plan, "/dev/kvm");
-    assert_eq!(kvm.kind, MountKind::Bind { source: "/dev/kvm".into(), recursive: false, idmap: false });
+    assert_eq!(
+        kvm.kind,
+        MountKind::Bind { source: "/dev/kvm".into(), recursive: false, idmap: false }
+    );
     assert!(!kvm.nodev);
-    assert!(!plan.mounts.iter().any(|m| m.destination.as_path() == std::path::Path::new("/dev/null")), "standard devices come from moat");
+    assert!(
+        !plan.mounts.iter().any(|m| m.destination.as_path() == std::path::Path::new("/dev/null")),
+        "standard devices come from moat"
+    );
 }
 
 #[test]
@@ -660,7 +802,13 @@ fn a_standard_device_name_with_other_numbers_is_a_host_device() {
     let mut v = cri_container();
     v["linux"]["devices"] = json!([{"path": "/dev/null", "type": "b", "major": 8, "minor": 0}]);
     let r = refused(v, &Config::default());
-    assert_refusal(&r, Rule::HostDevice, "linux.devices[0].path=/dev/null", "(8:0)", "allow_host_devices");
+    assert_refusal(
+        &r,
+        Rule::HostDevice,
+        "linux.devices[0].path=/dev/null",
+        "(8:0)",
+        "allow_host_devices",
+    );
 }
 
 // ---- sysctls ----
@@ -693,11 +841,24 @@ fn unsafe_namespaced_sysctl_is_refused_until_allowed() {
 
 #[test]
 fn host_wide_sysctl_is_refused_whatever_the_config() {
-    let config = Config { allowed_sysctls: vec!["kernel.*".into(), "vm.*".into()], ..Config::default() };
+    let config =
+        Config { allowed_sysctls: vec!["kernel.*".into(), "vm.*".into()], ..Config::default() };
     let r = refused(with_sysctl("kernel.panic", "1"), &config);
-    assert_refusal(&r, Rule::Sysctl, "linux.sysctl[kernel.panic]", "is not namespaced", "no setting allows it");
+    assert_refusal(
+        &r,
+        Rule::Sysctl,
+        "linux.sysctl[kernel.panic]",
+        "is not namespaced",
+        "no setting allows it",
+    );
     let r = refused(with_sysctl("vm.overcommit_memory", "1"), &config);
-    assert_refusal(&r, Rule::Sysctl, "linux.sysctl[vm.overcommit_memory]", "not namespaced", "no setting");
+    assert_refusal(
+        &r,
+        Rule::Sysctl,
+        "linux.sysctl[vm.overcommit_memory]",
+        "not namespaced",
+        "no setting",
+    );
 }
 
 #[test]
@@ -706,7 +867,13 @@ fn sysctl_of_a_shared_host_namespace_is_refused() {
     let mut v = without_namespace(with_sysctl("kernel.shm_rmid_forced", "1"), "ipc");
     v["mounts"][10]["source"] = json!("/dev/shm");
     let r = refused(v, &config);
-    assert_refusal(&r, Rule::Sysctl, "linux.sysctl[kernel.shm_rmid_forced]", "shares the host IPC namespace", "no setting");
+    assert_refusal(
+        &r,
+        Rule::Sysctl,
+        "linux.sysctl[kernel.shm_rmid_forced]",
+        "shares the host IPC namespace",
+        "no setting",
+    );
 }
 
 // ---- seccomp ----
@@ -759,11 +926,23 @@ fn user_outside_the_pod_range_is_refused() {
     let mut v = cri_container();
     v["process"]["user"]["uid"] = json!(70000);
     let r = refused(v, &Config::default());
-    assert_refusal(&r, Rule::InvalidSpec, "process.user.uid=70000", "outside the pod's user namespace", "userns.size");
+    assert_refusal(
+        &r,
+        Rule::InvalidSpec,
+        "process.user.uid=70000",
+        "outside the pod's user namespace",
+        "userns.size",
+    );
     let mut v = cri_container();
     v["process"]["user"]["additionalGids"] = json!([5, 90000]);
     let r = refused(v, &Config::default());
-    assert_refusal(&r, Rule::InvalidSpec, "process.user.additionalGids[90000]", "outside", "userns.size");
+    assert_refusal(
+        &r,
+        Rule::InvalidSpec,
+        "process.user.additionalGids[90000]",
+        "outside",
+        "userns.size",
+    );
 }
 
 #[test]
@@ -825,7 +1004,8 @@ fn exec_inherits_the_containers_ceiling() {
     let container = container_plan();
     let mut p = cri_exec();
     p["noNewPrivileges"] = json!(false);
-    let exec = derive_exec(&exec_process(p), &container, &Config::default(), "e1", 4242).expect("passes");
+    let exec =
+        derive_exec(&exec_process(p), &container, &Config::default(), "e1", 4242).expect("passes");
     assert_eq!(exec.container_id, CTR);
     assert_eq!(exec.exec_id, "e1");
     assert_eq!(exec.init_pid, 4242);
@@ -843,7 +1023,13 @@ fn exec_with_more_capabilities_is_refused() {
     p["capabilities"]["effective"].as_array_mut().expect("caps").push(json!("CAP_SYS_PTRACE"));
     let r = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1)
         .expect_err("more caps");
-    assert_exec_refusal(&r, Rule::Capability, "process.capabilities.effective[CAP_SYS_PTRACE]", "does not hold", "never hold more");
+    assert_exec_refusal(
+        &r,
+        Rule::Capability,
+        "process.capabilities.effective[CAP_SYS_PTRACE]",
+        "does not hold",
+        "never hold more",
+    );
 }
 
 #[test]
@@ -852,15 +1038,28 @@ fn exec_as_another_user_is_refused_at_restricted_only() {
     p["user"] = json!({"uid": 0, "gid": 0});
     let r = derive_exec(&exec_process(p.clone()), &container_plan(), &Config::default(), "e1", 1)
         .expect_err("root exec");
-    assert_exec_refusal(&r, Rule::ExecUser, "process.user.uid=0,gid=0", "differs from the container's user 101:101", "level = \"baseline\"");
+    assert_exec_refusal(
+        &r,
+        Rule::ExecUser,
+        "process.user.uid=0,gid=0",
+        "differs from the container's user 101:101",
+        "level = \"baseline\"",
+    );
     let config = Config { level: Level::Baseline, ..Config::default() };
-    let exec = derive_exec(&exec_process(p), &container_plan(), &config, "e1", 1).expect("baseline");
+    let exec =
+        derive_exec(&exec_process(p), &container_plan(), &config, "e1", 1).expect("baseline");
     assert_eq!(exec.process.uid, 0);
     let mut p = cri_exec();
     p["user"]["additionalGids"] = json!([101, 4]);
     let r = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1)
         .expect_err("extra group");
-    assert_exec_refusal(&r, Rule::ExecUser, "process.user.additionalGids[4]", "group 4", "baseline");
+    assert_exec_refusal(
+        &r,
+        Rule::ExecUser,
+        "process.user.additionalGids[4]",
+        "group 4",
+        "baseline",
+    );
 }
 
 #[test]
@@ -869,13 +1068,20 @@ fn exec_with_higher_rlimit_is_refused() {
     p["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1024}]);
     let r = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1)
         .expect_err("rlimit");
-    assert_exec_refusal(&r, Rule::ExecRlimit, "process.rlimits[Nofile].hard=1048576", "above the container's (4096)", "never hold more");
+    assert_exec_refusal(
+        &r,
+        Rule::ExecRlimit,
+        "process.rlimits[Nofile].hard=1048576",
+        "above the container's (4096)",
+        "never hold more",
+    );
 }
 
 #[test]
 fn exec_oom_score_is_never_below_the_containers() {
     let mut p = cri_exec();
     p["oomScoreAdj"] = json!(-1000);
-    let exec = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1).expect("ok");
+    let exec =
+        derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1).expect("ok");
     assert_eq!(exec.process.oom_score_adj, Some(1000));
 }

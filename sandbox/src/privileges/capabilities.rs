@@ -24,7 +24,10 @@ impl CapabilitySets {
                 .iter()
                 .map(|n| {
                     Capability::from_str(n).map_err(|_| {
-                        PrivilegeError::invalid(format!("{which} capabilities"), format!("unknown capability {n:?}"))
+                        PrivilegeError::invalid(
+                            format!("{which} capabilities"),
+                            format!("unknown capability {n:?}"),
+                        )
                     })
                 })
                 .collect()
@@ -47,23 +50,30 @@ fn caps_err(step: impl Into<String>, e: caps::errors::CapsError) -> PrivilegeErr
 /// then sets effective, inheritable, permitted and ambient exactly as planned.
 pub fn apply_with_ids(process: &ProcessPlan) -> Result<(), PrivilegeError> {
     let sets = CapabilitySets::parse(&process.capabilities)?;
-    nix::sys::prctl::set_keepcaps(true).map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 1)", e))?;
+    nix::sys::prctl::set_keepcaps(true)
+        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 1)", e))?;
 
     let supported = caps::runtime::thread_all_supported();
     for cap in supported.iter().filter(|c| !sets.bounding.contains(c)) {
-        caps::drop(None, CapSet::Bounding, *cap).map_err(|e| caps_err(format!("drop {cap} from the bounding set"), e))?;
+        caps::drop(None, CapSet::Bounding, *cap)
+            .map_err(|e| caps_err(format!("drop {cap} from the bounding set"), e))?;
     }
 
     ids::set_ids(process.uid, process.gid, &process.additional_gids)?;
-    nix::sys::prctl::set_keepcaps(false).map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 0)", e))?;
+    nix::sys::prctl::set_keepcaps(false)
+        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 0)", e))?;
 
     caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("clear the ambient set", e))?;
     // Effective first: it must stay a subset of permitted at every step.
-    caps::set(None, CapSet::Effective, &sets.effective).map_err(|e| caps_err("set the effective set", e))?;
-    caps::set(None, CapSet::Inheritable, &sets.inheritable).map_err(|e| caps_err("set the inheritable set", e))?;
-    caps::set(None, CapSet::Permitted, &sets.permitted).map_err(|e| caps_err("set the permitted set", e))?;
+    caps::set(None, CapSet::Effective, &sets.effective)
+        .map_err(|e| caps_err("set the effective set", e))?;
+    caps::set(None, CapSet::Inheritable, &sets.inheritable)
+        .map_err(|e| caps_err("set the inheritable set", e))?;
+    caps::set(None, CapSet::Permitted, &sets.permitted)
+        .map_err(|e| caps_err("set the permitted set", e))?;
     for cap in &sets.ambient {
-        caps::raise(None, CapSet::Ambient, *cap).map_err(|e| caps_err(format!("raise {cap} in the ambient set"), e))?;
+        caps::raise(None, CapSet::Ambient, *cap)
+            .map_err(|e| caps_err(format!("raise {cap} in the ambient set"), e))?;
     }
     Ok(())
 }

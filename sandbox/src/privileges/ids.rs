@@ -8,7 +8,8 @@ use super::PrivilegeError;
 /// capabilities the uid change may take away).
 pub(super) fn set_ids(uid: u32, gid: u32, additional_gids: &[u32]) -> Result<(), PrivilegeError> {
     let groups: Vec<Gid> = additional_gids.iter().copied().map(Gid::from_raw).collect();
-    setgroups(&groups).map_err(|e| PrivilegeError::sys(format!("setgroups {additional_gids:?}"), e))?;
+    setgroups(&groups)
+        .map_err(|e| PrivilegeError::sys(format!("setgroups {additional_gids:?}"), e))?;
     let g = Gid::from_raw(gid);
     setresgid(g, g, g).map_err(|e| PrivilegeError::sys(format!("setresgid {gid}"), e))?;
     let u = Uid::from_raw(uid);

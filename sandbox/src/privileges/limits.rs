@@ -33,15 +33,17 @@ fn resource(r: RlimitResource) -> Resource {
 /// Sets every rlimit of the plan; raising one above the host's hard limit fails.
 pub fn set_rlimits(limits: &[RlimitPlan]) -> Result<(), PrivilegeError> {
     for l in limits {
-        setrlimit(resource(l.resource), l.soft, l.hard)
-            .map_err(|e| PrivilegeError::sys(format!("setrlimit {:?} {}:{}", l.resource, l.soft, l.hard), e))?;
+        setrlimit(resource(l.resource), l.soft, l.hard).map_err(|e| {
+            PrivilegeError::sys(format!("setrlimit {:?} {}:{}", l.resource, l.soft, l.hard), e)
+        })?;
     }
     Ok(())
 }
 
 pub fn set_umask(mask: Option<u32>) -> Result<(), PrivilegeError> {
     if let Some(m) = mask {
-        let mode = Mode::from_bits(m & 0o777).ok_or_else(|| PrivilegeError::invalid("umask", format!("{m:o}")))?;
+        let mode = Mode::from_bits(m & 0o777)
+            .ok_or_else(|| PrivilegeError::invalid("umask", format!("{m:o}")))?;
         umask(mode);
     }
     Ok(())
@@ -49,7 +51,8 @@ pub fn set_umask(mask: Option<u32>) -> Result<(), PrivilegeError> {
 
 /// Always set under moat; a failure fails the process.
 pub fn set_no_new_privs() -> Result<(), PrivilegeError> {
-    nix::sys::prctl::set_no_new_privs().map_err(|e| PrivilegeError::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))
+    nix::sys::prctl::set_no_new_privs()
+        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))
 }
 
 /// What became of the requested oom_score_adj.
@@ -58,7 +61,10 @@ pub enum OomOutcome {
     Unchanged,
     Set(i32),
     /// The host refused to lower it (no CAP_SYS_RESOURCE): the current value is kept.
-    Clamped { requested: i32, kept: i32 },
+    Clamped {
+        requested: i32,
+        kept: i32,
+    },
 }
 
 /// Writes `/proc/self/oom_score_adj` (inherited by children). Lowering it needs
@@ -66,14 +72,22 @@ pub enum OomOutcome {
 pub fn set_oom_score_adj(value: Option<i32>) -> Result<OomOutcome, PrivilegeError> {
     let Some(v) = value else { return Ok(OomOutcome::Unchanged) };
     const PATH: &str = "/proc/self/oom_score_adj";
-    let io = |e: std::io::Error| PrivilegeError::sys(format!("write {v} to {PATH}"), Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)));
+    let io = |e: std::io::Error| {
+        PrivilegeError::sys(
+            format!("write {v} to {PATH}"),
+            Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    };
     let mut f = std::fs::OpenOptions::new().read(true).write(true).open(PATH).map_err(io)?;
     match f.write_all(v.to_string().as_bytes()) {
         Ok(()) => Ok(OomOutcome::Set(v)),
         Err(e) if matches!(e.raw_os_error(), Some(libc::EPERM) | Some(libc::EACCES)) => {
             let mut cur = String::new();
             std::fs::File::open(PATH).and_then(|mut r| r.read_to_string(&mut cur)).map_err(io)?;
-            let kept = cur.trim().parse().map_err(|_| PrivilegeError::invalid(format!("read {PATH}"), cur.clone()))?;
+            let kept = cur
+                .trim()
+                .parse()
+                .map_err(|_| PrivilegeError::invalid(format!("read {PATH}"), cur.clone()))?;
             Ok(OomOutcome::Clamped { requested: v, kept })
         }
         Err(e) => Err(io(e)),

@@ -51,8 +51,12 @@ pub fn mount_cgroups(
             "a cgroup mount needs the container to have its own cgroup namespace",
         ));
     }
-    let text = std::fs::read_to_string("/proc/self/cgroup")
-        .map_err(|e| RootfsError::sys("read /proc/self/cgroup", nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| {
+        RootfsError::sys(
+            "read /proc/self/cgroup",
+            nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        )
+    })?;
     let hierarchies = parse_proc_cgroup(&text);
     let fs_attrs = MountAttrs { readonly: false, ..attrs };
     if hierarchies.len() == 1 && hierarchies[0].controllers.is_empty() {
@@ -63,7 +67,13 @@ pub fn mount_cgroups(
         return Ok(());
     }
     let data = translate_ids(Some("mode=755"), user, true, "tmpfs for cgroups")?;
-    mount_fs("tmpfs", "cgroup", target, MountAttrs { readonly: false, nosuid: true, nodev: true, noexec: true }, &data)?;
+    mount_fs(
+        "tmpfs",
+        "cgroup",
+        target,
+        MountAttrs { readonly: false, nosuid: true, nodev: true, noexec: true },
+        &data,
+    )?;
     for h in &hierarchies {
         let (name, fstype, data) = if h.controllers.is_empty() {
             ("unified".to_string(), "cgroup2", String::new())
@@ -76,15 +86,24 @@ pub fn mount_cgroups(
             continue;
         }
         let sub = dest.join(&name);
-        let fd = owner.run(|| create_in_root(target.root, &sub, Kind::Dir))?.step(|| format!("create {}", sub.display()))?;
+        let fd = owner
+            .run(|| create_in_root(target.root, &sub, Kind::Dir))?
+            .step(|| format!("create {}", sub.display()))?;
         let sub_target = Target { root: target.root, dest: &sub, fd: fd.as_fd() };
-        mount_fs(fstype, "cgroup", sub_target, MountAttrs { readonly: true, nosuid: true, nodev: true, noexec: true }, &data)
-            .map_err(|e| match e {
-                RootfsError::Sys { step, errno } => RootfsError::sys(format!("{step} ({data})"), errno),
-                other => other,
-            })?;
+        mount_fs(
+            fstype,
+            "cgroup",
+            sub_target,
+            MountAttrs { readonly: true, nosuid: true, nodev: true, noexec: true },
+            &data,
+        )
+        .map_err(|e| match e {
+            RootfsError::Sys { step, errno } => RootfsError::sys(format!("{step} ({data})"), errno),
+            other => other,
+        })?;
         if h.controllers.contains(',') && !h.controllers.starts_with("name=") {
-            let dir = crate::rootfs::resolve::open_in_root(target.root, dest).step(|| format!("open {}", dest.display()))?;
+            let dir = crate::rootfs::resolve::open_in_root(target.root, dest)
+                .step(|| format!("open {}", dest.display()))?;
             for c in h.controllers.split(',') {
                 owner
                     .run(|| symlinkat(name.as_str(), dir.as_fd(), c))?

@@ -15,8 +15,14 @@ use super::resolve::{create_in_root, open_in_root, Kind};
 use super::{Owner, RootfsError, Step};
 
 /// (name, major, minor) of the device nodes every container gets.
-pub const NODES: [(&str, u64, u64); 6] =
-    [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7), ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)];
+pub const NODES: [(&str, u64, u64); 6] = [
+    ("null", 1, 3),
+    ("zero", 1, 5),
+    ("full", 1, 7),
+    ("random", 1, 8),
+    ("urandom", 1, 9),
+    ("tty", 5, 0),
+];
 
 /// (link name, target).
 pub const LINKS: [(&str, &str); 5] = [
@@ -34,15 +40,23 @@ pub fn populate(root: BorrowedFd<'_>, owner: Owner, nodev: bool) -> Result<(), R
     let dev = open_in_root(root, Path::new("/dev")).step(|| "open /dev")?;
     owner.run(|| -> Result<(), RootfsError> {
         for (name, mode) in DIRS {
-            mkdirat(dev.as_fd(), name, Mode::from_bits_truncate(mode)).step(|| format!("mkdir /dev/{name}"))?;
+            mkdirat(dev.as_fd(), name, Mode::from_bits_truncate(mode))
+                .step(|| format!("mkdir /dev/{name}"))?;
         }
         for (name, target) in LINKS {
-            symlinkat(target, dev.as_fd(), name).step(|| format!("symlink /dev/{name} -> {target}"))?;
+            symlinkat(target, dev.as_fd(), name)
+                .step(|| format!("symlink /dev/{name} -> {target}"))?;
         }
         if !nodev {
             for (name, major, minor) in NODES {
-                mknodat(dev.as_fd(), name, SFlag::S_IFCHR, Mode::from_bits_truncate(0o666), makedev(major, minor))
-                    .step(|| format!("mknod /dev/{name}"))?;
+                mknodat(
+                    dev.as_fd(),
+                    name,
+                    SFlag::S_IFCHR,
+                    Mode::from_bits_truncate(0o666),
+                    makedev(major, minor),
+                )
+                .step(|| format!("mknod /dev/{name}"))?;
             }
         }
         Ok(())
@@ -50,10 +64,18 @@ pub fn populate(root: BorrowedFd<'_>, owner: Owner, nodev: bool) -> Result<(), R
     if nodev {
         for (name, _, _) in NODES {
             let path = Path::new("/dev").join(name);
-            let fd = owner.run(|| create_in_root(root, &path, Kind::File))?.step(|| format!("create {}", path.display()))?;
+            let fd = owner
+                .run(|| create_in_root(root, &path, Kind::File))?
+                .step(|| format!("create {}", path.display()))?;
             let host = format!("/dev/{name}");
-            mount(Some(host.as_str()), fd_path(fd.as_fd()).as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
-                .step(|| format!("bind {host} on {}", path.display()))?;
+            mount(
+                Some(host.as_str()),
+                fd_path(fd.as_fd()).as_str(),
+                None::<&str>,
+                MsFlags::MS_BIND,
+                None::<&str>,
+            )
+            .step(|| format!("bind {host} on {}", path.display()))?;
         }
     }
     Ok(())

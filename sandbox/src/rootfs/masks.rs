@@ -29,8 +29,14 @@ pub fn mask_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsE
         let is_dir = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR;
         let target = fd_path(fd.as_fd());
         if is_dir {
-            mount(Some("tmpfs"), target.as_str(), Some("tmpfs"), MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0555"))
-                .step(|| format!("mask {} with an empty tmpfs", path.display()))?;
+            mount(
+                Some("tmpfs"),
+                target.as_str(),
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("mode=0555"),
+            )
+            .step(|| format!("mask {} with an empty tmpfs", path.display()))?;
         } else {
             mount(Some("/dev/null"), target.as_str(), None::<&str>, MsFlags::MS_BIND, None::<&str>)
                 .step(|| format!("mask {} with /dev/null", path.display()))?;
@@ -44,7 +50,14 @@ pub fn readonly_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), Roo
         let Some(fd) = existing(root, path)? else { continue };
         let step = || format!("make {} read-only", path.display());
         let tree = clone_tree(Some(fd.as_fd()), Path::new(""), true).step(step)?;
-        set_attrs(tree.as_fd(), MountAttrs { readonly: true, ..Default::default() }, None, true, path).step(step)?;
+        set_attrs(
+            tree.as_fd(),
+            MountAttrs { readonly: true, ..Default::default() },
+            None,
+            true,
+            path,
+        )
+        .step(step)?;
         attach(tree.as_fd(), fd.as_fd(), path).step(step)?;
     }
     Ok(())

@@ -91,13 +91,17 @@ fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsErr
         .step(|| "make / rprivate")?;
     let owner = Owner::container_root(&plan.user);
     rootfs_mounts::mount_rootfs(plan, ctx)?;
-    let root = open(&plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step(|| format!("open {}", plan.rootfs.display()))?;
+    let root =
+        open(&plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .step(|| format!("open {}", plan.rootfs.display()))?;
     spec_mounts::mount_all(root.as_fd(), plan, ctx, owner)?;
     masks::mask_paths(root.as_fd(), &plan.masked_paths)?;
     masks::readonly_paths(root.as_fd(), &plan.readonly_paths)?;
     // The process's cwd exists in the image or is created, like runc does.
-    owner.run(|| resolve::create_in_root(root.as_fd(), &plan.process.cwd, resolve::Kind::Dir).map(drop))
+    owner
+        .run(|| {
+            resolve::create_in_root(root.as_fd(), &plan.process.cwd, resolve::Kind::Dir).map(drop)
+        })
         .and_then(|r| r.step(|| format!("create cwd {}", plan.process.cwd.display())))?;
     pivot::pivot_into(root)?;
     if plan.readonly_rootfs {

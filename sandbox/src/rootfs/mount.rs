@@ -26,7 +26,13 @@ pub struct Target<'a> {
 
 /// A new filesystem instance on the target; read-only is applied afterwards as a per-mount
 /// flag (some filesystems share one superblock with the host's mount, which stays writable).
-pub fn mount_fs(fstype: &str, source: &str, target: Target<'_>, attrs: MountAttrs, data: &str) -> Result<(), RootfsError> {
+pub fn mount_fs(
+    fstype: &str,
+    source: &str,
+    target: Target<'_>,
+    attrs: MountAttrs,
+    data: &str,
+) -> Result<(), RootfsError> {
     let mut flags = MsFlags::empty();
     if attrs.nosuid {
         flags |= MsFlags::MS_NOSUID;

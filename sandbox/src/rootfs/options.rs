@@ -7,7 +7,12 @@ use crate::plan::UserNamespacePlan;
 
 /// Translates `uid=`/`gid=` in `data`; with `default_owner`, adds container root's host ids
 /// when the data names none (so a tmpfs's root belongs to root inside the container).
-pub fn translate_ids(data: Option<&str>, user: &UserNamespacePlan, default_owner: bool, what: &str) -> Result<String, RootfsError> {
+pub fn translate_ids(
+    data: Option<&str>,
+    user: &UserNamespacePlan,
+    default_owner: bool,
+    what: &str,
+) -> Result<String, RootfsError> {
     let mut out: Vec<String> = Vec::new();
     let (mut has_uid, mut has_gid) = (false, false);
     for opt in data.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
@@ -32,9 +37,21 @@ pub fn translate_ids(data: Option<&str>, user: &UserNamespacePlan, default_owner
     Ok(out.join(","))
 }
 
-fn map(value: &str, f: impl Fn(u32) -> Option<u32>, kind: &str, what: &str) -> Result<u32, RootfsError> {
-    let id: u32 = value.parse().map_err(|_| RootfsError::refused(what.to_string(), format!("{kind}={value} is not a number")))?;
-    f(id).ok_or_else(|| RootfsError::refused(what.to_string(), format!("{kind} {id} is not mapped in the pod's user namespace")))
+fn map(
+    value: &str,
+    f: impl Fn(u32) -> Option<u32>,
+    kind: &str,
+    what: &str,
+) -> Result<u32, RootfsError> {
+    let id: u32 = value.parse().map_err(|_| {
+        RootfsError::refused(what.to_string(), format!("{kind}={value} is not a number"))
+    })?;
+    f(id).ok_or_else(|| {
+        RootfsError::refused(
+            what.to_string(),
+            format!("{kind} {id} is not mapped in the pod's user namespace"),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -52,7 +69,12 @@ mod tests {
 
     #[test]
     fn devpts_gid_is_translated() {
-        let d = translate_ids(Some("newinstance,ptmxmode=0666,mode=0620,gid=5"), &user(), false, "devpts");
+        let d = translate_ids(
+            Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+            &user(),
+            false,
+            "devpts",
+        );
         assert_eq!(d.ok().as_deref(), Some("newinstance,ptmxmode=0666,mode=0620,gid=200005"));
     }
 

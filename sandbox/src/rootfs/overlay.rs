@@ -12,7 +12,6 @@
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-
 use nix::fcntl::{open, AtFlags, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{mkdirat, Mode};
@@ -66,31 +65,52 @@ pub fn parse(options: &[String]) -> Result<OverlayOptions, String> {
     Ok(o)
 }
 
-pub fn mount_overlay(m: &RootfsMount, plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+pub fn mount_overlay(
+    m: &RootfsMount,
+    plan: &ContainerPlan,
+    ctx: Context<'_>,
+) -> Result<(), RootfsError> {
     let target = plan.rootfs.as_path();
     let step = |what: &str| format!("mount overlay on {}: {what}", target.display());
     let opts = parse(&m.options).map_err(|e| RootfsError::refused(step("options"), e))?;
 
     // The staging tmpfs, on the rootfs directory (private to this mount namespace).
-    mount(Some("tmpfs"), target, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, Some("mode=0700,size=64k"))
-        .step(|| step("staging tmpfs"))?;
-    let staging = open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .step(|| step("open the staging tmpfs"))?;
+    mount(
+        Some("tmpfs"),
+        target,
+        Some("tmpfs"),
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        Some("mode=0700,size=64k"),
+    )
+    .step(|| step("staging tmpfs"))?;
+    let staging =
+        open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .step(|| step("open the staging tmpfs"))?;
     let mut layer_names = Vec::with_capacity(opts.lower.len());
     for (i, lower) in opts.lower.iter().enumerate() {
         let name = format!("l{i}");
-        mkdirat(staging.as_fd(), name.as_str(), Mode::from_bits_truncate(0o700)).step(|| step(&format!("mkdir {name}")))?;
-        let dir = nix::fcntl::openat(staging.as_fd(), name.as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW, Mode::empty())
-            .step(|| step(&format!("open {name}")))?;
-        let tree = idmapped_tree(lower, ctx.userns, false).step(|| step(&format!("idmap lowerdir {}", lower.display())))?;
-        attach(tree.as_fd(), dir.as_fd(), lower).step(|| step(&format!("attach lowerdir {}", lower.display())))?;
+        mkdirat(staging.as_fd(), name.as_str(), Mode::from_bits_truncate(0o700))
+            .step(|| step(&format!("mkdir {name}")))?;
+        let dir = nix::fcntl::openat(
+            staging.as_fd(),
+            name.as_str(),
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW,
+            Mode::empty(),
+        )
+        .step(|| step(&format!("open {name}")))?;
+        let tree = idmapped_tree(lower, ctx.userns, false)
+            .step(|| step(&format!("idmap lowerdir {}", lower.display())))?;
+        attach(tree.as_fd(), dir.as_fd(), lower)
+            .step(|| step(&format!("attach lowerdir {}", lower.display())))?;
         layer_names.push(name);
     }
 
     let owner = (plan.user.host_uid(0), plan.user.host_gid(0));
     for dir in opts.upper.iter().chain(&opts.work) {
         if let (Some(uid), Some(gid)) = owner {
-            chown_top(dir, uid, gid).map_err(|e| RootfsError::sys(step(&format!("chown {} to {uid}:{gid}", dir.display())), e))?;
+            chown_top(dir, uid, gid).map_err(|e| {
+                RootfsError::sys(step(&format!("chown {} to {uid}:{gid}", dir.display())), e)
+            })?;
         }
     }
 
@@ -103,12 +123,16 @@ pub fn mount_overlay(m: &RootfsMount, plan: &ContainerPlan, ctx: Context<'_>) ->
     let data = data.join(",");
     let page = 4096;
     if data.len() >= page {
-        return Err(RootfsError::refused(step("options"), format!("{} bytes of options (limit {page})", data.len())));
+        return Err(RootfsError::refused(
+            step("options"),
+            format!("{} bytes of options (limit {page})", data.len()),
+        ));
     }
     let flags = if opts.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
     // Layers are named relative to the staging directory (short options whatever the depth).
     nix::unistd::fchdir(staging.as_fd()).step(|| step("chdir to the staging tmpfs"))?;
-    let mounted = mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str())).step(|| step(&data));
+    let mounted = mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))
+        .step(|| step(&data));
     nix::unistd::chdir("/").step(|| step("chdir /"))?;
     mounted
 }

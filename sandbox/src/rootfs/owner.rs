@@ -26,8 +26,10 @@ impl Owner {
         let (Some(uid), Some(gid)) = (self.uid, self.gid) else { return Ok(f()) };
         // SAFETY: prctl(PR_GET_SECUREBITS) takes no pointers.
         let old = unsafe { libc::prctl(libc::PR_GET_SECUREBITS) };
-        let old = nix::errno::Errno::result(old).map_err(|e| RootfsError::sys("prctl(PR_GET_SECUREBITS)", e))?;
-        let old = libc::c_ulong::try_from(old).map_err(|_| RootfsError::refused("prctl(PR_GET_SECUREBITS)", "negative"))?;
+        let old = nix::errno::Errno::result(old)
+            .map_err(|e| RootfsError::sys("prctl(PR_GET_SECUREBITS)", e))?;
+        let old = libc::c_ulong::try_from(old)
+            .map_err(|_| RootfsError::refused("prctl(PR_GET_SECUREBITS)", "negative"))?;
         set_securebits(old | SECBIT_NO_SETUID_FIXUP)?;
         // SAFETY: setfsgid/setfsuid take plain ids and cannot fail in a way that harms memory.
         unsafe {
@@ -52,7 +54,9 @@ impl Owner {
 fn set_securebits(bits: libc::c_ulong) -> Result<(), RootfsError> {
     // SAFETY: prctl(PR_SET_SECUREBITS) takes an integer, no pointers.
     let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits) };
-    nix::errno::Errno::result(ret).map(drop).map_err(|e| RootfsError::sys(format!("prctl(PR_SET_SECUREBITS, {bits:#x})"), e))
+    nix::errno::Errno::result(ret)
+        .map(drop)
+        .map_err(|e| RootfsError::sys(format!("prctl(PR_SET_SECUREBITS, {bits:#x})"), e))
 }
 
 fn current_fsuid() -> u32 {

@@ -22,7 +22,14 @@ pub fn pivot_into(root: OwnedFd) -> Result<(), RootfsError> {
 }
 
 pub fn remount_root_readonly() -> Result<(), RootfsError> {
-    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /")?;
-    set_attrs(root.as_fd(), MountAttrs { readonly: true, ..Default::default() }, None, false, Path::new("/"))
-        .step(|| "make the root read-only")
+    let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step(|| "open /")?;
+    set_attrs(
+        root.as_fd(),
+        MountAttrs { readonly: true, ..Default::default() },
+        None,
+        false,
+        Path::new("/"),
+    )
+    .step(|| "make the root read-only")
 }

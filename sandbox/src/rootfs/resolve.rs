@@ -84,7 +84,11 @@ pub fn create_in_root(root: BorrowedFd<'_>, path: &Path, kind: Kind) -> Result<O
                     openat(
                         parent.as_fd(),
                         name,
-                        OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+                        OFlag::O_CREAT
+                            | OFlag::O_EXCL
+                            | OFlag::O_WRONLY
+                            | OFlag::O_NOFOLLOW
+                            | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o644),
                     )
                     .map(drop)

@@ -40,11 +40,18 @@ fn is_bind(m: &RootfsMount) -> bool {
 }
 
 /// An idmapped bind of `source` onto `target` (both host paths).
-fn bind(source: &Path, target: &Path, recursive: bool, readonly: bool, ctx: Context<'_>) -> Result<(), RootfsError> {
+fn bind(
+    source: &Path,
+    target: &Path,
+    recursive: bool,
+    readonly: bool,
+    ctx: Context<'_>,
+) -> Result<(), RootfsError> {
     let step = || format!("bind rootfs {} on {}", source.display(), target.display());
     let tree = clone_tree(None, source, recursive).step(step)?;
     let attrs = MountAttrs { readonly, ..Default::default() };
     set_attrs(tree.as_fd(), attrs, Some(ctx.userns), recursive, source).step(step)?;
-    let dest = open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()).step(step)?;
+    let dest = open(target, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .step(step)?;
     attach(tree.as_fd(), dest.as_fd(), target).step(step)
 }

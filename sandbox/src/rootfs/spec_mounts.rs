@@ -10,7 +10,12 @@ use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
 use crate::plan::{ContainerPlan, MountKind, MountPlan};
 use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
 
-pub fn mount_all(root: BorrowedFd<'_>, plan: &ContainerPlan, ctx: Context<'_>, owner: Owner) -> Result<(), RootfsError> {
+pub fn mount_all(
+    root: BorrowedFd<'_>,
+    plan: &ContainerPlan,
+    ctx: Context<'_>,
+    owner: Owner,
+) -> Result<(), RootfsError> {
     for m in &plan.mounts {
         mount_one(root, m, plan, ctx, owner)?;
         if m.kind == MountKind::Tmpfs && clean(&m.destination) == clean(Path::new("/dev")) {
@@ -25,13 +30,24 @@ fn attrs(m: &MountPlan) -> MountAttrs {
 }
 
 /// Creates the mount target (as container root) inside the root.
-fn target(root: BorrowedFd<'_>, dest: &Path, kind: Kind, owner: Owner) -> Result<std::os::fd::OwnedFd, RootfsError> {
-    owner.run(|| create_in_root(root, dest, kind))?.step(|| format!("create mount target {}", dest.display()))
+fn target(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    kind: Kind,
+    owner: Owner,
+) -> Result<std::os::fd::OwnedFd, RootfsError> {
+    owner
+        .run(|| create_in_root(root, dest, kind))?
+        .step(|| format!("create mount target {}", dest.display()))
 }
 
 /// proc, sysfs, devpts, mqueue and cgroup go where the spec says, never where an image's
 /// symlink redirects them (masks and read-only paths name their files by those paths).
-fn kernel_fs_target_is_real(root: BorrowedFd<'_>, dest: &Path, kind: &MountKind) -> Result<(), RootfsError> {
+fn kernel_fs_target_is_real(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    kind: &MountKind,
+) -> Result<(), RootfsError> {
     if matches!(kind, MountKind::Bind { .. } | MountKind::Tmpfs) {
         return Ok(());
     }
@@ -39,14 +55,26 @@ fn kernel_fs_target_is_real(root: BorrowedFd<'_>, dest: &Path, kind: &MountKind)
     if free_of_symlinks(root, dest).step(step)? {
         Ok(())
     } else {
-        Err(RootfsError::refused(step(), "the destination is reached through a symlink in the image"))
+        Err(RootfsError::refused(
+            step(),
+            "the destination is reached through a symlink in the image",
+        ))
     }
 }
 
-fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Context<'_>, owner: Owner) -> Result<(), RootfsError> {
+fn mount_one(
+    root: BorrowedFd<'_>,
+    m: &MountPlan,
+    plan: &ContainerPlan,
+    ctx: Context<'_>,
+    owner: Owner,
+) -> Result<(), RootfsError> {
     let dest = m.destination.as_path();
     if !dest.is_absolute() || clean(dest).is_empty() {
-        return Err(RootfsError::refused(format!("mount on {}", dest.display()), "destination must be an absolute path below /"));
+        return Err(RootfsError::refused(
+            format!("mount on {}", dest.display()),
+            "destination must be an absolute path below /",
+        ));
     }
     let data = m.data.as_deref();
     let what = |fs: &str| format!("{fs} on {}", dest.display());
@@ -59,7 +87,10 @@ fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Con
         MountKind::Bind { source, recursive, idmap } => {
             let step = || format!("bind {} on {}", source.display(), dest.display());
             let meta = std::fs::metadata(source).map_err(|e| {
-                RootfsError::sys(step(), nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+                RootfsError::sys(
+                    step(),
+                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+                )
             })?;
             let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
             let fd = target(root, dest, kind, owner)?;
@@ -76,7 +107,13 @@ fn mount_one(root: BorrowedFd<'_>, m: &MountPlan, plan: &ContainerPlan, ctx: Con
         MountKind::Cgroup => {
             let fd = target(root, dest, Kind::Dir, owner)?;
             kernel_fs_target_is_real(root, dest, &m.kind)?;
-            cgroupfs::mount_cgroups(Target { root, dest, fd: fd.as_fd() }, attrs(m), ctx, owner, &plan.user)
+            cgroupfs::mount_cgroups(
+                Target { root, dest, fd: fd.as_fd() },
+                attrs(m),
+                ctx,
+                owner,
+                &plan.user,
+            )
         }
     }
 }

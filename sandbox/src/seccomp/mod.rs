@@ -13,7 +13,9 @@ pub use profile::{baseline, from_oci, BASELINE_JSON, BASELINE_NAME};
 use std::io::{Read, Seek};
 use std::os::fd::FromRawFd;
 
-use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
+use libseccomp::{
+    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
+};
 
 use crate::features::{self, SeccompFlagEffect};
 use crate::plan::{SeccompAction, SeccompOp, SeccompPlan};
@@ -32,9 +34,12 @@ const ENOSYS: i32 = 38;
 fn scmp_action(a: SeccompAction, filter: &str) -> Result<ScmpAction, SeccompError> {
     Ok(match a {
         SeccompAction::Allow => ScmpAction::Allow,
-        SeccompAction::Errno(e) => ScmpAction::Errno(i32::from(u16::try_from(e).map_err(|_| {
-            SeccompError::Build { filter: filter.into(), reason: format!("errno {e} is out of range") }
-        })?)),
+        SeccompAction::Errno(e) => {
+            ScmpAction::Errno(i32::from(u16::try_from(e).map_err(|_| SeccompError::Build {
+                filter: filter.into(),
+                reason: format!("errno {e} is out of range"),
+            })?))
+        }
         SeccompAction::KillThread => ScmpAction::KillThread,
         SeccompAction::KillProcess => ScmpAction::KillProcess,
         SeccompAction::Trap => ScmpAction::Trap,
@@ -100,7 +105,9 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         let compares: Vec<ScmpArgCompare> = rule.args.iter().map(compare).collect();
         for syscall in &rule.names {
             let Ok(nr) = ScmpSyscall::from_name(syscall) else {
-                log::debug!("seccomp filter {name}: syscall {syscall} unknown to libseccomp, skipped");
+                log::debug!(
+                    "seccomp filter {name}: syscall {syscall} unknown to libseccomp, skipped"
+                );
                 continue;
             };
             let added = if compares.is_empty() {
@@ -156,7 +163,10 @@ const SOCK_FILTER_LEN: usize = 8;
 fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
     let load_err = |reason: String| SeccompError::Load { filter: plan.name.clone(), reason };
     if bpf.is_empty() || !bpf.len().is_multiple_of(SOCK_FILTER_LEN) {
-        return Err(load_err(format!("a BPF program of {} bytes is not whole instructions", bpf.len())));
+        return Err(load_err(format!(
+            "a BPF program of {} bytes is not whole instructions",
+            bpf.len()
+        )));
     }
     // Rebuilt as properly aligned sock_filter values (the bytes came through JSON).
     let program: Vec<libc::sock_filter> = bpf
@@ -168,7 +178,8 @@ fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
             k: u32::from_ne_bytes([i[4], i[5], i[6], i[7]]),
         })
         .collect();
-    let len = u16::try_from(program.len()).map_err(|_| load_err(format!("{} instructions is too long", program.len())))?;
+    let len = u16::try_from(program.len())
+        .map_err(|_| load_err(format!("{} instructions is too long", program.len())))?;
     let mut flags: libc::c_ulong = 0;
     for flag in &plan.flags {
         match features::seccomp_flag(flag) {
@@ -182,10 +193,18 @@ fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
     // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `len` instructions from `filter`, which
     // points into `program`, alive and unchanged for the call; the kernel copies the program.
     let rc = unsafe {
-        libc::syscall(libc::SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, &fprog as *const libc::sock_fprog)
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            flags,
+            &fprog as *const libc::sock_fprog,
+        )
     };
     if rc != 0 {
-        return Err(load_err(format!("seccomp(SECCOMP_SET_MODE_FILTER): {}", std::io::Error::last_os_error())));
+        return Err(load_err(format!(
+            "seccomp(SECCOMP_SET_MODE_FILTER): {}",
+            std::io::Error::last_os_error()
+        )));
     }
     Ok(())
 }

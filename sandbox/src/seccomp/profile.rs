@@ -50,7 +50,8 @@ fn action(
 
 /// Converts a comparison through `features::SECCOMP_OPERATORS`.
 fn op(op: LinuxSeccompOperator, filter: &str, what: &str) -> Result<SeccompOp, SeccompError> {
-    features::seccomp_operator(op).ok_or_else(|| unsupported(filter, what, format!("comparison {op}")))
+    features::seccomp_operator(op)
+        .ok_or_else(|| unsupported(filter, what, format!("comparison {op}")))
 }
 
 fn unsupported(filter: &str, what: &str, thing: String) -> SeccompError {
@@ -82,12 +83,7 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
             }),
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let flags = profile
-        .flags()
-        .iter()
-        .flatten()
-        .map(|f| f.to_string())
-        .collect::<Vec<_>>();
+    let flags = profile.flags().iter().flatten().map(|f| f.to_string()).collect::<Vec<_>>();
     let mut rules = Vec::new();
     for (i, sc) in profile.syscalls().iter().flatten().enumerate() {
         let what = format!("syscalls[{i}]");
@@ -97,7 +93,10 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
             let index = u32::try_from(a.index()).ok().filter(|i| *i < 6).ok_or_else(|| {
                 SeccompError::Build {
                     filter: name.to_string(),
-                    reason: format!("{what}: argument index {} is beyond the 6 syscall arguments", a.index()),
+                    reason: format!(
+                        "{what}: argument index {} is beyond the 6 syscall arguments",
+                        a.index()
+                    ),
                 }
             })?;
             args.push(SeccompArg {
@@ -108,7 +107,8 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
             });
         }
         let names = sc.names().clone();
-        let repeats = args.iter().enumerate().any(|(j, a)| args[..j].iter().any(|b| b.index == a.index));
+        let repeats =
+            args.iter().enumerate().any(|(j, a)| args[..j].iter().any(|b| b.index == a.index));
         if repeats {
             for a in args {
                 rules.push(SeccompRule { names: names.clone(), action: act, args: vec![a] });
@@ -117,5 +117,12 @@ pub fn from_oci(profile: &LinuxSeccomp, name: &str) -> Result<SeccompPlan, Secco
             rules.push(SeccompRule { names, action: act, args });
         }
     }
-    Ok(SeccompPlan { name: name.to_string(), default_action, architectures, rules, flags, bpf: None })
+    Ok(SeccompPlan {
+        name: name.to_string(),
+        default_action,
+        architectures,
+        rules,
+        flags,
+        bpf: None,
+    })
 }

@@ -13,19 +13,67 @@ const CLONE_NEWUSER: u64 = 0x1000_0000;
 
 /// Syscalls the baseline must refuse outright (brief + review).
 const REQUIRED_DENIED: &[&str] = &[
-    "bpf", "perf_event_open", "io_uring_setup", "io_uring_enter", "io_uring_register",
-    "userfaultfd", "keyctl", "add_key", "request_key", "kexec_load", "kexec_file_load",
-    "init_module", "finit_module", "delete_module", "open_by_handle_at", "setns", "mount",
-    "umount2", "pivot_root", "move_mount", "open_tree", "fsopen", "fsmount", "mount_setattr",
-    "swapon", "swapoff", "reboot", "acct", "iopl", "ioperm", "settimeofday", "clock_settime",
+    "bpf",
+    "perf_event_open",
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
+    "userfaultfd",
+    "keyctl",
+    "add_key",
+    "request_key",
+    "kexec_load",
+    "kexec_file_load",
+    "init_module",
+    "finit_module",
+    "delete_module",
+    "open_by_handle_at",
+    "setns",
+    "mount",
+    "umount2",
+    "pivot_root",
+    "move_mount",
+    "open_tree",
+    "fsopen",
+    "fsmount",
+    "mount_setattr",
+    "swapon",
+    "swapoff",
+    "reboot",
+    "acct",
+    "iopl",
+    "ioperm",
+    "settimeofday",
+    "clock_settime",
     "syslog",
 ];
 
 /// Syscalls an ordinary workload needs: no baseline rule may name them.
 const MUST_STAY_ALLOWED: &[&str] = &[
-    "read", "write", "openat", "execve", "fork", "vfork", "wait4", "socket", "bind", "listen",
-    "accept4", "connect", "epoll_wait", "mmap", "mprotect", "chroot", "chown", "setuid",
-    "setgid", "setgroups", "ptrace", "prctl", "name_to_handle_at", "adjtimex",
+    "read",
+    "write",
+    "openat",
+    "execve",
+    "fork",
+    "vfork",
+    "wait4",
+    "socket",
+    "bind",
+    "listen",
+    "accept4",
+    "connect",
+    "epoll_wait",
+    "mmap",
+    "mprotect",
+    "chroot",
+    "chown",
+    "setuid",
+    "setgid",
+    "setgroups",
+    "ptrace",
+    "prctl",
+    "name_to_handle_at",
+    "adjtimex",
 ];
 
 fn rules_for<'a>(plan: &'a SeccompPlan, name: &str) -> Vec<&'a SeccompRule> {
@@ -85,10 +133,18 @@ fn baseline_leaves_ordinary_syscalls_alone() {
 fn baseline_refuses_only_new_user_namespaces_in_clone_and_unshare() {
     let b = baseline();
     for name in ["clone", "unshare"] {
-        assert_eq!(verdict(&b, name, [CLONE_NEWUSER, 0, 0, 0, 0, 0]), SeccompAction::Errno(EPERM), "{name}");
+        assert_eq!(
+            verdict(&b, name, [CLONE_NEWUSER, 0, 0, 0, 0, 0]),
+            SeccompAction::Errno(EPERM),
+            "{name}"
+        );
         // CLONE_NEWUSER among other flags.
         let flags = CLONE_NEWUSER | 0x0002_0000 | 0x11;
-        assert_eq!(verdict(&b, name, [flags, 0, 0, 0, 0, 0]), SeccompAction::Errno(EPERM), "{name}");
+        assert_eq!(
+            verdict(&b, name, [flags, 0, 0, 0, 0, 0]),
+            SeccompAction::Errno(EPERM),
+            "{name}"
+        );
     }
     // fork as glibc does it (CLONE_CHILD_SETTID|CLONE_CHILD_CLEARTID|SIGCHLD), and threads.
     assert_eq!(verdict(&b, "clone", [0x0120_0011, 0, 0, 0, 0, 0]), SeccompAction::Allow);
@@ -116,7 +172,8 @@ fn baseline_allows_exactly_dockers_personality_values() {
     samples.extend(complements);
     samples.extend([0x0004_0000, 0x0040_0000, 0x0010_0000, 0x8004_0000, 0xffff_fffe, 0x0004_0008]);
     for v in samples {
-        let expected = if allowed.contains(&v) { SeccompAction::Allow } else { SeccompAction::Errno(EPERM) };
+        let expected =
+            if allowed.contains(&v) { SeccompAction::Allow } else { SeccompAction::Errno(EPERM) };
         assert_eq!(verdict(&b, "personality", [v, 0, 0, 0, 0, 0]), expected, "personality({v:#x})");
     }
 }
@@ -128,7 +185,11 @@ fn every_baseline_rule_has_a_justification() {
     assert!(!rules.is_empty());
     for (i, r) in rules.iter().enumerate() {
         let comment = r["comment"].as_str().unwrap_or_default();
-        assert!(comment.split_whitespace().count() >= 5, "syscalls[{i}] ({}) needs a justification", r["names"]);
+        assert!(
+            comment.split_whitespace().count() >= 5,
+            "syscalls[{i}] ({}) needs a justification",
+            r["names"]
+        );
     }
     assert!(doc["comment"].as_str().is_some_and(|c| c.len() > 40), "the profile explains itself");
 }
@@ -138,7 +199,10 @@ fn every_baseline_syscall_is_known_to_libseccomp() {
     // An unknown name would be skipped by `compile`: the baseline must never lose a rule so.
     for rule in &baseline().rules {
         for name in &rule.names {
-            assert!(libseccomp::ScmpSyscall::from_name(name).is_ok(), "libseccomp does not know {name}");
+            assert!(
+                libseccomp::ScmpSyscall::from_name(name).is_ok(),
+                "libseccomp does not know {name}"
+            );
         }
     }
 }
@@ -213,7 +277,8 @@ fn from_oci_maps_args_architectures_and_flags() {
     let plan = from_oci(&p, "x").expect("converts");
     assert_eq!(plan.architectures, vec!["SCMP_ARCH_X86_64", "SCMP_ARCH_AARCH64"]);
     assert_eq!(plan.flags, vec!["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"]);
-    let ops: Vec<(u32, u64, SeccompOp)> = plan.rules[0].args.iter().map(|a| (a.index, a.value, a.op)).collect();
+    let ops: Vec<(u32, u64, SeccompOp)> =
+        plan.rules[0].args.iter().map(|a| (a.index, a.value, a.op)).collect();
     assert_eq!(
         ops,
         vec![
@@ -227,7 +292,12 @@ fn from_oci_maps_args_architectures_and_flags() {
     );
     assert_eq!(
         plan.rules[1].args,
-        vec![SeccompArg { index: 0, value: 2_114_060_288, value_two: 0, op: SeccompOp::MaskedEqual }]
+        vec![SeccompArg {
+            index: 0,
+            value: 2_114_060_288,
+            value_two: 0,
+            op: SeccompOp::MaskedEqual
+        }]
     );
     compile(&plan).expect("compiles");
 }

@@ -24,7 +24,9 @@ use crate::rootfs;
 
 /// stdio for the process, /dev/null (the host's, opened now) where none was given.
 pub(super) fn stdio_or_null(fds: &mut ReceivedFds) -> Result<StdioFds, Failure> {
-    let null = || open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /dev/null");
+    let null = || {
+        open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /dev/null")
+    };
     Ok(StdioFds {
         stdin: fds.stdin.take().map_or_else(null, Ok)?,
         stdout: fds.stdout.take().map_or_else(null, Ok)?,
@@ -35,7 +37,9 @@ pub(super) fn stdio_or_null(fds: &mut ReceivedFds) -> Result<StdioFds, Failure> 
 /// Sets oom_score_adj in the helper (children inherit it); a refused lowering is logged once.
 pub(super) fn oom_score_adj(channel: &Channel, value: Option<i32>) -> Result<(), Failure> {
     if let OomOutcome::Clamped { requested, kept } = set_oom_score_adj(value)? {
-        channel.log(format!("oom_score_adj {requested} refused by the host (no CAP_SYS_RESOURCE); keeping {kept}"));
+        channel.log(format!(
+            "oom_score_adj {requested} refused by the host (no CAP_SYS_RESOURCE); keeping {kept}"
+        ));
     }
     Ok(())
 }
@@ -53,7 +57,8 @@ pub(super) fn open_cgroup_procs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, File)
 
 pub(super) fn write_cgroup_procs(files: &mut [(PathBuf, File)], pid: Pid) -> Result<(), Failure> {
     for (path, f) in files.iter_mut() {
-        f.write_all(pid.as_raw().to_string().as_bytes()).step(|| format!("write pid {pid} to {}", path.display()))?;
+        f.write_all(pid.as_raw().to_string().as_bytes())
+            .step(|| format!("write pid {pid} to {}", path.display()))?;
     }
     Ok(())
 }
@@ -68,7 +73,11 @@ struct NewNamespaces {
     uts: bool,
 }
 
-pub(super) fn run(channel: &Channel, plan: &ContainerPlan, mut fds: ReceivedFds) -> Result<(), Failure> {
+pub(super) fn run(
+    channel: &Channel,
+    plan: &ContainerPlan,
+    mut fds: ReceivedFds,
+) -> Result<(), Failure> {
     let stdio = stdio_or_null(&mut fds)?;
     oom_score_adj(channel, plan.process.oom_score_adj)?;
     let userns = user_namespace(&plan.user, fds.userns.take())?;
@@ -78,7 +87,10 @@ pub(super) fn run(channel: &Channel, plan: &ContainerPlan, mut fds: ReceivedFds)
     let mut seen = Vec::new();
     for ns in &plan.namespaces {
         if seen.contains(&ns.kind) {
-            return Err(Failure::refused("namespaces", format!("{:?} namespace listed twice", ns.kind)));
+            return Err(Failure::refused(
+                "namespaces",
+                format!("{:?} namespace listed twice", ns.kind),
+            ));
         }
         seen.push(ns.kind);
         let (flag, name) = flag_and_name(ns.kind);
@@ -94,7 +106,13 @@ pub(super) fn run(channel: &Channel, plan: &ContainerPlan, mut fds: ReceivedFds)
     let mut cgroup_files = open_cgroup_procs(&plan.cgroup_procs)?;
 
     // Host-owned namespaces first, while we are host root (net, ipc, uts, pid, cgroup).
-    let order = [CloneFlags::CLONE_NEWNET, CloneFlags::CLONE_NEWIPC, CloneFlags::CLONE_NEWUTS, CloneFlags::CLONE_NEWPID, CloneFlags::CLONE_NEWCGROUP];
+    let order = [
+        CloneFlags::CLONE_NEWNET,
+        CloneFlags::CLONE_NEWIPC,
+        CloneFlags::CLONE_NEWUTS,
+        CloneFlags::CLONE_NEWPID,
+        CloneFlags::CLONE_NEWCGROUP,
+    ];
     for flag in order {
         for ns in joins.iter().filter(|n| n.flag == flag) {
             ns.join()?;
@@ -125,7 +143,14 @@ pub(super) fn run(channel: &Channel, plan: &ContainerPlan, mut fds: ReceivedFds)
 }
 
 /// The init, from fork to exec.
-fn init(channel: &Channel, plan: &ContainerPlan, userns: OwnedFd, stdio: StdioFds, go: OwnedFd, new: NewNamespaces) -> ! {
+fn init(
+    channel: &Channel,
+    plan: &ContainerPlan,
+    userns: OwnedFd,
+    stdio: StdioFds,
+    go: OwnedFd,
+    new: NewNamespaces,
+) -> ! {
     let mut b = [0u8; 1];
     if !matches!(read(&go, &mut b), Ok(1)) {
         // The helper failed (and reported it) before letting us go.
@@ -140,7 +165,12 @@ fn init(channel: &Channel, plan: &ContainerPlan, userns: OwnedFd, stdio: StdioFd
     exec_process(channel, &plan.process, stdio)
 }
 
-fn build(channel: &Channel, plan: &ContainerPlan, userns: &OwnedFd, new: NewNamespaces) -> Result<(), Failure> {
+fn build(
+    channel: &Channel,
+    plan: &ContainerPlan,
+    userns: &OwnedFd,
+    new: NewNamespaces,
+) -> Result<(), Failure> {
     if new.cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).step(|| "unshare the cgroup namespace")?;
     }
@@ -150,7 +180,9 @@ fn build(channel: &Channel, plan: &ContainerPlan, userns: &OwnedFd, new: NewName
         if new.uts {
             sethostname(hostname).step(|| format!("sethostname {hostname}"))?;
         } else {
-            channel.log(format!("hostname {hostname:?} not set: the container shares its UTS namespace"));
+            channel.log(format!(
+                "hostname {hostname:?} not set: the container shares its UTS namespace"
+            ));
         }
     }
     // Last: from here on the mount namespace (owned by the host user namespace) is out of reach.

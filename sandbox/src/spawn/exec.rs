@@ -59,7 +59,13 @@ pub(super) fn run(channel: &Channel, plan: &ExecPlan, mut fds: ReceivedFds) -> R
     }
 }
 
-fn process(channel: &Channel, plan: &ExecPlan, userns: Namespace, stdio: StdioFds, go: OwnedFd) -> ! {
+fn process(
+    channel: &Channel,
+    plan: &ExecPlan,
+    userns: Namespace,
+    stdio: StdioFds,
+    go: OwnedFd,
+) -> ! {
     let mut b = [0u8; 1];
     if !matches!(read(&go, &mut b), Ok(1)) {
         std::process::exit(1);

@@ -66,7 +66,9 @@ impl From<RootfsError> for Failure {
         match e {
             RootfsError::Sys { step, errno } => Failure::sys(step, errno),
             RootfsError::Refused { step, reason } => Failure::refused(step, reason),
-            RootfsError::Idmap { step, source } => Failure::sys(format!("{step}: {} {}", source.op, source.path), source.errno),
+            RootfsError::Idmap { step, source } => {
+                Failure::sys(format!("{step}: {} {}", source.op, source.path), source.errno)
+            }
         }
     }
 }

@@ -43,7 +43,11 @@ pub(super) fn exec_process(channel: &Channel, process: &ProcessPlan, stdio: Stdi
     }
 }
 
-fn prepare_and_exec(channel: &Channel, process: &ProcessPlan, stdio: StdioFds) -> Result<Option<Infallible>, Failure> {
+fn prepare_and_exec(
+    channel: &Channel,
+    process: &ProcessPlan,
+    stdio: StdioFds,
+) -> Result<Option<Infallible>, Failure> {
     if process.args.is_empty() {
         return Err(Failure::refused("exec", "the process has no args"));
     }
@@ -78,11 +82,15 @@ fn prepare_and_exec(channel: &Channel, process: &ProcessPlan, stdio: StdioFds) -
     reset_signals()?;
     // Nothing but stdio and the (close-on-exec) control socket may survive exec.
     // SAFETY: close_range only changes fd flags here (CLOSE_RANGE_CLOEXEC).
-    Errno::result(unsafe { libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int) })
-        .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
+    Errno::result(unsafe {
+        libc::close_range(3, u32::MAX, libc::CLOSE_RANGE_CLOEXEC as libc::c_int)
+    })
+    .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
     // Seccomp last: after it, only exec (and reporting its failure) remains.
     for filter in &process.seccomp {
-        crate::seccomp::load(filter).map_err(|e| Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string()))?;
+        crate::seccomp::load(filter).map_err(|e| {
+            Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
+        })?;
     }
     let errno = match execve(&program, &args, &env) {
         Err(e) => e,
@@ -95,10 +103,14 @@ fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {
     if fd.as_raw_fd() == target {
         // Already there; clear close-on-exec so it survives exec.
         // SAFETY: F_SETFD on our own fd changes only its flags.
-        return Errno::result(unsafe { libc::fcntl(target, libc::F_SETFD, 0) }).map(drop).step(|| format!("keep fd {target}"));
+        return Errno::result(unsafe { libc::fcntl(target, libc::F_SETFD, 0) })
+            .map(drop)
+            .step(|| format!("keep fd {target}"));
     }
     // SAFETY: dup2 onto a stdio number in this single-threaded process; `fd` stays owned.
-    Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) }).map(drop).step(|| format!("dup2 onto fd {target}"))
+    Errno::result(unsafe { libc::dup2(fd.as_raw_fd(), target) })
+        .map(drop)
+        .step(|| format!("dup2 onto fd {target}"))
 }
 
 /// chdir to the plan's cwd, then make sure it resolved inside the root: a directory reached
@@ -123,7 +135,9 @@ fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
 /// process's own PATH (like runc).
 fn find_executable(arg0: &str, env: &[String]) -> Result<CString, Failure> {
     let step = || format!("exec {arg0}");
-    let as_c = |p: &Path| CString::new(p.as_os_str().as_bytes()).map_err(|_| Failure::refused(step(), "NUL in path"));
+    let as_c = |p: &Path| {
+        CString::new(p.as_os_str().as_bytes()).map_err(|_| Failure::refused(step(), "NUL in path"))
+    };
     if arg0.contains('/') {
         return as_c(Path::new(arg0));
     }
@@ -139,13 +153,21 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<CString, Failure> {
             }
         }
     }
-    Err(Failure { step: step(), errno: Some(Errno::ENOENT), detail: Some(format!("executable file not found in $PATH ({path})")) })
+    Err(Failure {
+        step: step(),
+        errno: Some(Errno::ENOENT),
+        detail: Some(format!("executable file not found in $PATH ({path})")),
+    })
 }
 
 fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
     items
         .iter()
-        .map(|s| CString::new(s.as_bytes()).map_err(|_| Failure::refused(format!("exec: {what}"), format!("NUL byte in {s:?}"))))
+        .map(|s| {
+            CString::new(s.as_bytes()).map_err(|_| {
+                Failure::refused(format!("exec: {what}"), format!("NUL byte in {s:?}"))
+            })
+        })
         .collect()
 }
 
@@ -162,8 +184,17 @@ fn reset_signals() -> Result<(), Failure> {
         let act: [libc::c_ulong; 4] = [libc::SIG_DFL as libc::c_ulong, 0, 0, 0];
         // SAFETY: rt_sigaction reads `act` (a live array laid out as the kernel's struct with an
         // 8-byte mask) and writes nothing (null old action); SIG_DFL runs no code of ours.
-        let ret = unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, act.as_ptr(), std::ptr::null_mut::<libc::c_void>(), 8usize) };
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                act.as_ptr(),
+                std::ptr::null_mut::<libc::c_void>(),
+                8usize,
+            )
+        };
         Errno::result(ret).step(|| format!("reset signal {sig}"))?;
     }
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).step(|| "clear the signal mask")
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
+        .step(|| "clear the signal mask")
 }

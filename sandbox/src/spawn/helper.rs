@@ -48,7 +48,8 @@ fn take_control_socket() -> Result<OwnedFd, Failure> {
     CONTROL_FD.store(sock.as_raw_fd(), Ordering::SeqCst);
     install_panic_hook();
     for target in 0..3 {
-        let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /dev/null")?;
+        let null = open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty())
+            .step(|| "open /dev/null")?;
         // fd 0 is replaced; 1 and 2 only when they are not open.
         // SAFETY: fcntl(F_GETFD) on a number only queries; no fd is created or consumed.
         let open_already = target != 0 && unsafe { libc::fcntl(target, libc::F_GETFD) } >= 0;
@@ -102,7 +103,10 @@ pub(super) struct ReceivedFds {
 impl ReceivedFds {
     fn split(layout: FdLayout, fds: Vec<OwnedFd>) -> Result<Self, Failure> {
         if fds.len() != layout.count() {
-            return Err(Failure::refused("read the request", format!("{} fds for {layout:?}", fds.len())));
+            return Err(Failure::refused(
+                "read the request",
+                format!("{} fds for {layout:?}", fds.len()),
+            ));
         }
         let mut it = fds.into_iter();
         let mut take = |present: bool| if present { it.next() } else { None };

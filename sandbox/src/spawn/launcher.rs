@@ -31,7 +31,12 @@ struct Subject {
 }
 
 impl Subject {
-    fn error(&self, step: impl Into<String>, errno: Option<Errno>, detail: Option<String>) -> SpawnError {
+    fn error(
+        &self,
+        step: impl Into<String>,
+        errno: Option<Errno>,
+        detail: Option<String>,
+    ) -> SpawnError {
         SpawnError {
             container_id: self.container_id.clone(),
             exec_id: self.exec_id.clone(),
@@ -42,7 +47,9 @@ impl Subject {
     }
     fn wire(&self, step: &str, e: WireError) -> SpawnError {
         match e {
-            WireError::Sys(Errno::EAGAIN) => self.error(step, Some(Errno::ETIMEDOUT), Some("no answer from the helper".into())),
+            WireError::Sys(Errno::EAGAIN) => {
+                self.error(step, Some(Errno::ETIMEDOUT), Some("no answer from the helper".into()))
+            }
             WireError::Sys(errno) => self.error(step, Some(errno), None),
             WireError::Malformed(m) => self.error(step, None, Some(m)),
         }
@@ -78,12 +85,21 @@ impl Launcher {
 
     /// Blocking. Builds the container's init up to (not including) exec.
     /// `pod_userns`: the pod's user namespace fd when `plan.user.action == JoinPod`.
-    pub fn create(&self, plan: &ContainerPlan, stdio: Stdio, pod_userns: Option<BorrowedFd<'_>>) -> Result<Pending, SpawnError> {
+    pub fn create(
+        &self,
+        plan: &ContainerPlan,
+        stdio: Stdio,
+        pod_userns: Option<BorrowedFd<'_>>,
+    ) -> Result<Pending, SpawnError> {
         let subject = Subject { container_id: plan.container_id.clone(), exec_id: None };
         let userns = match (&plan.user.action, pod_userns) {
             (UserNamespaceAction::JoinPod, Some(fd)) => Some(fd),
             (UserNamespaceAction::JoinPod, None) => {
-                return Err(subject.error("join the pod's user namespace", None, Some("no pod user namespace fd given".into())))
+                return Err(subject.error(
+                    "join the pod's user namespace",
+                    None,
+                    Some("no pod user namespace fd given".into()),
+                ))
             }
             _ => None,
         };
@@ -94,24 +110,35 @@ impl Launcher {
 
     /// Blocking. Builds an exec'd process inside a running container, up to exec.
     pub fn exec(&self, plan: &ExecPlan, stdio: Stdio) -> Result<Pending, SpawnError> {
-        let subject = Subject { container_id: plan.container_id.clone(), exec_id: Some(plan.exec_id.clone()) };
+        let subject = Subject {
+            container_id: plan.container_id.clone(),
+            exec_id: Some(plan.exec_id.clone()),
+        };
         let (layout, fds) = layout(&stdio, None);
         let request = Request::Exec { plan: Box::new(plan.clone()), fds: layout };
         self.run(subject, &request, &fds)
     }
 
-    fn run(&self, subject: Subject, request: &Request, fds: &[BorrowedFd<'_>]) -> Result<Pending, SpawnError> {
+    fn run(
+        &self,
+        subject: Subject,
+        request: &Request,
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<Pending, SpawnError> {
         let sock = self.start_helper(&subject)?;
-        send_large(sock.as_fd(), request, fds).map_err(|e| subject.wire("send the plan to the helper", e))?;
+        send_large(sock.as_fd(), request, fds)
+            .map_err(|e| subject.wire("send the plan to the helper", e))?;
         await_ready(subject, sock)
     }
 
     /// Starts a helper; returns our end of its control socket.
     fn start_helper(&self, subject: &Subject) -> Result<OwnedFd, SpawnError> {
-        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
-            .map_err(|e| subject.error("socketpair", Some(e), None))?;
+        let (ours, theirs) =
+            socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
+                .map_err(|e| subject.error("socketpair", Some(e), None))?;
         let timeout = TimeVal::new(REPORT_TIMEOUT.as_secs() as _, 0);
-        setsockopt(&ours, sockopt::ReceiveTimeout, &timeout).map_err(|e| subject.error("set SO_RCVTIMEO", Some(e), None))?;
+        setsockopt(&ours, sockopt::ReceiveTimeout, &timeout)
+            .map_err(|e| subject.error("set SO_RCVTIMEO", Some(e), None))?;
         // The child is never waited for here: the shim's reaper reaps it.
         let child = Command::new(self.exe.path())
             .arg0("moat-init")
@@ -121,7 +148,13 @@ impl Launcher {
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::inherit())
             .spawn()
-            .map_err(|e| subject.error("start the helper", e.raw_os_error().map(Errno::from_raw), Some(e.to_string())))?;
+            .map_err(|e| {
+                subject.error(
+                    "start the helper",
+                    e.raw_os_error().map(Errno::from_raw),
+                    Some(e.to_string()),
+                )
+            })?;
         drop(child);
         Ok(ours)
     }
@@ -149,7 +182,8 @@ fn await_ready(subject: Subject, sock: OwnedFd) -> Result<Pending, SpawnError> {
     let mut userns = None;
     let mut console = None;
     loop {
-        let msg = recv_msg::<Report>(sock.as_fd()).map_err(|e| subject.wire("wait for the helper", e))?;
+        let msg =
+            recv_msg::<Report>(sock.as_fd()).map_err(|e| subject.wire("wait for the helper", e))?;
         let Some((report, mut fds)) = msg else {
             return Err(subject.error(
                 "wait for the helper",
@@ -167,7 +201,9 @@ fn await_ready(subject: Subject, sock: OwnedFd) -> Result<Pending, SpawnError> {
             }
             Report::Console => console = fds.pop(),
             Report::Ready => {
-                let pid = pid.ok_or_else(|| subject.error("wait for the helper", None, Some("ready before spawned".into())))?;
+                let pid = pid.ok_or_else(|| {
+                    subject.error("wait for the helper", None, Some("ready before spawned".into()))
+                })?;
                 return Ok(Pending { pid, console, userns, sock, subject });
             }
             Report::Failed { step, errno, detail } => {
@@ -188,16 +224,23 @@ impl Pending {
     /// Blocking. Lets the process exec; returns once exec succeeded, or the exec error.
     pub fn start(self) -> Result<(), SpawnError> {
         let subject = self.subject.clone();
-        send_msg(self.sock.as_fd(), &Control::Start, &[]).map_err(|e| subject.wire("send start", e))?;
+        send_msg(self.sock.as_fd(), &Control::Start, &[])
+            .map_err(|e| subject.wire("send start", e))?;
         loop {
-            match recv_msg::<Report>(self.sock.as_fd()).map_err(|e| subject.wire("wait for exec", e))? {
+            match recv_msg::<Report>(self.sock.as_fd())
+                .map_err(|e| subject.wire("wait for exec", e))?
+            {
                 None => return Ok(()),
                 Some((Report::Log { message }, _)) => log_line(&subject, &message),
                 Some((Report::Failed { step, errno, detail }, _)) => {
                     return Err(subject.error(step, errno.map(Errno::from_raw), detail))
                 }
                 Some((other, _)) => {
-                    return Err(subject.error("wait for exec", None, Some(format!("unexpected report {other:?}"))))
+                    return Err(subject.error(
+                        "wait for exec",
+                        None,
+                        Some(format!("unexpected report {other:?}")),
+                    ))
                 }
             }
         }

@@ -22,9 +22,14 @@ impl SealedExe {
         let memfd = memfd_create(c"moat-init", MFdFlags::MFD_CLOEXEC | MFdFlags::MFD_ALLOW_SEALING)
             .map_err(|e| ("memfd_create", e.into()))?;
         let mut copy = File::from(memfd);
-        std::io::copy(&mut exe, &mut copy).map_err(|e| ("copy /proc/self/exe into the memfd", e))?;
-        let seals = SealFlag::F_SEAL_SEAL | SealFlag::F_SEAL_SHRINK | SealFlag::F_SEAL_GROW | SealFlag::F_SEAL_WRITE;
-        fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(seals)).map_err(|e| ("seal the memfd", e.into()))?;
+        std::io::copy(&mut exe, &mut copy)
+            .map_err(|e| ("copy /proc/self/exe into the memfd", e))?;
+        let seals = SealFlag::F_SEAL_SEAL
+            | SealFlag::F_SEAL_SHRINK
+            | SealFlag::F_SEAL_GROW
+            | SealFlag::F_SEAL_WRITE;
+        fcntl(copy.as_fd(), FcntlArg::F_ADD_SEALS(seals))
+            .map_err(|e| ("seal the memfd", e.into()))?;
         // Keep only a read-only handle on it.
         let ro = open(
             &PathBuf::from(format!("/proc/self/fd/{}", copy.as_raw_fd())),

@@ -47,21 +47,25 @@ impl Namespace {
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
             return Ok(());
         }
-        setns(self.fd.as_fd(), self.flag).step(|| format!("join {} namespace {}", self.name, self.path.display()))
+        setns(self.fd.as_fd(), self.flag)
+            .step(|| format!("join {} namespace {}", self.name, self.path.display()))
     }
 }
 
 /// The pod's user namespace as an fd: created (from the plan's mappings), passed by the
 /// shim (`pod`), or opened by path.
-pub(super) fn user_namespace(plan: &UserNamespacePlan, pod: Option<OwnedFd>) -> Result<OwnedFd, Failure> {
+pub(super) fn user_namespace(
+    plan: &UserNamespacePlan,
+    pod: Option<OwnedFd>,
+) -> Result<OwnedFd, Failure> {
     match &plan.action {
         UserNamespaceAction::Create => Ok(crate::userns::holder::create(plan)?),
         UserNamespaceAction::JoinPod => {
             pod.ok_or_else(|| Failure::refused("join the pod's user namespace", "no fd passed"))
         }
         UserNamespaceAction::JoinPath(path) => {
-            open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).step(|| format!("open user namespace {}", path.display()))
+            open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .step(|| format!("open user namespace {}", path.display()))
         }
     }
 }
-

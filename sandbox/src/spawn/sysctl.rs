@@ -21,14 +21,18 @@ pub(super) fn sysctl_path(name: &str) -> Result<String, Failure> {
 
 /// Writes each sysctl. Values naming ids are container ids; the kernel reads them in the
 /// writer's (the host's) user namespace, so they are translated first.
-pub(super) fn apply(sysctls: &BTreeMap<String, String>, user: &UserNamespacePlan) -> Result<(), Failure> {
+pub(super) fn apply(
+    sysctls: &BTreeMap<String, String>,
+    user: &UserNamespacePlan,
+) -> Result<(), Failure> {
     for (name, value) in sysctls {
         let path = sysctl_path(name)?;
         let value = match name.replace('/', ".").as_str() {
             "net.ipv4.ping_group_range" => host_gid_range(value, user)?,
             _ => value.clone(),
         };
-        let mut f = std::fs::OpenOptions::new().write(true).open(&path).step(|| format!("open {path}"))?;
+        let mut f =
+            std::fs::OpenOptions::new().write(true).open(&path).step(|| format!("open {path}"))?;
         f.write_all(value.as_bytes()).step(|| format!("set sysctl {name}={value}"))?;
     }
     Ok(())
@@ -50,7 +54,9 @@ fn host_gid_range(value: &str, user: &UserNamespacePlan) -> Result<String, Failu
         .gid_mappings
         .iter()
         .find(|m| lo >= m.container_id && lo - m.container_id < m.size)
-        .ok_or_else(|| Failure::refused(step(), format!("gid {lo} is not mapped in the pod's user namespace")))?;
+        .ok_or_else(|| {
+            Failure::refused(step(), format!("gid {lo} is not mapped in the pod's user namespace"))
+        })?;
     let last_mapped = m.container_id + (m.size - 1);
     let hi = hi.min(last_mapped);
     Ok(format!("{} {}", m.host_id + (lo - m.container_id), m.host_id + (hi - m.container_id)))
@@ -62,7 +68,10 @@ mod tests {
 
     #[test]
     fn dots_become_slashes() {
-        assert_eq!(sysctl_path("net.ipv4.ping_group_range").ok().as_deref(), Some("/proc/sys/net/ipv4/ping_group_range"));
+        assert_eq!(
+            sysctl_path("net.ipv4.ping_group_range").ok().as_deref(),
+            Some("/proc/sys/net/ipv4/ping_group_range")
+        );
     }
 
     #[test]
@@ -73,7 +82,10 @@ mod tests {
             uid_mappings: vec![],
             gid_mappings: vec![IdMapping { container_id: 0, host_id: 3_000_000_000, size: 65_536 }],
         };
-        assert_eq!(host_gid_range("0 2147483647", &user).ok().as_deref(), Some("3000000000 3000065535"));
+        assert_eq!(
+            host_gid_range("0 2147483647", &user).ok().as_deref(),
+            Some("3000000000 3000065535")
+        );
         assert_eq!(host_gid_range("1 0", &user).ok().as_deref(), Some("1 0"));
         assert!(host_gid_range("70000 80000", &user).is_err());
         assert!(host_gid_range("0", &user).is_err());

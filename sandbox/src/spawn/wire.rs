@@ -74,7 +74,11 @@ pub(crate) enum WireError {
 }
 
 /// Sends one frame with `fds` attached.
-pub(crate) fn send_frame(sock: BorrowedFd<'_>, bytes: &[u8], fds: &[BorrowedFd<'_>]) -> Result<(), Errno> {
+pub(crate) fn send_frame(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), Errno> {
     let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
     let cmsgs = [ControlMessage::ScmRights(&raw)];
     let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &cmsgs };
@@ -98,7 +102,12 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> Result<Option<Frame>, WireErro
     let mut cmsg = nix::cmsg_space!([RawFd; FDS_MAX]);
     loop {
         let mut iov = [IoSliceMut::new(&mut buf)];
-        let msg = match recvmsg::<UnixAddr>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
+        let msg = match recvmsg::<UnixAddr>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut cmsg),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
             Ok(m) => m,
             Err(Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),
@@ -125,7 +134,11 @@ pub(crate) fn recv_frame(sock: BorrowedFd<'_>) -> Result<Option<Frame>, WireErro
 }
 
 /// Sends a JSON message as one frame.
-pub(crate) fn send_msg<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), WireError> {
+pub(crate) fn send_msg<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), WireError> {
     let bytes = serde_json::to_vec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
     if bytes.len() > FRAME_MAX {
         return Err(WireError::Malformed(format!("message of {} bytes", bytes.len())));
@@ -134,16 +147,23 @@ pub(crate) fn send_msg<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[Borro
 }
 
 /// Receives one JSON message; `None` at end of stream.
-pub(crate) fn recv_msg<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
+pub(crate) fn recv_msg<T: DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
     let Some((bytes, fds)) = recv_frame(sock)? else { return Ok(None) };
     let msg = serde_json::from_slice(&bytes).map_err(|e| WireError::Malformed(e.to_string()))?;
     Ok(Some((msg, fds)))
 }
 
 /// Sends a message of any size: a length frame with the fds, then chunks.
-pub(crate) fn send_large<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[BorrowedFd<'_>]) -> Result<(), WireError> {
+pub(crate) fn send_large<T: Serialize>(
+    sock: BorrowedFd<'_>,
+    msg: &T,
+    fds: &[BorrowedFd<'_>],
+) -> Result<(), WireError> {
     let bytes = serde_json::to_vec(msg).map_err(|e| WireError::Malformed(e.to_string()))?;
-    let len = u64::try_from(bytes.len()).map_err(|_| WireError::Malformed("request too large".into()))?;
+    let len =
+        u64::try_from(bytes.len()).map_err(|_| WireError::Malformed("request too large".into()))?;
     send_frame(sock, &len.to_le_bytes(), fds)?;
     for chunk in bytes.chunks(CHUNK) {
         send_frame(sock, chunk, &[])?;
@@ -152,10 +172,14 @@ pub(crate) fn send_large<T: Serialize>(sock: BorrowedFd<'_>, msg: &T, fds: &[Bor
 }
 
 /// Receives a message sent with [`send_large`]; `None` if the stream ends before it starts.
-pub(crate) fn recv_large<T: DeserializeOwned>(sock: BorrowedFd<'_>) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
+pub(crate) fn recv_large<T: DeserializeOwned>(
+    sock: BorrowedFd<'_>,
+) -> Result<Option<(T, Vec<OwnedFd>)>, WireError> {
     let Some((head, fds)) = recv_frame(sock)? else { return Ok(None) };
-    let head: [u8; 8] = head.as_slice().try_into().map_err(|_| WireError::Malformed("bad length frame".into()))?;
-    let len = usize::try_from(u64::from_le_bytes(head)).map_err(|_| WireError::Malformed("bad length".into()))?;
+    let head: [u8; 8] =
+        head.as_slice().try_into().map_err(|_| WireError::Malformed("bad length frame".into()))?;
+    let len = usize::try_from(u64::from_le_bytes(head))
+        .map_err(|_| WireError::Malformed("bad length".into()))?;
     if len > REQUEST_MAX {
         return Err(WireError::Malformed(format!("request of {len} bytes")));
     }

@@ -79,16 +79,22 @@ fn finish(plan: &UserNamespacePlan, child: Pid, ready: &OwnedFd) -> Result<Owned
     let mut b = [0u8; 1];
     let n = read(ready, &mut b).map_err(|e| sys("wait for the user namespace holder", e))?;
     if n != 1 || b[0] != b'1' {
-        return Err(refused("unshare(CLONE_NEWUSER)", "the holder process could not create a user namespace"));
+        return Err(refused(
+            "unshare(CLONE_NEWUSER)",
+            "the holder process could not create a user namespace",
+        ));
     }
     for (file, mappings) in [("uid_map", &plan.uid_mappings), ("gid_map", &plan.gid_mappings)] {
         let path = format!("/proc/{child}/{file}");
         let text = map_text(mappings);
-        let mut f = File::options().write(true).open(&path).map_err(|e| io(format!("open {path}"), e))?;
-        f.write_all(text.as_bytes()).map_err(|e| io(format!("write {:?} to {path}", text.trim_end()), e))?;
+        let mut f =
+            File::options().write(true).open(&path).map_err(|e| io(format!("open {path}"), e))?;
+        f.write_all(text.as_bytes())
+            .map_err(|e| io(format!("write {:?} to {path}", text.trim_end()), e))?;
     }
     let path = format!("/proc/{child}/ns/user");
-    open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()).map_err(|e| sys(format!("open {path}"), e))
+    open(path.as_str(), OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| sys(format!("open {path}"), e))
 }
 
 fn map_text(mappings: &[IdMapping]) -> String {

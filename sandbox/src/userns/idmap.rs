@@ -56,7 +56,11 @@ impl MountAttrs {
 
 /// A detached copy of the mount at `path` (relative to `dirfd`, or the fd itself when `path`
 /// is empty), with its submounts when `recursive`.
-pub fn clone_tree(dirfd: Option<BorrowedFd<'_>>, path: &Path, recursive: bool) -> Result<OwnedFd, IdmapError> {
+pub fn clone_tree(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &Path,
+    recursive: bool,
+) -> Result<OwnedFd, IdmapError> {
     let c_path = cstring("open_tree", path)?;
     let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
     let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
@@ -83,10 +87,12 @@ pub fn set_attrs(
     recursive: bool,
     what: &Path,
 ) -> Result<(), IdmapError> {
-    let mut attr = libc::mount_attr { attr_set: attrs.bits(), attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let mut attr =
+        libc::mount_attr { attr_set: attrs.bits(), attr_clr: 0, propagation: 0, userns_fd: 0 };
     if let Some(ns) = userns {
         attr.attr_set |= libc::MOUNT_ATTR_IDMAP;
-        attr.userns_fd = u64::try_from(ns.as_raw_fd()).map_err(|_| err("mount_setattr", what, Errno::EBADF))?;
+        attr.userns_fd =
+            u64::try_from(ns.as_raw_fd()).map_err(|_| err("mount_setattr", what, Errno::EBADF))?;
     }
     if attr.attr_set == 0 {
         return Ok(());
@@ -112,7 +118,11 @@ pub fn set_attrs(
 }
 
 /// A detached, idmapped copy of `path` (a directory or file on the host).
-pub fn idmapped_tree(path: &Path, userns: BorrowedFd<'_>, recursive: bool) -> Result<OwnedFd, IdmapError> {
+pub fn idmapped_tree(
+    path: &Path,
+    userns: BorrowedFd<'_>,
+    recursive: bool,
+) -> Result<OwnedFd, IdmapError> {
     let tree = clone_tree(None, path, recursive)?;
     use std::os::fd::AsFd;
     set_attrs(tree.as_fd(), MountAttrs::default(), Some(userns), recursive, path)?;

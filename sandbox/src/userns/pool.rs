@@ -127,7 +127,11 @@ impl IdRangePool {
             .map(|i| IdRange { host_base: self.base + i * self.size, size: self.size })
             .find(|candidate| !entries.iter().any(|e| e.range.overlaps(candidate)));
         let Some(range) = free else {
-            return Err(PoolError::Exhausted { base: self.base, size: self.size, count: self.count });
+            return Err(PoolError::Exhausted {
+                base: self.base,
+                size: self.size,
+                count: self.count,
+            });
         };
         self.write_entry(pod_id, range)?;
         Ok(range)
@@ -238,7 +242,8 @@ fn parse_entry(text: &str) -> Result<(String, IdRange), String> {
     let mut base = None;
     let mut size = None;
     for line in text.lines() {
-        let (key, value) = line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
+        let (key, value) =
+            line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
         let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{key}={v:?} is not a number"));
         match key {
             "pod" if !value.is_empty() => pod = Some(value.to_string()),
@@ -329,7 +334,8 @@ mod tests {
         let mut freed = pool.reclaim(|id| id.starts_with("live")).expect("reclaim");
         freed.sort();
         assert_eq!(freed, vec!["dead-1", "dead-2"]);
-        let left: Vec<String> = pool.allocations().expect("list").into_iter().map(|(p, _)| p).collect();
+        let left: Vec<String> =
+            pool.allocations().expect("list").into_iter().map(|(p, _)| p).collect();
         assert_eq!(left, vec!["live-1", "live-2"]);
     }
 
@@ -368,9 +374,16 @@ mod tests {
         let old = IdRangePool::open(&config(dir.path(), 4)).expect("open");
         old.allocate("old-pod").expect("old");
         // Same directory, ranges now 1500 wide: the first candidate (100000..101500) overlaps.
-        let new = IdRangePool::open(&UsernsConfig { size: 1500, ..config(dir.path(), 4) }).expect("open");
-        assert_eq!(new.allocate("new-pod").expect("new"), IdRange { host_base: 101_500, size: 1500 });
-        assert_eq!(new.lookup("old-pod").expect("old"), Some(IdRange { host_base: 100_000, size: 1000 }));
+        let new =
+            IdRangePool::open(&UsernsConfig { size: 1500, ..config(dir.path(), 4) }).expect("open");
+        assert_eq!(
+            new.allocate("new-pod").expect("new"),
+            IdRange { host_base: 101_500, size: 1500 }
+        );
+        assert_eq!(
+            new.lookup("old-pod").expect("old"),
+            Some(IdRange { host_base: 100_000, size: 1000 })
+        );
     }
 
     #[test]
@@ -392,7 +405,9 @@ mod tests {
                 let c = Arc::clone(&c);
                 std::thread::spawn(move || {
                     let pool = IdRangePool::open(&c).expect("open");
-                    (0..8).map(|i| pool.allocate(&format!("t{t}-p{i}")).expect("allocate")).collect::<Vec<_>>()
+                    (0..8)
+                        .map(|i| pool.allocate(&format!("t{t}-p{i}")).expect("allocate"))
+                        .collect::<Vec<_>>()
                 })
             })
             .collect();
@@ -411,7 +426,8 @@ mod tests {
     #[test]
     fn child_allocator() {
         let Ok(dir) = std::env::var(CHILD_ENV) else { return };
-        let c = UsernsConfig { base: 100_000, size: 1000, count: 64, state_dir: PathBuf::from(dir) };
+        let c =
+            UsernsConfig { base: 100_000, size: 1000, count: 64, state_dir: PathBuf::from(dir) };
         let pool = IdRangePool::open(&c).expect("open");
         for i in 0..8 {
             let pod = format!("proc{}-p{i}", std::process::id());
@@ -428,7 +444,12 @@ mod tests {
         let children: Vec<_> = (0..8)
             .map(|_| {
                 std::process::Command::new(&exe)
-                    .args(["--exact", "userns::pool::tests::child_allocator", "--nocapture", "--test-threads=1"])
+                    .args([
+                        "--exact",
+                        "userns::pool::tests::child_allocator",
+                        "--nocapture",
+                        "--test-threads=1",
+                    ])
                     .env(CHILD_ENV, &state)
                     .stdout(std::process::Stdio::piped())
                     .spawn()
@@ -441,7 +462,8 @@ mod tests {
             assert!(out.status.success(), "child failed: {}", String::from_utf8_lossy(&out.stdout));
             let text = String::from_utf8_lossy(&out.stdout);
             for line in text.lines().filter_map(|l| l.find("range:").map(|i| &l[i..])) {
-                let base: u32 = line.rsplit('=').next().and_then(|b| b.parse().ok()).expect("a base");
+                let base: u32 =
+                    line.rsplit('=').next().and_then(|b| b.parse().ok()).expect("a base");
                 bases.push(base);
             }
         }

@@ -32,20 +32,25 @@ pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
     response.pid = u32::try_from(state.pid).unwrap_or_default();
     if let Some(path) = &state.cgroups_path {
         match Layout::detect().and_then(|layout| Cgroup::open(&layout, path)) {
-            Ok(cgroup) => cgroup
-                .destroy()
-                .map_err(|e| ShimError::Sandbox(format!("container {}: {e}", state.container_id)))?,
+            Ok(cgroup) => cgroup.destroy().map_err(|e| {
+                ShimError::Sandbox(format!("container {}: {e}", state.container_id))
+            })?,
             Err(e) if e.is_not_found() => {}
             Err(e) => warn!("container {}: cgroup {path}: {e}", state.container_id),
         }
     } else if state.pid > 0 {
         // No cgroup: at least the init (its pid namespace takes the rest with it).
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(state.pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(state.pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
     }
     if state.is_sandbox {
         let config = state.config.load()?;
-        let pool = IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
-        pool.release(&state.pod_id).map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", state.pod_id)))?;
+        let pool =
+            IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
+        pool.release(&state.pod_id)
+            .map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", state.pod_id)))?;
     }
     Ok(response)
 }

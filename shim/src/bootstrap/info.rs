@@ -50,13 +50,15 @@ pub fn print() -> i32 {
     let mut sink = Vec::new();
     let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
     match encoded() {
-        Ok(bytes) => match std::io::stdout().write_all(&bytes).and_then(|()| std::io::stdout().flush()) {
-            Ok(()) => 0,
-            Err(e) => {
-                eprintln!("writing runtime info: {e}");
-                1
+        Ok(bytes) => {
+            match std::io::stdout().write_all(&bytes).and_then(|()| std::io::stdout().flush()) {
+                Ok(()) => 0,
+                Err(e) => {
+                    eprintln!("writing runtime info: {e}");
+                    1
+                }
             }
-        },
+        }
         Err(e) => {
             eprintln!("{e}");
             1
@@ -79,25 +81,38 @@ mod tests {
         let info = decoded();
         assert_eq!(info.name, RUNTIME_ID);
         assert_eq!(info.version.version, env!("CARGO_PKG_VERSION"));
-        assert_eq!(info.features.type_url, "types.containerd.io/opencontainers/runtime-spec/1/features/Features");
+        assert_eq!(
+            info.features.type_url,
+            "types.containerd.io/opencontainers/runtime-spec/1/features/Features"
+        );
     }
 
     #[test]
     fn features_parse_as_oci_features_with_userns_idmap_and_seccomp() {
         let info = decoded();
-        let features: Features = serde_json::from_slice(&info.features.value).expect("features JSON parses");
+        let features: Features =
+            serde_json::from_slice(&info.features.value).expect("features JSON parses");
         let linux = features.linux().as_ref().expect("linux section");
         let namespaces = linux.namespaces().as_ref().expect("namespaces");
         assert!(namespaces.contains(&LinuxNamespaceType::User));
         assert!(namespaces.contains(&LinuxNamespaceType::Mount));
-        let idmap = linux.mount_extensions().as_ref().and_then(|m| m.idmap().as_ref()).expect("idmap entry");
+        let idmap = linux
+            .mount_extensions()
+            .as_ref()
+            .and_then(|m| m.idmap().as_ref())
+            .expect("idmap entry");
         assert_eq!(*idmap.enabled(), Some(true));
         let seccomp = linux.seccomp().as_ref().expect("seccomp");
         assert_eq!(*seccomp.enabled(), Some(true));
         let actions = seccomp.actions().as_ref().expect("actions");
         assert!(actions.contains(&LinuxSeccompAction::ScmpActErrno));
         assert!(!actions.contains(&LinuxSeccompAction::ScmpActNotify));
-        assert!(features.mount_options().as_ref().expect("mount options").iter().any(|o| o == "rro"));
+        assert!(features
+            .mount_options()
+            .as_ref()
+            .expect("mount options")
+            .iter()
+            .any(|o| o == "rro"));
         assert_eq!(features.hooks().as_deref(), Some(&[][..]));
         // What containerd's CRI checks before telling kubelet the handler supports userns.
         let raw: serde_json::Value = serde_json::from_slice(&info.features.value).expect("JSON");

@@ -92,19 +92,26 @@ pub fn parse_start_input(data: &[u8]) -> StartInput {
 
 fn decode_bootstrap(fields: &[Field]) -> StartInput {
     let string = |n: u32| {
-        fields.iter().find(|f| f.number == n).and_then(|f| f.as_str()).unwrap_or_default().to_string()
+        fields
+            .iter()
+            .find(|f| f.number == n)
+            .and_then(|f| f.as_str())
+            .unwrap_or_default()
+            .to_string()
     };
     let mut options = None;
     for ext in fields.iter().filter(|f| f.number == 8) {
         let Some(ext_bytes) = ext.bytes.as_deref() else { continue };
         // Extension { google.protobuf.Any value = 1; }
         let Ok(ext_fields) = read_fields(ext_bytes) else { continue };
-        let Some(any_bytes) = ext_fields.iter().find(|f| f.number == 1).and_then(|f| f.bytes.clone())
+        let Some(any_bytes) =
+            ext_fields.iter().find(|f| f.number == 1).and_then(|f| f.bytes.clone())
         else {
             continue;
         };
         let Ok(any_fields) = read_fields(&any_bytes) else { continue };
-        let url = any_fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str()).unwrap_or_default();
+        let url =
+            any_fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str()).unwrap_or_default();
         let value = any_fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.clone());
         if let Some(found) = decode_options_any(url, value.as_deref().unwrap_or_default()) {
             options = Some(found);
@@ -136,10 +143,22 @@ pub fn decode_options_any(type_url: &str, value: &[u8]) -> Option<RuntimeOptions
 
 /// `BootstrapParams` field names in both JSON spellings; an object with none of them is not one.
 const BOOTSTRAP_KEYS: &[&str] = &[
-    "instance_id", "instanceId", "namespace", "log_level", "logLevel", "containerd_version",
-    "containerdVersion", "containerd_ttrpc_address", "containerdTtrpcAddress",
-    "containerd_grpc_address", "containerdGrpcAddress", "containerd_binary", "containerdBinary",
-    "extensions", "socket_dir", "socketDir",
+    "instance_id",
+    "instanceId",
+    "namespace",
+    "log_level",
+    "logLevel",
+    "containerd_version",
+    "containerdVersion",
+    "containerd_ttrpc_address",
+    "containerdTtrpcAddress",
+    "containerd_grpc_address",
+    "containerdGrpcAddress",
+    "containerd_binary",
+    "containerdBinary",
+    "extensions",
+    "socket_dir",
+    "socketDir",
 ];
 
 fn parse_json(data: &[u8]) -> StartInput {
@@ -155,7 +174,10 @@ fn from_json(value: &Value) -> StartInput {
     };
     // A bare options Any written as JSON.
     if let Some(type_url) = json_type_url(obj) {
-        return StartInput::Options { type_url: type_url.to_string(), options: json_options_any(obj) };
+        return StartInput::Options {
+            type_url: type_url.to_string(),
+            options: json_options_any(obj),
+        };
     }
     if !obj.keys().any(|k| BOOTSTRAP_KEYS.contains(&k.as_str())) {
         return StartInput::Ignored {
@@ -163,13 +185,18 @@ fn from_json(value: &Value) -> StartInput {
         };
     }
     let text = |keys: &[&str]| {
-        keys.iter().find_map(|k| obj.get(*k).and_then(Value::as_str)).unwrap_or_default().to_string()
+        keys.iter()
+            .find_map(|k| obj.get(*k).and_then(Value::as_str))
+            .unwrap_or_default()
+            .to_string()
     };
     let mut options = None;
-    let extensions = obj.get("extensions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+    let extensions =
+        obj.get("extensions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
     for ext in extensions {
         // Extension { google.protobuf.Any value = 1; }
-        if let Some(found) = ext.get("value").and_then(Value::as_object).and_then(json_options_any) {
+        if let Some(found) = ext.get("value").and_then(Value::as_object).and_then(json_options_any)
+        {
             options = Some(found);
         }
     }
@@ -260,7 +287,8 @@ fn read_fields(data: &[u8]) -> Result<Vec<Field>, String> {
         let tag = input.read_raw_tag_or_eof().map_err(|e| format!("protobuf wire error: {e}"))?;
         let Some(tag) = tag else { break };
         let number = tag >> 3;
-        let wire = WireType::new(tag & 7).ok_or_else(|| format!("unknown wire type in tag {tag}"))?;
+        let wire =
+            WireType::new(tag & 7).ok_or_else(|| format!("unknown wire type in tag {tag}"))?;
         if number == 0 {
             return Err("protobuf field number 0".into());
         }
@@ -336,7 +364,9 @@ mod tests {
         // containerd.runc.v1.Options { binary_name = 10 } — another handler's options.
         let data = any("containerd.runc.v1.Options", &ld(10, b"runc"));
         let input = parse_start_input(&data);
-        assert!(matches!(input, StartInput::Options { ref type_url, options: None } if type_url == "containerd.runc.v1.Options"));
+        assert!(
+            matches!(input, StartInput::Options { ref type_url, options: None } if type_url == "containerd.runc.v1.Options")
+        );
         assert!(input.runtime_options().is_none());
     }
 
@@ -374,7 +404,10 @@ mod tests {
     fn garbage_is_ignored_not_fatal() {
         // Input: a truncated length-delimited field (claims 100 bytes, has 3).
         let input = parse_start_input(&[0x0a, 100, b'a', b'b', b'c']);
-        assert!(matches!(input, StartInput::Ignored { ref reason } if reason.contains("protobuf")), "{input:?}");
+        assert!(
+            matches!(input, StartInput::Ignored { ref reason } if reason.contains("protobuf")),
+            "{input:?}"
+        );
         // Input: random text that is not protobuf.
         let input = parse_start_input(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
         assert!(matches!(input, StartInput::Ignored { .. }), "{input:?}");
@@ -393,7 +426,10 @@ mod tests {
             StartInput::Bootstrap { namespace, containerd_version, options } => {
                 assert_eq!(namespace, "k8s.io");
                 assert_eq!(containerd_version, "2.3.4");
-                assert_eq!(options.and_then(|o| o.config_path).as_deref(), Some("/etc/moat/pod.toml"));
+                assert_eq!(
+                    options.and_then(|o| o.config_path).as_deref(),
+                    Some("/etc/moat/pod.toml")
+                );
             }
             other => panic!("expected Bootstrap, got {other:?}"),
         }
@@ -406,7 +442,10 @@ mod tests {
             "extensions":[{"value":{"@type":"type.googleapis.com/runtimeoptions.v1.Options",
                                     "configBody":"level = \"baseline\"\n"}}]}"#;
         let input = parse_start_input(data);
-        assert!(matches!(input, StartInput::Bootstrap { ref containerd_version, .. } if containerd_version == "2.3.0"), "{input:?}");
+        assert!(
+            matches!(input, StartInput::Bootstrap { ref containerd_version, .. } if containerd_version == "2.3.0"),
+            "{input:?}"
+        );
         let opts = input.runtime_options().cloned().expect("options");
         assert_eq!(opts.config_body.as_deref(), Some("level = \"baseline\"\n"));
         assert_eq!(opts.config_path, None);
@@ -419,17 +458,27 @@ mod tests {
     #[test]
     fn json_options_any_alone_is_read_as_options() {
         // Input: a bare Any in JSON (no BootstrapParams around it).
-        let data = br#"{"type_url":"runtimeoptions.v1.Options","value":"GhNsZXZlbCA9ICJiYXNlbGluZSIK"}"#;
+        let data =
+            br#"{"type_url":"runtimeoptions.v1.Options","value":"GhNsZXZlbCA9ICJiYXNlbGluZSIK"}"#;
         let input = parse_start_input(data);
-        assert!(matches!(input, StartInput::Options { ref type_url, .. } if type_url == "runtimeoptions.v1.Options"), "{input:?}");
-        assert_eq!(input.runtime_options().and_then(|o| o.config_body.clone()).as_deref(), Some("level = \"baseline\"\n"));
+        assert!(
+            matches!(input, StartInput::Options { ref type_url, .. } if type_url == "runtimeoptions.v1.Options"),
+            "{input:?}"
+        );
+        assert_eq!(
+            input.runtime_options().and_then(|o| o.config_body.clone()).as_deref(),
+            Some("level = \"baseline\"\n")
+        );
     }
 
     #[test]
     fn garbage_json_is_ignored_not_fatal() {
         // Input: truncated JSON.
         let input = parse_start_input(br#"{"namespace": "k8s.io", "extensions": ["#);
-        assert!(matches!(input, StartInput::Ignored { ref reason } if reason.contains("JSON")), "{input:?}");
+        assert!(
+            matches!(input, StartInput::Ignored { ref reason } if reason.contains("JSON")),
+            "{input:?}"
+        );
         // Input: an empty object and an object of unrelated keys.
         assert!(matches!(parse_start_input(b"{}"), StartInput::Ignored { .. }));
         assert!(matches!(parse_start_input(br#"{"hello":"world"}"#), StartInput::Ignored { .. }));
@@ -445,7 +494,10 @@ mod tests {
     fn protobuf_starting_with_newline_brace_is_still_protobuf() {
         // Input: an options Any whose type URL is 123 bytes long, so its encoding begins with
         // "\n{" (tag of field 1, then the length 0x7b) — it must not be mistaken for JSON.
-        let url = format!("{}/runtimeoptions.v1.Options", "p".repeat(123 - "/runtimeoptions.v1.Options".len()));
+        let url = format!(
+            "{}/runtimeoptions.v1.Options",
+            "p".repeat(123 - "/runtimeoptions.v1.Options".len())
+        );
         assert_eq!(url.len(), 123);
         let data = any(&url, &options_msg("/srv/moat.toml"));
         assert_eq!(&data[..2], b"\n{");

@@ -7,10 +7,10 @@
 //! printed.
 
 use std::io::Read;
-use std::sync::OnceLock;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 
 use containerd_shim::{socket_address, StartOpts};
 use log::warn;
@@ -27,9 +27,9 @@ pub const CONFIG_BODY_ENV: &str = "MOAT_CONFIG_BODY";
 
 /// The id the pod's containers share a shim by: the sandbox id, else the container's own.
 pub fn grouping_id(bundle: &Path, id: &str) -> String {
-    let spec = std::fs::read(bundle.join("config.json")).ok().and_then(|raw| {
-        serde_json::from_slice::<serde_json::Value>(&raw).ok()
-    });
+    let spec = std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|raw| serde_json::from_slice::<serde_json::Value>(&raw).ok());
     spec.as_ref()
         .and_then(|s| s.get("annotations"))
         .and_then(|a| a.get(SANDBOX_ID_ANNOTATION))
@@ -190,7 +190,10 @@ mod tests {
         .expect("write");
         let containerd = format!("/tmp/moat-fastpath-{}.sock", std::process::id());
         let args = |action: &str| -> Vec<std::ffi::OsString> {
-            ["-namespace", "k8s.io", "-id", "ctr1", "-address", &containerd, action].iter().map(Into::into).collect()
+            ["-namespace", "k8s.io", "-id", "ctr1", "-address", &containerd, action]
+                .iter()
+                .map(Into::into)
+                .collect()
         };
         let address = socket_address(&containerd, "k8s.io", &pod);
         let path = address.trim_start_matches("unix://").to_string();
@@ -200,7 +203,10 @@ mod tests {
         let _ = std::fs::remove_file(&path);
         let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
         assert_eq!(join_running_shim_in(dir.path(), &args("start")), Some(address.clone()));
-        assert_eq!(std::fs::read_to_string(dir.path().join("address")).expect("address file"), address);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("address")).expect("address file"),
+            address
+        );
         // Other commands never take the fast path.
         assert_eq!(join_running_shim_in(dir.path(), &args("delete")), None);
         drop(listener);
@@ -211,10 +217,16 @@ mod tests {
     fn the_pods_first_container_takes_the_full_path() {
         let dir = tempfile::tempdir().expect("tempdir");
         // Input: a sandbox container: its own id is the pod's.
-        std::fs::write(dir.path().join("config.json"), r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod9"}}"#)
-            .expect("write");
+        std::fs::write(
+            dir.path().join("config.json"),
+            r#"{"annotations":{"io.kubernetes.cri.sandbox-id":"pod9"}}"#,
+        )
+        .expect("write");
         let args: Vec<std::ffi::OsString> =
-            ["-namespace", "k8s.io", "-id", "pod9", "-address", "/x.sock", "start"].iter().map(Into::into).collect();
+            ["-namespace", "k8s.io", "-id", "pod9", "-address", "/x.sock", "start"]
+                .iter()
+                .map(Into::into)
+                .collect();
         assert_eq!(join_running_shim_in(dir.path(), &args), None);
     }
 

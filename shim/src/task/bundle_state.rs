@@ -26,17 +26,19 @@ impl BundleState {
         let text = serde_json::to_vec(self)
             .map_err(|e| ShimError::Sandbox(format!("encoding {}: {e}", path.display())))?;
         let tmp = bundle.join(format!("{FILE_NAME}.tmp"));
-        std::fs::write(&tmp, text).map_err(|e| ShimError::io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, &path).map_err(|e| ShimError::io(format!("renaming to {}", path.display()), e))
+        std::fs::write(&tmp, text)
+            .map_err(|e| ShimError::io(format!("writing {}", tmp.display()), e))?;
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| ShimError::io(format!("renaming to {}", path.display()), e))
     }
 
     /// `Ok(None)` when the bundle has no state (the container never got that far).
     pub fn read(bundle: &Path) -> Result<Option<BundleState>, ShimError> {
         let path = bundle.join(FILE_NAME);
         match std::fs::read(&path) {
-            Ok(raw) => serde_json::from_slice(&raw)
-                .map(Some)
-                .map_err(|e| ShimError::InvalidArgument(format!("{} is not moat state: {e}", path.display()))),
+            Ok(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| {
+                ShimError::InvalidArgument(format!("{} is not moat state: {e}", path.display()))
+            }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(ShimError::io(format!("reading {}", path.display()), e)),
         }

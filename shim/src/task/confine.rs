@@ -53,7 +53,8 @@ pub struct Confinement {
 
 impl Confinement {
     pub fn new() -> Result<Self, ShimError> {
-        let launcher = Launcher::new().map_err(|e| ShimError::Start(format!("preparing the sandbox helper: {e}")))?;
+        let launcher = Launcher::new()
+            .map_err(|e| ShimError::Start(format!("preparing the sandbox helper: {e}")))?;
         let layout = match Layout::detect() {
             Ok(layout) => Some(layout),
             Err(e) => {
@@ -61,7 +62,11 @@ impl Confinement {
                 None
             }
         };
-        Ok(Confinement { launcher: Arc::new(launcher), layout, compiled_filters: Default::default() })
+        Ok(Confinement {
+            launcher: Arc::new(launcher),
+            layout,
+            compiled_filters: Default::default(),
+        })
     }
 
     pub async fn create_container(
@@ -75,8 +80,13 @@ impl Confinement {
         let began = std::time::Instant::now();
         let bundle = PathBuf::from(&req.bundle);
         let spec_path = bundle.join("config.json");
-        let spec = Spec::load(&spec_path)
-            .map_err(|e| ShimError::InvalidArgument(format!("container {}: reading {}: {e}", req.id, spec_path.display())))?;
+        let spec = Spec::load(&spec_path).map_err(|e| {
+            ShimError::InvalidArgument(format!(
+                "container {}: reading {}: {e}",
+                req.id,
+                spec_path.display()
+            ))
+        })?;
         let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
         let pod_id = PodContext::spec_pod_id(&spec, &req.id);
 
@@ -86,7 +96,8 @@ impl Confinement {
         let (user, pod_resources, userns_fd) = if let Some(user) = handed_over {
             let resources = PodResources {
                 pod_id: pod_id.clone(),
-                pod_uid: PodContext::spec_pod_uid(&spec).or_else(|| pod.and_then(|p| p.pod_uid.clone())),
+                pod_uid: PodContext::spec_pod_uid(&spec)
+                    .or_else(|| pod.and_then(|p| p.pod_uid.clone())),
                 user: user.clone(),
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
@@ -96,8 +107,11 @@ impl Confinement {
             let config = config.clone();
             let pod_id_for_pool = pod_id.clone();
             let (pool, user) = blocking(move || -> Result<_, ShimError> {
-                let pool = IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
-                let range = pool.allocate(&pod_id_for_pool).map_err(|e| ShimError::Sandbox(e.to_string()))?;
+                let pool = IdRangePool::open(&config.userns)
+                    .map_err(|e| ShimError::Sandbox(e.to_string()))?;
+                let range = pool
+                    .allocate(&pod_id_for_pool)
+                    .map_err(|e| ShimError::Sandbox(e.to_string()))?;
                 Ok((Arc::new(pool), range.user_namespace_plan(UserNamespaceAction::Create)))
             })
             .await?;
@@ -110,7 +124,12 @@ impl Confinement {
             };
             (user, resources, None)
         } else {
-            let pod = pod.ok_or_else(|| ShimError::FailedPrecondition(format!("container {}: its pod {pod_id} has no sandbox in this shim", req.id)))?;
+            let pod = pod.ok_or_else(|| {
+                ShimError::FailedPrecondition(format!(
+                    "container {}: its pod {pod_id} has no sandbox in this shim",
+                    req.id
+                ))
+            })?;
             let mut user = pod.user.clone();
             user.action = UserNamespaceAction::JoinPod;
             (user, pod.clone(), pod.userns.clone())
@@ -135,7 +154,13 @@ impl Confinement {
             rootfs_mounts: req
                 .rootfs
                 .iter()
-                .map(|m| policy::rootfs_mount_without_idmap_options(RootfsMount { fstype: m.type_.clone(), source: m.source.clone(), options: m.options.clone() }))
+                .map(|m| {
+                    policy::rootfs_mount_without_idmap_options(RootfsMount {
+                        fstype: m.type_.clone(),
+                        source: m.source.clone(),
+                        options: m.options.clone(),
+                    })
+                })
                 .collect(),
             user,
         };
@@ -203,7 +228,12 @@ impl Confinement {
             return Err(e);
         }
         let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
-        info!("create {}: {:.3} ms in the shim ({})", req.id, began.elapsed().as_secs_f64() * 1e3, if is_sandbox { "sandbox" } else { "container" });
+        info!(
+            "create {}: {:.3} ms in the shim ({})",
+            req.id,
+            began.elapsed().as_secs_f64() * 1e3,
+            if is_sandbox { "sandbox" } else { "container" }
+        );
         Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
     }
 
@@ -275,12 +305,16 @@ impl Confinement {
         cgroup: Option<&Cgroup>,
         stdio_paths: &StdioPaths,
     ) -> Result<Process, ShimError> {
-        let oci: OciProcess = serde_json::from_slice(process_json)
-            .map_err(|e| ShimError::InvalidArgument(format!("exec {exec_id} of container {id}: the process spec is not valid OCI JSON: {e}")))?;
-        let mut plan = policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
-            warn!("refused: {refusal}");
-            ShimError::Refused(refusal.to_string())
+        let oci: OciProcess = serde_json::from_slice(process_json).map_err(|e| {
+            ShimError::InvalidArgument(format!(
+                "exec {exec_id} of container {id}: the process spec is not valid OCI JSON: {e}"
+            ))
         })?;
+        let mut plan =
+            policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
+                warn!("refused: {refusal}");
+                ShimError::Refused(refusal.to_string())
+            })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
@@ -297,7 +331,12 @@ impl Confinement {
 
     /// Removes the container's cgroup (killing what is left in it) and, with the pod's
     /// sandbox container, gives the pod's ID range back.
-    pub async fn destroy_container(&self, cgroup: Option<Cgroup>, pod: Option<PodResources>, id: &str) -> Result<(), ShimError> {
+    pub async fn destroy_container(
+        &self,
+        cgroup: Option<Cgroup>,
+        pod: Option<PodResources>,
+        id: &str,
+    ) -> Result<(), ShimError> {
         let id = id.to_string();
         blocking(move || {
             if let Some(cgroup) = cgroup {
@@ -305,7 +344,8 @@ impl Confinement {
             }
             if let Some(pod) = pod {
                 if let Some(pool) = &pod.pool {
-                    pool.release(&pod.pod_id).map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", pod.pod_id)))?;
+                    pool.release(&pod.pod_id)
+                        .map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", pod.pod_id)))?;
                     info!("pod {}: ID range released", pod.pod_id);
                 }
             }
@@ -317,7 +357,8 @@ impl Confinement {
 
 /// The spec's root path, relative to the bundle unless absolute.
 fn spec_rootfs(spec: &Spec, bundle: &std::path::Path) -> PathBuf {
-    let root = spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
+    let root =
+        spec.root().as_ref().map(|r| r.path().clone()).unwrap_or_else(|| PathBuf::from("rootfs"));
     if root.is_absolute() {
         root
     } else {
@@ -325,7 +366,9 @@ fn spec_rootfs(spec: &Spec, bundle: &std::path::Path) -> PathBuf {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, ShimError> + Send + 'static) -> Result<T, ShimError> {
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ShimError> + Send + 'static,
+) -> Result<T, ShimError> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ShimError::Sandbox(format!("a sandbox task failed: {e}")))?

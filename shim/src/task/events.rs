@@ -29,7 +29,11 @@ impl EventSink {
 
     async fn send<E: Event + 'static>(&self, event: E) {
         let topic = event.topic();
-        if let Err(e) = self.publisher.publish(Context::default(), &topic, &self.namespace, Box::new(event)).await {
+        if let Err(e) = self
+            .publisher
+            .publish(Context::default(), &topic, &self.namespace, Box::new(event))
+            .await
+        {
             warn!("publishing {topic} failed: {e}");
         }
     }
@@ -75,8 +79,12 @@ impl EventSink {
     }
 
     pub async fn exec_added(&self, id: &str, exec_id: &str) {
-        self.send(TaskExecAdded { container_id: id.into(), exec_id: exec_id.into(), ..Default::default() })
-            .await
+        self.send(TaskExecAdded {
+            container_id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        })
+        .await
     }
 
     pub async fn exec_started(&self, id: &str, exec_id: &str, pid: u32) {

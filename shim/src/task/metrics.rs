@@ -17,9 +17,7 @@ use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::{Message, MessageField};
-use moat_sandbox::cgroups::stats::{
-    BlkioEntry, MemoryEntry, V1Memory, V1Stats, V2Memory, V2Stats,
-};
+use moat_sandbox::cgroups::stats::{BlkioEntry, MemoryEntry, V1Memory, V1Stats, V2Memory, V2Stats};
 use moat_sandbox::cgroups::CgroupStats;
 
 use crate::error::ShimError;
@@ -78,7 +76,8 @@ fn v1_metrics(s: &V1Stats) -> v1::Metrics {
         })),
         memory: MessageField::from_option(s.memory.as_ref().map(v1_memory)),
         blkio: MessageField::from_option(s.blkio.as_ref().map(|b| v1::BlkIOStat {
-            io_service_bytes_recursive: b.io_service_bytes_recursive.iter().map(blkio_entry).collect(),
+            io_service_bytes_recursive:
+                b.io_service_bytes_recursive.iter().map(blkio_entry).collect(),
             io_serviced_recursive: b.io_serviced_recursive.iter().map(blkio_entry).collect(),
             ..Default::default()
         })),
@@ -95,14 +94,21 @@ fn v1_metrics(s: &V1Stats) -> v1::Metrics {
 }
 
 fn memory_entry(e: &MemoryEntry) -> v1::MemoryEntry {
-    v1::MemoryEntry { limit: e.limit, usage: e.usage, max: e.max, failcnt: e.failcnt, ..Default::default() }
+    v1::MemoryEntry {
+        limit: e.limit,
+        usage: e.usage,
+        max: e.max,
+        failcnt: e.failcnt,
+        ..Default::default()
+    }
 }
 
 fn v1_memory(m: &V1Memory) -> v1::MemoryStat {
     let s = &m.stat;
     // containerd always sends the four entries (zeros for files the kernel lacks); consumers
     // dereference them without checking.
-    let entry = |e: Option<&MemoryEntry>| MessageField::some(e.map(memory_entry).unwrap_or_default());
+    let entry =
+        |e: Option<&MemoryEntry>| MessageField::some(e.map(memory_entry).unwrap_or_default());
     v1::MemoryStat {
         cache: s.cache,
         rss: s.rss,
@@ -145,7 +151,13 @@ fn v1_memory(m: &V1Memory) -> v1::MemoryStat {
 }
 
 fn blkio_entry(e: &BlkioEntry) -> v1::BlkIOEntry {
-    v1::BlkIOEntry { op: e.op.clone(), major: e.major, minor: e.minor, value: e.value, ..Default::default() }
+    v1::BlkIOEntry {
+        op: e.op.clone(),
+        major: e.major,
+        minor: e.minor,
+        value: e.value,
+        ..Default::default()
+    }
 }
 
 // ---------------------------------------------------------------- v2
@@ -200,14 +212,16 @@ fn v2_metrics(s: &V2Stats) -> v2::Metrics {
                 ..Default::default()
             })
             .collect(),
-        memory_events: MessageField::from_option(s.memory_events.as_ref().map(|e| v2::MemoryEvents {
-            low: e.low,
-            high: e.high,
-            max: e.max,
-            oom: e.oom,
-            oom_kill: e.oom_kill,
-            oom_group_kill: e.oom_group_kill,
-            ..Default::default()
+        memory_events: MessageField::from_option(s.memory_events.as_ref().map(|e| {
+            v2::MemoryEvents {
+                low: e.low,
+                high: e.high,
+                max: e.max,
+                oom: e.oom,
+                oom_kill: e.oom_kill,
+                oom_group_kill: e.oom_group_kill,
+                ..Default::default()
+            }
         })),
         ..Default::default()
     }
@@ -285,7 +299,11 @@ mod tests {
                 usage_kernel: 1_000_000_000,
                 usage_user: 4_000_000_000,
                 per_cpu: vec![3_000_000_000, 2_000_000_000],
-                throttling: V1Throttling { periods: 10, throttled_periods: 4, throttled_time: 123_456 },
+                throttling: V1Throttling {
+                    periods: 10,
+                    throttled_periods: 4,
+                    throttled_time: 123_456,
+                },
             }),
             memory: Some(V1Memory {
                 stat: V1MemoryStat {
@@ -299,15 +317,35 @@ mod tests {
                 },
                 usage: MemoryEntry { limit: 256 << 20, usage: 64 << 20, max: 80 << 20, failcnt: 3 },
                 swap: None,
-                kernel: Some(MemoryEntry { limit: u64::MAX, usage: 2 << 20, max: 3 << 20, failcnt: 0 }),
+                kernel: Some(MemoryEntry {
+                    limit: u64::MAX,
+                    usage: 2 << 20,
+                    max: 3 << 20,
+                    failcnt: 0,
+                }),
                 kernel_tcp: None,
                 oom_control: Some(V1OomControl { oom_kill_disable: 0, under_oom: 1, oom_kill: 2 }),
             }),
             pids: Some(PidsStats { current: 7, limit: None }),
-            hugetlb: vec![V1Hugetlb { pagesize: "2MB".into(), usage: 4 << 20, max: 6 << 20, failcnt: 1 }],
+            hugetlb: vec![V1Hugetlb {
+                pagesize: "2MB".into(),
+                usage: 4 << 20,
+                max: 6 << 20,
+                failcnt: 1,
+            }],
             blkio: Some(V1Blkio {
-                io_service_bytes_recursive: vec![BlkioEntry { op: "Read".into(), major: 8, minor: 0, value: 4096 }],
-                io_serviced_recursive: vec![BlkioEntry { op: "Write".into(), major: 8, minor: 0, value: 2 }],
+                io_service_bytes_recursive: vec![BlkioEntry {
+                    op: "Read".into(),
+                    major: 8,
+                    minor: 0,
+                    value: 4096,
+                }],
+                io_serviced_recursive: vec![BlkioEntry {
+                    op: "Write".into(),
+                    major: 8,
+                    minor: 0,
+                    value: 2,
+                }],
             }),
         }
     }
@@ -335,13 +373,26 @@ mod tests {
         assert_eq!(m.cpu.usage.total, 5_000_000_000);
         assert_eq!((m.cpu.usage.kernel, m.cpu.usage.user), (1_000_000_000, 4_000_000_000));
         assert_eq!(m.cpu.usage.per_cpu, vec![3_000_000_000, 2_000_000_000]);
-        assert_eq!((m.cpu.throttling.periods, m.cpu.throttling.throttled_periods, m.cpu.throttling.throttled_time), (10, 4, 123_456));
+        assert_eq!(
+            (
+                m.cpu.throttling.periods,
+                m.cpu.throttling.throttled_periods,
+                m.cpu.throttling.throttled_time
+            ),
+            (10, 4, 123_456)
+        );
         assert_eq!(m.memory.usage.usage, 64 << 20);
         assert_eq!(m.memory.total_inactive_file, 10 << 20);
         let working_set = m.memory.usage.usage - m.memory.total_inactive_file;
         assert_eq!(working_set, 54 << 20);
-        assert_eq!((m.memory.usage.limit, m.memory.usage.max, m.memory.usage.failcnt), (256 << 20, 80 << 20, 3));
-        assert_eq!((m.memory.cache, m.memory.rss, m.memory.pg_fault, m.memory.inactive_file), (4096, 8192, 100, 1 << 20));
+        assert_eq!(
+            (m.memory.usage.limit, m.memory.usage.max, m.memory.usage.failcnt),
+            (256 << 20, 80 << 20, 3)
+        );
+        assert_eq!(
+            (m.memory.cache, m.memory.rss, m.memory.pg_fault, m.memory.inactive_file),
+            (4096, 8192, 100, 1 << 20)
+        );
         assert_eq!(m.memory.hierarchical_memory_limit, 256 << 20);
         assert_eq!(m.memory.kernel.usage, 2 << 20);
         // Entries the kernel lacked are present and zero, as containerd sends them.
@@ -351,7 +402,15 @@ mod tests {
         // An unlimited pids.max is 0 in containerd's v1 metrics.
         assert_eq!((m.pids.current, m.pids.limit), (7, 0));
         assert_eq!(m.hugetlb.len(), 1);
-        assert_eq!((m.hugetlb[0].pagesize.as_str(), m.hugetlb[0].usage, m.hugetlb[0].max, m.hugetlb[0].failcnt), ("2MB", 4 << 20, 6 << 20, 1));
+        assert_eq!(
+            (
+                m.hugetlb[0].pagesize.as_str(),
+                m.hugetlb[0].usage,
+                m.hugetlb[0].max,
+                m.hugetlb[0].failcnt
+            ),
+            ("2MB", 4 << 20, 6 << 20, 1)
+        );
         let read = &m.blkio.io_service_bytes_recursive[0];
         assert_eq!((read.op.as_str(), read.major, read.minor, read.value), ("Read", 8, 0, 4096));
         assert_eq!(m.blkio.io_serviced_recursive[0].value, 2);
@@ -394,7 +453,14 @@ mod tests {
                 swap_limit: None,
                 swap_max_usage: None,
             }),
-            memory_events: Some(MemoryEvents { low: 0, high: 0, max: 12, oom: 2, oom_kill: 1, oom_group_kill: 0 }),
+            memory_events: Some(MemoryEvents {
+                low: 0,
+                high: 0,
+                max: 12,
+                oom: 2,
+                oom_kill: 1,
+                oom_group_kill: 0,
+            }),
             pids: Some(PidsStats { current: 3, limit: Some(100) }),
             io: vec![IoEntry { major: 253, minor: 1, rbytes: 1, wbytes: 2, rios: 3, wios: 4 }],
             hugetlb: vec![V2Hugetlb { pagesize: "1GB".into(), current: 0, max: None, failcnt: 0 }],
@@ -407,7 +473,16 @@ mod tests {
         // CRI reads usage_usec (and multiplies by 1000 itself).
         assert_eq!(m.cpu.usage_usec, 406_793_244);
         assert_eq!((m.cpu.user_usec, m.cpu.system_usec), (342_467_140, 64_326_103));
-        assert_eq!((m.cpu.nr_periods, m.cpu.nr_throttled, m.cpu.throttled_usec, m.cpu.nr_bursts, m.cpu.burst_usec), (3, 1, 55, 2, 9));
+        assert_eq!(
+            (
+                m.cpu.nr_periods,
+                m.cpu.nr_throttled,
+                m.cpu.throttled_usec,
+                m.cpu.nr_bursts,
+                m.cpu.burst_usec
+            ),
+            (3, 1, 55, 2, 9)
+        );
         assert_eq!(m.memory.usage, 50 << 20);
         assert_eq!(m.memory.usage - m.memory.inactive_file, 42 << 20, "working set");
         assert_eq!((m.memory.anon, m.memory.file, m.memory.pgfault), (30 << 20, 20 << 20, 1000));
@@ -415,11 +490,20 @@ mod tests {
         // "max" limits read as u64::MAX, as containerd's cgroup2 reader reports them.
         assert_eq!(m.memory.usage_limit, u64::MAX);
         assert_eq!(m.memory.swap_limit, u64::MAX);
-        assert_eq!((m.memory.max_usage, m.memory.swap_usage, m.memory.swap_max_usage), (60 << 20, 0, 0));
-        assert_eq!((m.memory_events.max, m.memory_events.oom, m.memory_events.oom_kill), (12, 2, 1));
+        assert_eq!(
+            (m.memory.max_usage, m.memory.swap_usage, m.memory.swap_max_usage),
+            (60 << 20, 0, 0)
+        );
+        assert_eq!(
+            (m.memory_events.max, m.memory_events.oom, m.memory_events.oom_kill),
+            (12, 2, 1)
+        );
         assert_eq!((m.pids.current, m.pids.limit), (3, 100));
         let io = &m.io.usage[0];
-        assert_eq!((io.major, io.minor, io.rbytes, io.wbytes, io.rios, io.wios), (253, 1, 1, 2, 3, 4));
+        assert_eq!(
+            (io.major, io.minor, io.rbytes, io.wbytes, io.rios, io.wios),
+            (253, 1, 1, 2, 3, 4)
+        );
         assert_eq!((m.hugetlb[0].pagesize.as_str(), m.hugetlb[0].max), ("1GB", u64::MAX));
     }
 

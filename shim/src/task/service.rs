@@ -18,8 +18,8 @@ use containerd_shim::api::{
     StartResponse, StateRequest, StateResponse, StatsRequest, StatsResponse, UpdateTaskRequest,
     WaitRequest, WaitResponse,
 };
-use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::asynchronous::monitor::monitor_subscribe;
+use containerd_shim::monitor::{Subject, Topic};
 use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use containerd_shim_protos::api::CheckpointTaskRequest;
 use containerd_shim_protos::events::task::TaskIO;
@@ -125,7 +125,9 @@ impl Shared {
         if !exec_id.is_empty() {
             if let Some(process) = container.execs.get(&exec_id) {
                 if process.set_exit(exit) {
-                    this.events.exited(&cid, &exec_id, pid as u32, exit.status, exit.timestamp()).await;
+                    this.events
+                        .exited(&cid, &exec_id, pid as u32, exit.status, exit.timestamp())
+                        .await;
                 }
             }
             if container.deferred_init_exit.is_some() && container.running_execs() == 0 {
@@ -200,10 +202,17 @@ fn process_label(id: &str, exec_id: &str) -> String {
 
 #[async_trait]
 impl Task for MoatTask {
-    async fn create(&self, _ctx: &TtrpcContext, req: CreateTaskRequest) -> TtrpcResult<CreateTaskResponse> {
+    async fn create(
+        &self,
+        _ctx: &TtrpcContext,
+        req: CreateTaskRequest,
+    ) -> TtrpcResult<CreateTaskResponse> {
         let this = &self.shared;
         if !req.checkpoint.is_empty() {
-            return Err(ShimError::Unimplemented("restoring from a checkpoint is not supported by moat".into()).into());
+            return Err(ShimError::Unimplemented(
+                "restoring from a checkpoint is not supported by moat".into(),
+            )
+            .into());
         }
         let stdio_paths = StdioPaths {
             stdin: req.stdin.clone(),
@@ -214,7 +223,11 @@ impl Task for MoatTask {
         let (config, pod) = {
             let mut state = this.state.lock().await;
             if state.containers.contains_key(&req.id) {
-                return Err(ShimError::AlreadyExists(format!("container {} already exists", req.id)).into());
+                return Err(ShimError::AlreadyExists(format!(
+                    "container {} already exists",
+                    req.id
+                ))
+                .into());
             }
             (this.config(&mut state).await?, state.pod.clone())
         };
@@ -264,7 +277,10 @@ impl Task for MoatTask {
         // The lock is held across the start so the reaper cannot report this process's exit
         // before containerd has seen it start.
         let mut state = this.state.lock().await;
-        let process = state.container_mut(&req.id, &label)?.process_mut(&req.exec_id).ok_or_else(|| not_found(&label))?;
+        let process = state
+            .container_mut(&req.id, &label)?
+            .process_mut(&req.exec_id)
+            .ok_or_else(|| not_found(&label))?;
         let pending = process
             .pending
             .take()
@@ -318,7 +334,11 @@ impl Task for MoatTask {
             .await
             .map_err(|_| ShimError::NotFound(format!("{label} was deleted while waited on")))?
             .ok_or_else(|| not_found(&label))?;
-        Ok(WaitResponse { exit_status: exit.status, exited_at: Some(exit.timestamp()).into(), ..Default::default() })
+        Ok(WaitResponse {
+            exit_status: exit.status,
+            exited_at: Some(exit.timestamp()).into(),
+            ..Default::default()
+        })
     }
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
@@ -328,25 +348,36 @@ impl Task for MoatTask {
             let container = state.container(&req.id, &label)?;
             let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
             if process.exit().is_some() {
-                return Err(ShimError::NotFound(format!("{label}: process already finished")).into());
+                return Err(
+                    ShimError::NotFound(format!("{label}: process already finished")).into()
+                );
             }
-            let cgroup = (req.all && req.exec_id.is_empty()).then(|| container.cgroup.clone()).flatten();
+            let cgroup =
+                (req.all && req.exec_id.is_empty()).then(|| container.cgroup.clone()).flatten();
             (process.pid, cgroup)
         };
         let signal = i32::try_from(req.signal)
             .ok()
             .and_then(|s| nix::sys::signal::Signal::try_from(s).ok())
-            .ok_or_else(|| ShimError::InvalidArgument(format!("{label}: signal {} is not a signal", req.signal)))?;
+            .ok_or_else(|| {
+                ShimError::InvalidArgument(format!(
+                    "{label}: signal {} is not a signal",
+                    req.signal
+                ))
+            })?;
         if let Some(cgroup) = cgroup {
             blocking_cgroup(&label, "killing all", move || cgroup.kill_all(signal)).await?;
             return Ok(Empty::new());
         }
         // The pid is still ours (registered, not yet reaped), so it cannot have been reused.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal)
-            .map_err(|e| match e {
-                nix::errno::Errno::ESRCH => ShimError::NotFound(format!("{label}: process already finished")),
-                other => ShimError::Sandbox(format!("signal {signal:?} to {label} (pid {pid}): {other}")),
-            })?;
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|e| match e {
+            nix::errno::Errno::ESRCH => {
+                ShimError::NotFound(format!("{label}: process already finished"))
+            }
+            other => {
+                ShimError::Sandbox(format!("signal {signal:?} to {label} (pid {pid}): {other}"))
+            }
+        })?;
         Ok(Empty::new())
     }
 
@@ -358,7 +389,9 @@ impl Task for MoatTask {
             let container = state.container_mut(&req.id, &label)?;
             let process = container.execs.get(&req.exec_id).ok_or_else(|| not_found(&label))?;
             if process.is_running() {
-                return Err(ShimError::FailedPrecondition(format!("{label} is still running")).into());
+                return Err(
+                    ShimError::FailedPrecondition(format!("{label} is still running")).into()
+                );
             }
             let process = container.execs.remove(&req.exec_id).ok_or_else(|| not_found(&label))?;
             let exit = process.exit().unwrap_or(Exit { status: 0, at: SystemTime::now() });
@@ -369,7 +402,10 @@ impl Task for MoatTask {
             let mut state = this.state.lock().await;
             let container = state.container(&req.id, &label)?;
             if container.init.is_running() {
-                return Err(ShimError::FailedPrecondition(format!("{label} is still running; kill it first")).into());
+                return Err(ShimError::FailedPrecondition(format!(
+                    "{label} is still running; kill it first"
+                ))
+                .into());
             }
             let container = state.containers.remove(&req.id).ok_or_else(|| not_found(&label))?;
             state.pids.retain(|_, (cid, _)| cid != &req.id);
@@ -420,20 +456,37 @@ impl Task for MoatTask {
                 return Err(ShimError::AlreadyExists(format!("{label} already exists")).into());
             }
             if !container.init.is_running() {
-                return Err(ShimError::FailedPrecondition(format!("container {} is not running", req.id)).into());
+                return Err(ShimError::FailedPrecondition(format!(
+                    "container {} is not running",
+                    req.id
+                ))
+                .into());
             }
             (config, container.plan.clone(), container.init.pid, container.cgroup.clone())
         };
         let spec = req.spec.as_ref().map(|any| any.value.clone()).unwrap_or_default();
         let process = this
             .confinement
-            .create_exec(&req.id, &req.exec_id, &spec, &plan, &config, init_pid, cgroup.as_ref(), &stdio_paths)
+            .create_exec(
+                &req.id,
+                &req.exec_id,
+                &spec,
+                &plan,
+                &config,
+                init_pid,
+                cgroup.as_ref(),
+                &stdio_paths,
+            )
             .await?;
         let pid = process.pid;
         let mut state = this.state.lock().await;
         let early_exit = Shared::claim_pid(&mut state, pid, &req.id, &req.exec_id);
         let Some(container) = state.containers.get_mut(&req.id) else {
-            return Err(ShimError::NotFound(format!("container {} was deleted during exec", req.id)).into());
+            return Err(ShimError::NotFound(format!(
+                "container {} was deleted during exec",
+                req.id
+            ))
+            .into());
         };
         if let Some(exit) = early_exit {
             process.set_exit(exit);
@@ -462,7 +515,11 @@ impl Task for MoatTask {
         Ok(Empty::new())
     }
 
-    async fn connect(&self, _ctx: &TtrpcContext, req: ConnectRequest) -> TtrpcResult<ConnectResponse> {
+    async fn connect(
+        &self,
+        _ctx: &TtrpcContext,
+        req: ConnectRequest,
+    ) -> TtrpcResult<ConnectResponse> {
         let state = self.shared.state.lock().await;
         let task_pid = state.containers.get(&req.id).map(|c| c.init.pid as u32).unwrap_or_default();
         Ok(ConnectResponse {
@@ -495,9 +552,16 @@ impl Task for MoatTask {
         let label = process_label(&req.id, "");
         let resources: LinuxResources = match req.resources.as_ref() {
             Some(any) => serde_json::from_slice(&any.value).map_err(|e| {
-                ShimError::InvalidArgument(format!("update of {label}: resources are not OCI LinuxResources JSON: {e}"))
+                ShimError::InvalidArgument(format!(
+                    "update of {label}: resources are not OCI LinuxResources JSON: {e}"
+                ))
             })?,
-            None => return Err(ShimError::InvalidArgument(format!("update of {label}: no resources given")).into()),
+            None => {
+                return Err(ShimError::InvalidArgument(format!(
+                    "update of {label}: no resources given"
+                ))
+                .into())
+            }
         };
         let cgroup = self.cgroup_of(&req.id, &label).await?;
         blocking_cgroup(&label, "update", move || cgroup.update(&resources)).await?;
@@ -522,7 +586,11 @@ impl Task for MoatTask {
         Ok(Empty::new())
     }
 
-    async fn checkpoint(&self, _ctx: &TtrpcContext, _req: CheckpointTaskRequest) -> TtrpcResult<Empty> {
+    async fn checkpoint(
+        &self,
+        _ctx: &TtrpcContext,
+        _req: CheckpointTaskRequest,
+    ) -> TtrpcResult<Empty> {
         Err(ShimError::Unimplemented("checkpoint is not supported by moat".into()).into())
     }
 }
@@ -532,10 +600,11 @@ impl MoatTask {
     async fn cgroup_of(&self, id: &str, label: &str) -> Result<Cgroup, ShimError> {
         let state = self.shared.state.lock().await;
         let container = state.container(id, label)?;
-        container
-            .cgroup
-            .clone()
-            .ok_or_else(|| ShimError::FailedPrecondition(format!("{label} has no cgroup (the spec gave no linux.cgroupsPath)")))
+        container.cgroup.clone().ok_or_else(|| {
+            ShimError::FailedPrecondition(format!(
+                "{label} has no cgroup (the spec gave no linux.cgroupsPath)"
+            ))
+        })
     }
 
     async fn set_paused(&self, id: &str, paused: bool) {

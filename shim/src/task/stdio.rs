@@ -86,8 +86,10 @@ impl Plumbing {
         let stdin_target = match (self.terminal, console) {
             (true, Some(master)) => {
                 let master = File::from(master);
-                let reader = master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
-                let writer = master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
+                let reader =
+                    master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
+                let writer =
+                    master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
                 if let Some(out) = self.stdout_for_console {
                     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
                     handle.output_done = Some(done_rx);
@@ -97,7 +99,9 @@ impl Plumbing {
                 Some(writer)
             }
             (true, None) => {
-                return Err(ShimError::Sandbox(format!("{what}: a terminal was asked for but no pty came back")));
+                return Err(ShimError::Sandbox(format!(
+                    "{what}: a terminal was asked for but no pty came back"
+                )));
             }
             (false, _) => self.stdin_writer,
         };
@@ -191,7 +195,8 @@ fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, S
 
 fn clear_nonblock(f: &File) -> Result<(), ShimError> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = fcntl(f, FcntlArg::F_GETFL).map_err(|e| ShimError::io("F_GETFL on a fifo", e.into()))?;
+    let flags =
+        fcntl(f, FcntlArg::F_GETFL).map_err(|e| ShimError::io("F_GETFL on a fifo", e.into()))?;
     let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
     fcntl(f, FcntlArg::F_SETFL(flags)).map_err(|e| ShimError::io("F_SETFL on a fifo", e.into()))?;
     Ok(())

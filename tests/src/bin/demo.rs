@@ -26,15 +26,15 @@ echo end
 const HANDLERS: [&str; 2] = ["moat", "runc"];
 
 fn main() -> Result<()> {
-    let missing: Vec<String> = HANDLERS
-        .iter()
-        .flat_map(|h| moat_e2e::prereq::missing(h))
-        .fold(Vec::new(), |mut all, m| {
+    let missing: Vec<String> = HANDLERS.iter().flat_map(|h| moat_e2e::prereq::missing(h)).fold(
+        Vec::new(),
+        |mut all, m| {
             if !all.contains(&m) {
                 all.push(m);
             }
             all
-        });
+        },
+    );
     if !missing.is_empty() {
         bail!("cannot run the demo: {}", missing.join("; "));
     }
@@ -57,7 +57,9 @@ fn main() -> Result<()> {
     print_side_by_side(&outputs);
 
     println!();
-    println!("== a privileged pod asked of moat (pod and container securityContext.privileged = true)");
+    println!(
+        "== a privileged pod asked of moat (pod and container securityContext.privileged = true)"
+    );
     let refusal = privileged_refusal(bed)?;
     println!("refused: {refusal}");
 
@@ -76,9 +78,8 @@ fn probe_pod(bed: &TestBed, handler: &str) -> Result<Vec<(String, String)>> {
     let c = pod.create(&config)?;
     pod.start(&c)?;
     let status = pod.wait_exited(&c, Duration::from_secs(30))?;
-    let log = pod.wait_for_log(&c, Duration::from_secs(5), |l| {
-        l.iter().any(|l| l.text == "end")
-    })?;
+    let log =
+        pod.wait_for_log(&c, Duration::from_secs(5), |l| l.iter().any(|l| l.text == "end"))?;
     let name = pod.name.clone();
     pod.teardown()?;
     println!(
@@ -112,11 +113,8 @@ fn print_side_by_side(outputs: &[(&str, Vec<(String, String)>)]) {
     for label in &labels {
         println!("{label}:");
         for (handler, lines) in outputs {
-            let values: Vec<&str> = lines
-                .iter()
-                .filter(|(k, _)| k == label)
-                .map(|(_, v)| v.as_str())
-                .collect();
+            let values: Vec<&str> =
+                lines.iter().filter(|(k, _)| k == label).map(|(_, v)| v.as_str()).collect();
             let mut values = values.into_iter().map(|v| explain(label, v));
             println!("  {handler:<5} {}", values.next().unwrap_or_else(|| "-".to_string()));
             for more in values {
@@ -198,16 +196,11 @@ fn privileged_refusal(bed: &TestBed) -> Result<String> {
         Err(e) => return Ok(format!("{e:#}")),
         Ok(id) => id,
     };
-    let pod_name = pod_config
-        .metadata
-        .as_ref()
-        .map(|m| m.name.clone())
-        .unwrap_or_default();
-    let mut config = configs::container_config(&pod_name, "privileged", configs::BUSYBOX, &["sleep", "3600"]);
+    let pod_name = pod_config.metadata.as_ref().map(|m| m.name.clone()).unwrap_or_default();
+    let mut config =
+        configs::container_config(&pod_name, "privileged", configs::BUSYBOX, &["sleep", "3600"]);
     configs::security_context(&mut config).privileged = true;
-    let started = cri
-        .create(&pod_id, &config, &pod_config)
-        .and_then(|id| cri.start(&id));
+    let started = cri.create(&pod_id, &config, &pod_config).and_then(|id| cri.start(&id));
     cri.stopp(&pod_id)?;
     cri.rmp(&pod_id)?;
     match started {

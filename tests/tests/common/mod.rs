@@ -47,11 +47,8 @@ pub fn attack_binary() -> Result<PathBuf> {
 }
 
 fn build_attack() -> Result<PathBuf> {
-    let hash: String = Sha256::digest(ATTACK_C.as_bytes())
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect();
+    let hash: String =
+        Sha256::digest(ATTACK_C.as_bytes()).iter().take(8).map(|b| format!("{b:02x}")).collect();
     let dir = paths::target_dir().join("moat-e2e-attack").join(hash);
     let bin = dir.join("attack");
     if bin.is_file() {
@@ -69,10 +66,7 @@ fn build_attack() -> Result<PathBuf> {
         .context("running gcc (needs gcc and libc6-dev)")?;
     let _ = std::fs::remove_file(&src);
     if !out.status.success() {
-        bail!(
-            "gcc -static tests/attack/attack.c failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("gcc -static tests/attack/attack.c failed: {}", String::from_utf8_lossy(&out.stderr));
     }
     std::fs::rename(&tmp, &bin).with_context(|| format!("moving {} into place", bin.display()))?;
     Ok(bin)
@@ -128,9 +122,7 @@ impl Attempt {
             return None;
         }
         let mode = self.what.split_whitespace().nth(1).unwrap_or("");
-        self.line
-            .strip_prefix(&format!("{mode}: "))
-            .and_then(|rest| rest.split_whitespace().next())
+        self.line.strip_prefix(&format!("{mode}: ")).and_then(|rest| rest.split_whitespace().next())
     }
 }
 
@@ -160,22 +152,12 @@ pub fn verdict(what: &str, output: ExecOutput) -> Result<Attempt> {
         "`{what}` exit code {} disagrees with its verdict {line:?}",
         output.exit_code
     );
-    Ok(Attempt {
-        what: what.to_string(),
-        line,
-        succeeded,
-        output,
-    })
+    Ok(Attempt { what: what.to_string(), line, succeeded, output })
 }
 
 /// The attack must have failed.
 pub fn must_fail(a: &Attempt, handler: &str) -> Result<()> {
-    ensure!(
-        !a.succeeded,
-        "under {handler} the attack `{}` SUCCEEDED: {}",
-        a.what,
-        a.line
-    );
+    ensure!(!a.succeeded, "under {handler} the attack `{}` SUCCEEDED: {}", a.what, a.line);
     Ok(())
 }
 
@@ -194,12 +176,7 @@ pub fn must_fail_with(a: &Attempt, handler: &str, errnos: &[&str]) -> Result<()>
 
 /// The thing must have worked.
 pub fn must_succeed(a: &Attempt, handler: &str) -> Result<()> {
-    ensure!(
-        a.succeeded,
-        "under {handler} `{}` failed: {}",
-        a.what,
-        a.line
-    );
+    ensure!(a.succeeded, "under {handler} `{}` failed: {}", a.what, a.line);
     Ok(())
 }
 
@@ -218,8 +195,7 @@ pub fn moat_refuses_runc_allows(a: &Attempt, handler: &str) -> Result<()> {
 
 /// `sh -c script` in `c`.
 pub fn sh(pod: &Pod, c: &Container, script: &str) -> Result<ExecOutput> {
-    pod.exec(c, &["sh", "-c", script])
-        .with_context(|| format!("exec sh -c {script:?}"))
+    pod.exec(c, &["sh", "-c", script]).with_context(|| format!("exec sh -c {script:?}"))
 }
 
 /// The first line of `/proc/<pid>/uid_map` on the host: (inside, outside, count).
@@ -251,10 +227,7 @@ pub fn parse_id_map(text: &str) -> Result<(u64, u64, u64)> {
 
 fn host_id(pid: i32, file: &str, id: u64) -> Result<u32> {
     let (inside, outside, count) = id_map(pid, file)?;
-    ensure!(
-        id >= inside && id < inside + count,
-        "id {id} is not mapped in /proc/{pid}/{file}"
-    );
+    ensure!(id >= inside && id < inside + count, "id {id} is not mapped in /proc/{pid}/{file}");
     Ok(u32::try_from(outside + id - inside)?)
 }
 
@@ -271,8 +244,5 @@ pub fn host_gid(pid: i32, id: u64) -> Result<u32> {
 /// SHA-256 of a file, hex.
 pub fn file_sha256(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    Ok(Sha256::digest(&bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect())
 }
