@@ -8,10 +8,8 @@
 #   scripts/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-fi
-bash scripts/install-deps.sh
+# Root, user namespaces, packages, cargo on PATH (stops at once with what to do).
+source scripts/preflight.sh
 cargo build --workspace --bins
 export MOAT_SHIM="${MOAT_SHIM:-$PWD/target/debug/containerd-shim-moat-v2}"
 exec target/debug/demo

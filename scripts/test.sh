@@ -4,7 +4,7 @@
 #
 #   scripts/test.sh [extra cargo test args...]    e.g. scripts/test.sh -p moat-e2e
 #
-# Needs root and the packages from scripts/install-deps.sh. MOAT_E2E=1 is set, so an
+# Needs root; installs the packages itself (scripts/preflight.sh). MOAT_E2E=1 is set, so an
 # end-to-end test whose prerequisite is missing fails instead of skipping.
 # After a whole-workspace run (no arguments), the benchmark runs in its short mode
 # (`moat-bench --quick`, see scripts/bench.sh) so it cannot rot; its numbers are not judged,
@@ -14,9 +14,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v cargo >/dev/null 2>&1 && [ -x "$HOME/.cargo/bin/cargo" ]; then
-    export PATH="$HOME/.cargo/bin:$PATH"
-fi
+# Root, user namespaces, packages, cargo on PATH (stops at once with what to do): the test
+# command works alone on a fresh machine, before or after the demo.
+source scripts/preflight.sh
+
+# The formatting gate: one style for the workspace (rustfmt.toml).
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
 
 # Debug builds: building with the release profile (LTO, one codegen unit) takes far longer
 # on two cores than the tests gain from optimised code.
