@@ -21,6 +21,10 @@ source scripts/preflight.sh
 # The formatting gate: one style for the workspace (rustfmt.toml).
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+# The lint gate: clippy with warnings as errors over every target (the workspace lints in
+# Cargo.toml deny undocumented unsafe blocks).
+echo "== cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
 
 # Debug builds: building with the release profile (LTO, one codegen unit) takes far longer
 # on two cores than the tests gain from optimised code.
