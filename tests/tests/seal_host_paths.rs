@@ -143,6 +143,14 @@ fn a_symlink_swapped_in_after_create_is_refused(bed: &TestBed, _handler: &str) -
         Ok(c) => {
             let seen = look(&pod, &c)?;
             ensure!(seen == Seen::RealVolume, "a plain volume shows {seen:?}");
+            // containerd's per-pod files are real paths: they are still bound.
+            let out = sh(
+                &pod,
+                &c,
+                "test -s /etc/hosts && test -e /etc/resolv.conf && test -s /etc/hostname && \
+                 grep -q ' /dev/shm ' /proc/self/mountinfo && echo PODFILES",
+            )?;
+            ensure!(out.stdout.contains("PODFILES"), "the pod's own files are missing: {out:?}");
         }
         Err(message) => bail!("a plain volume was refused: {message}"),
     }
