@@ -216,8 +216,10 @@ impl Config {
             ));
         }
         for sysctl in &self.allowed_sysctls {
-            if sysctl.is_empty() || sysctl.contains('/') || sysctl[..sysctl.len() - 1].contains('*')
-            {
+            // Everything but one trailing `*` (by character: a name may end in a multibyte
+            // one, and slicing off its last byte panicked).
+            let before_wildcard = sysctl.strip_suffix('*').unwrap_or(sysctl);
+            if sysctl.is_empty() || sysctl.contains('/') || before_wildcard.contains('*') {
                 return Err(invalid(
                     "allowed_sysctls",
                     format!(
@@ -415,6 +417,107 @@ state_dir = "/tmp/pool"
         assert!(msg.contains("userns") && msg.contains("exceeds"), "{msg}");
         let msg = parse_err("[userns]\nbase = 0\n");
         assert!(msg.contains("userns.base"), "{msg}");
+    }
+
+    #[test]
+    fn a_multibyte_character_at_the_end_of_a_sysctl_is_an_error_not_a_panic() {
+        // Input: an allowed_sysctls entry (alone on its line) ending in a 2-, 3- and 4-byte
+        // character: the wildcard check sliced it one byte before its end.
+        for sysctl in ["net.core.é", "kernel.msg€", "net.🦀", "é"] {
+            let text = format!("allowed_sysctls = [\n  \"{sysctl}\"\n]\n");
+            let config = Config::parse(&text, "t.toml").expect("a name with a non-ASCII end");
+            assert_eq!(config.allowed_sysctls, vec![sysctl.to_string()]);
+        }
+        // Input: a multibyte character before the `*`: the wildcard rule still applies.
+        let msg = parse_err("allowed_sysctls = [\"net.é*x*\"]\n");
+        assert!(msg.contains("allowed_sysctls") && msg.contains("wildcard"), "{msg}");
+        let c = Config::parse("allowed_sysctls = [\"net.é*\"]\n", "t.toml").expect("prefix");
+        assert_eq!(c.allowed_sysctls, vec!["net.é*".to_string()]);
+    }
+
+    mod no_panic {
+        use super::super::Config;
+        use proptest::prelude::*;
+
+        /// Config text built from keys and values of the real grammar, with multibyte
+        /// characters and long runs placed at line ends.
+        fn config_like() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("level"),
+                Just("allowed_sysctls"),
+                Just("allowed_capabilities"),
+                Just("allowed_host_paths"),
+                Just("cri_state_dirs"),
+                Just("kubelet_root_dir"),
+                Just("allow_privileged"),
+                Just("[userns]\nstate_dir"),
+                Just("[userns]\nbase"),
+            ];
+            let piece = prop_oneof![
+                "[a-z./*]{0,8}",
+                "[é€🦀ß\u{0301}]{1,3}",
+                Just("*".to_string()),
+                "[a-z]{200,400}",
+            ];
+            let value = proptest::collection::vec(piece, 0..4).prop_map(|p| p.concat());
+            let line = (key, value, 0..4u8).prop_map(|(k, v, form)| match form {
+                0 => format!("{k} = \"{v}\""),
+                1 => format!("{k} = [\"{v}\"]"),
+                2 => format!("{k} = [\n  \"{v}\",\n]"),
+                _ => format!("{k} = {v}"),
+            });
+            proptest::collection::vec(line, 0..3).prop_map(|lines| lines.join("\n") + "\n")
+        }
+
+        /// A TOML string literal holding `s` (escaped by the toml crate itself).
+        fn toml_string(s: &str) -> String {
+            toml::Value::String(s.to_string()).to_string()
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_gives_a_config_or_an_error(text in any::<String>()) {
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn arbitrary_bytes_as_utf8_give_a_config_or_an_error(
+                bytes in proptest::collection::vec(any::<u8>(), 0..512)
+            ) {
+                let text = String::from_utf8_lossy(&bytes);
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn config_like_text_with_multibyte_line_ends_gives_a_config_or_an_error(
+                text in config_like()
+            ) {
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn list_entries_of_any_characters_give_a_config_or_an_error(
+                entry in "\\PC{0,12}",
+                key in prop_oneof![
+                    Just("allowed_sysctls"),
+                    Just("allowed_capabilities"),
+                    Just("allowed_host_paths"),
+                    Just("cri_state_dirs"),
+                ],
+            ) {
+                let text = format!("{key} = [\n  {},\n]\n", toml_string(&entry));
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn long_lines_give_a_config_or_an_error(
+                head in "[a-z_]{1,20}",
+                body in "[^\n]{1000,5000}",
+            ) {
+                let _ = Config::parse(&format!("{head} = {body}\n"), "prop.toml");
+                let _ = Config::parse(&format!("{head} = \"{body}\"\n"), "prop.toml");
+            }
+        }
     }
 
     #[test]
