@@ -456,10 +456,9 @@ pub fn device_rule_v1(d: &LinuxDeviceCgroup) -> String {
 }
 
 fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-    let Some(dir) = cg.v1_dir("devices") else {
-        log::warn!("cgroup {}: no v1 devices controller, device rules are not applied", cg.path());
-        return Ok(());
-    };
+    // Without the devices hierarchy the spec's device rules cannot be enforced: refused (as
+    // runc does), never skipped.
+    let dir = v1_dir(cg, "devices")?;
     for rule in rules {
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         write_ctl(cg, dir, file, &device_rule_v1(rule))?;
@@ -704,6 +703,34 @@ mod tests {
         assert!(validate("/x", &unified("memory.high"), Mode::Hybrid).is_err());
         assert!(validate("/x", &unified("cgroup.procs"), Mode::V2).is_err());
         assert!(validate("/x", &unified("../memory.max"), Mode::V2).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fail_closed_tests {
+    use super::super::{Cgroup, Layout};
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn device_rules_without_a_devices_hierarchy_are_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let memory = dir.path().join("memory");
+        std::fs::create_dir(&memory).expect("mkdir");
+        // Input: a v1 layout with a memory hierarchy only (no devices controller mounted).
+        let layout = Layout::from_mountinfo(&format!(
+            "1 0 0:1 / {} rw - cgroup cgroup rw,memory\n",
+            memory.display()
+        ));
+        let deny_all =
+            LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("rule");
+        let resources =
+            LinuxResourcesBuilder::default().devices(vec![deny_all]).build().expect("resources");
+        let err = Cgroup::create(&layout, "/k8s.io/c1", Some(&resources))
+            .expect_err("device rules that cannot be enforced must refuse the container");
+        let msg = err.to_string();
+        assert!(msg.contains("devices controller") && msg.contains("/k8s.io/c1"), "{msg}");
+        // Nothing is left behind.
+        assert!(!memory.join("k8s.io").exists());
     }
 }
 

@@ -151,10 +151,18 @@ impl Config {
     }
 
     fn load_from(path: Option<&Path>, default_path: &Path) -> Result<Config, ConfigError> {
+        // Only a default file that certainly does not exist means the built-in defaults: one
+        // that cannot even be looked up (EACCES on its directory, EIO) is an error, never a
+        // silent fall back to defaults the operator may have meant to tighten.
         let path = match path {
             Some(p) => p,
-            None if default_path.exists() => default_path,
-            None => return Ok(Config::default()),
+            None => match default_path.try_exists() {
+                Ok(true) => default_path,
+                Ok(false) => return Ok(Config::default()),
+                Err(source) => {
+                    return Err(ConfigError::Read { path: default_path.to_path_buf(), source })
+                }
+            },
         };
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -544,5 +552,28 @@ state_dir = "/tmp/pool"
         let err = Config::load_from(Some(&dir.path().join("nope.toml")), &default_file)
             .expect_err("explicit missing file must fail");
         assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_config_is_an_error_not_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Input: an explicit ConfigPath that is a directory.
+        let err = Config::load_from(Some(dir.path()), &dir.path().join("absent.toml"))
+            .expect_err("a directory as the config must fail");
+        assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+        // Input: a default path whose existence cannot be told (a file stands where a
+        // directory of its path should be: ENOTDIR).
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").expect("write");
+        let under_a_file = file.join("config.toml");
+        let err = Config::load_from(None, &under_a_file)
+            .expect_err("an undeterminable default config must fail");
+        assert!(err.to_string().contains(&under_a_file.display().to_string()), "{err}");
+        // Input: a config file that is not UTF-8.
+        let latin1 = dir.path().join("latin1.toml");
+        std::fs::write(&latin1, b"# caf\xe9\nlevel = \"baseline\"\n").expect("write");
+        let err = Config::load_from(Some(&latin1), &under_a_file)
+            .expect_err("a config that is not UTF-8 must fail");
+        assert!(err.to_string().contains("latin1.toml"), "{err}");
     }
 }
