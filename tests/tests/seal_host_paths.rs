@@ -16,6 +16,10 @@
 //!   the host's root; every refusal names the symlink (or is the policy's refusal of `/`,
 //!   when containerd itself resolved the symlink).
 //!
+//! - `an_unreadable_moat_config_refuses_the_pod_naming_the_file`: fail closed: with the
+//!   handler's `ConfigPath` unreadable (a directory, then a file that is not UTF-8) a pod is
+//!   refused with a message naming the file, never run under the built-in defaults.
+//!
 //! moat only: runc binds by name too (that is the OCI contract); the shim is what must not.
 
 mod common;
@@ -31,7 +35,8 @@ use moat_e2e::{configs, Container, Pod, TestBed};
 
 moat_only_tests!(
     a_symlink_swapped_in_after_create_is_refused,
-    racing_symlink_swaps_never_expose_the_host
+    racing_symlink_swaps_never_expose_the_host,
+    an_unreadable_moat_config_refuses_the_pod_naming_the_file,
 );
 
 /// The file every real volume directory holds.
@@ -170,6 +175,7 @@ fn check_refused(
             bail!("{what}: the container STARTED and sees {seen:?}");
         }
         Err(message) => {
+            eprintln!("{what}: refused: {message}");
             let shown = source.display().to_string();
             ensure!(
                 message.contains(&shown) && message.contains("symlink"),
@@ -203,7 +209,11 @@ fn swapper(dir: PathBuf, link: PathBuf, stop: Arc<AtomicBool>, swaps: Arc<Atomic
 }
 
 fn racing_symlink_swaps_never_expose_the_host(bed: &TestBed, _handler: &str) -> Result<()> {
+    // At least CONTAINERS attempts and, within the budget, until a few containers started
+    // (most attempts are refused while the swapper runs).
     const CONTAINERS: usize = 24;
+    const MAX_ATTEMPTS: usize = 80;
+    const MIN_STARTED: usize = 3;
     const BUDGET: Duration = Duration::from_secs(90);
     let pod = bed.run_pod("race", "moat")?;
     let (parent, dir) = real_volume(bed, "race", "data")?;
@@ -222,8 +232,8 @@ fn racing_symlink_swaps_never_expose_the_host(bed: &TestBed, _handler: &str) -> 
     let mut refused = Vec::new();
     let mut exposed = Vec::new();
     let mut result = Ok(());
-    for i in 0..CONTAINERS {
-        if began.elapsed() > BUDGET {
+    for i in 0..MAX_ATTEMPTS {
+        if began.elapsed() > BUDGET || (i >= CONTAINERS && started >= MIN_STARTED) {
             break;
         }
         let outcome = match create_then_start(&pod, &format!("racer{i}"), &dir, || Ok(())) {
@@ -289,4 +299,51 @@ fn racing_symlink_swaps_never_expose_the_host(bed: &TestBed, _handler: &str) -> 
     }
     ensure!(started > 0, "no container started at all (refusals: {refused:?})");
     pod.teardown()
+}
+
+fn an_unreadable_moat_config_refuses_the_pod_naming_the_file(
+    _shared: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    // A bed of its own: its moat config file is broken on purpose.
+    let test = format!("an_unreadable_moat_config_refuses_the_pod_naming_the_file::{handler}");
+    let Some(bed) = TestBed::private(&test, handler, "badconfig")? else {
+        return Ok(());
+    };
+    let config = bed.layout().moat_config.clone();
+    let shown = config.display().to_string();
+    let result = (|| -> Result<()> {
+        // Input 1: the config path is a directory.
+        std::fs::remove_file(&config)?;
+        std::fs::create_dir(&config)?;
+        pod_is_refused_naming(&bed, &shown, "a directory as the config")?;
+        // Input 2: a config file that is not UTF-8.
+        std::fs::remove_dir(&config)?;
+        std::fs::write(&config, b"# caf\xe9\nlevel = \"baseline\"\n")?;
+        pod_is_refused_naming(&bed, &shown, "a config that is not UTF-8")?;
+        // The real config again: pods run.
+        moat_e2e::moat_config::write(bed.layout())?;
+        bed.run_pod("goodconfig", handler)?.teardown()
+    })();
+    bed.shutdown();
+    result
+}
+
+fn pod_is_refused_naming(bed: &TestBed, file: &str, what: &str) -> Result<()> {
+    let config = bed.pod_config("badconfig")?;
+    match bed.cri().runp(&config, "moat") {
+        Ok(id) => {
+            let _ = bed.cri().stopp(&id);
+            let _ = bed.cri().rmp(&id);
+            bail!("{what}: the pod RAN (under the built-in defaults?)");
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            ensure!(
+                message.contains(file) && message.contains("cannot read moat config"),
+                "{what}: refused, but the message does not name {file}: {message}"
+            );
+            Ok(())
+        }
+    }
 }
