@@ -372,6 +372,36 @@ fn memory_v1(cg: &Cgroup, m: &LinuxMemory) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// Where the kernel describes its hugepage pools, one `hugepages-<size>kB` directory per size.
+const HUGEPAGES_SYSFS: &str = "/sys/kernel/mm/hugepages";
+
+/// Whether pages of `size` ("2MB", "1GB", validated) can be allocated on this host: the pool
+/// (`nr_hugepages`) or the overcommit allowance is non-zero. A size the kernel does not know
+/// has none; a file that cannot be read counts as available (fail closed).
+fn hugepages_available(sysfs: &Path, size: &str) -> bool {
+    let kib = |n: &str, shift: u32| n.parse::<u64>().ok().and_then(|v| v.checked_mul(1 << shift));
+    let kb = if let Some(n) = size.strip_suffix("KB") {
+        kib(n, 0)
+    } else if let Some(n) = size.strip_suffix("MB") {
+        kib(n, 10)
+    } else if let Some(n) = size.strip_suffix("GB") {
+        kib(n, 20)
+    } else {
+        None
+    };
+    let Some(kb) = kb else { return true };
+    let dir = sysfs.join(format!("hugepages-{kb}kB"));
+    if !dir.is_dir() {
+        return false;
+    }
+    ["nr_hugepages", "nr_overcommit_hugepages"].iter().any(|f| {
+        std::fs::read_to_string(dir.join(f))
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .is_none_or(|n| n > 0)
+    })
+}
+
 fn hugetlb(
     cg: &Cgroup,
     limits: &[LinuxHugepageLimit],
@@ -383,8 +413,25 @@ fn hugetlb(
         return Ok(());
     }
     let Some(dir) = dir else {
+        // No hugetlb controller: a limit that cannot be enforced refuses the container when
+        // the host could hand out pages of that size; where it has none (no pool, no
+        // overcommit) the limit holds anyway. Refusing always would refuse every pod a kubelet
+        // sends, on such a node: it lists every page size the kernel supports, with limit 0.
+        for l in limits {
+            if hugepages_available(Path::new(HUGEPAGES_SYSFS), l.page_size()) {
+                return Err(unsupported(
+                    cg,
+                    format!(
+                        "the hugetlb controller (no hugetlb hierarchy; the {} hugepage limit \
+                         cannot be enforced while {HUGEPAGES_SYSFS} offers such pages)",
+                        l.page_size()
+                    ),
+                ));
+            }
+        }
         log::warn!(
-            "cgroup {}: no hugetlb controller here, hugepage limits are not applied",
+            "cgroup {}: no hugetlb controller here; hugepage limits not applied (the host has \
+             no hugepages of those sizes to give)",
             cg.path()
         );
         return Ok(());
@@ -456,10 +503,9 @@ pub fn device_rule_v1(d: &LinuxDeviceCgroup) -> String {
 }
 
 fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
-    let Some(dir) = cg.v1_dir("devices") else {
-        log::warn!("cgroup {}: no v1 devices controller, device rules are not applied", cg.path());
-        return Ok(());
-    };
+    // Without the devices hierarchy the spec's device rules cannot be enforced: refused (as
+    // runc does), never skipped.
+    let dir = v1_dir(cg, "devices")?;
     for rule in rules {
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         write_ctl(cg, dir, file, &device_rule_v1(rule))?;
@@ -704,6 +750,60 @@ mod tests {
         assert!(validate("/x", &unified("memory.high"), Mode::Hybrid).is_err());
         assert!(validate("/x", &unified("cgroup.procs"), Mode::V2).is_err());
         assert!(validate("/x", &unified("../memory.max"), Mode::V2).is_err());
+    }
+}
+
+#[cfg(test)]
+mod fail_closed_tests {
+    use super::super::{Cgroup, Layout};
+    use super::hugepages_available;
+
+    #[test]
+    fn hugepages_count_as_available_unless_the_host_certainly_has_none() {
+        let sysfs = tempfile::tempdir().expect("tempdir");
+        let pool = |kb: &str, nr: &str, over: &str| {
+            let d = sysfs.path().join(format!("hugepages-{kb}kB"));
+            std::fs::create_dir_all(&d).expect("mkdir");
+            std::fs::write(d.join("nr_hugepages"), nr).expect("write");
+            std::fs::write(d.join("nr_overcommit_hugepages"), over).expect("write");
+        };
+        // Input: a 2MB pool of 0 pages and no overcommit; a 1GB pool of 4 pages.
+        pool("2048", "0\n", "0\n");
+        pool("1048576", "4\n", "0\n");
+        assert!(!hugepages_available(sysfs.path(), "2MB"));
+        assert!(hugepages_available(sysfs.path(), "1GB"));
+        // Input: overcommit allowed.
+        pool("2048", "0\n", "16\n");
+        assert!(hugepages_available(sysfs.path(), "2MB"));
+        // Input: a size the kernel does not have, and one whose count cannot be read.
+        assert!(!hugepages_available(sysfs.path(), "64KB"));
+        pool("32768", "garbage", "0");
+        assert!(hugepages_available(sysfs.path(), "32MB"));
+        // Input: a size that does not parse (validation refuses it earlier): fail closed.
+        assert!(hugepages_available(sysfs.path(), "99999999999999999999GB"));
+    }
+    use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
+
+    #[test]
+    fn device_rules_without_a_devices_hierarchy_are_refused_naming_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let memory = dir.path().join("memory");
+        std::fs::create_dir(&memory).expect("mkdir");
+        // Input: a v1 layout with a memory hierarchy only (no devices controller mounted).
+        let layout = Layout::from_mountinfo(&format!(
+            "1 0 0:1 / {} rw - cgroup cgroup rw,memory\n",
+            memory.display()
+        ));
+        let deny_all =
+            LinuxDeviceCgroupBuilder::default().allow(false).access("rwm").build().expect("rule");
+        let resources =
+            LinuxResourcesBuilder::default().devices(vec![deny_all]).build().expect("resources");
+        let err = Cgroup::create(&layout, "/k8s.io/c1", Some(&resources))
+            .expect_err("device rules that cannot be enforced must refuse the container");
+        let msg = err.to_string();
+        assert!(msg.contains("devices controller") && msg.contains("/k8s.io/c1"), "{msg}");
+        // Nothing is left behind.
+        assert!(!memory.join("k8s.io").exists());
     }
 }
 

@@ -151,10 +151,18 @@ impl Config {
     }
 
     fn load_from(path: Option<&Path>, default_path: &Path) -> Result<Config, ConfigError> {
+        // Only a default file that certainly does not exist means the built-in defaults: one
+        // that cannot even be looked up (EACCES on its directory, EIO) is an error, never a
+        // silent fall back to defaults the operator may have meant to tighten.
         let path = match path {
             Some(p) => p,
-            None if default_path.exists() => default_path,
-            None => return Ok(Config::default()),
+            None => match default_path.try_exists() {
+                Ok(true) => default_path,
+                Ok(false) => return Ok(Config::default()),
+                Err(source) => {
+                    return Err(ConfigError::Read { path: default_path.to_path_buf(), source })
+                }
+            },
         };
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -216,8 +224,10 @@ impl Config {
             ));
         }
         for sysctl in &self.allowed_sysctls {
-            if sysctl.is_empty() || sysctl.contains('/') || sysctl[..sysctl.len() - 1].contains('*')
-            {
+            // Everything but one trailing `*` (by character: a name may end in a multibyte
+            // one, and slicing off its last byte panicked).
+            let before_wildcard = sysctl.strip_suffix('*').unwrap_or(sysctl);
+            if sysctl.is_empty() || sysctl.contains('/') || before_wildcard.contains('*') {
                 return Err(invalid(
                     "allowed_sysctls",
                     format!(
@@ -418,6 +428,107 @@ state_dir = "/tmp/pool"
     }
 
     #[test]
+    fn a_multibyte_character_at_the_end_of_a_sysctl_is_an_error_not_a_panic() {
+        // Input: an allowed_sysctls entry (alone on its line) ending in a 2-, 3- and 4-byte
+        // character: the wildcard check sliced it one byte before its end.
+        for sysctl in ["net.core.é", "kernel.msg€", "net.🦀", "é"] {
+            let text = format!("allowed_sysctls = [\n  \"{sysctl}\"\n]\n");
+            let config = Config::parse(&text, "t.toml").expect("a name with a non-ASCII end");
+            assert_eq!(config.allowed_sysctls, vec![sysctl.to_string()]);
+        }
+        // Input: a multibyte character before the `*`: the wildcard rule still applies.
+        let msg = parse_err("allowed_sysctls = [\"net.é*x*\"]\n");
+        assert!(msg.contains("allowed_sysctls") && msg.contains("wildcard"), "{msg}");
+        let c = Config::parse("allowed_sysctls = [\"net.é*\"]\n", "t.toml").expect("prefix");
+        assert_eq!(c.allowed_sysctls, vec!["net.é*".to_string()]);
+    }
+
+    mod no_panic {
+        use super::super::Config;
+        use proptest::prelude::*;
+
+        /// Config text built from keys and values of the real grammar, with multibyte
+        /// characters and long runs placed at line ends.
+        fn config_like() -> impl Strategy<Value = String> {
+            let key = prop_oneof![
+                Just("level"),
+                Just("allowed_sysctls"),
+                Just("allowed_capabilities"),
+                Just("allowed_host_paths"),
+                Just("cri_state_dirs"),
+                Just("kubelet_root_dir"),
+                Just("allow_privileged"),
+                Just("[userns]\nstate_dir"),
+                Just("[userns]\nbase"),
+            ];
+            let piece = prop_oneof![
+                "[a-z./*]{0,8}",
+                "[é€🦀ß\u{0301}]{1,3}",
+                Just("*".to_string()),
+                "[a-z]{200,400}",
+            ];
+            let value = proptest::collection::vec(piece, 0..4).prop_map(|p| p.concat());
+            let line = (key, value, 0..4u8).prop_map(|(k, v, form)| match form {
+                0 => format!("{k} = \"{v}\""),
+                1 => format!("{k} = [\"{v}\"]"),
+                2 => format!("{k} = [\n  \"{v}\",\n]"),
+                _ => format!("{k} = {v}"),
+            });
+            proptest::collection::vec(line, 0..3).prop_map(|lines| lines.join("\n") + "\n")
+        }
+
+        /// A TOML string literal holding `s` (escaped by the toml crate itself).
+        fn toml_string(s: &str) -> String {
+            toml::Value::String(s.to_string()).to_string()
+        }
+
+        proptest! {
+            #[test]
+            fn arbitrary_text_gives_a_config_or_an_error(text in any::<String>()) {
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn arbitrary_bytes_as_utf8_give_a_config_or_an_error(
+                bytes in proptest::collection::vec(any::<u8>(), 0..512)
+            ) {
+                let text = String::from_utf8_lossy(&bytes);
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn config_like_text_with_multibyte_line_ends_gives_a_config_or_an_error(
+                text in config_like()
+            ) {
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn list_entries_of_any_characters_give_a_config_or_an_error(
+                entry in "\\PC{0,12}",
+                key in prop_oneof![
+                    Just("allowed_sysctls"),
+                    Just("allowed_capabilities"),
+                    Just("allowed_host_paths"),
+                    Just("cri_state_dirs"),
+                ],
+            ) {
+                let text = format!("{key} = [\n  {},\n]\n", toml_string(&entry));
+                let _ = Config::parse(&text, "prop.toml");
+            }
+
+            #[test]
+            fn long_lines_give_a_config_or_an_error(
+                head in "[a-z_]{1,20}",
+                body in "[^\n]{1000,5000}",
+            ) {
+                let _ = Config::parse(&format!("{head} = {body}\n"), "prop.toml");
+                let _ = Config::parse(&format!("{head} = \"{body}\"\n"), "prop.toml");
+            }
+        }
+    }
+
+    #[test]
     fn load_prefers_explicit_path_then_default_file_then_defaults() {
         let dir = tempfile::tempdir().expect("tempdir");
         let explicit = dir.path().join("explicit.toml");
@@ -441,5 +552,28 @@ state_dir = "/tmp/pool"
         let err = Config::load_from(Some(&dir.path().join("nope.toml")), &default_file)
             .expect_err("explicit missing file must fail");
         assert!(err.to_string().contains("nope.toml"), "{err}");
+    }
+
+    #[test]
+    fn an_unreadable_config_is_an_error_not_the_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Input: an explicit ConfigPath that is a directory.
+        let err = Config::load_from(Some(dir.path()), &dir.path().join("absent.toml"))
+            .expect_err("a directory as the config must fail");
+        assert!(err.to_string().contains(&dir.path().display().to_string()), "{err}");
+        // Input: a default path whose existence cannot be told (a file stands where a
+        // directory of its path should be: ENOTDIR).
+        let file = dir.path().join("file");
+        std::fs::write(&file, "").expect("write");
+        let under_a_file = file.join("config.toml");
+        let err = Config::load_from(None, &under_a_file)
+            .expect_err("an undeterminable default config must fail");
+        assert!(err.to_string().contains(&under_a_file.display().to_string()), "{err}");
+        // Input: a config file that is not UTF-8.
+        let latin1 = dir.path().join("latin1.toml");
+        std::fs::write(&latin1, b"# caf\xe9\nlevel = \"baseline\"\n").expect("write");
+        let err = Config::load_from(Some(&latin1), &under_a_file)
+            .expect_err("a config that is not UTF-8 must fail");
+        assert!(err.to_string().contains("latin1.toml"), "{err}");
     }
 }

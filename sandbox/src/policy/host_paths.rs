@@ -5,9 +5,13 @@
 //!    (`<cri dir>/sandboxes/<pod id>/...`, `<cri dir>/containers/<container id>/...`,
 //!    `<kubelet root>/pods/<pod uid>/{volumes,volume-subpaths,etc-hosts,containers}/...`);
 //! 2. the built-in denylist refuses, whatever the config says: the host root, /proc, /sys,
-//!    /dev, /etc, /boot, runtime sockets and state (containerd, docker, cri-o, kubelet, moat's
-//!    own), the configured CRI/kubelet/pool directories — each with everything under it AND
-//!    every directory above it (binding /var/lib would expose /var/lib/kubelet);
+//!    /dev, /etc (with /etc/cni, /etc/kubernetes, /etc/rancher), /boot, /root, runtime sockets
+//!    and state (containerd, docker, cri-o/podman, runc, k3s, k0s, microk8s, kubelet, etcd,
+//!    moat's own), every pod's logs (/var/log), CNI plugins and their state (the next pod's
+//!    network setup runs them as host root), network namespace handles, systemd's and D-Bus's
+//!    sockets, kubelet's exec plugins, the configured CRI/kubelet/pool directories — each with
+//!    everything under it AND every directory above it (binding /var/lib would expose
+//!    /var/lib/kubelet);
 //! 3. `allowed_host_paths` accepts paths under one of its entries;
 //! 4. everything else is refused.
 //!
@@ -42,6 +46,37 @@ pub const DENIED: &[&str] = &[
     "/var/lib/docker",
     "/var/lib/kubelet",
     "/var/lib/moat",
+    // Every pod's and the host's logs (kubelet's /var/log/pods, /var/log/containers).
+    "/var/log",
+    // Other runtimes' and distributions' state: k3s (its containerd root and state, server
+    // tokens), k0s, microk8s, cri-o/podman, runc's state, etcd's data (every Secret).
+    "/var/lib/rancher",
+    "/run/k3s",
+    "/var/run/k3s",
+    "/var/lib/k0s",
+    "/run/k0s",
+    "/var/snap/microk8s",
+    "/var/lib/containers",
+    "/run/containers",
+    "/var/run/containers",
+    "/run/runc",
+    "/var/run/runc",
+    "/var/lib/etcd",
+    // CNI plugins (run as host root for every pod's network) and their IPAM/cache state.
+    "/opt/cni",
+    "/usr/lib/cni",
+    "/usr/libexec/cni",
+    "/var/lib/cni",
+    // Network namespace handles of every pod (`ip netns`, CNI).
+    "/run/netns",
+    "/var/run/netns",
+    // Host service managers' sockets: systemd's private socket, the system D-Bus.
+    "/run/systemd",
+    "/var/run/systemd",
+    "/run/dbus",
+    "/var/run/dbus",
+    // kubelet's FlexVolume drivers, executed by kubelet as host root.
+    "/usr/libexec/kubernetes",
 ];
 
 /// kubelet's per-pod entries a container may receive.
@@ -192,6 +227,72 @@ mod tests {
         assert_eq!(verdict("/dev/sda"), Verdict::Denied("/dev".into()));
         assert_eq!(verdict("/sys/kernel"), Verdict::Denied("/sys".into()));
         assert_eq!(verdict("/var/lib/moat/userns"), Verdict::Denied("/var/lib/moat".into()));
+    }
+
+    #[test]
+    fn runtime_state_logs_and_network_plumbing_are_denied() {
+        // Input: each path an attacker would want from another runtime, distribution or the
+        // network plumbing, with the denylist entry that must refuse it.
+        let cases = [
+            ("/var/log/pods/ns_other_uid/app/0.log", "/var/log"),
+            ("/var/log", "/var/log"),
+            ("/var/lib/rancher/k3s/server/token", "/var/lib/rancher"),
+            ("/var/lib/rancher/k3s/agent/containerd", "/var/lib/rancher"),
+            ("/run/k3s/containerd/containerd.sock", "/run/k3s"),
+            ("/var/lib/k0s/pki", "/var/lib/k0s"),
+            ("/var/snap/microk8s/common/run", "/var/snap/microk8s"),
+            ("/var/lib/containers/storage", "/var/lib/containers"),
+            ("/run/containers/storage", "/run/containers"),
+            ("/run/runc/abc/state.json", "/run/runc"),
+            ("/var/lib/etcd/member/snap/db", "/var/lib/etcd"),
+            ("/var/lib/docker/overlay2", "/var/lib/docker"),
+            ("/opt/cni/bin/bridge", "/opt/cni"),
+            ("/opt", "/opt/cni"),
+            ("/usr/lib/cni/bridge", "/usr/lib/cni"),
+            ("/usr", "/usr/lib/cni"),
+            ("/var/lib/cni/networks/pods/10.0.0.5", "/var/lib/cni"),
+            ("/run/netns/cni-1234", "/run/netns"),
+            ("/run/systemd/private", "/run/systemd"),
+            ("/run/dbus/system_bus_socket", "/run/dbus"),
+            ("/usr/libexec/kubernetes/kubelet-plugins/volume/exec", "/usr/libexec/kubernetes"),
+            // Already covered by /etc: CNI's config, kubernetes' and k3s' credentials.
+            ("/etc/cni/net.d", "/etc"),
+            ("/etc/kubernetes/admin.conf", "/etc"),
+            ("/etc/rancher/k3s/k3s.yaml", "/etc"),
+        ];
+        for (path, entry) in cases {
+            assert_eq!(verdict(path), Verdict::Denied(entry.into()), "{path}");
+        }
+        // Beside the entries (not under, not above) is not denied.
+        assert_eq!(verdict("/opt/data"), Verdict::NotAllowed);
+        assert_eq!(verdict("/var/logs"), Verdict::NotAllowed);
+        assert_eq!(verdict("/usr/lib/cnix"), Verdict::NotAllowed);
+    }
+
+    #[test]
+    fn this_pods_cri_files_stay_accepted_on_k3s() {
+        // Input: k3s' CRI directories as cri_state_dirs: its containerd lives under the newly
+        // denied /var/lib/rancher and /run/k3s, and the pod-file exception comes first.
+        let config = Config {
+            cri_state_dirs: vec![
+                "/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri".into(),
+                "/run/k3s/containerd/io.containerd.grpc.v1.cri".into(),
+            ],
+            ..Config::default()
+        };
+        let of = |s: &str| classify(Path::new(s), &config, "p1", "c1", None);
+        assert_eq!(
+            of("/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"),
+            Verdict::PodFile
+        );
+        assert_eq!(
+            of("/run/k3s/containerd/io.containerd.grpc.v1.cri/sandboxes/p1/shm"),
+            Verdict::PodFile
+        );
+        assert_eq!(
+            of("/run/k3s/containerd/io.containerd.grpc.v1.cri/sandboxes/p2/shm"),
+            Verdict::Denied("/run/k3s".into())
+        );
     }
 
     #[test]

@@ -5,10 +5,11 @@ use std::path::Path;
 
 use super::mount::{mount_fs, Target};
 use super::options::translate_ids;
-use super::resolve::{clean, create_in_root, free_of_symlinks, Kind};
+use super::resolve::{clean, create_in_root, free_of_symlinks, kind_of, open_host_path};
+use super::resolve::{HostPathError, Kind};
 use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
 use crate::plan::{ContainerPlan, MountKind, MountPlan};
-use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::userns::idmap::{attach, clone_tree_of_fd, set_attrs, MountAttrs};
 
 pub fn mount_all(
     root: BorrowedFd<'_>,
@@ -86,15 +87,25 @@ fn mount_one(
     match &m.kind {
         MountKind::Bind { source, recursive, idmap } => {
             let step = || format!("bind {} on {}", source.display(), dest.display());
-            let meta = std::fs::metadata(source).map_err(|e| {
-                RootfsError::sys(
+            // The policy checked `source` as written: open exactly that, refusing any symlink
+            // on the way, and take the kind and the mount from the same fd, so a writer of an
+            // allowed directory cannot swap in a symlink (to /, /etc, kubelet's directory)
+            // between the check and the mount.
+            let opened = open_host_path(source).map_err(|e| match e {
+                HostPathError::Symlink => RootfsError::refused(
                     step(),
-                    nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
-                )
+                    format!(
+                        "host path {} is reached through a symlink (it, or a directory above \
+                         it, is one); moat binds host paths only as the policy checked them, \
+                         without following symlinks",
+                        source.display()
+                    ),
+                ),
+                HostPathError::Sys(errno) => RootfsError::sys(step(), errno),
             })?;
-            let kind = if meta.is_dir() { Kind::Dir } else { Kind::File };
+            let kind = kind_of(opened.as_fd()).step(step)?;
             let fd = target(root, dest, kind, owner)?;
-            let tree = clone_tree(None, source, *recursive).step(step)?;
+            let tree = clone_tree_of_fd(opened.as_fd(), *recursive, source).step(step)?;
             let userns = idmap.then_some(ctx.userns);
             set_attrs(tree.as_fd(), attrs(m), userns, *recursive, source).step(step)?;
             attach(tree.as_fd(), fd.as_fd(), dest).step(step)

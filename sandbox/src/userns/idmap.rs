@@ -78,6 +78,19 @@ pub fn clone_tree(
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// A detached copy of the mount tree at what `fd` (an `O_PATH` fd, typically from
+/// `openat2`) refers to, with its submounts when `recursive`: `open_tree(fd, "",
+/// AT_EMPTY_PATH | OPEN_TREE_CLONE)`, so what is cloned is what was opened, not whatever a path
+/// names now. `what` names it in errors.
+pub fn clone_tree_of_fd(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    what: &Path,
+) -> Result<OwnedFd, IdmapError> {
+    clone_tree(Some(fd), Path::new(""), recursive)
+        .map_err(|e| IdmapError { path: what.display().to_string(), ..e })
+}
+
 /// `mount_setattr` on the mount `fd` refers to (and below it when `recursive`).
 /// `userns` makes a detached tree idmapped into that user namespace.
 pub fn set_attrs(

@@ -3,8 +3,13 @@
 //! containerd up to 2.2 writes the handler's runtime options as a protobuf `Any` (or nothing);
 //! 2.3 and later write a `containerd.runtime.bootstrap.v1.BootstrapParams` whose extensions
 //! carry the options. moat needs only `runtimeoptions.v1.Options` (`ConfigPath`,
-//! `ConfigBody`), so this module finds them in whichever envelope arrived and never fails a
-//! pod over bytes it does not need: anything it cannot read is reported as `Ignored`.
+//! `ConfigBody`), so this module finds them in whichever envelope arrived.
+//!
+//! Fail closed: nothing on stdin means no options (the default config is used), and options
+//! of another handler's type (`containerd.runc.v1.Options`, which containerd 2.x's CRI sets for
+//! `hostUsers: false`) carry none of moat's; but bytes that cannot be read, or moat's own
+//! options type that does not decode, are an [`OptionsError`]: the pod is refused rather than
+//! run under a config the operator did not choose.
 //!
 //! The messages are decoded with the protobuf crate's wire reader rather than generated
 //! types: containerd-shim-protos 0.11 has neither `runtimeoptions` nor `BootstrapParams`, and
@@ -21,6 +26,10 @@ use serde_json::{Map, Value};
 /// The type URL containerd's CRI gives `runtimeoptions.v1.Options` (1.6 writes it bare;
 /// others may prefix `type.googleapis.com/`).
 const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
+
+/// The highest field number of `BootstrapParams` (`socket_dir`); a protobuf message with
+/// none of fields 1..=this is not one.
+const BOOTSTRAP_LAST_FIELD: u32 = 9;
 
 /// moat's runtime options, as the containerd handler config sets them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -40,8 +49,33 @@ pub enum StartInput {
     Options { type_url: String, options: Option<RuntimeOptions> },
     /// A `BootstrapParams` (containerd 2.3+), in protobuf or JSON.
     Bootstrap { namespace: String, containerd_version: String, options: Option<RuntimeOptions> },
-    /// Bytes that are none of the above; `reason` says why, for the log.
-    Ignored { reason: String },
+}
+
+/// The stdin of `start` could not be read as runtime options: the pod is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OptionsError {
+    /// The bytes are no envelope containerd writes (or stdin could not be read).
+    #[error(
+        "moat cannot read the runtime options containerd wrote on the stdin of `start` \
+         ({envelope}): {reason}; refusing to run the pod under a config nobody chose"
+    )]
+    Unreadable { envelope: &'static str, reason: String },
+    /// moat's own options type is there but does not decode.
+    #[error(
+        "moat cannot decode its runtime options of type {type_url} (the runtime handler's \
+         `options` table in containerd's config): {reason}; refusing to run the pod without them"
+    )]
+    BadOptions { type_url: String, reason: String },
+}
+
+impl OptionsError {
+    fn unreadable(envelope: &'static str, reason: impl Into<String>) -> Self {
+        OptionsError::Unreadable { envelope, reason: reason.into() }
+    }
+
+    fn bad_options(type_url: &str, reason: impl Into<String>) -> Self {
+        OptionsError::BadOptions { type_url: type_url.to_string(), reason: reason.into() }
+    }
 }
 
 impl StartInput {
@@ -51,15 +85,15 @@ impl StartInput {
             StartInput::Options { options, .. } | StartInput::Bootstrap { options, .. } => {
                 options.as_ref()
             }
-            StartInput::Empty | StartInput::Ignored { .. } => None,
+            StartInput::Empty => None,
         }
     }
 }
 
-/// Classifies and decodes the stdin of `start`. Never fails: see `StartInput::Ignored`.
-pub fn parse_start_input(data: &[u8]) -> StartInput {
+/// Classifies and decodes the stdin of `start`. Never panics, whatever the bytes.
+pub fn parse_start_input(data: &[u8]) -> Result<StartInput, OptionsError> {
     if data.iter().all(u8::is_ascii_whitespace) {
-        return StartInput::Empty;
+        return Ok(StartInput::Empty);
     }
     // No protobuf these messages can be starts with `{` (field 15, start-group wire type), so
     // a leading `{` is JSON. After leading whitespace it may also be protobuf (`\n` is the tag
@@ -72,25 +106,28 @@ pub fn parse_start_input(data: &[u8]) -> StartInput {
             return from_json(&value);
         }
     }
-    let fields = match read_fields(data) {
-        Ok(fields) => fields,
-        Err(reason) => return StartInput::Ignored { reason },
-    };
+    let fields =
+        read_fields(data).map_err(|reason| OptionsError::unreadable("protobuf", reason))?;
     // An Any has exactly fields 1 (type URL) and 2 (value). BootstrapParams uses 1 and 2 for
     // id and namespace, but a type URL always names a package ("a.b.C") and carries no
     // container-id-like value; BootstrapParams also almost always has fields 3-8.
     let only_any_fields = fields.iter().all(|f| f.number == 1 || f.number == 2);
     let type_url = fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str());
-    if only_any_fields && type_url.is_some_and(looks_like_type_url) {
-        let type_url = type_url.unwrap_or_default().to_string();
+    if let Some(type_url) = type_url.filter(|url| only_any_fields && looks_like_type_url(url)) {
         let value = fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.clone());
-        let options = decode_options_any(&type_url, value.as_deref().unwrap_or_default());
-        return StartInput::Options { type_url, options };
+        let options = decode_options_any(type_url, value.as_deref().unwrap_or_default())?;
+        return Ok(StartInput::Options { type_url: type_url.to_string(), options });
     }
     decode_bootstrap(&fields)
 }
 
-fn decode_bootstrap(fields: &[Field]) -> StartInput {
+fn decode_bootstrap(fields: &[Field]) -> Result<StartInput, OptionsError> {
+    if !fields.iter().any(|f| (1..=BOOTSTRAP_LAST_FIELD).contains(&f.number)) {
+        return Err(OptionsError::unreadable(
+            "protobuf",
+            "a message that is neither an options Any nor a BootstrapParams",
+        ));
+    }
     let string = |n: u32| {
         fields
             .iter()
@@ -99,44 +136,59 @@ fn decode_bootstrap(fields: &[Field]) -> StartInput {
             .unwrap_or_default()
             .to_string()
     };
+    let bad = |reason: String| OptionsError::unreadable("BootstrapParams", reason);
     let mut options = None;
-    for ext in fields.iter().filter(|f| f.number == 8) {
-        let Some(ext_bytes) = ext.bytes.as_deref() else { continue };
+    for (i, ext) in fields.iter().filter(|f| f.number == 8).enumerate() {
+        let ext_bytes = ext
+            .bytes
+            .as_deref()
+            .ok_or_else(|| bad(format!("extension {i} is not a length-delimited message")))?;
         // Extension { google.protobuf.Any value = 1; }
-        let Ok(ext_fields) = read_fields(ext_bytes) else { continue };
+        let ext_fields = read_fields(ext_bytes).map_err(|e| bad(format!("extension {i}: {e}")))?;
         let Some(any_bytes) =
-            ext_fields.iter().find(|f| f.number == 1).and_then(|f| f.bytes.clone())
+            ext_fields.iter().find(|f| f.number == 1).and_then(|f| f.bytes.as_deref())
         else {
-            continue;
+            return Err(bad(format!("extension {i} carries no Any")));
         };
-        let Ok(any_fields) = read_fields(&any_bytes) else { continue };
-        let url =
-            any_fields.iter().find(|f| f.number == 1).and_then(|f| f.as_str()).unwrap_or_default();
-        let value = any_fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.clone());
-        if let Some(found) = decode_options_any(url, value.as_deref().unwrap_or_default()) {
+        let any_fields =
+            read_fields(any_bytes).map_err(|e| bad(format!("extension {i}'s Any: {e}")))?;
+        let url = any_fields
+            .iter()
+            .find(|f| f.number == 1)
+            .and_then(|f| f.as_str())
+            .ok_or_else(|| bad(format!("extension {i}'s Any has no type URL")))?;
+        let value = any_fields.iter().find(|f| f.number == 2).and_then(|f| f.bytes.as_deref());
+        if let Some(found) = decode_options_any(url, value.unwrap_or_default())? {
             options = Some(found);
         }
     }
-    StartInput::Bootstrap { namespace: string(2), containerd_version: string(4), options }
+    Ok(StartInput::Bootstrap { namespace: string(2), containerd_version: string(4), options })
 }
 
 /// Decodes `runtimeoptions.v1.Options { type_url = 1; config_path = 2; config_body = 3 }`
-/// when the Any is of that type.
-pub fn decode_options_any(type_url: &str, value: &[u8]) -> Option<RuntimeOptions> {
+/// when the Any is of that type; `Ok(None)` for another type.
+pub fn decode_options_any(
+    type_url: &str,
+    value: &[u8],
+) -> Result<Option<RuntimeOptions>, OptionsError> {
     if !type_url.ends_with(RUNTIME_OPTIONS_TYPE) {
-        return None;
+        return Ok(None);
     }
-    let fields = read_fields(value).ok()?;
-    let text = |n: u32| {
-        fields
-            .iter()
-            .find(|f| f.number == n)
-            .and_then(|f| f.bytes.as_deref())
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
+    let fields = read_fields(value).map_err(|e| OptionsError::bad_options(type_url, e))?;
+    let text = |n: u32, name: &str| -> Result<Option<String>, OptionsError> {
+        let Some(field) = fields.iter().find(|f| f.number == n) else { return Ok(None) };
+        let bytes = field.bytes.as_deref().ok_or_else(|| {
+            OptionsError::bad_options(type_url, format!("{name} is not a string"))
+        })?;
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            OptionsError::bad_options(type_url, format!("{name} is not UTF-8: {e}"))
+        })?;
+        Ok(Some(text).filter(|s| !s.is_empty()).map(str::to_string))
     };
-    Some(RuntimeOptions { config_path: text(2), config_body: text(3) })
+    Ok(Some(RuntimeOptions {
+        config_path: text(2, "ConfigPath")?,
+        config_body: text(3, "ConfigBody")?,
+    }))
 }
 
 // ---------------------------------------------------------------- JSON
@@ -161,28 +213,28 @@ const BOOTSTRAP_KEYS: &[&str] = &[
     "socketDir",
 ];
 
-fn parse_json(data: &[u8]) -> StartInput {
-    match serde_json::from_slice::<Value>(data) {
-        Ok(value) => from_json(&value),
-        Err(e) => StartInput::Ignored { reason: format!("JSON error: {e}") },
-    }
+fn parse_json(data: &[u8]) -> Result<StartInput, OptionsError> {
+    let value = serde_json::from_slice::<Value>(data)
+        .map_err(|e| OptionsError::unreadable("JSON", format!("JSON error: {e}")))?;
+    from_json(&value)
 }
 
-fn from_json(value: &Value) -> StartInput {
+fn from_json(value: &Value) -> Result<StartInput, OptionsError> {
     let Some(obj) = value.as_object() else {
-        return StartInput::Ignored { reason: "JSON that is not an object".into() };
+        return Err(OptionsError::unreadable("JSON", "JSON that is not an object"));
     };
     // A bare options Any written as JSON.
     if let Some(type_url) = json_type_url(obj) {
-        return StartInput::Options {
+        return Ok(StartInput::Options {
             type_url: type_url.to_string(),
-            options: json_options_any(obj),
-        };
+            options: json_options_any(obj)?,
+        });
     }
     if !obj.keys().any(|k| BOOTSTRAP_KEYS.contains(&k.as_str())) {
-        return StartInput::Ignored {
-            reason: "a JSON object with none of BootstrapParams' fields".into(),
-        };
+        return Err(OptionsError::unreadable(
+            "JSON",
+            "a JSON object with none of BootstrapParams' fields",
+        ));
     }
     let text = |keys: &[&str]| {
         keys.iter()
@@ -190,21 +242,31 @@ fn from_json(value: &Value) -> StartInput {
             .unwrap_or_default()
             .to_string()
     };
+    let bad = |reason: String| OptionsError::unreadable("BootstrapParams in JSON", reason);
+    let extensions = match obj.get("extensions") {
+        None | Some(Value::Null) => &[][..],
+        Some(Value::Array(list)) => list.as_slice(),
+        Some(other) => return Err(bad(format!("extensions is not a list: {other}"))),
+    };
     let mut options = None;
-    let extensions =
-        obj.get("extensions").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
-    for ext in extensions {
+    for (i, ext) in extensions.iter().enumerate() {
         // Extension { google.protobuf.Any value = 1; }
-        if let Some(found) = ext.get("value").and_then(Value::as_object).and_then(json_options_any)
-        {
+        let any = ext
+            .get("value")
+            .and_then(Value::as_object)
+            .ok_or_else(|| bad(format!("extension {i} carries no Any under \"value\"")))?;
+        if json_type_url(any).is_none() {
+            return Err(bad(format!("extension {i}'s Any has no type URL")));
+        }
+        if let Some(found) = json_options_any(any)? {
             options = Some(found);
         }
     }
-    StartInput::Bootstrap {
+    Ok(StartInput::Bootstrap {
         namespace: text(&["namespace"]),
         containerd_version: text(&["containerd_version", "containerdVersion"]),
         options,
-    }
+    })
 }
 
 fn json_type_url(any: &Map<String, Value>) -> Option<&str> {
@@ -212,26 +274,39 @@ fn json_type_url(any: &Map<String, Value>) -> Option<&str> {
 }
 
 /// The runtime options in a JSON Any, if it is `runtimeoptions.v1.Options`.
-fn json_options_any(any: &Map<String, Value>) -> Option<RuntimeOptions> {
-    let type_url = json_type_url(any)?;
+fn json_options_any(any: &Map<String, Value>) -> Result<Option<RuntimeOptions>, OptionsError> {
+    let Some(type_url) = json_type_url(any) else { return Ok(None) };
+    if !type_url.ends_with(RUNTIME_OPTIONS_TYPE) {
+        return Ok(None);
+    }
     if let Some(value) = any.get("value") {
-        let bytes = decode_base64(value.as_str()?)?;
+        let text = value
+            .as_str()
+            .ok_or_else(|| OptionsError::bad_options(type_url, "\"value\" is not a string"))?;
+        let bytes = decode_base64(text)
+            .ok_or_else(|| OptionsError::bad_options(type_url, "\"value\" is not base64"))?;
         return decode_options_any(type_url, &bytes);
     }
-    if !type_url.ends_with(RUNTIME_OPTIONS_TYPE) {
-        return None;
-    }
     // protojson: the message's fields inline, under their JSON or proto names.
-    let text = |keys: &[&str]| {
-        keys.iter()
-            .find_map(|k| any.get(*k).and_then(Value::as_str))
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
+    let text = |keys: &[&str]| -> Result<Option<String>, OptionsError> {
+        for k in keys {
+            match any.get(*k) {
+                None | Some(Value::Null) => {}
+                Some(Value::String(s)) => return Ok(Some(s.clone()).filter(|s| !s.is_empty())),
+                Some(other) => {
+                    return Err(OptionsError::bad_options(
+                        type_url,
+                        format!("{k} is not a string: {other}"),
+                    ))
+                }
+            }
+        }
+        Ok(None)
     };
-    Some(RuntimeOptions {
-        config_path: text(&["configPath", "config_path"]),
-        config_body: text(&["configBody", "config_body"]),
-    })
+    Ok(Some(RuntimeOptions {
+        config_path: text(&["configPath", "config_path"])?,
+        config_body: text(&["configBody", "config_body"])?,
+    }))
 }
 
 /// Standard or URL-safe base64, padding optional (protojson accepts both for `bytes`).
@@ -337,14 +412,14 @@ mod tests {
 
     #[test]
     fn empty_stdin_means_no_options() {
-        assert_eq!(parse_start_input(b""), StartInput::Empty);
-        assert_eq!(parse_start_input(b"\n"), StartInput::Empty);
+        assert_eq!(parse_start_input(b""), Ok(StartInput::Empty));
+        assert_eq!(parse_start_input(b"\n"), Ok(StartInput::Empty));
     }
 
     #[test]
     fn containerd_1_6_options_any_yields_config_path() {
         let data = any("runtimeoptions.v1.Options", &options_msg("/etc/moat/pod.toml"));
-        let input = parse_start_input(&data);
+        let input = parse_start_input(&data).expect("readable");
         let opts = input.runtime_options().expect("options");
         assert_eq!(opts.config_path.as_deref(), Some("/etc/moat/pod.toml"));
         assert_eq!(opts.config_body, None);
@@ -354,7 +429,11 @@ mod tests {
     fn prefixed_type_url_and_inline_body_are_read() {
         let body = [ld(3, b"level = \"baseline\"\n")].concat();
         let data = any("type.googleapis.com/runtimeoptions.v1.Options", &body);
-        let opts = parse_start_input(&data).runtime_options().cloned().expect("options");
+        let opts = parse_start_input(&data)
+            .expect("readable")
+            .runtime_options()
+            .cloned()
+            .expect("options");
         assert_eq!(opts.config_body.as_deref(), Some("level = \"baseline\"\n"));
         assert_eq!(opts.config_path, None);
     }
@@ -363,7 +442,7 @@ mod tests {
     fn runc_options_any_is_recognised_but_not_used() {
         // containerd.runc.v1.Options { binary_name = 10 } — another handler's options.
         let data = any("containerd.runc.v1.Options", &ld(10, b"runc"));
-        let input = parse_start_input(&data);
+        let input = parse_start_input(&data).expect("readable");
         assert!(
             matches!(input, StartInput::Options { ref type_url, options: None } if type_url == "containerd.runc.v1.Options")
         );
@@ -383,7 +462,7 @@ mod tests {
         data.extend(ld(6, b"unix:///run/containerd/containerd.sock"));
         data.extend(ld(7, b"/usr/bin/containerd"));
         data.extend(ld(8, &extension));
-        match parse_start_input(&data) {
+        match parse_start_input(&data).expect("readable") {
             StartInput::Bootstrap { namespace, containerd_version, options } => {
                 assert_eq!(namespace, "k8s.io");
                 assert_eq!(containerd_version, "2.3.4");
@@ -396,22 +475,85 @@ mod tests {
     #[test]
     fn bootstrap_params_without_extensions_have_no_options() {
         let data = [ld(1, b"abc"), ld(2, b"default"), ld(4, b"2.3.0")].concat();
-        let input = parse_start_input(&data);
+        let input = parse_start_input(&data).expect("readable");
         assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
     }
 
+    /// The refusal for `data`, which must name `words`.
+    fn refused(data: &[u8], words: &[&str]) {
+        match parse_start_input(data) {
+            Ok(input) => panic!("{data:?} was read as {input:?}"),
+            Err(e) => {
+                let msg = e.to_string();
+                for w in words {
+                    assert!(msg.contains(w), "{data:?}: the refusal does not say {w:?}: {msg}");
+                }
+                assert!(msg.contains("refusing"), "{msg}");
+            }
+        }
+    }
+
     #[test]
-    fn garbage_is_ignored_not_fatal() {
+    fn unreadable_protobuf_is_refused() {
         // Input: a truncated length-delimited field (claims 100 bytes, has 3).
-        let input = parse_start_input(&[0x0a, 100, b'a', b'b', b'c']);
-        assert!(
-            matches!(input, StartInput::Ignored { ref reason } if reason.contains("protobuf")),
-            "{input:?}"
+        refused(&[0x0a, 100, b'a', b'b', b'c'], &["protobuf", "stdin of `start`"]);
+        // Input: bytes that are not protobuf at all.
+        refused(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff", &["protobuf"]);
+        // Input: well-formed protobuf with none of BootstrapParams' fields (field 100, a
+        // two-byte tag).
+        refused(&[0xa2, 0x06, 1, b'x'], &["neither an options Any nor a BootstrapParams"]);
+    }
+
+    #[test]
+    fn moat_options_that_do_not_decode_are_refused_naming_the_type() {
+        // Input: a runtimeoptions Any whose value is not a valid message.
+        refused(
+            &any("runtimeoptions.v1.Options", &[0x12, 50, b'x']),
+            &["runtimeoptions.v1.Options"],
         );
-        // Input: random text that is not protobuf.
-        let input = parse_start_input(b"\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff");
-        assert!(matches!(input, StartInput::Ignored { .. }), "{input:?}");
-        assert!(input.runtime_options().is_none());
+        // Input: a ConfigPath that is not UTF-8.
+        refused(
+            &any("runtimeoptions.v1.Options", &ld(2, b"/etc/moat/\xff.toml")),
+            &["runtimeoptions.v1.Options", "ConfigPath", "UTF-8"],
+        );
+        // Input: a ConfigBody written as a varint instead of a string.
+        refused(&any("runtimeoptions.v1.Options", &[3 << 3, 1]), &["ConfigBody"]);
+        // Input: BootstrapParams whose runtimeoptions extension does not decode.
+        let bad_any = any("runtimeoptions.v1.Options", &[0x12, 50, b'x']);
+        let data = [ld(2, b"k8s.io"), ld(8, &ld(1, &bad_any))].concat();
+        refused(&data, &["runtimeoptions.v1.Options"]);
+        // Input: BootstrapParams whose extension is not a message.
+        let data = [ld(2, b"k8s.io"), ld(8, &[0x0a, 100])].concat();
+        refused(&data, &["BootstrapParams", "extension 0"]);
+    }
+
+    #[test]
+    fn garbage_json_is_refused() {
+        // Input: truncated JSON.
+        refused(br#"{"namespace": "k8s.io", "extensions": ["#, &["JSON"]);
+        // Input: an empty object and an object of unrelated keys.
+        refused(b"{}", &["none of BootstrapParams' fields"]);
+        refused(br#"{"hello":"world"}"#, &["none of BootstrapParams' fields"]);
+        // Input: an options Any whose value is not base64.
+        refused(
+            br#"{"namespace":"k8s.io","extensions":[{"value":{"type_url":"runtimeoptions.v1.Options","value":"!!not base64"}}]}"#,
+            &["runtimeoptions.v1.Options", "base64"],
+        );
+        // Input: extensions of the wrong shape.
+        refused(br#"{"namespace":"k8s.io","extensions":"nope"}"#, &["extensions is not a list"]);
+        // Input: protojson options whose configPath is a number.
+        refused(
+            br#"{"@type":"runtimeoptions.v1.Options","configPath":42}"#,
+            &["runtimeoptions.v1.Options", "configPath"],
+        );
+    }
+
+    #[test]
+    fn another_handlers_options_are_no_options_not_an_error() {
+        // Input: containerd 2.x's runc options (IoUid/IoGid for hostUsers: false) in JSON.
+        let input = parse_start_input(br#"{"@type":"containerd.runc.v1.Options","IoUid":1000}"#)
+            .expect("readable");
+        assert_eq!(input.runtime_options(), None);
     }
 
     #[test]
@@ -422,7 +564,7 @@ mod tests {
             "containerd_version":"2.3.4","containerd_ttrpc_address":"/run/containerd/containerd.sock.ttrpc",
             "extensions":[{"value":{"type_url":"containerd.io/cri.v1.PodSandboxConfig","value":"CgA="}},
                           {"value":{"type_url":"runtimeoptions.v1.Options","value":"EhIvZXRjL21vYXQvcG9kLnRvbWw="}}]}"#;
-        match parse_start_input(data) {
+        match parse_start_input(data).expect("readable") {
             StartInput::Bootstrap { namespace, containerd_version, options } => {
                 assert_eq!(namespace, "k8s.io");
                 assert_eq!(containerd_version, "2.3.4");
@@ -441,7 +583,7 @@ mod tests {
         let data = br#"{"instanceId":"abc","namespace":"default","containerdVersion":"2.3.0",
             "extensions":[{"value":{"@type":"type.googleapis.com/runtimeoptions.v1.Options",
                                     "configBody":"level = \"baseline\"\n"}}]}"#;
-        let input = parse_start_input(data);
+        let input = parse_start_input(data).expect("readable");
         assert!(
             matches!(input, StartInput::Bootstrap { ref containerd_version, .. } if containerd_version == "2.3.0"),
             "{input:?}"
@@ -451,7 +593,8 @@ mod tests {
         assert_eq!(opts.config_path, None);
         // Input: the same with `@type` and a URL-safe unpadded base64 value.
         let data = br#"  {"instanceId":"abc","extensions":[{"value":{"@type":"runtimeoptions.v1.Options","value":"EhIvZXRjL21vYXQvcG9kLnRvbWw"}}]}"#;
-        let opts = parse_start_input(data).runtime_options().cloned().expect("options");
+        let opts =
+            parse_start_input(data).expect("readable").runtime_options().cloned().expect("options");
         assert_eq!(opts.config_path.as_deref(), Some("/etc/moat/pod.toml"));
     }
 
@@ -460,7 +603,7 @@ mod tests {
         // Input: a bare Any in JSON (no BootstrapParams around it).
         let data =
             br#"{"type_url":"runtimeoptions.v1.Options","value":"GhNsZXZlbCA9ICJiYXNlbGluZSIK"}"#;
-        let input = parse_start_input(data);
+        let input = parse_start_input(data).expect("readable");
         assert!(
             matches!(input, StartInput::Options { ref type_url, .. } if type_url == "runtimeoptions.v1.Options"),
             "{input:?}"
@@ -469,25 +612,6 @@ mod tests {
             input.runtime_options().and_then(|o| o.config_body.clone()).as_deref(),
             Some("level = \"baseline\"\n")
         );
-    }
-
-    #[test]
-    fn garbage_json_is_ignored_not_fatal() {
-        // Input: truncated JSON.
-        let input = parse_start_input(br#"{"namespace": "k8s.io", "extensions": ["#);
-        assert!(
-            matches!(input, StartInput::Ignored { ref reason } if reason.contains("JSON")),
-            "{input:?}"
-        );
-        // Input: an empty object and an object of unrelated keys.
-        assert!(matches!(parse_start_input(b"{}"), StartInput::Ignored { .. }));
-        assert!(matches!(parse_start_input(br#"{"hello":"world"}"#), StartInput::Ignored { .. }));
-        // Input: an options Any whose value is not base64: recognised, but no options.
-        let input = parse_start_input(br#"{"namespace":"k8s.io","extensions":[{"value":{"type_url":"runtimeoptions.v1.Options","value":"!!not base64"}}]}"#);
-        assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
-        // Input: extensions of the wrong shape.
-        let input = parse_start_input(br#"{"namespace":"k8s.io","extensions":"nope"}"#);
-        assert!(matches!(input, StartInput::Bootstrap { options: None, .. }), "{input:?}");
     }
 
     #[test]
@@ -501,7 +625,11 @@ mod tests {
         assert_eq!(url.len(), 123);
         let data = any(&url, &options_msg("/srv/moat.toml"));
         assert_eq!(&data[..2], b"\n{");
-        let opts = parse_start_input(&data).runtime_options().cloned().expect("options");
+        let opts = parse_start_input(&data)
+            .expect("readable")
+            .runtime_options()
+            .cloned()
+            .expect("options");
         assert_eq!(opts.config_path.as_deref(), Some("/srv/moat.toml"));
     }
 
@@ -516,11 +644,49 @@ mod tests {
         assert_eq!(decode_base64("abcde"), None);
     }
 
-    #[test]
-    fn options_any_with_broken_value_gives_no_options() {
-        // Input: a runtimeoptions Any whose value is not a valid message.
-        let data = any("runtimeoptions.v1.Options", &[0x12, 50, b'x']);
-        let input = parse_start_input(&data);
-        assert!(matches!(input, StartInput::Options { options: None, .. }), "{input:?}");
+    mod no_panic {
+        use super::super::parse_start_input;
+        use super::{any as any_msg, ld};
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn arbitrary_bytes_give_input_or_an_error(
+                data in proptest::collection::vec(any::<u8>(), 0..1024)
+            ) {
+                let _ = parse_start_input(&data);
+            }
+
+            #[test]
+            fn arbitrary_text_gives_input_or_an_error(text in any::<String>()) {
+                let _ = parse_start_input(text.as_bytes());
+                let _ = parse_start_input(format!("{{{text}").as_bytes());
+            }
+
+            #[test]
+            fn arbitrary_option_values_in_real_envelopes_give_input_or_an_error(
+                value in proptest::collection::vec(any::<u8>(), 0..256),
+                url in prop_oneof![
+                    Just("runtimeoptions.v1.Options".to_string()),
+                    Just("containerd.runc.v1.Options".to_string()),
+                    "[a-z./]{0,30}",
+                ],
+            ) {
+                let bare = any_msg(&url, &value);
+                let _ = parse_start_input(&bare);
+                let bootstrap = [ld(2, b"k8s.io"), ld(8, &ld(1, &bare))].concat();
+                let _ = parse_start_input(&bootstrap);
+                let _ = parse_start_input(&[ld(2, b"k8s.io"), ld(8, &value)].concat());
+            }
+
+            #[test]
+            fn arbitrary_json_any_values_give_input_or_an_error(value in "\\PC{0,40}") {
+                let data = serde_json::json!({
+                    "namespace": "k8s.io",
+                    "extensions": [{"value": {"type_url": "runtimeoptions.v1.Options", "value": value}}],
+                });
+                let _ = parse_start_input(data.to_string().as_bytes());
+            }
+        }
     }
 }

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 use containerd_shim::{socket_address, StartOpts};
 use log::warn;
 
-use super::options::{parse_start_input, RuntimeOptions, StartInput};
+use super::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
 use crate::error::ShimError;
 
 /// Annotation containerd's CRI puts on every container of a pod, naming the pod.
@@ -40,10 +40,10 @@ pub fn grouping_id(bundle: &Path, id: &str) -> String {
 }
 
 /// The stdin of `start`, read once (by the fast path or the full one).
-static START_INPUT: OnceLock<StartInput> = OnceLock::new();
+static START_INPUT: OnceLock<Result<StartInput, OptionsError>> = OnceLock::new();
 
 /// The decoded stdin of `start`.
-pub fn start_input() -> &'static StartInput {
+pub fn start_input() -> &'static Result<StartInput, OptionsError> {
     START_INPUT.get_or_init(read_start_input)
 }
 
@@ -64,8 +64,9 @@ fn join_running_shim_in(bundle: &Path, args: &[std::ffi::OsString]) -> Option<St
     if shim.grouping == flags.id || !shim.is_alive() {
         return None;
     }
-    // containerd writes the runtime options on stdin; they belong to the running shim.
-    let _ = start_input();
+    // containerd writes the runtime options on stdin; they belong to the running shim. Options
+    // that cannot be read take the full path, which refuses them.
+    start_input().as_ref().ok()?;
     write_address_file(bundle, &shim.address).ok()?;
     Some(shim.address)
 }
@@ -93,19 +94,24 @@ impl PodShim {
 }
 
 /// Reads all of stdin (containerd closes it) and decodes the runtime options.
-pub fn read_start_input() -> StartInput {
+pub fn read_start_input() -> Result<StartInput, OptionsError> {
     let mut data = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut data) {
-        return StartInput::Ignored { reason: format!("reading stdin: {e}") };
+        return Err(OptionsError::Unreadable { envelope: "stdin", reason: e.to_string() });
     }
     parse_start_input(&data)
 }
 
-/// Runs `start`: returns the address containerd must use for this container.
-pub async fn start(opts: StartOpts, input: &StartInput) -> Result<String, ShimError> {
-    if let StartInput::Ignored { reason } = input {
-        warn!("start: ignoring stdin that carries no moat options: {reason}");
-    }
+/// Runs `start`: returns the address containerd must use for this container. Runtime options
+/// that cannot be read refuse the container (fail closed: see `options`).
+pub async fn start(
+    opts: StartOpts,
+    input: &Result<StartInput, OptionsError>,
+) -> Result<String, ShimError> {
+    let input = input.as_ref().map_err(|e| {
+        warn!("start {}: {e}", opts.id);
+        ShimError::InvalidArgument(format!("container {}: {e}", opts.id))
+    })?;
     let bundle = std::env::current_dir().map_err(|e| ShimError::io("current dir of start", e))?;
     let shim = PodShim::locate(&bundle, &opts.id, &opts.namespace, &opts.address);
     if shim.is_alive() {

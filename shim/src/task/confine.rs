@@ -45,7 +45,9 @@ pub struct Created {
 
 pub struct Confinement {
     launcher: Arc<Launcher>,
-    layout: Option<Layout>,
+    /// The machine's cgroup hierarchies, or why none could be found: then every container that
+    /// names a cgroup is refused (it would run without its limits).
+    layout: Result<Layout, String>,
     /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
     /// instead of once per container start and exec.
     compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
@@ -55,13 +57,10 @@ impl Confinement {
     pub fn new() -> Result<Self, ShimError> {
         let launcher = Launcher::new()
             .map_err(|e| ShimError::Start(format!("preparing the sandbox helper: {e}")))?;
-        let layout = match Layout::detect() {
-            Ok(layout) => Some(layout),
-            Err(e) => {
-                warn!("no cgroup hierarchy usable, containers run without cgroup limits: {e}");
-                None
-            }
-        };
+        let layout = Layout::detect().map_err(|e| {
+            warn!("no cgroup hierarchy usable, containers with a cgroup will be refused: {e}");
+            e.to_string()
+        });
         Ok(Confinement {
             launcher: Arc::new(launcher),
             layout,
@@ -261,10 +260,10 @@ impl Confinement {
     }
 
     async fn create_cgroup(&self, spec: &Spec, id: &str) -> Result<Option<Cgroup>, ShimError> {
-        let Some(layout) = self.layout.clone() else { return Ok(None) };
         let linux = spec.linux().as_ref();
         let Some(path) = linux.and_then(|l| l.cgroups_path().clone()) else { return Ok(None) };
         let path = path.display().to_string();
+        let layout = usable_layout(&self.layout, id, &path)?;
         let resources = linux.and_then(|l| l.resources().clone());
         let id = id.to_string();
         blocking(move || {
@@ -355,6 +354,21 @@ impl Confinement {
     }
 }
 
+/// The cgroup layout for container `id`'s cgroup `path`; without one the container is
+/// refused, naming the cause, rather than run without its limits.
+fn usable_layout(
+    layout: &Result<Layout, String>,
+    id: &str,
+    path: &str,
+) -> Result<Layout, ShimError> {
+    layout.clone().map_err(|cause| {
+        ShimError::Sandbox(format!(
+            "container {id}: its cgroup {path} cannot be created: {cause}; moat does not run a \
+             container without its cgroup limits"
+        ))
+    })
+}
+
 /// The spec's root path, relative to the bundle unless absolute.
 fn spec_rootfs(spec: &Spec, bundle: &std::path::Path) -> PathBuf {
     let root =
@@ -372,4 +386,25 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ShimError::Sandbox(format!("a sandbox task failed: {e}")))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_cgroup_hierarchy_refuses_the_container_naming_the_cause() {
+        // Input: no cgroup filesystem in mountinfo (what Layout::detect reports).
+        let missing: Result<Layout, String> = Err(moat_sandbox::cgroups::CgroupError::NoCgroupFs {
+            mountinfo: "/proc/self/mountinfo".into(),
+        }
+        .to_string());
+        let err = usable_layout(&missing, "ctr1", "/k8s.io/ctr1").expect_err("must refuse");
+        let msg = err.to_string();
+        for part in ["ctr1", "/k8s.io/ctr1", "no cgroup filesystem", "/proc/self/mountinfo"] {
+            assert!(msg.contains(part), "the refusal does not name {part:?}: {msg}");
+        }
+        let v2 = Layout::from_mountinfo("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
+        assert_eq!(usable_layout(&Ok(v2.clone()), "c", "/p").ok(), Some(v2));
+    }
 }
