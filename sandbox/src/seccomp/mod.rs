@@ -61,8 +61,19 @@ fn compare(arg: &crate::plan::SeccompArg) -> ScmpArgCompare {
     ScmpArgCompare::new(arg.index, op, datum)
 }
 
+/// The compat ABIs a process on `native` can call the kernel through (`int 0x80` and the x32
+/// syscall bit on x86_64, AArch32 on aarch64): the only other architectures worth filtering.
+fn compat_abi_of(native: ScmpArch) -> &'static [ScmpArch] {
+    match native {
+        ScmpArch::X8664 => &[ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::Aarch64 => &[ScmpArch::Arm],
+        _ => &[],
+    }
+}
+
 /// Compiles `plan` into a libseccomp filter (not loaded). Syscall names libseccomp does not
-/// know are skipped, as runc does (a profile may name syscalls newer than the library).
+/// know are skipped, as runc does (a profile may name syscalls newer than the library); see
+/// the loop below for why that never widens what a container may call.
 pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
     let name = plan.name.as_str();
     let build = |reason: String| SeccompError::Build { filter: name.to_string(), reason };
@@ -78,8 +89,14 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         if arch == native || arch == ScmpArch::Native {
             continue;
         }
-        // Some architectures cannot be mixed with the native one (e.g. x32 in an aarch64
-        // filter is fine, but libseccomp refuses a few combinations): those cannot run here.
+        if !compat_abi_of(native).contains(&arch) {
+            // A foreign architecture (aarch64 in a filter loaded on x86_64) never makes a
+            // syscall here: adding it would only add dead code to every syscall's path.
+            log::debug!("seccomp filter {name}: architecture {arch_name} cannot run here");
+            continue;
+        }
+        // A compat ABI the profile lists (i386 or x32 on x86_64): filtered by the same rules.
+        // The baseline lists none, so for it these ABIs meet the bad-architecture action.
         if let Err(e) = ctx.add_arch(arch) {
             log::debug!("seccomp filter {name}: architecture {arch_name} not added: {e}");
         }
@@ -105,9 +122,23 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         let compares: Vec<ScmpArgCompare> = rule.args.iter().map(compare).collect();
         for syscall in &rule.names {
             let Ok(nr) = ScmpSyscall::from_name(syscall) else {
-                log::debug!(
-                    "seccomp filter {name}: syscall {syscall} unknown to libseccomp, skipped"
-                );
+                // A name newer than this node's libseccomp. Skipping it never widens the
+                // filters a container runs under: in an allow rule the syscall simply stays
+                // out (the baseline answers ENOSYS). In a refusing rule of a spec filter the
+                // syscall is refused all the same, because the baseline, loaded under every
+                // spec filter, allows only what this libseccomp can name. Only a spec filter
+                // without the baseline (`allow_unconfined_seccomp` drops it only when the spec
+                // has no filter) could lose a refusal so, and there is no such case.
+                if action == ScmpAction::Allow {
+                    log::debug!(
+                        "seccomp filter {name}: syscall {syscall} unknown to libseccomp, not allowed"
+                    );
+                } else {
+                    log::warn!(
+                        "seccomp filter {name}: syscall {syscall} unknown to libseccomp; its \
+                         rule is skipped, the baseline filter refuses it (ENOSYS)"
+                    );
+                }
                 continue;
             };
             let added = if compares.is_empty() {
