@@ -794,3 +794,12 @@ fn compile_rejects_unknown_flags() {
     let Err(e) = compile(&plan) else { panic!("an unknown flag must be refused") };
     assert!(e.to_string().contains("SECCOMP_FILTER_FLAG_BOGUS"), "{e}");
 }
+
+#[test]
+fn the_baseline_program_stays_well_inside_the_kernel_limit() {
+    // BPF_MAXINSNS is 4096 per filter; the argument filters (ioctl, socket, personality)
+    // cost most of it. Room is left for a spec filter's own program.
+    let instructions = baseline_bpf().len() / 8;
+    eprintln!("baseline: {instructions} BPF instructions");
+    assert!(instructions < 2048, "{instructions} instructions");
+}
