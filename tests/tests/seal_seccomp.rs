@@ -10,12 +10,15 @@
 
 mod common;
 
+use std::time::Duration;
+
 use anyhow::{ensure, Context, Result};
 use common::{
     attack, attack_volume, moat_refuses_runc_allows, must_fail, must_fail_with, must_succeed, sh,
-    sleeper,
+    sleeper, verdict, ATTACK,
 };
 use k8s_cri::v1::Capability;
+use moat_e2e::stream::Session;
 use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
 
 e2e_tests!(
@@ -23,6 +26,7 @@ e2e_tests!(
     no_namespace_can_be_made_even_with_sys_admin,
     syscalls_the_filter_does_not_list_answer_enosys,
     the_i386_abi_is_closed,
+    tiocsti_fails_in_an_exec_with_a_terminal,
 );
 
 /// The namespace flags of clone/unshare, by the names `attack seal-unshare` takes.
@@ -157,5 +161,31 @@ fn the_i386_abi_is_closed(bed: &TestBed, handler: &str) -> Result<()> {
         must_fail_with(&a, handler, &["ENOSYS"])?;
     }
     must_fail(&attack(&pod, &c, &["seal-syscall", "1000"])?, handler)?;
+    pod.teardown()
+}
+
+fn tiocsti_fails_in_an_exec_with_a_terminal(bed: &TestBed, handler: &str) -> Result<()> {
+    // `kubectl exec -it`: the exec's terminal is its controlling terminal; TIOCSTI would push
+    // input into it (and so into whatever else reads that terminal).
+    let (pod, c) = attack_pod(bed, handler, "tiocsti")?;
+    let what = format!("{ATTACK} seal-tiocsti");
+    let url = bed.cri().exec(&c.id, &[ATTACK, "seal-tiocsti"], true, true)?;
+    let mut s = Session::connect(&url)?;
+    s.read_until(Duration::from_secs(20), "the verdict line", |s| {
+        s.stdout_text().contains("seal-tiocsti: ")
+    })?;
+    s.wait_closed(Duration::from_secs(20))?;
+    // A terminal ends lines with \r\n.
+    let stdout = s.stdout_text().replace('\r', "");
+    let output = moat_e2e::ExecOutput {
+        stdout,
+        stderr: String::new(),
+        exit_code: s.exit_code().unwrap_or(-1),
+    };
+    let a = verdict(&what, output)?;
+    moat_refuses_runc_allows(&a, handler)?;
+    if handler == "moat" {
+        must_fail_with(&a, handler, &["EPERM"])?;
+    }
     pod.teardown()
 }
