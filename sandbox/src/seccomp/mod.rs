@@ -1,5 +1,9 @@
 //! Seccomp: the embedded profiles, stacking the baseline under the spec's filter, loading.
 //!
+//! The baseline (`seccomp-profiles/baseline.json`) is an allowlist: what no rule allows answers
+//! ENOSYS, and only the node's 64-bit ABI is listed, so compat ABIs (i386, x32) answer ENOSYS
+//! too. `docs/security.md` explains its classes and argument filters.
+//!
 //! `plan.process.seccomp` holds the filters in load order: moat's baseline first, the spec's
 //! own filter (if any) second. The kernel runs every loaded filter and applies the most
 //! restrictive answer, so a later filter can only narrow what an earlier one allows.
@@ -75,6 +79,12 @@ fn compat_abi_of(native: ScmpArch) -> &'static [ScmpArch] {
 /// know are skipped, as runc does (a profile may name syscalls newer than the library); see
 /// the loop below for why that never widens what a container may call.
 pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
+    compile_for(plan, ScmpArch::native())
+}
+
+/// `compile` for a node whose native architecture is `native` (tests build the aarch64
+/// filter on x86_64 this way; names resolve per architecture inside libseccomp).
+fn compile_for(plan: &SeccompPlan, native: ScmpArch) -> Result<ScmpFilterContext, SeccompError> {
     let name = plan.name.as_str();
     let build = |reason: String| SeccompError::Build { filter: name.to_string(), reason };
     let default = scmp_action(plan.default_action, name)?;
@@ -82,7 +92,11 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
     // A syscall from an architecture the filter does not list fails instead of killing.
     ctx.set_act_badarch(ScmpAction::Errno(ENOSYS))
         .map_err(|e| build(format!("bad-architecture action: {e}")))?;
-    let native = ScmpArch::native();
+    if native != ScmpArch::native() {
+        ctx.add_arch(native).map_err(|e| build(format!("architecture {native:?}: {e}")))?;
+        ctx.remove_arch(ScmpArch::native())
+            .map_err(|e| build(format!("removing the build host's architecture: {e}")))?;
+    }
     for arch_name in &plan.architectures {
         let arch: ScmpArch =
             arch_name.parse().map_err(|e| build(format!("architecture {arch_name}: {e}")))?;
@@ -168,7 +182,13 @@ pub fn load(plan: &SeccompPlan) -> Result<(), SeccompError> {
 pub fn precompile(plan: &mut SeccompPlan) -> Result<(), SeccompError> {
     plan.bpf = None;
     let ctx = compile(plan)?;
-    let build = |reason: String| SeccompError::Build { filter: plan.name.clone(), reason };
+    plan.bpf = Some(export(&ctx, &plan.name)?);
+    Ok(())
+}
+
+/// The BPF program of a compiled filter, as bytes of `struct sock_filter`.
+fn export(ctx: &ScmpFilterContext, filter: &str) -> Result<Vec<u8>, SeccompError> {
+    let build = |reason: String| SeccompError::Build { filter: filter.to_string(), reason };
     // libseccomp 2.5 exports only to an fd (export_bpf_mem needs 2.6): an anonymous memory file.
     // SAFETY: memfd_create with a NUL-terminated literal name; on success the fd is new and ours.
     let fd = unsafe { libc::memfd_create(c"moat-seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
@@ -182,8 +202,7 @@ pub fn precompile(plan: &mut SeccompPlan) -> Result<(), SeccompError> {
     file.seek(std::io::SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bpf))
         .map_err(|e| build(format!("reading the exported BPF: {e}")))?;
-    plan.bpf = Some(bpf);
-    Ok(())
+    Ok(bpf)
 }
 
 /// Size of one `struct sock_filter`: u16 code, u8 jt, u8 jf, u32 k.

@@ -803,3 +803,34 @@ fn the_baseline_program_stays_well_inside_the_kernel_limit() {
     eprintln!("baseline: {instructions} BPF instructions");
     assert!(instructions < 2048, "{instructions} instructions");
 }
+
+#[test]
+fn the_aarch64_filter_makes_the_same_decisions_and_closes_aarch32() {
+    const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
+    const AUDIT_ARCH_ARM: u32 = 0x4000_0028;
+    let ctx = compile_for(&baseline(), ScmpArch::Aarch64).expect("compiles for aarch64");
+    let bpf = export(&ctx, "baseline").expect("exports");
+    let nr = |name: &str| {
+        let sc = ScmpSyscall::from_name_by_arch(name, ScmpArch::Aarch64).expect(name);
+        u32::try_from(i32::from(sc)).expect(name)
+    };
+    let on = |name: &str, args: [u64; 6]| run_bpf(&bpf, AUDIT_ARCH_AARCH64, nr(name), args);
+    for name in ["read", "openat", "mmap", "execve", "getpid", "futex", "newfstatat"] {
+        assert_eq!(on(name, [0; 6]), Answer::Allow, "aarch64 {name}");
+    }
+    for (flag, bit) in NAMESPACE_FLAGS {
+        assert_eq!(on("clone", arg0(bit)), Answer::Errno(EPERM), "aarch64 clone {flag}");
+        assert_eq!(on("unshare", arg0(bit)), Answer::Errno(EPERM), "aarch64 unshare {flag}");
+    }
+    assert_eq!(on("clone", arg0(0x0120_0011)), Answer::Allow, "aarch64 fork");
+    assert_eq!(on("clone3", [0; 6]), Answer::Errno(ENOSYS));
+    assert_eq!(on("socket", arg0(40)), Answer::Errno(EAFNOSUPPORT), "aarch64 AF_VSOCK");
+    assert_eq!(on("socket", arg0(2)), Answer::Allow, "aarch64 AF_INET");
+    assert_eq!(on("ioctl", [0, 0x5412, 0, 0, 0, 0]), Answer::Errno(EPERM), "aarch64 TIOCSTI");
+    assert_eq!(on("bpf", [0; 6]), Answer::Errno(EPERM));
+    // AArch32 (compat) and numbers no rule names.
+    assert_eq!(run_bpf(&bpf, AUDIT_ARCH_ARM, 20, [0; 6]), Answer::Errno(ENOSYS), "arm getpid");
+    assert_eq!(run_bpf(&bpf, AUDIT_ARCH_AARCH64, 1000, [0; 6]), Answer::Errno(ENOSYS));
+    // The x86_64 program is not in there.
+    assert_eq!(run_bpf(&bpf, AUDIT_ARCH_X86_64, 39, [0; 6]), Answer::Errno(ENOSYS));
+}
