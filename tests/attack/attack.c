@@ -775,11 +775,15 @@ static int seal_new_syscall(void)
 /* getpid through the i386 ABI (int 0x80, eax = 20) from this 64-bit program. */
 static int seal_int80(void)
 {
+#if defined(__x86_64__)
 	long r;
 	__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
 	if (r < 0)
 		return denied_at((int)-r, "int 0x80 getpid");
 	return ok("i386 getpid returned %ld", r);
+#else
+	return denied_at(ENOSYS, "int 0x80 exists on x86_64 only");
+#endif
 }
 
 /* Pushes one character into the input of this process's terminal (stdin), as TIOCSTI does. */
