@@ -37,6 +37,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/klog.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
@@ -650,6 +651,176 @@ static int proc_roots(void)
 	return other ? ok("%d processes have another root", other) : denied_at(ENOENT, "no process with another root");
 }
 
+/* ===================== seal_seccomp (tests/tests/seal_seccomp.rs) =====================
+ * The seccomp baseline as an allowlist: namespace flags, socket families, new syscalls,
+ * the i386 ABI, terminal injection. Each mode makes the one call and reports it. */
+
+#ifndef AF_VSOCK
+#define AF_VSOCK 40
+#endif
+#ifndef AF_ALG
+#define AF_ALG 38
+#endif
+#ifndef CLONE_NEWTIME
+#define CLONE_NEWTIME 0x00000080
+#endif
+/* lsm_list_modules(2), Linux 6.8: newer than the libseccomp of many nodes. */
+#define SEAL_NR_LSM_LIST_MODULES 461
+
+static const struct {
+	const char *name;
+	unsigned long flag;
+} seal_ns_flags[] = {
+	{"NEWUSER", CLONE_NEWUSER}, {"NEWNS", CLONE_NEWNS},         {"NEWNET", CLONE_NEWNET},
+	{"NEWPID", CLONE_NEWPID},   {"NEWIPC", CLONE_NEWIPC},       {"NEWUTS", CLONE_NEWUTS},
+	{"NEWCGROUP", CLONE_NEWCGROUP}, {"NEWTIME", CLONE_NEWTIME},
+};
+
+static int seal_ns_flag(const char *name, unsigned long *flag)
+{
+	for (size_t i = 0; i < sizeof seal_ns_flags / sizeof *seal_ns_flags; i++)
+		if (!strcmp(name, seal_ns_flags[i].name)) {
+			*flag = seal_ns_flags[i].flag;
+			return 0;
+		}
+	return -1;
+}
+
+/* unshare(CLONE_<FLAG>) */
+static int seal_unshare(const char *name)
+{
+	unsigned long flag;
+	if (seal_ns_flag(name, &flag) < 0)
+		return denied_at(EINVAL, "unknown namespace flag");
+	if (unshare((int)flag) < 0)
+		return denied("unshare");
+	return ok("unshared CLONE_%s", name);
+}
+
+/* clone(CLONE_<FLAG> | SIGCHLD) through the raw syscall (glibc's clone wrapper may try clone3). */
+static int seal_clone(const char *name)
+{
+	unsigned long flag;
+	if (seal_ns_flag(name, &flag) < 0)
+		return denied_at(EINVAL, "unknown namespace flag");
+	long pid = syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0);
+	if (pid < 0)
+		return denied("clone");
+	if (pid == 0)
+		_exit(0);
+	waitpid((pid_t)pid, NULL, 0);
+	return ok("child %ld in a new CLONE_%s namespace", pid, name);
+}
+
+/* clone3 with no flags at all: a plain fork. */
+static int seal_clone3(void)
+{
+	struct clone_args args;
+	memset(&args, 0, sizeof args);
+	args.exit_signal = SIGCHLD;
+	long pid = syscall(SYS_clone3, &args, sizeof args);
+	if (pid < 0)
+		return denied("clone3");
+	if (pid == 0)
+		_exit(0);
+	waitpid((pid_t)pid, NULL, 0);
+	return ok("child %ld", pid);
+}
+
+/* With CAP_SYS_ADMIN: a new network namespace (no new user namespace) and nf_tables in it. */
+static int seal_netns_nft(void)
+{
+	if (unshare(CLONE_NEWNET) < 0)
+		return denied("unshare(CLONE_NEWNET)");
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (s < 0)
+		return denied("socket(AF_NETLINK, NETLINK_NETFILTER) in the new network namespace");
+	return ok("own network namespace with an nf_tables socket (fd %d)", s);
+}
+
+static int seal_socket(const char *family)
+{
+	if (!strcmp(family, "vsock"))
+		return sock(AF_VSOCK, SOCK_STREAM, 0, "socket(AF_VSOCK, SOCK_STREAM)");
+	if (!strcmp(family, "alg"))
+		return sock(AF_ALG, SOCK_SEQPACKET, 0, "socket(AF_ALG, SOCK_SEQPACKET)");
+	if (!strcmp(family, "unix"))
+		return sock(AF_UNIX, SOCK_STREAM, 0, "socket(AF_UNIX, SOCK_STREAM)");
+	if (!strcmp(family, "inet6"))
+		return sock(AF_INET6, SOCK_STREAM, 0, "socket(AF_INET6, SOCK_STREAM)");
+	if (!strcmp(family, "netlink-route"))
+		return sock(AF_NETLINK, SOCK_RAW, NETLINK_ROUTE, "socket(AF_NETLINK, NETLINK_ROUTE)");
+	if (!strcmp(family, "netlink-netfilter"))
+		return sock(AF_NETLINK, SOCK_RAW, NETLINK_NETFILTER,
+			    "socket(AF_NETLINK, NETLINK_NETFILTER)");
+	return denied_at(EINVAL, "unknown family");
+}
+
+/* syscall(NR) with zero arguments: for numbers no kernel has. */
+static int seal_syscall(const char *nr)
+{
+	long r = syscall(atol(nr), 0, 0, 0, 0, 0, 0);
+	return r < 0 ? denied("syscall") : ok("returned %ld", r);
+}
+
+/* lsm_list_modules(2): a syscall this kernel has that an old libseccomp does not name. */
+static int seal_new_syscall(void)
+{
+	uint64_t ids[64];
+	uint32_t size = sizeof ids;
+	long n = syscall(SEAL_NR_LSM_LIST_MODULES, ids, &size, 0);
+	return n < 0 ? denied("lsm_list_modules") : ok("%ld LSMs listed", n);
+}
+
+/* getpid through the i386 ABI (int 0x80, eax = 20) from this 64-bit program. */
+static int seal_int80(void)
+{
+#if defined(__x86_64__)
+	long r;
+	__asm__ volatile("int $0x80" : "=a"(r) : "a"(20L) : "memory");
+	if (r < 0)
+		return denied_at((int)-r, "int 0x80 getpid");
+	return ok("i386 getpid returned %ld", r);
+#else
+	return denied_at(ENOSYS, "int 0x80 exists on x86_64 only");
+#endif
+}
+
+/* Pushes one character into the input of this process's terminal (stdin), as TIOCSTI does. */
+static int seal_tiocsti(void)
+{
+	char c = '\n';
+	if (!isatty(0))
+		return denied_at(ENOTTY, "stdin is not a terminal");
+	if (ioctl(0, TIOCSTI, &c) < 0)
+		return denied("ioctl(TIOCSTI)");
+	return ok("pushed a character into the terminal's input");
+}
+
+static int seal_main(const char *m, const char *a)
+{
+	if (!strcmp(m, "seal-unshare") && a)
+		return seal_unshare(a);
+	if (!strcmp(m, "seal-clone") && a)
+		return seal_clone(a);
+	if (!strcmp(m, "seal-clone3"))
+		return seal_clone3();
+	if (!strcmp(m, "seal-netns-nft"))
+		return seal_netns_nft();
+	if (!strcmp(m, "seal-socket") && a)
+		return seal_socket(a);
+	if (!strcmp(m, "seal-syscall") && a)
+		return seal_syscall(a);
+	if (!strcmp(m, "seal-new-syscall"))
+		return seal_new_syscall();
+	if (!strcmp(m, "seal-int80"))
+		return seal_int80();
+	if (!strcmp(m, "seal-tiocsti"))
+		return seal_tiocsti();
+	return -1;
+}
+/* =================== end of seal_seccomp =================== */
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -711,6 +882,11 @@ int main(int argc, char **argv)
 		return fds();
 	if (!strcmp(mode, "proc-roots"))
 		return proc_roots();
+	if (!strncmp(mode, "seal-", 5)) {
+		int r = seal_main(mode, a);
+		if (r >= 0)
+			return r;
+	}
 	fprintf(stderr, "attack: unknown mode or missing arguments: %s\n", mode);
 	return 2;
 }

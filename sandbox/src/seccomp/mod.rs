@@ -1,5 +1,9 @@
 //! Seccomp: the embedded profiles, stacking the baseline under the spec's filter, loading.
 //!
+//! The baseline (`seccomp-profiles/baseline.json`) is an allowlist: what no rule allows answers
+//! ENOSYS, and only the node's 64-bit ABI is listed, so compat ABIs (i386, x32) answer ENOSYS
+//! too. `docs/security.md` explains its classes and argument filters.
+//!
 //! `plan.process.seccomp` holds the filters in load order: moat's baseline first, the spec's
 //! own filter (if any) second. The kernel runs every loaded filter and applies the most
 //! restrictive answer, so a later filter can only narrow what an earlier one allows.
@@ -61,9 +65,26 @@ fn compare(arg: &crate::plan::SeccompArg) -> ScmpArgCompare {
     ScmpArgCompare::new(arg.index, op, datum)
 }
 
+/// The compat ABIs a process on `native` can call the kernel through (`int 0x80` and the x32
+/// syscall bit on x86_64, AArch32 on aarch64): the only other architectures worth filtering.
+fn compat_abi_of(native: ScmpArch) -> &'static [ScmpArch] {
+    match native {
+        ScmpArch::X8664 => &[ScmpArch::X86, ScmpArch::X32],
+        ScmpArch::Aarch64 => &[ScmpArch::Arm],
+        _ => &[],
+    }
+}
+
 /// Compiles `plan` into a libseccomp filter (not loaded). Syscall names libseccomp does not
-/// know are skipped, as runc does (a profile may name syscalls newer than the library).
+/// know are skipped, as runc does (a profile may name syscalls newer than the library); see
+/// the loop below for why that never widens what a container may call.
 pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
+    compile_for(plan, ScmpArch::native())
+}
+
+/// `compile` for a node whose native architecture is `native` (tests build the aarch64
+/// filter on x86_64 this way; names resolve per architecture inside libseccomp).
+fn compile_for(plan: &SeccompPlan, native: ScmpArch) -> Result<ScmpFilterContext, SeccompError> {
     let name = plan.name.as_str();
     let build = |reason: String| SeccompError::Build { filter: name.to_string(), reason };
     let default = scmp_action(plan.default_action, name)?;
@@ -71,15 +92,25 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
     // A syscall from an architecture the filter does not list fails instead of killing.
     ctx.set_act_badarch(ScmpAction::Errno(ENOSYS))
         .map_err(|e| build(format!("bad-architecture action: {e}")))?;
-    let native = ScmpArch::native();
+    if native != ScmpArch::native() {
+        ctx.add_arch(native).map_err(|e| build(format!("architecture {native:?}: {e}")))?;
+        ctx.remove_arch(ScmpArch::native())
+            .map_err(|e| build(format!("removing the build host's architecture: {e}")))?;
+    }
     for arch_name in &plan.architectures {
         let arch: ScmpArch =
             arch_name.parse().map_err(|e| build(format!("architecture {arch_name}: {e}")))?;
         if arch == native || arch == ScmpArch::Native {
             continue;
         }
-        // Some architectures cannot be mixed with the native one (e.g. x32 in an aarch64
-        // filter is fine, but libseccomp refuses a few combinations): those cannot run here.
+        if !compat_abi_of(native).contains(&arch) {
+            // A foreign architecture (aarch64 in a filter loaded on x86_64) never makes a
+            // syscall here: adding it would only add dead code to every syscall's path.
+            log::debug!("seccomp filter {name}: architecture {arch_name} cannot run here");
+            continue;
+        }
+        // A compat ABI the profile lists (i386 or x32 on x86_64): filtered by the same rules.
+        // The baseline lists none, so for it these ABIs meet the bad-architecture action.
         if let Err(e) = ctx.add_arch(arch) {
             log::debug!("seccomp filter {name}: architecture {arch_name} not added: {e}");
         }
@@ -105,9 +136,23 @@ pub fn compile(plan: &SeccompPlan) -> Result<ScmpFilterContext, SeccompError> {
         let compares: Vec<ScmpArgCompare> = rule.args.iter().map(compare).collect();
         for syscall in &rule.names {
             let Ok(nr) = ScmpSyscall::from_name(syscall) else {
-                log::debug!(
-                    "seccomp filter {name}: syscall {syscall} unknown to libseccomp, skipped"
-                );
+                // A name newer than this node's libseccomp. Skipping it never widens the
+                // filters a container runs under: in an allow rule the syscall simply stays
+                // out (the baseline answers ENOSYS). In a refusing rule of a spec filter the
+                // syscall is refused all the same, because the baseline, loaded under every
+                // spec filter, allows only what this libseccomp can name. Only a spec filter
+                // without the baseline (`allow_unconfined_seccomp` drops it only when the spec
+                // has no filter) could lose a refusal so, and there is no such case.
+                if action == ScmpAction::Allow {
+                    log::debug!(
+                        "seccomp filter {name}: syscall {syscall} unknown to libseccomp, not allowed"
+                    );
+                } else {
+                    log::warn!(
+                        "seccomp filter {name}: syscall {syscall} unknown to libseccomp; its \
+                         rule is skipped, the baseline filter refuses it (ENOSYS)"
+                    );
+                }
                 continue;
             };
             let added = if compares.is_empty() {
@@ -137,7 +182,13 @@ pub fn load(plan: &SeccompPlan) -> Result<(), SeccompError> {
 pub fn precompile(plan: &mut SeccompPlan) -> Result<(), SeccompError> {
     plan.bpf = None;
     let ctx = compile(plan)?;
-    let build = |reason: String| SeccompError::Build { filter: plan.name.clone(), reason };
+    plan.bpf = Some(export(&ctx, &plan.name)?);
+    Ok(())
+}
+
+/// The BPF program of a compiled filter, as bytes of `struct sock_filter`.
+fn export(ctx: &ScmpFilterContext, filter: &str) -> Result<Vec<u8>, SeccompError> {
+    let build = |reason: String| SeccompError::Build { filter: filter.to_string(), reason };
     // libseccomp 2.5 exports only to an fd (export_bpf_mem needs 2.6): an anonymous memory file.
     // SAFETY: memfd_create with a NUL-terminated literal name; on success the fd is new and ours.
     let fd = unsafe { libc::memfd_create(c"moat-seccomp-bpf".as_ptr(), libc::MFD_CLOEXEC) };
@@ -151,8 +202,7 @@ pub fn precompile(plan: &mut SeccompPlan) -> Result<(), SeccompError> {
     file.seek(std::io::SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bpf))
         .map_err(|e| build(format!("reading the exported BPF: {e}")))?;
-    plan.bpf = Some(bpf);
-    Ok(())
+    Ok(bpf)
 }
 
 /// Size of one `struct sock_filter`: u16 code, u8 jt, u8 jf, u32 k.
