@@ -107,8 +107,10 @@ pub fn boot_id() -> Result<String, PoolError> {
 }
 
 /// Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot); `None` when there
-/// is no such process. Hand-parsed: one number after the command name, which may itself hold
-/// spaces and parentheses (hence the last `)`).
+/// is no such process or it is a zombie (it has exited; its pid is not reused before it is
+/// reaped, which may take long when its parent is gone too). Hand-parsed (procfs crates pull
+/// in much more): fields after the command name, which may itself hold spaces and parentheses
+/// (hence the last `)`).
 fn process_start_time(pid: u32) -> Result<Option<u64>, PoolError> {
     let path = PathBuf::from(format!("/proc/{pid}/stat"));
     let text = match fs::read_to_string(&path) {
@@ -120,9 +122,12 @@ fn process_start_time(pid: u32) -> Result<Option<u64>, PoolError> {
     };
     let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
     // After the command: field 3 (state) is the first; the start time is field 22.
-    after_comm
-        .split_whitespace()
-        .nth(22 - 3)
+    let mut fields = after_comm.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return Ok(None);
+    }
+    fields
+        .nth(22 - 4)
         .and_then(|f| f.parse().ok())
         .map(Some)
         .ok_or_else(|| PoolError::Owner { reason: format!("{} has no start time", path.display()) })
@@ -577,11 +582,18 @@ mod tests {
 
     /// The identity of a process that has exited (and been reaped).
     fn dead_owner() -> Owner {
-        let mut child = std::process::Command::new("true").spawn().expect("spawn true");
+        let (mut child, owner) = sleeper();
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        owner
+    }
+
+    /// A child process and its identity.
+    fn sleeper() -> (std::process::Child, Owner) {
+        let child = std::process::Command::new("sleep").arg("60").spawn().expect("spawn sleep");
         let pid = child.id();
         let start_time = process_start_time(pid).expect("stat").expect("alive");
-        child.wait().expect("reap");
-        Owner { pid, start_time, boot_id: boot_id().expect("boot id") }
+        (child, Owner { pid, start_time, boot_id: boot_id().expect("boot id") })
     }
 
     #[test]
@@ -612,6 +624,21 @@ mod tests {
         assert_eq!(left, vec!["live", "legacy"]);
         assert_eq!(pool.lookup("live").expect("lookup"), Some(live), "a live range is kept");
         assert!(pool.reclaim_dead().expect("again").is_empty(), "nothing more to reclaim");
+    }
+
+    #[test]
+    fn a_zombie_owner_is_gone() {
+        let (mut child, owner) = sleeper();
+        assert!(owner.is_alive(&owner.boot_id), "a running shim holds its pod");
+        child.kill().expect("kill");
+        // Not reaped yet: a zombie until `wait` (a killed shim's parent may be gone too).
+        let stat = format!("/proc/{}/stat", owner.pid);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!owner.is_alive(&owner.boot_id), "a zombie shim holds no pod");
+        child.wait().expect("reap");
+        assert!(!owner.is_alive(&owner.boot_id));
     }
 
     #[test]
