@@ -14,13 +14,98 @@
 //! * time: not supported (refused when present).
 //!
 //! The kinds planned, in order, are `features::NAMESPACE_KINDS` (what `-info` reports).
+//!
+//! A user namespace handed over by containerd 2.x (`hostUsers: false`: kubelet chose the
+//! mappings) is checked by `check_user_mappings`: no host ID below 65536 (host root and the
+//! host's own users; kubelet never hands those out), no overlap with moat's ID pool (moat hands
+//! those IDs to other pods), no overlap with the range of another live pod.
 
 use oci_spec::runtime::{LinuxNamespace, LinuxNamespaceType};
 
 use super::config::Config;
 use super::refusal::{Refusal, Rule, Subject};
 use crate::features::{namespace_type, NAMESPACE_KINDS};
-use crate::plan::{NamespaceAction, NamespaceKind, NamespacePlan};
+use crate::plan::{NamespaceAction, NamespaceKind, NamespacePlan, UserNamespacePlan};
+use crate::userns::pool::IdRange;
+
+/// Host IDs below this are the host's own users and groups; kubelet never allocates them
+/// (its first range starts at 65536).
+pub const MIN_HANDED_OVER_HOST_ID: u32 = 65_536;
+
+/// Checks the mappings of a user namespace containerd handed over (see the module docs)
+/// against moat's pool and the ranges of live pods (`live`: pod id and range; the pod's own
+/// entries are skipped).
+pub(crate) fn check_user_mappings(
+    user: &UserNamespacePlan,
+    config: &Config,
+    pod_id: &str,
+    live: &[(String, IdRange)],
+    who: &Subject,
+) -> Result<(), Refusal> {
+    let remedy = "the pod's user namespace comes from kubelet (hostUsers: false); give kubelet a \
+                  range of its own (the `kubelet` entry of /etc/subuid and /etc/subgid) apart \
+                  from moat's pool";
+    let u = &config.userns;
+    let pool_end = u64::from(u.base) + u64::from(u.size) * u64::from(u.count);
+    for (name, mappings) in
+        [("uidMappings", &user.uid_mappings), ("gidMappings", &user.gid_mappings)]
+    {
+        if mappings.is_empty() {
+            return Err(who.refuse_always(
+                format!("linux.{name}"),
+                Rule::IdMapping,
+                "the user namespace has no mappings",
+                remedy,
+            ));
+        }
+        for (i, m) in mappings.iter().enumerate() {
+            let field = format!("linux.{name}[{i}]");
+            let end = u64::from(m.host_id) + u64::from(m.size);
+            let refuse =
+                |reason: String| Err(who.refuse_always(&field, Rule::IdMapping, reason, remedy));
+            if m.size == 0 || end > u64::from(u32::MAX) {
+                return refuse(format!("host IDs {}..{end} are not a valid range", m.host_id));
+            }
+            if m.host_id == 0 {
+                return refuse(format!(
+                    "container ID {} would be host root (host ID 0)",
+                    m.container_id
+                ));
+            }
+            if m.host_id < MIN_HANDED_OVER_HOST_ID {
+                return refuse(format!(
+                    "host IDs {}..{end} reach below {MIN_HANDED_OVER_HOST_ID}, the host's own \
+                     users and groups",
+                    m.host_id
+                ));
+            }
+            if u64::from(m.host_id) < pool_end && u64::from(u.base) < end {
+                return Err(who.refuse_always(
+                    &field,
+                    Rule::IdMapping,
+                    format!(
+                        "host IDs {}..{end} overlap moat's ID pool {}..{pool_end} (userns.base, \
+                         userns.size, userns.count), whose ranges moat gives to other pods",
+                        m.host_id, u.base
+                    ),
+                    remedy,
+                ));
+            }
+            let range = IdRange { host_base: m.host_id, size: m.size };
+            if let Some((other, r)) =
+                live.iter().find(|(other, r)| other != pod_id && r.overlaps(&range))
+            {
+                return refuse(format!(
+                    "host IDs {}..{end} overlap the host IDs {}..{} of pod {other}, which is alive",
+                    m.host_id,
+                    r.host_base,
+                    u64::from(r.host_base) + u64::from(r.size)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// The namespaces of the plan, and which host namespaces are shared.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,7 +53,8 @@ impl IdRange {
         UserNamespacePlan { action, uid_mappings: self.mappings(), gid_mappings: self.mappings() }
     }
 
-    fn end(&self) -> u64 {
+    /// One past the last host ID.
+    pub fn end(&self) -> u64 {
         u64::from(self.host_base) + u64::from(self.size)
     }
 
@@ -148,6 +149,8 @@ pub enum PoolError {
     InvalidPodId { pod_id: String },
     #[error("ID pool: invalid [userns] config: {reason}")]
     InvalidConfig { reason: String },
+    #[error("ID pool: host IDs {}..{} are already held by {holder}", range.host_base, range.end())]
+    Taken { range: IdRange, holder: String },
     #[error("ID pool: the owner of a range cannot be identified: {reason}")]
     Owner { reason: String },
 }
@@ -249,6 +252,43 @@ impl IdRangePool {
             fs::remove_file(&f.path).map_err(io(&f.path, "remove"))?;
         }
         Ok(range)
+    }
+
+    /// Records the host IDs of a user namespace handed over by containerd (`hostUsers: false`:
+    /// kubelet chose them) as `pod_id`'s, owned by this process, so that no other pod is given
+    /// or accepted with them while it lives; `release` and `reclaim_dead` free them like an
+    /// allocated range. Refused when they overlap moat's pool or another pod's range.
+    /// Idempotent.
+    pub fn claim(&self, pod_id: &str, ranges: &[IdRange]) -> Result<(), PoolError> {
+        check_pod_id(pod_id)?;
+        let owner = Owner::current()?;
+        let _lock = self.lock()?;
+        let entries = self.entries()?;
+        let span = self.span();
+        let mut bases: Vec<IdRange> = Vec::new();
+        for range in ranges {
+            if range.overlaps(&span) {
+                return Err(PoolError::Taken { range: *range, holder: "moat's pool".into() });
+            }
+            if let Some(e) = entries.iter().find(|e| e.pod_id != pod_id && e.range.overlaps(range))
+            {
+                return Err(PoolError::Taken {
+                    range: *range,
+                    holder: format!("pod {}", e.pod_id),
+                });
+            }
+            // One file per host base: the larger of two extents starting there.
+            match bases.iter_mut().find(|b| b.host_base == range.host_base) {
+                Some(b) => b.size = b.size.max(range.size),
+                None => bases.push(*range),
+            }
+        }
+        for range in bases {
+            if !entries.iter().any(|e| e.pod_id == pod_id && e.range == range) {
+                self.write_entry(pod_id, range, &owner)?;
+            }
+        }
+        Ok(())
     }
 
     /// The range `pod_id` holds, if any.
@@ -548,6 +588,45 @@ mod tests {
         // The order survives a new handle (another shim).
         let again = IdRangePool::open(&config(dir.path(), 4)).expect("reopen");
         assert!(matches!(again.allocate("pod-j"), Err(PoolError::Exhausted { .. })));
+    }
+
+    #[test]
+    fn the_default_pool_is_clear_of_kubelets_and_useradds_ranges() {
+        let pool = IdRangePool::open(&UsernsConfig {
+            state_dir: tempfile::tempdir().expect("tempdir").path().join("pool"),
+            ..UsernsConfig::default()
+        })
+        .expect("open");
+        let span = pool.span();
+        // kubelet's range as its docs configure it (`kubelet:65536:7208960`, 110 pods of
+        // 65536), and the most it can use with its default of 110 pods counted from 65536.
+        let kubelet = IdRange { host_base: 65_536, size: 110 * 65_536 };
+        // useradd's subordinate IDs for host users (login.defs SUB_UID_MIN..SUB_UID_MAX).
+        let useradd = IdRange { host_base: 100_000, size: 600_100_000 - 100_000 + 1 };
+        assert!(!span.overlaps(&kubelet), "{span:?} overlaps kubelet's {kubelet:?}");
+        assert!(!span.overlaps(&useradd), "{span:?} overlaps useradd's {useradd:?}");
+        assert!(span.end() <= 1 << 31, "{span:?} reaches IDs that read as negative");
+        assert_eq!(span.host_base % 65_536, 0, "not aligned like kubelet's ranges");
+    }
+
+    #[test]
+    fn claimed_ranges_are_held_until_released_and_refused_when_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        let kubelets = IdRange { host_base: 200_000, size: 1000 };
+        pool.claim("handed-over", &[kubelets, kubelets]).expect("claim");
+        pool.claim("handed-over", &[kubelets]).expect("claiming again is fine");
+        assert_eq!(pool.lookup("handed-over").expect("lookup"), Some(kubelets));
+        // Input: another pod handed an overlapping range.
+        let e = pool
+            .claim("other", &[IdRange { host_base: 200_500, size: 1000 }])
+            .expect_err("overlap");
+        assert!(e.to_string().contains("pod handed-over"), "{e}");
+        // Input: a range inside moat's pool.
+        let e = pool.claim("third", &[IdRange { host_base: 101_000, size: 10 }]).expect_err("pool");
+        assert!(e.to_string().contains("moat's pool"), "{e}");
+        pool.release("handed-over").expect("release");
+        pool.claim("other", &[IdRange { host_base: 200_500, size: 1000 }]).expect("now free");
     }
 
     #[test]
