@@ -270,6 +270,21 @@ pub fn check_handed_over_user(
     namespaces::check_user_mappings(&handed_over, config, &ctx.pod_id, live, &who)
 }
 
+/// The namespace paths of `spec` that name a process (`/proc/<pid>/ns/<kind>`) must name the
+/// pod's sandbox, whose pid only the shim knows (`sandbox_pid`; `None` for the sandbox itself,
+/// which joins no process). Run by the shim besides `derive_container`.
+pub fn check_namespace_owner(
+    spec: &Spec,
+    config: &Config,
+    ctx: &PodContext,
+    sandbox_pid: Option<i32>,
+) -> Result<(), Refusal> {
+    let who = subject(spec, ctx, config);
+    let none = Vec::new();
+    let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&none);
+    namespaces::check_owner(list, sandbox_pid, &who)
+}
+
 /// Turns an exec's OCI process into its plan, or refuses it. The exec can never hold more than
 /// its container: no capability the container lacks, no other user than the container's (at
 /// `restricted`; `baseline` allows any user of the pod), no higher hard rlimit; it inherits the

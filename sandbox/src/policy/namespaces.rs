@@ -13,6 +13,14 @@
 //! * mount: always created. user: always the pod's (`PodContext::user`), whatever the spec says.
 //! * time: not supported (refused when present).
 //!
+//! A path to join must be the pod's own namespace (`check_path`): `/proc/<pid>/ns/<kind>` of a
+//! process (pid 2 or above, written plainly, the entry's own kind), or, for network only, a
+//! file directly in a netns directory (`/var/run/netns`, `/run/netns`: where containerd's CRI
+//! keeps the pod's CNI network namespace). Which process: the pod's sandbox, which only the
+//! shim knows (`check_owner`, with the sandbox's pid; a sandbox joins no process). Everything
+//! else is refused (rule `namespace-path`, field `linux.namespaces[i].path`), and at join time
+//! `spawn` refuses a namespace that is the host's (the same as `/proc/1/ns/<kind>`).
+//!
 //! The kinds planned, in order, are `features::NAMESPACE_KINDS` (what `-info` reports).
 //!
 //! A user namespace handed over by containerd 2.x (`hostUsers: false`: kubelet chose the
@@ -125,6 +133,110 @@ fn spec_name(typ: LinuxNamespaceType) -> String {
     }
 }
 
+/// Directories whose files are network namespaces containerd's CRI made for pods.
+pub const NETNS_DIRS: [&str; 2] = ["/var/run/netns", "/run/netns"];
+
+const PATH_REMEDY: &str = "moat joins only the pod's own namespaces: /proc/<pid of the pod's \
+                           sandbox>/ns/<kind>, or a network namespace in /var/run/netns or /run/netns";
+
+/// Whose namespace an accepted path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PathOwner {
+    /// `/proc/<pid>/ns/<kind>`.
+    Process(i32),
+    /// A file in one of `NETNS_DIRS`.
+    NetnsFile,
+}
+
+/// The `/proc/<pid>/ns/` name of a namespace type (`None`: a kind that is never joined).
+fn proc_name(typ: LinuxNamespaceType) -> Option<&'static str> {
+    match typ {
+        LinuxNamespaceType::Network => Some("net"),
+        LinuxNamespaceType::Pid => Some("pid"),
+        LinuxNamespaceType::Ipc => Some("ipc"),
+        LinuxNamespaceType::Uts => Some("uts"),
+        LinuxNamespaceType::Cgroup => Some("cgroup"),
+        LinuxNamespaceType::User => Some("user"),
+        _ => None,
+    }
+}
+
+fn path_refusal(index: usize, who: &Subject, reason: String) -> Refusal {
+    who.refuse_always(
+        format!("linux.namespaces[{index}].path"),
+        Rule::NamespacePath,
+        reason,
+        PATH_REMEDY,
+    )
+}
+
+/// Checks the form of `linux.namespaces[index].path` (see the module docs). Compared as
+/// text, exactly: no `.`, `..`, doubled or trailing slashes, no `self`.
+pub(crate) fn check_path(
+    index: usize,
+    ns: &LinuxNamespace,
+    who: &Subject,
+) -> Result<Option<PathOwner>, Refusal> {
+    let Some(path) = ns.path() else { return Ok(None) };
+    let text = path.to_str().unwrap_or_default();
+    let kind = proc_name(ns.typ());
+    let refuse =
+        |why: &str| Err(path_refusal(index, who, format!("joining {}: {why}", path.display())));
+    if let Some(rest) = text.strip_prefix("/proc/") {
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [pid, "ns", name] = parts.as_slice() else {
+            return refuse("not a /proc/<pid>/ns/<kind> path");
+        };
+        let Some(pid_n) = pid.parse::<i32>().ok().filter(|n| n.to_string() == *pid) else {
+            return refuse("the pid must be a plain number");
+        };
+        if Some(*name) != kind {
+            return refuse(&format!("it is not a {} namespace", spec_name(ns.typ())));
+        }
+        if pid_n < 2 {
+            return refuse("that is the host's namespace (pid 1 is the host's init)");
+        }
+        return Ok(Some(PathOwner::Process(pid_n)));
+    }
+    if ns.typ() == LinuxNamespaceType::Network {
+        for dir in NETNS_DIRS {
+            let name = text.strip_prefix(dir).and_then(|r| r.strip_prefix('/'));
+            if let Some(name) = name {
+                if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
+                    return refuse("not a file directly in the netns directory");
+                }
+                return Ok(Some(PathOwner::NetnsFile));
+            }
+        }
+    }
+    refuse("not a namespace of the pod")
+}
+
+/// The `/proc/<pid>` paths of `spec_namespaces` must name the pod's sandbox (`sandbox_pid`);
+/// a sandbox (`None`) joins no process's namespaces.
+pub(crate) fn check_owner(
+    spec_namespaces: &[LinuxNamespace],
+    sandbox_pid: Option<i32>,
+    who: &Subject,
+) -> Result<(), Refusal> {
+    for (index, ns) in spec_namespaces.iter().enumerate() {
+        let Some(PathOwner::Process(pid)) = check_path(index, ns, who)? else { continue };
+        if sandbox_pid != Some(pid) {
+            let path = ns.path().as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+            let whose = match sandbox_pid {
+                Some(sandbox) => format!("the pod's sandbox is pid {sandbox}"),
+                None => "the pod's sandbox creates its namespaces, it joins no process's".into(),
+            };
+            return Err(path_refusal(
+                index,
+                who,
+                format!("joining {path}: pid {pid} is not the pod's sandbox ({whose})"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 pub(crate) fn plan(
     spec_namespaces: &[LinuxNamespace],
     config: &Config,
@@ -146,6 +258,9 @@ pub(crate) fn plan(
             format!("joining the mount namespace {} is not supported", path.display()),
             "moat always gives a container its own mount namespace",
         ));
+    }
+    for (index, ns) in spec_namespaces.iter().enumerate() {
+        check_path(index, ns, who)?;
     }
     let mut out = Namespaces {
         plans: Vec::new(),

@@ -498,7 +498,7 @@ fn user_namespace_comes_from_the_context_not_the_spec() {
     v["linux"]["namespaces"]
         .as_array_mut()
         .expect("ns")
-        .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
+        .push(json!({"type": "user", "path": "/proc/4242/ns/user"}));
     v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 3_000_000, "size": 65536}]);
     v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 3_000_000, "size": 65536}]);
     let mut c = ctx(false);
@@ -595,6 +595,103 @@ fn handed_over_mapping_overlapping_a_live_pod_is_refused() {
     // The pod's own range (a restarted shim finds it recorded) is no conflict.
     let own = [(POD.to_string(), live[0].1)];
     check_handed_over_user(&spec(v), &Config::default(), &c, &own).expect("its own range");
+}
+
+// ---- namespace paths: only the pod's own ----
+
+fn with_namespace_path(mut v: Value, kind: &str, path: &str) -> (Value, usize) {
+    let list = v["linux"]["namespaces"].as_array_mut().expect("ns");
+    list.retain(|n| n["type"] != kind);
+    list.push(json!({"type": kind, "path": path}));
+    let i = list.len() - 1;
+    (v, i)
+}
+
+#[test]
+fn a_namespace_path_that_is_not_the_pods_is_refused() {
+    let cases = [
+        ("network", "/proc/1/ns/net"),
+        ("network", "/proc/self/ns/net"),
+        ("network", "/proc/thread-self/ns/net"),
+        ("network", "/var/run/netns/../../proc/1/ns/net"),
+        ("network", "/etc/netns-file"),
+        ("network", "proc/4242/ns/net"),
+        ("network", "/proc/4242/ns/ipc"),
+        ("network", "/proc/4242/ns/net/"),
+        ("ipc", "/var/run/netns/cni-1234"),
+        ("ipc", "/proc/4242/task/4242/ns/ipc"),
+        ("uts", "/proc/0042x/ns/uts"),
+        ("pid", "/proc/1/ns/pid"),
+        ("cgroup", "/proc/1/ns/cgroup"),
+    ];
+    for (kind, path) in cases {
+        let (v, i) = with_namespace_path(cri_container(), kind, path);
+        let r = refused(v, &Config::default());
+        assert_refusal(
+            &r,
+            Rule::NamespacePath,
+            &format!("linux.namespaces[{i}].path"),
+            path,
+            "only the pod's own namespaces",
+        );
+    }
+    // Input: the host's user namespace, handed over as the pod's.
+    let (v, i) = with_namespace_path(cri_container(), "user", "/proc/1/ns/user");
+    let r = derive_container(&spec(v), &Config::default(), &ctx(false)).expect_err("host userns");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        &format!("linux.namespaces[{i}].path"),
+        "/proc/1/ns/user",
+        "",
+    );
+}
+
+#[test]
+fn the_pods_own_namespace_paths_are_accepted() {
+    for (kind, path) in [
+        ("network", "/proc/4242/ns/net"),
+        ("network", "/var/run/netns/cni-1234"),
+        ("network", "/run/netns/cni-5678"),
+        ("ipc", "/proc/4242/ns/ipc"),
+        ("uts", "/proc/4242/ns/uts"),
+        ("pid", "/proc/4242/ns/pid"),
+    ] {
+        let (v, _) = with_namespace_path(cri_container(), kind, path);
+        derive(v).unwrap_or_else(|r| panic!("{kind} {path}: {r}"));
+    }
+    derive_container(&spec(cri_sandbox()), &Config::default(), &ctx(true)).expect("sandbox");
+}
+
+#[test]
+fn proc_namespace_paths_must_be_the_pods_sandbox() {
+    let c = ctx(false);
+    check_namespace_owner(&spec(cri_container()), &Config::default(), &c, Some(4242))
+        .expect("the sandbox's namespaces");
+    // Input: another process's namespaces (another pod's sandbox, a host daemon).
+    let r = check_namespace_owner(&spec(cri_container()), &Config::default(), &c, Some(5151))
+        .expect_err("another process");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        "linux.namespaces[1].path",
+        "/proc/4242/ns/ipc",
+        "5151",
+    );
+    // Input: a sandbox spec that joins a process's namespaces: a sandbox has no pod to join.
+    let (v, i) = with_namespace_path(cri_sandbox(), "ipc", "/proc/4242/ns/ipc");
+    let r = check_namespace_owner(&spec(v), &Config::default(), &ctx(true), None)
+        .expect_err("sandbox joining a process");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        &format!("linux.namespaces[{i}].path"),
+        "/proc/4242",
+        "",
+    );
+    // The sandbox's CNI network namespace is its own.
+    check_namespace_owner(&spec(cri_sandbox()), &Config::default(), &ctx(true), None)
+        .expect("CNI netns");
 }
 
 // ---- privileged and capabilities ----

@@ -33,6 +33,9 @@ pub struct PodResources {
     pub userns: Option<Arc<OwnedFd>>,
     /// The ID range came from moat's pool (and goes back to it with the pod).
     pub pool: Option<Arc<IdRangePool>>,
+    /// Host pid of the sandbox's init: the only process whose namespaces (`/proc/<pid>/ns/*`)
+    /// the pod's other containers may join.
+    pub sandbox_pid: Option<i32>,
 }
 
 pub struct Created {
@@ -113,6 +116,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
+                sandbox_pid: pod.and_then(|p| p.sandbox_pid),
             };
             (user, resources, None)
         } else if is_sandbox {
@@ -133,6 +137,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: None,
                 pool: Some(pool),
+                sandbox_pid: None,
             };
             (user, resources, None)
         } else {
@@ -176,6 +181,12 @@ impl Confinement {
                 .collect(),
             user,
         };
+        let sandbox_pid = if is_sandbox { None } else { pod_resources.sandbox_pid };
+        if let Err(refusal) = policy::check_namespace_owner(&spec, config, &ctx, sandbox_pid) {
+            warn!("refused: {refusal}");
+            release_range(&pod_resources);
+            return Err(ShimError::Refused(refusal.to_string()));
+        }
         if is_handed_over && is_sandbox {
             // kubelet chose the pod's host IDs: never onto moat's pool or another live pod's
             // range; recorded in the pool so no later pod gets them while this one lives.
@@ -251,6 +262,7 @@ impl Confinement {
         if is_sandbox {
             let mut resources = pod_resources.clone();
             resources.userns = pending.userns.take().map(Arc::new);
+            resources.sandbox_pid = Some(pending.pid);
             pod_out = Some(resources);
         }
         let state = BundleState {
