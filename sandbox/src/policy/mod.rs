@@ -282,7 +282,7 @@ pub fn check_namespace_owner(
     let who = subject(spec, ctx, config);
     let none = Vec::new();
     let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&none);
-    namespaces::check_owner(list, sandbox_pid, &who)
+    namespaces::check_owner(list, sandbox_pid, config, &who)
 }
 
 /// Turns an exec's OCI process into its plan, or refuses it. The exec can never hold more than

@@ -15,8 +15,9 @@
 //!
 //! A path to join must be the pod's own namespace (`check_path`): `/proc/<pid>/ns/<kind>` of a
 //! process (pid 2 or above, written plainly, the entry's own kind), or, for network only, a
-//! file directly in a netns directory (`/var/run/netns`, `/run/netns`: where containerd's CRI
-//! keeps the pod's CNI network namespace). Which process: the pod's sandbox, which only the
+//! file directly in a netns directory where containerd's CRI keeps the pod's CNI network
+//! namespace (`/var/run/netns`, `/run/netns`, or `<dir>/netns` for each of `cri_state_dirs`,
+//! with `netns_mounts_under_state_dir`). Which process: the pod's sandbox, which only the
 //! shim knows (`check_owner`, with the sandbox's pid; a sandbox joins no process). Everything
 //! else is refused (rule `namespace-path`, field `linux.namespaces[i].path`), and at join time
 //! `spawn` refuses a namespace that is the host's (the same as `/proc/1/ns/<kind>`).
@@ -137,7 +138,8 @@ fn spec_name(typ: LinuxNamespaceType) -> String {
 pub const NETNS_DIRS: [&str; 2] = ["/var/run/netns", "/run/netns"];
 
 const PATH_REMEDY: &str = "moat joins only the pod's own namespaces: /proc/<pid of the pod's \
-                           sandbox>/ns/<kind>, or a network namespace in /var/run/netns or /run/netns";
+                           sandbox>/ns/<kind>, or a network namespace in /var/run/netns, /run/netns or \
+                           <cri_state_dirs>/netns";
 
 /// Whose namespace an accepted path is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,6 +177,7 @@ fn path_refusal(index: usize, who: &Subject, reason: String) -> Refusal {
 pub(crate) fn check_path(
     index: usize,
     ns: &LinuxNamespace,
+    config: &Config,
     who: &Subject,
 ) -> Result<Option<PathOwner>, Refusal> {
     let Some(path) = ns.path() else { return Ok(None) };
@@ -199,8 +202,14 @@ pub(crate) fn check_path(
         return Ok(Some(PathOwner::Process(pid_n)));
     }
     if ns.typ() == LinuxNamespaceType::Network {
-        for dir in NETNS_DIRS {
-            let name = text.strip_prefix(dir).and_then(|r| r.strip_prefix('/'));
+        let under_state = config.cri_state_dirs.iter().map(|d| d.join("netns"));
+        let dirs: Vec<String> = NETNS_DIRS
+            .iter()
+            .map(|d| d.to_string())
+            .chain(under_state.map(|d| d.to_string_lossy().into_owned()))
+            .collect();
+        for dir in &dirs {
+            let name = text.strip_prefix(dir.as_str()).and_then(|r| r.strip_prefix('/'));
             if let Some(name) = name {
                 if name.is_empty() || name == "." || name == ".." || name.contains(['/', '\0']) {
                     return refuse("not a file directly in the netns directory");
@@ -217,10 +226,11 @@ pub(crate) fn check_path(
 pub(crate) fn check_owner(
     spec_namespaces: &[LinuxNamespace],
     sandbox_pid: Option<i32>,
+    config: &Config,
     who: &Subject,
 ) -> Result<(), Refusal> {
     for (index, ns) in spec_namespaces.iter().enumerate() {
-        let Some(PathOwner::Process(pid)) = check_path(index, ns, who)? else { continue };
+        let Some(PathOwner::Process(pid)) = check_path(index, ns, config, who)? else { continue };
         if sandbox_pid != Some(pid) {
             let path = ns.path().as_ref().map(|p| p.display().to_string()).unwrap_or_default();
             let whose = match sandbox_pid {
@@ -260,7 +270,7 @@ pub(crate) fn plan(
         ));
     }
     for (index, ns) in spec_namespaces.iter().enumerate() {
-        check_path(index, ns, who)?;
+        check_path(index, ns, config, who)?;
     }
     let mut out = Namespaces {
         plans: Vec::new(),
