@@ -8,7 +8,11 @@
 //! holds it (pid, start time, boot id) and frees the ranges of gone shims whenever a new pod's
 //! shim starts; a live pod's range is never taken.
 //!
-//! Runs under moat only (runc has no ID pool), on a private test bed (it kills containerd).
+//! A released range is quarantined (item 3): files a pod left on a shared host path stay owned
+//! by its host IDs, so the next pod must not get the same range while never-used ones remain.
+//!
+//! Runs under moat only (runc has no ID pool); the reclaim test on a private test bed (it kills
+//! containerd).
 
 mod common;
 
@@ -17,11 +21,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use moat_e2e::{Pod, TestBed};
+use common::{sh, uid_map};
+use moat_e2e::{configs, Container, Pod, TestBed};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-moat_only_tests!(ranges_of_pods_lost_in_a_crash_return_to_the_pool);
+moat_only_tests!(
+    ranges_of_pods_lost_in_a_crash_return_to_the_pool,
+    a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path,
+);
 
 /// The pool's allocations: pod id -> (host base, range file).
 fn allocations(dir: &Path) -> Result<BTreeMap<String, (u32, PathBuf)>> {
@@ -143,4 +151,42 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
         Ok(())
     })();
     result.map_err(|e| bed.with_log(e))
+}
+
+fn a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path(
+    bed: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    // A host directory every pod may write (like /tmp), shared as a volume.
+    let shared = bed.volume_dir("left-behind")?;
+    std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
+    let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
+        let mut config = pod.container_config(name, &["sleep", "3600"]);
+        config.mounts.push(configs::volume(&shared, "/shared", false));
+        let c = pod.create(&config)?;
+        pod.start(&c)?;
+        Ok(c)
+    };
+    let first = bed.run_pod("first", handler)?;
+    let a = with_shared(&first, "a")?;
+    let first_range = uid_map(first.container_pid(&a)?)?;
+    let out = sh(&first, &a, "umask 077 && echo secret-of-first > /shared/secret")?;
+    ensure!(out.exit_code == 0, "the first pod could not write the shared volume: {out:?}");
+    first.teardown()?;
+
+    // The next pod, on the same host path.
+    let next = bed.run_pod("next", handler)?;
+    let b = with_shared(&next, "b")?;
+    let next_range = uid_map(next.container_pid(&b)?)?;
+    let read = next.exec(&b, &["cat", "/shared/secret"])?;
+    ensure!(
+        read.exit_code != 0 && !read.stdout.contains("secret-of-first"),
+        "the next pod read the 0600 file the removed pod left behind: it got the same host IDs \
+         (first pod {first_range:?}, next pod {next_range:?}): {read:?}"
+    );
+    ensure!(
+        first_range.1 != next_range.1,
+        "the next pod got the removed pod's range {first_range:?} while never-used ranges remain"
+    );
+    next.teardown()
 }
