@@ -214,6 +214,15 @@ impl IdRangePool {
         IdRange { host_base: self.base, size: self.size.saturating_mul(self.count) }
     }
 
+    /// The indexes of the pool's slots that `range` overlaps.
+    fn slots_over(&self, range: &IdRange) -> std::ops::Range<usize> {
+        let (base, size) = (u64::from(self.base), u64::from(self.size));
+        let start = u64::from(range.host_base).saturating_sub(base) / size;
+        let end = range.end().saturating_sub(base).div_ceil(size).min(u64::from(self.count));
+        // Both fit in usize: they are at most `count` (a u32).
+        start as usize..(end as usize).max(start as usize)
+    }
+
     /// The range of `pod_id`, allocating one if it has none (owned by this process).
     /// Idempotent.
     pub fn allocate(&self, pod_id: &str) -> Result<IdRange, PoolError> {
@@ -230,16 +239,26 @@ impl IdRangePool {
             return Ok(e.range);
         }
         let freed = self.freed()?;
-        let last_freed = |candidate: &IdRange| {
-            freed.iter().filter(|f| f.range.overlaps(candidate)).map(|f| f.seq).max()
-        };
-        let free = (0..self.count)
-            .map(|i| IdRange { host_base: self.base + i * self.size, size: self.size })
-            .filter(|candidate| !entries.iter().any(|e| e.range.overlaps(candidate)))
-            .min_by_key(|candidate| {
-                let seq = last_freed(candidate);
-                (seq.is_some(), seq.unwrap_or(0), candidate.host_base)
-            });
+        // Per candidate slot: when it was last freed (the latest of the records over it), and
+        // whether a live range covers it. One pass over each list, not one per slot.
+        let mut last_freed: Vec<Option<u64>> = vec![None; self.count as usize];
+        let mut taken = vec![false; self.count as usize];
+        for (range, seq) in freed
+            .iter()
+            .map(|f| (f.range, Some(f.seq)))
+            .chain(entries.iter().map(|e| (e.range, None)))
+        {
+            for i in self.slots_over(&range) {
+                match seq {
+                    Some(seq) => last_freed[i] = last_freed[i].max(Some(seq)),
+                    None => taken[i] = true,
+                }
+            }
+        }
+        let free = (0..self.count as usize)
+            .filter(|&i| !taken[i])
+            .min_by_key(|&i| (last_freed[i].is_some(), last_freed[i].unwrap_or(0), i))
+            .map(|i| IdRange { host_base: self.base + i as u32 * self.size, size: self.size });
         let Some(range) = free else {
             return Err(PoolError::Exhausted {
                 base: self.base,
