@@ -428,8 +428,12 @@ impl IdRangePool {
         Ok(out)
     }
 
-    /// Records `e`'s range as freed after every other freed range, then removes its entry.
+    /// Records `e`'s range as freed after every other freed range, then removes its entry. A
+    /// claimed range outside the pool (kubelet's) needs no record: moat never hands it out.
     fn free_entry(&self, e: &Entry) -> Result<(), PoolError> {
+        if !e.range.overlaps(&self.span()) {
+            return fs::remove_file(&e.path).map_err(io(&e.path, "remove"));
+        }
         let seq = self.freed()?.iter().map(|f| f.seq).max().unwrap_or(0) + 1;
         let text =
             format!("host_base={}\nsize={}\nfreed_seq={seq}\n", e.range.host_base, e.range.size);
@@ -645,6 +649,7 @@ mod tests {
         let e = pool.claim("third", &[IdRange { host_base: 101_000, size: 10 }]).expect_err("pool");
         assert!(e.to_string().contains("moat's pool"), "{e}");
         pool.release("handed-over").expect("release");
+        assert!(!dir.path().join("pool/200000.freed").exists(), "kubelet's range is not queued");
         pool.claim("other", &[IdRange { host_base: 200_500, size: 1000 }]).expect("now free");
     }
 
