@@ -10,7 +10,8 @@
 //! * uts absent: CRI drops uts together with network for hostNetwork pods, so it follows
 //!   `allow_host_network`; the plan then carries no hostname (it would rename the host).
 //! * cgroup absent: moat creates one anyway (the container sees only its own cgroup).
-//! * mount: always created. user: always the pod's (`PodContext::user`), whatever the spec says.
+//! * mount: always created. user: always the pod's (`PodContext::user`); a path in the spec's
+//!   user entry is checked like the others.
 //! * time: not supported (refused when present).
 //!
 //! A path to join must be the pod's own namespace (`check_path`): `/proc/<pid>/ns/<kind>` of a
@@ -20,7 +21,8 @@
 //! with `netns_mounts_under_state_dir`). Which process: the pod's sandbox, which only the
 //! shim knows (`check_owner`, with the sandbox's pid; a sandbox joins no process). Everything
 //! else is refused (rule `namespace-path`, field `linux.namespaces[i].path`), and at join time
-//! `spawn` refuses a namespace that is the host's (the same as `/proc/1/ns/<kind>`).
+//! `spawn` refuses a namespace that is the host's (the same device and inode as the runtime's
+//! own or `/proc/1/ns/<kind>`): a netns file can be a bind mount of the host's.
 //!
 //! The kinds planned, in order, are `features::NAMESPACE_KINDS` (what `-info` reports).
 //!
