@@ -30,6 +30,10 @@ use nix::unistd::Pid;
 type Test = (&'static str, fn(&Launcher) -> Result<()>);
 
 const TESTS: &[Test] = &[
+    (
+        "a_plan_joining_the_hosts_namespaces_is_refused",
+        a_plan_joining_the_hosts_namespaces_is_refused,
+    ),
     ("runs_as_root_of_the_pod_user_namespace", runs_as_root_of_the_pod_user_namespace),
     ("image_files_owned_by_root_appear_as_root", image_files_owned_by_root_appear_as_root),
     ("hostname_is_set_in_a_new_uts_namespace", hostname_is_set_in_a_new_uts_namespace),
@@ -917,6 +921,63 @@ fn app_container_joins_the_pause_namespaces(l: &Launcher) -> Result<()> {
     })();
     let _ = nix::sys::signal::kill(Pid::from_raw(pause_pid), nix::sys::signal::Signal::SIGKILL);
     let _ = wait_exit(pause_pid, Duration::from_secs(10));
+    result
+}
+
+/// A plan that joins the host's namespaces (a spec path `/proc/<host pid>/ns/*`, or a netns file that
+/// is a bind mount of the host's, which the policy's path rule cannot tell apart) is refused
+/// when the namespace is opened, before anything runs: the container would otherwise run in
+/// the host's network namespace (the helper is a member already, so joining is a no-op).
+fn a_plan_joining_the_hosts_namespaces_is_refused(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let script = "readlink /proc/self/ns/net";
+    // The test runs in the host's network namespace (/proc/1/ns is unreadable on some hosts).
+    let host_net = fs::read_link("/proc/self/ns/net")?;
+    let netns_file = fx.host.join("netns-of-the-host");
+    fs::write(&netns_file, "")?;
+    nix::mount::mount(
+        Some(Path::new("/proc/self/ns/net")),
+        &netns_file,
+        None::<&str>,
+        nix::mount::MsFlags::MS_BIND,
+        None::<&str>,
+    )?;
+    let result = (|| -> Result<()> {
+        for path in
+            [PathBuf::from(format!("/proc/{}/ns/net", std::process::id())), netns_file.clone()]
+        {
+            let mut p = plan(&fx, "host-net", &["sh", "-c", script]);
+            p.namespaces.retain(|n| n.kind != NamespaceKind::Network);
+            p.namespaces.push(NamespacePlan {
+                kind: NamespaceKind::Network,
+                action: NamespaceAction::Join(path.clone()),
+            });
+            match run_plan(l, &p, None) {
+                Ok((o, _)) => bail!(
+                    "joining {} was accepted: the container saw {:?} (the host's is {host_net:?})",
+                    path.display(),
+                    o.stdout.trim()
+                ),
+                Err(e) => ensure!(
+                    format!("{e:#}").contains("the host's net namespace"),
+                    "joining {}: unexpected error {e:#}",
+                    path.display()
+                ),
+            }
+        }
+        let mut p = plan(&fx, "host-user", &["id", "-u"]);
+        p.user.action =
+            UserNamespaceAction::JoinPath(format!("/proc/{}/ns/user", std::process::id()).into());
+        match run_plan(l, &p, None) {
+            Ok((o, _)) => bail!("joining the host's user namespace was accepted: id -u = {o:?}"),
+            Err(e) => ensure!(
+                format!("{e:#}").contains("the host's user namespace"),
+                "joining the host's user namespace: unexpected error {e:#}"
+            ),
+        }
+        Ok(())
+    })();
+    nix::mount::umount2(&netns_file, nix::mount::MntFlags::MNT_DETACH)?;
     result
 }
 

@@ -117,8 +117,17 @@ impl TestBed {
     /// `down_for`, starts it again with the same config and directories, and reconnects the
     /// CRI client. Only for a `private` bed: other tests would see their containerd vanish.
     pub fn restart_containerd(&self, down_for: Duration) -> Result<()> {
+        self.restart_containerd_after(|| {
+            std::thread::sleep(down_for);
+            Ok(())
+        })
+    }
+
+    /// `restart_containerd`, running `while_down` while containerd is down (to do what a
+    /// crash or a reboot does meanwhile: kill shims, lose the state directory).
+    pub fn restart_containerd_after(&self, while_down: impl FnOnce() -> Result<()>) -> Result<()> {
         self.containerd.kill()?;
-        std::thread::sleep(down_for);
+        while_down()?;
         self.containerd.relaunch()?;
         let cri = Cri::connect(&self.containerd.layout.socket)?;
         // The socket answers before the CRI has loaded its pods ("server is not initialized

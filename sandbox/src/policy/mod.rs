@@ -173,6 +173,9 @@ pub fn derive_container(
         &no_namespaces
     };
     let ns = namespaces::plan(spec_namespaces, config, &who)?;
+    if let Some(handed_over) = spec_user_namespace(spec) {
+        namespaces::check_user_mappings(&handed_over, config, &ctx.pod_id, &[], &who)?;
+    }
 
     let mut process = process::plan(spec_process, &ctx.user, &who)?;
     if !privileged {
@@ -251,6 +254,35 @@ fn seccomp_plans(
         )
     })?;
     Ok(vec![crate::seccomp::baseline(), spec_plan])
+}
+
+/// The checks of `derive_container` that need the host's state, run by the shim before it:
+/// the user namespace mappings containerd handed over (if any) must not overlap the range of
+/// another live pod (`live`: every range in moat's pool state, by pod id).
+pub fn check_handed_over_user(
+    spec: &Spec,
+    config: &Config,
+    ctx: &PodContext,
+    live: &[(String, crate::userns::pool::IdRange)],
+) -> Result<(), Refusal> {
+    let Some(handed_over) = spec_user_namespace(spec) else { return Ok(()) };
+    let who = subject(spec, ctx, config);
+    namespaces::check_user_mappings(&handed_over, config, &ctx.pod_id, live, &who)
+}
+
+/// The namespace paths of `spec` that name a process (`/proc/<pid>/ns/<kind>`) must name the
+/// pod's sandbox, whose pid only the shim knows (`sandbox_pid`; `None` for the sandbox itself,
+/// which joins no process). Run by the shim besides `derive_container`.
+pub fn check_namespace_owner(
+    spec: &Spec,
+    config: &Config,
+    ctx: &PodContext,
+    sandbox_pid: Option<i32>,
+) -> Result<(), Refusal> {
+    let who = subject(spec, ctx, config);
+    let none = Vec::new();
+    let list = spec.linux().as_ref().and_then(|l| l.namespaces().as_ref()).unwrap_or(&none);
+    namespaces::check_owner(list, sandbox_pid, config, &who)
 }
 
 /// Turns an exec's OCI process into its plan, or refuses it. The exec can never hold more than

@@ -17,6 +17,10 @@ pub enum Rule {
     Seccomp,
     ExecUser,
     ExecRlimit,
+    /// A user namespace mapping handed over by containerd (host root, moat's pool, another pod).
+    IdMapping,
+    /// A namespace path that is not the pod's own.
+    NamespacePath,
     InvalidSpec,
 }
 
@@ -35,6 +39,8 @@ impl Rule {
             Rule::Seccomp => "seccomp",
             Rule::ExecUser => "exec-user",
             Rule::ExecRlimit => "exec-rlimit",
+            Rule::IdMapping => "id-mapping",
+            Rule::NamespacePath => "namespace-path",
             Rule::InvalidSpec => "invalid-spec",
         }
     }

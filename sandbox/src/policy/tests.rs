@@ -498,12 +498,203 @@ fn user_namespace_comes_from_the_context_not_the_spec() {
     v["linux"]["namespaces"]
         .as_array_mut()
         .expect("ns")
-        .push(json!({"type": "user", "path": "/proc/1/ns/user"}));
-    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 65536}]);
+        .push(json!({"type": "user", "path": "/proc/4242/ns/user"}));
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 3_000_000, "size": 65536}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 3_000_000, "size": 65536}]);
     let mut c = ctx(false);
     c.user.action = UserNamespaceAction::JoinPath("/run/userns/pod".into());
     let plan = derive_container(&spec(v), &Config::default(), &c).expect("passes");
     assert_eq!(plan.user, c.user);
+}
+
+// ---- user namespaces handed over by containerd 2.x (`hostUsers: false`) ----
+
+/// A container spec as containerd 2.x writes it for a `hostUsers: false` pod: the pod's user
+/// namespace path and the mappings kubelet chose.
+fn handed_over(host_id: u64, size: u64) -> (Value, PodContext) {
+    let mut v = cri_container();
+    v["linux"]["namespaces"]
+        .as_array_mut()
+        .expect("ns")
+        .push(json!({"type": "user", "path": "/proc/4242/ns/user"}));
+    v["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": host_id, "size": size}]);
+    let mut c = ctx(false);
+    c.user = spec_user_namespace(&spec(v.clone())).expect("handed over");
+    (v, c)
+}
+
+/// Outside moat's default pool, 65536-aligned, as kubelet allocates.
+const KUBELET_RANGE: u64 = 65_536 * 20;
+
+#[test]
+fn handed_over_mapping_onto_host_root_is_refused() {
+    let (v, c) = handed_over(0, 65_536);
+    let r = derive_container(&spec(v), &Config::default(), &c).expect_err("host root");
+    assert_refusal(
+        &r,
+        Rule::IdMapping,
+        "linux.uidMappings[0]",
+        "host root (host ID 0)",
+        "hostUsers",
+    );
+    // Input: host IDs of the host's own users (below 65536).
+    let (v, c) = handed_over(1000, 65_536);
+    let r = derive_container(&spec(v), &Config::default(), &c).expect_err("host users");
+    assert_refusal(&r, Rule::IdMapping, "linux.uidMappings[0]", "below 65536", "hostUsers");
+    // Input: a gid mapping onto host root while the uid mapping is fine.
+    let (mut v, _) = handed_over(KUBELET_RANGE, 65_536);
+    v["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 0, "size": 1}]);
+    let mut c = ctx(false);
+    c.user = spec_user_namespace(&spec(v.clone())).expect("handed over");
+    let r = derive_container(&spec(v), &Config::default(), &c).expect_err("gid root");
+    assert_refusal(&r, Rule::IdMapping, "linux.gidMappings[0]", "host ID 0", "hostUsers");
+}
+
+#[test]
+fn handed_over_mapping_overlapping_moats_pool_is_refused() {
+    let config = Config::default();
+    let pool_base = u64::from(config.userns.base);
+    for host_id in [pool_base, pool_base + 65_536 * 7, pool_base - 1000] {
+        let (v, c) = handed_over(host_id, 65_536);
+        let r = derive_container(&spec(v), &config, &c).expect_err("overlaps the pool");
+        assert_refusal(
+            &r,
+            Rule::IdMapping,
+            "linux.uidMappings[0]",
+            "moat's ID pool",
+            "userns.base",
+        );
+    }
+}
+
+#[test]
+fn handed_over_clean_mapping_is_accepted() {
+    let (v, c) = handed_over(KUBELET_RANGE, 65_536);
+    let plan = derive_container(&spec(v.clone()), &Config::default(), &c).expect("clean");
+    assert_eq!(plan.user, c.user);
+    assert_eq!(plan.user.host_uid(0), Some(KUBELET_RANGE as u32));
+    // Beside a live pod's range (adjacent, not overlapping): accepted too.
+    let live = [(
+        "other-pod".to_string(),
+        crate::userns::pool::IdRange { host_base: KUBELET_RANGE as u32 + 65_536, size: 65_536 },
+    )];
+    check_handed_over_user(&spec(v), &Config::default(), &c, &live).expect("no overlap");
+}
+
+#[test]
+fn handed_over_mapping_overlapping_a_live_pod_is_refused() {
+    let (v, c) = handed_over(KUBELET_RANGE, 65_536);
+    let live = [(
+        "other-pod".to_string(),
+        crate::userns::pool::IdRange { host_base: KUBELET_RANGE as u32 + 4096, size: 65_536 },
+    )];
+    let r = check_handed_over_user(&spec(v.clone()), &Config::default(), &c, &live)
+        .expect_err("overlaps a live pod");
+    assert_refusal(&r, Rule::IdMapping, "linux.uidMappings[0]", "pod other-pod", "hostUsers");
+    // The pod's own range (a restarted shim finds it recorded) is no conflict.
+    let own = [(POD.to_string(), live[0].1)];
+    check_handed_over_user(&spec(v), &Config::default(), &c, &own).expect("its own range");
+}
+
+// ---- namespace paths: only the pod's own ----
+
+fn with_namespace_path(mut v: Value, kind: &str, path: &str) -> (Value, usize) {
+    let list = v["linux"]["namespaces"].as_array_mut().expect("ns");
+    list.retain(|n| n["type"] != kind);
+    list.push(json!({"type": kind, "path": path}));
+    let i = list.len() - 1;
+    (v, i)
+}
+
+#[test]
+fn a_namespace_path_that_is_not_the_pods_is_refused() {
+    let cases = [
+        ("network", "/proc/1/ns/net"),
+        ("network", "/proc/self/ns/net"),
+        ("network", "/proc/thread-self/ns/net"),
+        ("network", "/var/run/netns/../../proc/1/ns/net"),
+        ("network", "/etc/netns-file"),
+        ("network", "/run/containerd/io.containerd.grpc.v1.cri/sandboxes/x"),
+        ("network", "/run/containerd/io.containerd.grpc.v1.cri/netns/../netns2/x"),
+        ("network", "proc/4242/ns/net"),
+        ("network", "/proc/4242/ns/ipc"),
+        ("network", "/proc/4242/ns/net/"),
+        ("ipc", "/var/run/netns/cni-1234"),
+        ("ipc", "/proc/4242/task/4242/ns/ipc"),
+        ("uts", "/proc/0042x/ns/uts"),
+        ("pid", "/proc/1/ns/pid"),
+        ("cgroup", "/proc/1/ns/cgroup"),
+    ];
+    for (kind, path) in cases {
+        let (v, i) = with_namespace_path(cri_container(), kind, path);
+        let r = refused(v, &Config::default());
+        assert_refusal(
+            &r,
+            Rule::NamespacePath,
+            &format!("linux.namespaces[{i}].path"),
+            path,
+            "only the pod's own namespaces",
+        );
+    }
+    // Input: the host's user namespace, handed over as the pod's.
+    let (v, i) = with_namespace_path(cri_container(), "user", "/proc/1/ns/user");
+    let r = derive_container(&spec(v), &Config::default(), &ctx(false)).expect_err("host userns");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        &format!("linux.namespaces[{i}].path"),
+        "/proc/1/ns/user",
+        "",
+    );
+}
+
+#[test]
+fn the_pods_own_namespace_paths_are_accepted() {
+    for (kind, path) in [
+        ("network", "/proc/4242/ns/net"),
+        ("network", "/var/run/netns/cni-1234"),
+        ("network", "/run/netns/cni-5678"),
+        ("network", "/run/containerd/io.containerd.grpc.v1.cri/netns/cni-9abc"),
+        ("ipc", "/proc/4242/ns/ipc"),
+        ("uts", "/proc/4242/ns/uts"),
+        ("pid", "/proc/4242/ns/pid"),
+    ] {
+        let (v, _) = with_namespace_path(cri_container(), kind, path);
+        derive(v).unwrap_or_else(|r| panic!("{kind} {path}: {r}"));
+    }
+    derive_container(&spec(cri_sandbox()), &Config::default(), &ctx(true)).expect("sandbox");
+}
+
+#[test]
+fn proc_namespace_paths_must_be_the_pods_sandbox() {
+    let c = ctx(false);
+    check_namespace_owner(&spec(cri_container()), &Config::default(), &c, Some(4242))
+        .expect("the sandbox's namespaces");
+    // Input: another process's namespaces (another pod's sandbox, a host daemon).
+    let r = check_namespace_owner(&spec(cri_container()), &Config::default(), &c, Some(5151))
+        .expect_err("another process");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        "linux.namespaces[1].path",
+        "/proc/4242/ns/ipc",
+        "5151",
+    );
+    // Input: a sandbox spec that joins a process's namespaces: a sandbox has no pod to join.
+    let (v, i) = with_namespace_path(cri_sandbox(), "ipc", "/proc/4242/ns/ipc");
+    let r = check_namespace_owner(&spec(v), &Config::default(), &ctx(true), None)
+        .expect_err("sandbox joining a process");
+    assert_refusal(
+        &r,
+        Rule::NamespacePath,
+        &format!("linux.namespaces[{i}].path"),
+        "/proc/4242",
+        "",
+    );
+    // The sandbox's CNI network namespace is its own.
+    check_namespace_owner(&spec(cri_sandbox()), &Config::default(), &ctx(true), None)
+        .expect("CNI netns");
 }
 
 // ---- privileged and capabilities ----

@@ -95,7 +95,7 @@ pub(super) fn run(
         seen.push(ns.kind);
         let (flag, name) = flag_and_name(ns.kind);
         match &ns.action {
-            NamespaceAction::Join(path) => joins.push(Namespace::open(flag, name, path)?),
+            NamespaceAction::Join(path) => joins.push(Namespace::open_not_host(flag, name, path)?),
             NamespaceAction::Create if ns.kind == NamespaceKind::Cgroup => new.cgroup = true,
             NamespaceAction::Create => {
                 new.before_fork |= flag;

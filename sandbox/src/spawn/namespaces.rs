@@ -38,6 +38,19 @@ impl Namespace {
         Ok(Namespace { flag, name, path: path.to_path_buf(), fd })
     }
 
+    /// `open`, refusing the host's namespace (the same as `/proc/1/ns/<name>`): a spec path
+    /// joins only the pod's own namespaces, whatever the path looked like to the policy (a
+    /// netns file can be a bind mount of the host's).
+    pub fn open_not_host(
+        flag: CloneFlags,
+        name: &'static str,
+        path: &Path,
+    ) -> Result<Namespace, Failure> {
+        let ns = Namespace::open(flag, name, path)?;
+        refuse_host(&ns.fd, name, path)?;
+        Ok(ns)
+    }
+
     /// Joins it, unless this process is already a member (joining one's own user namespace
     /// is an error, and there is nothing to do for the others).
     pub fn join(&self) -> Result<(), Failure> {
@@ -64,8 +77,33 @@ pub(super) fn user_namespace(
             pod.ok_or_else(|| Failure::refused("join the pod's user namespace", "no fd passed"))
         }
         UserNamespaceAction::JoinPath(path) => {
-            open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
-                .step(|| format!("open user namespace {}", path.display()))
+            let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
+                .step(|| format!("open user namespace {}", path.display()))?;
+            refuse_host(&fd, "user", path)?;
+            Ok(fd)
         }
     }
+}
+
+/// Fails when `fd` is the host's namespace of kind `name`, compared by device and inode with
+/// this process's own (the helper has joined nothing yet: it runs in the namespaces of the
+/// shim, which are the host's) and with `/proc/1/ns/<name>` (the host's init; skipped where
+/// it cannot be read: some hosts deny even root that).
+fn refuse_host(fd: &OwnedFd, name: &str, path: &Path) -> Result<(), Failure> {
+    let theirs = fstat(fd).step(|| format!("stat {}", path.display()))?;
+    let own = format!("/proc/self/ns/{name}");
+    let mut hosts = vec![(own.clone(), stat(own.as_str()).step(|| format!("stat {own}"))?)];
+    let init = format!("/proc/1/ns/{name}");
+    if let Ok(st) = stat(init.as_str()) {
+        hosts.push((init, st));
+    }
+    for (host, st) in hosts {
+        if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino) {
+            return Err(Failure::refused(
+                format!("join {name} namespace {}", path.display()),
+                format!("it is the host's {name} namespace (the same as {host})"),
+            ));
+        }
+    }
+    Ok(())
 }

@@ -7,12 +7,19 @@
 //! * `lock`: an empty file; every operation holds an exclusive `flock` on it, so concurrent
 //!   shims (or threads, each operation opens its own descriptor) never hand out one range twice;
 //! * `<host_base>.range`: one file per allocated range, holding `pod=<id>`, `host_base=<n>`,
-//!   `size=<n>`. Written to a temporary name, fsynced and renamed, so a crash leaves either no
-//!   file or a complete one; the stored range stays the truth for its pod even if the config
-//!   changes later (new ranges avoid every stored one).
+//!   `size=<n>` and the identity of the shim process that allocated it (`owner_pid`,
+//!   `owner_start`: its start time in clock ticks since boot, `boot_id`). Written to a
+//!   temporary name, fsynced and renamed, so a crash leaves either no file or a complete one;
+//!   the stored range stays the truth for its pod even if the config changes later (new
+//!   ranges avoid every stored one);
+//! * `<host_base>.freed`: a range that was released, with `freed_seq=<n>` (higher: freed
+//!   later). Files a pod wrote on a shared host path stay owned by its host IDs after it is
+//!   gone, so a released range is quarantined: allocation takes never-used ranges first (lowest
+//!   first), and only when there are none the least recently freed one.
 //!
-//! Ranges are freed by `release` when a pod is removed, or by `reclaim` for pods that no longer
-//! exist (after a shim crash or a reboot).
+//! Ranges are freed by `release` when a pod is removed, or by `reclaim_dead` for pods whose
+//! shim is gone (killed, crashed, or the host rebooted: another boot id). `reclaim_dead` runs
+//! whenever a new pod's shim starts.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
@@ -25,6 +32,8 @@ use crate::policy::UsernsConfig;
 
 const LOCK_FILE: &str = "lock";
 const SUFFIX: &str = ".range";
+const FREED_SUFFIX: &str = ".freed";
+const BOOT_ID: &str = "/proc/sys/kernel/random/boot_id";
 
 /// One pod's host IDs: `host_base .. host_base + size`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -44,13 +53,85 @@ impl IdRange {
         UserNamespacePlan { action, uid_mappings: self.mappings(), gid_mappings: self.mappings() }
     }
 
-    fn end(&self) -> u64 {
+    /// One past the last host ID.
+    pub fn end(&self) -> u64 {
         u64::from(self.host_base) + u64::from(self.size)
     }
 
-    fn overlaps(&self, other: &IdRange) -> bool {
+    /// True when the two ranges share a host ID.
+    pub fn overlaps(&self, other: &IdRange) -> bool {
         u64::from(self.host_base) < other.end() && u64::from(other.host_base) < self.end()
     }
+}
+
+/// The shim process that holds a range: a range whose owner is gone belongs to no live pod.
+/// A pid alone could be reused; the start time (clock ticks since boot) tells a new process
+/// apart, and the boot id tells a new boot apart (start times restart from 0).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub pid: u32,
+    pub start_time: u64,
+    pub boot_id: String,
+}
+
+impl Owner {
+    /// This process.
+    pub fn current() -> Result<Owner, PoolError> {
+        let pid = std::process::id();
+        let start_time = process_start_time(pid)?
+            .ok_or_else(|| PoolError::Owner { reason: "this process has no /proc entry".into() })?;
+        Ok(Owner { pid, start_time, boot_id: boot_id()? })
+    }
+
+    /// False only when it is certain that the owner is gone: another boot, no such process,
+    /// or a process of that pid started at another time.
+    pub fn is_alive(&self, boot_id: &str) -> bool {
+        if self.boot_id != boot_id {
+            return false;
+        }
+        match process_start_time(self.pid) {
+            Ok(Some(start)) => start == self.start_time,
+            Ok(None) => false,
+            // Unreadable for another reason: keep the range (a live pod must never lose it).
+            Err(_) => true,
+        }
+    }
+}
+
+/// The host's boot id.
+pub fn boot_id() -> Result<String, PoolError> {
+    fs::read_to_string(BOOT_ID).map(|s| s.trim().to_string()).map_err(|source| PoolError::Io {
+        path: BOOT_ID.into(),
+        action: "read",
+        source,
+    })
+}
+
+/// Field 22 of `/proc/<pid>/stat` (start time in clock ticks after boot); `None` when there
+/// is no such process or it is a zombie (it has exited; its pid is not reused before it is
+/// reaped, which may take long when its parent is gone too). Hand-parsed (procfs crates pull
+/// in much more): fields after the command name, which may itself hold spaces and parentheses
+/// (hence the last `)`).
+fn process_start_time(pid: u32) -> Result<Option<u64>, PoolError> {
+    let path = PathBuf::from(format!("/proc/{pid}/stat"));
+    let text = match fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        // ESRCH: the process exited while it was read.
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(None),
+        Err(source) => return Err(PoolError::Io { path, action: "read", source }),
+    };
+    let after_comm = text.rfind(')').map(|i| &text[i + 1..]).unwrap_or_default();
+    // After the command: field 3 (state) is the first; the start time is field 22.
+    let mut fields = after_comm.split_whitespace();
+    if matches!(fields.next(), Some("Z" | "X" | "x")) {
+        return Ok(None);
+    }
+    fields
+        .nth(22 - 4)
+        .and_then(|f| f.parse().ok())
+        .map(Some)
+        .ok_or_else(|| PoolError::Owner { reason: format!("{} has no start time", path.display()) })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +149,10 @@ pub enum PoolError {
     InvalidPodId { pod_id: String },
     #[error("ID pool: invalid [userns] config: {reason}")]
     InvalidConfig { reason: String },
+    #[error("ID pool: host IDs {}..{} are already held by {holder}", range.host_base, range.end())]
+    Taken { range: IdRange, holder: String },
+    #[error("ID pool: the owner of a range cannot be identified: {reason}")]
+    Owner { reason: String },
 }
 
 /// A handle on the on-disk pool. Cheap; holds no descriptor between operations.
@@ -82,6 +167,14 @@ pub struct IdRangePool {
 struct Entry {
     pod_id: String,
     range: IdRange,
+    /// `None` in files written before owners were recorded: never reclaimed.
+    owner: Option<Owner>,
+    path: PathBuf,
+}
+
+struct Freed {
+    range: IdRange,
+    seq: u64,
     path: PathBuf,
 }
 
@@ -115,17 +208,57 @@ impl IdRangePool {
         Ok(IdRangePool { base: config.base, size: config.size, count: config.count, dir })
     }
 
-    /// The range of `pod_id`, allocating the lowest free one if it has none. Idempotent.
+    /// Every host ID the pool may hand out: `base .. base + size * count`.
+    pub fn span(&self) -> IdRange {
+        // `open` checked that this fits in u32.
+        IdRange { host_base: self.base, size: self.size.saturating_mul(self.count) }
+    }
+
+    /// The indexes of the pool's slots that `range` overlaps.
+    fn slots_over(&self, range: &IdRange) -> std::ops::Range<usize> {
+        let (base, size) = (u64::from(self.base), u64::from(self.size));
+        let start = u64::from(range.host_base).saturating_sub(base) / size;
+        let end = range.end().saturating_sub(base).div_ceil(size).min(u64::from(self.count));
+        // Both fit in usize: they are at most `count` (a u32).
+        start as usize..(end as usize).max(start as usize)
+    }
+
+    /// The range of `pod_id`, allocating one if it has none (owned by this process).
+    /// Idempotent.
     pub fn allocate(&self, pod_id: &str) -> Result<IdRange, PoolError> {
+        self.allocate_for(pod_id, &Owner::current()?)
+    }
+
+    /// `allocate`, recording `owner` as the range's holder. Never-used ranges go first (lowest
+    /// first), then the least recently freed one (see the module docs).
+    pub fn allocate_for(&self, pod_id: &str, owner: &Owner) -> Result<IdRange, PoolError> {
         check_pod_id(pod_id)?;
         let _lock = self.lock()?;
         let entries = self.entries()?;
         if let Some(e) = entries.iter().find(|e| e.pod_id == pod_id) {
             return Ok(e.range);
         }
-        let free = (0..self.count)
-            .map(|i| IdRange { host_base: self.base + i * self.size, size: self.size })
-            .find(|candidate| !entries.iter().any(|e| e.range.overlaps(candidate)));
+        let freed = self.freed()?;
+        // Per candidate slot: when it was last freed (the latest of the records over it), and
+        // whether a live range covers it. One pass over each list, not one per slot.
+        let mut last_freed: Vec<Option<u64>> = vec![None; self.count as usize];
+        let mut taken = vec![false; self.count as usize];
+        for (range, seq) in freed
+            .iter()
+            .map(|f| (f.range, Some(f.seq)))
+            .chain(entries.iter().map(|e| (e.range, None)))
+        {
+            for i in self.slots_over(&range) {
+                match seq {
+                    Some(seq) => last_freed[i] = last_freed[i].max(Some(seq)),
+                    None => taken[i] = true,
+                }
+            }
+        }
+        let free = (0..self.count as usize)
+            .filter(|&i| !taken[i])
+            .min_by_key(|&i| (last_freed[i].is_some(), last_freed[i].unwrap_or(0), i))
+            .map(|i| IdRange { host_base: self.base + i as u32 * self.size, size: self.size });
         let Some(range) = free else {
             return Err(PoolError::Exhausted {
                 base: self.base,
@@ -133,8 +266,48 @@ impl IdRangePool {
                 count: self.count,
             });
         };
-        self.write_entry(pod_id, range)?;
+        self.write_entry(pod_id, range, owner)?;
+        for f in freed.iter().filter(|f| f.range.overlaps(&range)) {
+            fs::remove_file(&f.path).map_err(io(&f.path, "remove"))?;
+        }
         Ok(range)
+    }
+
+    /// Records the host IDs of a user namespace handed over by containerd (`hostUsers: false`:
+    /// kubelet chose them) as `pod_id`'s, owned by this process, so that no other pod is given
+    /// or accepted with them while it lives; `release` and `reclaim_dead` free them like an
+    /// allocated range. Refused when they overlap moat's pool or another pod's range.
+    /// Idempotent.
+    pub fn claim(&self, pod_id: &str, ranges: &[IdRange]) -> Result<(), PoolError> {
+        check_pod_id(pod_id)?;
+        let owner = Owner::current()?;
+        let _lock = self.lock()?;
+        let entries = self.entries()?;
+        let span = self.span();
+        let mut bases: Vec<IdRange> = Vec::new();
+        for range in ranges {
+            if range.overlaps(&span) {
+                return Err(PoolError::Taken { range: *range, holder: "moat's pool".into() });
+            }
+            if let Some(e) = entries.iter().find(|e| e.pod_id != pod_id && e.range.overlaps(range))
+            {
+                return Err(PoolError::Taken {
+                    range: *range,
+                    holder: format!("pod {}", e.pod_id),
+                });
+            }
+            // One file per host base: the larger of two extents starting there.
+            match bases.iter_mut().find(|b| b.host_base == range.host_base) {
+                Some(b) => b.size = b.size.max(range.size),
+                None => bases.push(*range),
+            }
+        }
+        for range in bases {
+            if !entries.iter().any(|e| e.pod_id == pod_id && e.range == range) {
+                self.write_entry(pod_id, range, &owner)?;
+            }
+        }
+        Ok(())
     }
 
     /// The range `pod_id` holds, if any.
@@ -143,11 +316,12 @@ impl IdRangePool {
         Ok(self.entries()?.into_iter().find(|e| e.pod_id == pod_id).map(|e| e.range))
     }
 
-    /// Frees the range of `pod_id`. Releasing a pod that holds none is not an error.
+    /// Frees the range of `pod_id` (to the back of the queue). Releasing a pod that holds none
+    /// is not an error.
     pub fn release(&self, pod_id: &str) -> Result<(), PoolError> {
         let _lock = self.lock()?;
         for e in self.entries()?.into_iter().filter(|e| e.pod_id == pod_id) {
-            fs::remove_file(&e.path).map_err(io(&e.path, "remove"))?;
+            self.free_entry(&e)?;
         }
         Ok(())
     }
@@ -158,7 +332,23 @@ impl IdRangePool {
         let mut freed = Vec::new();
         for e in self.entries()? {
             if !live(&e.pod_id) {
-                fs::remove_file(&e.path).map_err(io(&e.path, "remove"))?;
+                self.free_entry(&e)?;
+                freed.push(e.pod_id);
+            }
+        }
+        Ok(freed)
+    }
+
+    /// Frees the ranges whose owning shim is gone (no such process, a process started at
+    /// another time, or another boot); returns their pod ids. Ranges without a recorded owner
+    /// are kept.
+    pub fn reclaim_dead(&self) -> Result<Vec<String>, PoolError> {
+        let boot = boot_id()?;
+        let _lock = self.lock()?;
+        let mut freed = Vec::new();
+        for e in self.entries()? {
+            if e.owner.as_ref().is_some_and(|o| !o.is_alive(&boot)) {
+                self.free_entry(&e)?;
                 freed.push(e.pod_id);
             }
         }
@@ -190,6 +380,37 @@ impl IdRangePool {
     /// interrupted write are removed.
     fn entries(&self) -> Result<Vec<Entry>, PoolError> {
         let mut out = Vec::new();
+        for (path, stem) in self.files(SUFFIX)? {
+            let text = fs::read_to_string(&path).map_err(io(&path, "read"))?;
+            let (pod_id, range, owner) = parse_entry(&text)
+                .map_err(|reason| PoolError::Corrupt { path: path.clone(), reason })?;
+            if stem != range.host_base.to_string() {
+                return Err(PoolError::Corrupt {
+                    path,
+                    reason: format!("the file name does not match host_base={}", range.host_base),
+                });
+            }
+            out.push(Entry { pod_id, range, owner, path });
+        }
+        out.sort_by_key(|e| e.range.host_base);
+        Ok(out)
+    }
+
+    /// Reads every freed-range record (the caller holds the lock).
+    fn freed(&self) -> Result<Vec<Freed>, PoolError> {
+        let mut out = Vec::new();
+        for (path, _) in self.files(FREED_SUFFIX)? {
+            let text = fs::read_to_string(&path).map_err(io(&path, "read"))?;
+            let (range, seq) = parse_freed(&text)
+                .map_err(|reason| PoolError::Corrupt { path: path.clone(), reason })?;
+            out.push(Freed { range, seq, path });
+        }
+        Ok(out)
+    }
+
+    /// The files named `<stem><suffix>`, with their stems; removes leftover temporary files.
+    fn files(&self, suffix: &str) -> Result<Vec<(PathBuf, String)>, PoolError> {
+        let mut out = Vec::new();
         let listing = fs::read_dir(&self.dir).map_err(io(&self.dir, "list"))?;
         for item in listing {
             let item = item.map_err(io(&self.dir, "list"))?;
@@ -200,26 +421,38 @@ impl IdRangePool {
                 fs::remove_file(&path).map_err(io(&path, "remove a leftover temporary file"))?;
                 continue;
             }
-            let Some(stem) = name.strip_suffix(SUFFIX) else { continue };
-            let text = fs::read_to_string(&path).map_err(io(&path, "read"))?;
-            let (pod_id, range) = parse_entry(&text)
-                .map_err(|reason| PoolError::Corrupt { path: path.clone(), reason })?;
-            if stem != range.host_base.to_string() {
-                return Err(PoolError::Corrupt {
-                    path,
-                    reason: format!("the file name does not match host_base={}", range.host_base),
-                });
+            if let Some(stem) = name.strip_suffix(suffix) {
+                out.push((path.clone(), stem.to_string()));
             }
-            out.push(Entry { pod_id, range, path });
         }
-        out.sort_by_key(|e| e.range.host_base);
         Ok(out)
     }
 
-    fn write_entry(&self, pod_id: &str, range: IdRange) -> Result<(), PoolError> {
-        let path = self.dir.join(format!("{}{SUFFIX}", range.host_base));
-        let tmp = self.dir.join(format!(".tmp-{}-{}", std::process::id(), range.host_base));
-        let text = format!("pod={pod_id}\nhost_base={}\nsize={}\n", range.host_base, range.size);
+    /// Records `e`'s range as freed after every other freed range, then removes its entry. A
+    /// claimed range outside the pool (kubelet's) needs no record: moat never hands it out.
+    fn free_entry(&self, e: &Entry) -> Result<(), PoolError> {
+        if !e.range.overlaps(&self.span()) {
+            return fs::remove_file(&e.path).map_err(io(&e.path, "remove"));
+        }
+        let seq = self.freed()?.iter().map(|f| f.seq).max().unwrap_or(0) + 1;
+        let text =
+            format!("host_base={}\nsize={}\nfreed_seq={seq}\n", e.range.host_base, e.range.size);
+        self.write_file(&format!("{}{FREED_SUFFIX}", e.range.host_base), &text)?;
+        fs::remove_file(&e.path).map_err(io(&e.path, "remove"))
+    }
+
+    fn write_entry(&self, pod_id: &str, range: IdRange, owner: &Owner) -> Result<(), PoolError> {
+        let text = format!(
+            "pod={pod_id}\nhost_base={}\nsize={}\nowner_pid={}\nowner_start={}\nboot_id={}\n",
+            range.host_base, range.size, owner.pid, owner.start_time, owner.boot_id
+        );
+        self.write_file(&format!("{}{SUFFIX}", range.host_base), &text)
+    }
+
+    /// Writes `name` atomically: a temporary file, fsynced, renamed, directory fsynced.
+    fn write_file(&self, name: &str, text: &str) -> Result<(), PoolError> {
+        let path = self.dir.join(name);
+        let tmp = self.dir.join(format!(".tmp-{}-{name}", std::process::id()));
         let mut f = File::create(&tmp).map_err(io(&tmp, "create"))?;
         f.write_all(text.as_bytes()).map_err(io(&tmp, "write"))?;
         f.sync_all().map_err(io(&tmp, "sync"))?;
@@ -237,27 +470,70 @@ fn check_pod_id(pod_id: &str) -> Result<(), PoolError> {
     Ok(())
 }
 
-fn parse_entry(text: &str) -> Result<(String, IdRange), String> {
-    let mut pod = None;
-    let mut base = None;
-    let mut size = None;
+/// `key=value` lines; every key must be one of `keys`.
+fn parse_lines<'a>(
+    text: &'a str,
+    keys: &[&str],
+) -> Result<std::collections::HashMap<&'a str, &'a str>, String> {
+    let mut out = std::collections::HashMap::new();
     for line in text.lines() {
         let (key, value) =
             line.split_once('=').ok_or_else(|| format!("line {line:?} is not key=value"))?;
-        let number = |v: &str| v.parse::<u32>().map_err(|_| format!("{key}={v:?} is not a number"));
-        match key {
-            "pod" if !value.is_empty() => pod = Some(value.to_string()),
-            "host_base" => base = Some(number(value)?),
-            "size" => size = Some(number(value)?),
-            _ => return Err(format!("unexpected line {line:?}")),
+        if !keys.contains(&key) {
+            return Err(format!("unexpected line {line:?}"));
         }
+        out.insert(key, value);
     }
-    match (pod, base, size) {
-        (Some(pod), Some(host_base), Some(size)) if size > 0 && host_base > 0 => {
-            Ok((pod, IdRange { host_base, size }))
+    Ok(out)
+}
+
+fn number<T: std::str::FromStr>(
+    fields: &std::collections::HashMap<&str, &str>,
+    key: &str,
+) -> Result<Option<T>, String> {
+    fields
+        .get(key)
+        .map(|v| v.parse::<T>().map_err(|_| format!("{key}={v:?} is not a number")))
+        .transpose()
+}
+
+fn parse_range(fields: &std::collections::HashMap<&str, &str>) -> Result<IdRange, String> {
+    match (number::<u32>(fields, "host_base")?, number::<u32>(fields, "size")?) {
+        (Some(host_base), Some(size)) if size > 0 && host_base > 0 => {
+            Ok(IdRange { host_base, size })
         }
-        _ => Err("it needs a pod, a non-zero host_base and a non-zero size".into()),
+        _ => Err("it needs a non-zero host_base and a non-zero size".into()),
     }
+}
+
+fn parse_entry(text: &str) -> Result<(String, IdRange, Option<Owner>), String> {
+    let fields =
+        parse_lines(text, &["pod", "host_base", "size", "owner_pid", "owner_start", "boot_id"])?;
+    let pod = fields.get("pod").filter(|p| !p.is_empty()).map(|p| p.to_string());
+    number::<u32>(&fields, "host_base")?;
+    number::<u32>(&fields, "size")?;
+    let (Some(pod), Ok(range)) = (pod, parse_range(&fields)) else {
+        return Err("it needs a pod, a non-zero host_base and a non-zero size".into());
+    };
+    let owner = match (
+        number::<u32>(&fields, "owner_pid")?,
+        number::<u64>(&fields, "owner_start")?,
+        fields.get("boot_id"),
+    ) {
+        (Some(pid), Some(start_time), Some(boot)) if pid > 0 && !boot.is_empty() => {
+            Some(Owner { pid, start_time, boot_id: boot.to_string() })
+        }
+        (None, None, None) => None,
+        _ => return Err("owner_pid, owner_start and boot_id go together".into()),
+    };
+    Ok((pod, range, owner))
+}
+
+fn parse_freed(text: &str) -> Result<(IdRange, u64), String> {
+    let fields = parse_lines(text, &["host_base", "size", "freed_seq"])?;
+    let range = parse_range(&fields)?;
+    let seq = number::<u64>(&fields, "freed_seq")?.ok_or("it needs freed_seq")?;
+    Ok((range, seq))
 }
 
 #[cfg(test)]
@@ -306,7 +582,75 @@ mod tests {
         pool.release("pod-a").expect("release");
         pool.release("pod-a").expect("releasing twice is fine");
         assert_eq!(pool.lookup("pod-a").expect("lookup"), None);
-        assert_eq!(pool.allocate("pod-c").expect("c"), a, "the lowest free range is reused");
+        assert_eq!(pool.allocate("pod-c").expect("c"), a, "the only free range is reused");
+    }
+
+    #[test]
+    fn a_released_range_goes_to_the_back_of_the_queue() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        let a = pool.allocate("pod-a").expect("a");
+        let b = pool.allocate("pod-b").expect("b");
+        pool.release("pod-a").expect("release a");
+        pool.release("pod-b").expect("release b");
+        // Never-used ranges first, lowest first: the next pod must not own pod-a's files.
+        let c = pool.allocate("pod-c").expect("c");
+        assert_eq!(c, IdRange { host_base: 102_000, size: 1000 }, "a never-used range");
+        let d = pool.allocate("pod-d").expect("d");
+        assert_eq!(d, IdRange { host_base: 103_000, size: 1000 }, "a never-used range");
+        // Then the least recently freed: pod-a's range (freed before pod-b's).
+        assert_eq!(pool.allocate("pod-e").expect("e"), a, "the least recently freed range");
+        assert_eq!(pool.allocate("pod-f").expect("f"), b, "then the next least recent");
+        // A range freed again goes behind every other freed range.
+        pool.release("pod-c").expect("release c");
+        pool.release("pod-e").expect("release e");
+        pool.release("pod-d").expect("release d");
+        assert_eq!(pool.allocate("pod-g").expect("g"), c);
+        assert_eq!(pool.allocate("pod-h").expect("h"), a);
+        assert_eq!(pool.allocate("pod-i").expect("i"), d);
+        // The order survives a new handle (another shim).
+        let again = IdRangePool::open(&config(dir.path(), 4)).expect("reopen");
+        assert!(matches!(again.allocate("pod-j"), Err(PoolError::Exhausted { .. })));
+    }
+
+    #[test]
+    fn the_default_pool_is_clear_of_kubelets_and_useradds_ranges() {
+        let pool = IdRangePool::open(&UsernsConfig {
+            state_dir: tempfile::tempdir().expect("tempdir").path().join("pool"),
+            ..UsernsConfig::default()
+        })
+        .expect("open");
+        let span = pool.span();
+        // kubelet's range as its docs configure it (`kubelet:65536:7208960`, 110 pods of
+        // 65536), and the most it can use with its default of 110 pods counted from 65536.
+        let kubelet = IdRange { host_base: 65_536, size: 110 * 65_536 };
+        // useradd's subordinate IDs for host users (login.defs SUB_UID_MIN..SUB_UID_MAX).
+        let useradd = IdRange { host_base: 100_000, size: 600_100_000 - 100_000 + 1 };
+        assert!(!span.overlaps(&kubelet), "{span:?} overlaps kubelet's {kubelet:?}");
+        assert!(!span.overlaps(&useradd), "{span:?} overlaps useradd's {useradd:?}");
+        assert!(span.end() <= 1 << 31, "{span:?} reaches IDs that read as negative");
+        assert_eq!(span.host_base % 65_536, 0, "not aligned like kubelet's ranges");
+    }
+
+    #[test]
+    fn claimed_ranges_are_held_until_released_and_refused_when_taken() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        let kubelets = IdRange { host_base: 200_000, size: 1000 };
+        pool.claim("handed-over", &[kubelets, kubelets]).expect("claim");
+        pool.claim("handed-over", &[kubelets]).expect("claiming again is fine");
+        assert_eq!(pool.lookup("handed-over").expect("lookup"), Some(kubelets));
+        // Input: another pod handed an overlapping range.
+        let e = pool
+            .claim("other", &[IdRange { host_base: 200_500, size: 1000 }])
+            .expect_err("overlap");
+        assert!(e.to_string().contains("pod handed-over"), "{e}");
+        // Input: a range inside moat's pool.
+        let e = pool.claim("third", &[IdRange { host_base: 101_000, size: 10 }]).expect_err("pool");
+        assert!(e.to_string().contains("moat's pool"), "{e}");
+        pool.release("handed-over").expect("release");
+        assert!(!dir.path().join("pool/200000.freed").exists(), "kubelet's range is not queued");
+        pool.claim("other", &[IdRange { host_base: 200_500, size: 1000 }]).expect("now free");
     }
 
     #[test]
@@ -337,6 +681,81 @@ mod tests {
         let left: Vec<String> =
             pool.allocations().expect("list").into_iter().map(|(p, _)| p).collect();
         assert_eq!(left, vec!["live-1", "live-2"]);
+    }
+
+    /// The identity of a process that has exited (and been reaped).
+    fn dead_owner() -> Owner {
+        let (mut child, owner) = sleeper();
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        owner
+    }
+
+    /// A child process and its identity.
+    fn sleeper() -> (std::process::Child, Owner) {
+        let child = std::process::Command::new("sleep").arg("60").spawn().expect("spawn sleep");
+        let pid = child.id();
+        let start_time = process_start_time(pid).expect("stat").expect("alive");
+        (child, Owner { pid, start_time, boot_id: boot_id().expect("boot id") })
+    }
+
+    #[test]
+    fn reclaim_dead_frees_ranges_of_gone_shims_and_other_boots_only() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 8)).expect("open");
+        let me = Owner::current().expect("this process");
+        assert!(me.is_alive(&boot_id().expect("boot id")));
+        let live = pool.allocate("live").expect("live");
+        pool.allocate_for("dead-shim", &dead_owner()).expect("dead");
+        // A process with the live pid but another start time: the pid was reused.
+        let reused = Owner { start_time: me.start_time + 1, ..me.clone() };
+        pool.allocate_for("reused-pid", &reused).expect("reused");
+        // This very process, recorded in another boot: the host rebooted since.
+        let rebooted = Owner { boot_id: "another-boot".into(), ..me.clone() };
+        pool.allocate_for("other-boot", &rebooted).expect("rebooted");
+        // A range file from before owners were recorded: kept (its pod may be alive).
+        fs::write(
+            dir.path().join("pool/107000.range"),
+            "pod=legacy\nhost_base=107000\nsize=1000\n",
+        )
+        .expect("legacy file");
+        let mut freed = pool.reclaim_dead().expect("reclaim");
+        freed.sort();
+        assert_eq!(freed, vec!["dead-shim", "other-boot", "reused-pid"]);
+        let left: Vec<String> =
+            pool.allocations().expect("list").into_iter().map(|(p, _)| p).collect();
+        assert_eq!(left, vec!["live", "legacy"]);
+        assert_eq!(pool.lookup("live").expect("lookup"), Some(live), "a live range is kept");
+        assert!(pool.reclaim_dead().expect("again").is_empty(), "nothing more to reclaim");
+    }
+
+    #[test]
+    fn a_zombie_owner_is_gone() {
+        let (mut child, owner) = sleeper();
+        assert!(owner.is_alive(&owner.boot_id), "a running shim holds its pod");
+        child.kill().expect("kill");
+        // Not reaped yet: a zombie until `wait` (a killed shim's parent may be gone too).
+        let stat = format!("/proc/{}/stat", owner.pid);
+        while std::fs::read_to_string(&stat).is_ok_and(|s| !s.contains(") Z")) {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        assert!(!owner.is_alive(&owner.boot_id), "a zombie shim holds no pod");
+        child.wait().expect("reap");
+        assert!(!owner.is_alive(&owner.boot_id));
+    }
+
+    #[test]
+    fn owner_fields_go_together() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = IdRangePool::open(&config(dir.path(), 4)).expect("open");
+        // Input: an owner pid without its start time and boot id.
+        fs::write(
+            dir.path().join("pool/100000.range"),
+            "pod=a\nhost_base=100000\nsize=1000\nowner_pid=5\n",
+        )
+        .expect("write");
+        let msg = pool.reclaim_dead().expect_err("half an owner").to_string();
+        assert!(msg.contains("100000.range") && msg.contains("go together"), "{msg}");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 
 use containerd_shim::{socket_address, StartOpts};
 use log::warn;
+use moat_sandbox::userns::pool::IdRangePool;
 
 use super::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
 use crate::error::ShimError;
@@ -120,6 +121,7 @@ pub async fn start(
     }
     // A stale socket from a killed shim: remove it so the new shim can bind.
     let _ = std::fs::remove_file(shim.socket_path());
+    reclaim_id_ranges(input.runtime_options());
 
     let exe = std::env::current_exe().map_err(|e| ShimError::io("locating the shim binary", e))?;
     let mut cmd = Command::new(exe);
@@ -151,6 +153,26 @@ pub async fn start(
     }
     write_address_file(&bundle, &shim.address)?;
     Ok(shim.address)
+}
+
+/// A new pod's shim is about to start: give back the ID ranges of pods whose shim is gone
+/// (killed, crashed, or lost in a reboot: `containerd` never runs `delete` for those). Before
+/// the new shim allocates, so a crash-looping host never exhausts the pool. A failure here
+/// only delays the reclaim, it must not fail the new pod. (`start` has no logger: its stderr
+/// is containerd's answer, so the outcome is not logged.)
+fn reclaim_id_ranges(options: Option<&RuntimeOptions>) {
+    let source = crate::config::ConfigSource {
+        path: options.and_then(|o| o.config_path.clone()).filter(|p| !p.is_empty()).map(Into::into),
+        body: options.and_then(|o| o.config_body.clone()).filter(|b| !b.is_empty()),
+    };
+    let reclaimed = source.load().and_then(|config| {
+        IdRangePool::open(&config.userns)
+            .and_then(|pool| pool.reclaim_dead())
+            .map_err(|e| ShimError::Sandbox(e.to_string()))
+    });
+    if let Err(e) = reclaimed {
+        warn!("start: reclaiming the ID ranges of dead pods: {e}");
+    }
 }
 
 fn pass_options(cmd: &mut Command, options: Option<&RuntimeOptions>) {

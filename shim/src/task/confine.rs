@@ -14,7 +14,7 @@ use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
 use moat_sandbox::policy::{self, Config, PodContext};
 use moat_sandbox::spawn::Launcher;
-use moat_sandbox::userns::pool::IdRangePool;
+use moat_sandbox::userns::pool::{IdRange, IdRangePool};
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
 use super::bundle_state::BundleState;
@@ -33,6 +33,9 @@ pub struct PodResources {
     pub userns: Option<Arc<OwnedFd>>,
     /// The ID range came from moat's pool (and goes back to it with the pod).
     pub pool: Option<Arc<IdRangePool>>,
+    /// Host pid of the sandbox's init: the only process whose namespaces (`/proc/<pid>/ns/*`)
+    /// the pod's other containers may join.
+    pub sandbox_pid: Option<i32>,
 }
 
 pub struct Created {
@@ -92,7 +95,19 @@ impl Confinement {
         // The pod's user namespace: handed over by containerd 2.x (`hostUsers: false`), else a
         // fresh range from moat's pool for the pod's first container, else the pod's.
         let handed_over = policy::spec_user_namespace(&spec);
-        let (user, pod_resources, userns_fd) = if let Some(user) = handed_over {
+        let is_handed_over = handed_over.is_some();
+        let (user, mut pod_resources, userns_fd) = if let Some(user) = handed_over {
+            if let Some(p) = pod.filter(|_| !is_sandbox) {
+                if (&p.user.uid_mappings, &p.user.gid_mappings)
+                    != (&user.uid_mappings, &user.gid_mappings)
+                {
+                    return Err(ShimError::Refused(format!(
+                        "moat refused container {} of pod {pod_id}: linux.uidMappings, \
+                         linux.gidMappings: they differ from the mappings of the pod's sandbox",
+                        req.id
+                    )));
+                }
+            }
             let resources = PodResources {
                 pod_id: pod_id.clone(),
                 pod_uid: PodContext::spec_pod_uid(&spec)
@@ -100,6 +115,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
+                sandbox_pid: pod.and_then(|p| p.sandbox_pid),
             };
             (user, resources, None)
         } else if is_sandbox {
@@ -120,6 +136,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: None,
                 pool: Some(pool),
+                sandbox_pid: None,
             };
             (user, resources, None)
         } else {
@@ -163,6 +180,39 @@ impl Confinement {
                 .collect(),
             user,
         };
+        let sandbox_pid = if is_sandbox { None } else { pod_resources.sandbox_pid };
+        if let Err(refusal) = policy::check_namespace_owner(&spec, config, &ctx, sandbox_pid) {
+            warn!("refused: {refusal}");
+            release_range(&pod_resources);
+            return Err(ShimError::Refused(refusal.to_string()));
+        }
+        if is_handed_over && is_sandbox {
+            // kubelet chose the pod's host IDs: never onto moat's pool or another live pod's
+            // range; recorded in the pool so no later pod gets them while this one lives.
+            let (config, spec, ctx) = (config.clone(), spec.clone(), ctx.clone());
+            let claimed = blocking(move || -> Result<_, ShimError> {
+                let sandbox = |e: moat_sandbox::userns::pool::PoolError| {
+                    ShimError::Sandbox(format!("pod {}: {e}", ctx.pod_id))
+                };
+                let pool = IdRangePool::open(&config.userns).map_err(sandbox)?;
+                let live = pool.allocations().map_err(sandbox)?;
+                policy::check_handed_over_user(&spec, &config, &ctx, &live).map_err(|refusal| {
+                    warn!("refused: {refusal}");
+                    ShimError::Refused(refusal.to_string())
+                })?;
+                let ranges: Vec<_> = ctx
+                    .user
+                    .uid_mappings
+                    .iter()
+                    .chain(&ctx.user.gid_mappings)
+                    .map(|m| IdRange { host_base: m.host_id, size: m.size })
+                    .collect();
+                pool.claim(&ctx.pod_id, &ranges).map_err(sandbox)?;
+                Ok(Arc::new(pool))
+            })
+            .await?;
+            pod_resources.pool = Some(claimed);
+        }
         let mut plan = match policy::derive_container(&spec, config, &ctx) {
             Ok(plan) => plan,
             Err(refusal) => {
@@ -211,6 +261,7 @@ impl Confinement {
         if is_sandbox {
             let mut resources = pod_resources.clone();
             resources.userns = pending.userns.take().map(Arc::new);
+            resources.sandbox_pid = Some(pending.pid);
             pod_out = Some(resources);
         }
         let state = BundleState {
