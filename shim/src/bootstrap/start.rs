@@ -164,6 +164,7 @@ fn reclaim_id_ranges(options: Option<&RuntimeOptions>) {
     let source = crate::config::ConfigSource {
         path: options.and_then(|o| o.config_path.clone()).filter(|p| !p.is_empty()).map(Into::into),
         body: options.and_then(|o| o.config_body.clone()).filter(|b| !b.is_empty()),
+        unreadable: None,
     };
     let reclaimed = source.load().and_then(|config| {
         IdRangePool::open(&config.userns)
