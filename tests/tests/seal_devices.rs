@@ -1,0 +1,164 @@
+//! Sealing the boundary against device nodes and process counts (issue 9), attacked from inside
+//! pods through the CRI.
+//!
+//! - An image may carry device nodes in its layers; containerd (root) unpacks them as real
+//!   nodes, and the idmapped layer makes container root their owner. Under moat the root
+//!   filesystem is `nodev` (and `nosuid`), and the container's cgroup allows only the minimal
+//!   /dev's nodes (v1 devices rules, and an eBPF device program on the v2 hierarchy).
+//! - A pod that sets no pids limit still gets moat's `default_pids_limit` per container.
+//!
+//! The devices image (`moat.test/devices:1`, see `moat_e2e::images`) is built and imported by
+//! this file, once per test process.
+
+mod common;
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use anyhow::{anyhow, ensure, Context, Result};
+use moat_e2e::images::{self, DEVICES, DEVICES_BLOCK_NODE, DEVICES_CHAR_NODE};
+use moat_e2e::{configs, e2e_tests, paths, Container, Pod, TestBed};
+
+e2e_tests!(device_nodes_in_the_image_cannot_be_opened);
+
+moat_only_tests!(
+    the_root_filesystem_is_nodev_and_nosuid,
+    a_fork_bomb_stops_at_the_default_pids_limit
+);
+
+/// moat's built-in `default_pids_limit`.
+const DEFAULT_PIDS_LIMIT: usize = 4096;
+
+/// Builds the devices image (cached) and imports it into this test process's containerd once.
+fn devices_image(bed: &TestBed) -> Result<()> {
+    static IMPORTED: OnceLock<Result<(), String>> = OnceLock::new();
+    IMPORTED
+        .get_or_init(|| {
+            (|| -> Result<()> {
+                let archive = images::build_devices(&paths::image_cache_dir())?;
+                images::import(&bed.layout().socket, &archive)?;
+                ensure!(bed.cri().image_present(DEVICES)?, "{DEVICES} imported but not seen");
+                Ok(())
+            })()
+            .map_err(|e| format!("{e:#}"))
+        })
+        .clone()
+        .map_err(|e| anyhow!("the devices image: {e}"))
+}
+
+/// A container of the devices image running `sleep 3600`.
+fn devices_container(pod: &Pod) -> Result<Container> {
+    devices_image(pod.bed)?;
+    let config = configs::container_config(&pod.name, "devices", DEVICES, &["sleep", "3600"]);
+    let c = pod.create(&config)?;
+    pod.start(&c)?;
+    Ok(c)
+}
+
+/// `open NODE MODE` in the container: "open" or the shell's error text.
+fn try_open(pod: &Pod, c: &Container, node: &str, redirect: &str) -> Result<String> {
+    let script =
+        format!("if (exec 3{redirect}{node}) 2>/tmp/err; then echo open; else cat /tmp/err; fi");
+    let out = common::sh(pod, c, &script)?;
+    ensure!(out.exit_code == 0, "sh -c {script:?}: {out:?}");
+    Ok(out.stdout.trim().to_string())
+}
+
+fn device_nodes_in_the_image_cannot_be_opened(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("devnodes", handler)?;
+    let c = devices_container(&pod)?;
+    let (major, minor) = images::host_root_device()?;
+    // The nodes really are device nodes in the container (containerd unpacked them as such).
+    let out = common::sh(
+        &pod,
+        &c,
+        &format!("stat -c '%F %t:%T' {DEVICES_CHAR_NODE} {DEVICES_BLOCK_NODE}"),
+    )?;
+    let expected = format!("character special file 1:3\nblock special file {major:x}:{minor:x}");
+    ensure!(out.stdout.trim() == expected, "the image's nodes are not what was built: {out:?}");
+
+    let mut results = Vec::new();
+    for node in [DEVICES_CHAR_NODE, DEVICES_BLOCK_NODE] {
+        for redirect in ["<>", "<"] {
+            results.push((node, redirect, try_open(&pod, &c, node, redirect)?));
+        }
+    }
+    eprintln!("{handler}: {results:?}");
+    for (node, redirect, result) in &results {
+        let block = *node == DEVICES_BLOCK_NODE;
+        match handler {
+            // nodev on the root: EACCES before any device rule is looked at.
+            "moat" => ensure!(
+                result.contains("Permission denied"),
+                "under moat `exec 3{redirect}{node}` gave {result:?} (must fail: the root is nodev)"
+            ),
+            // runc leaves the image's nodes usable; its device cgroup refuses the host disk
+            // (EPERM) and allows c 1:3, which is /dev/null's number.
+            _ if block => ensure!(
+                result.contains("Operation not permitted"),
+                "under runc `exec 3{redirect}{node}` gave {result:?} (its device cgroup denies it)"
+            ),
+            _ => ensure!(
+                result == "open",
+                "under runc `exec 3{redirect}{node}` gave {result:?} (c 1:3 is in runc's allow list)"
+            ),
+        }
+    }
+    // The ordinary thing still works: the minimal /dev's nodes.
+    ensure!(try_open(&pod, &c, "/dev/null", "<>")? == "open");
+    ensure!(try_open(&pod, &c, "/dev/zero", "<")? == "open");
+    pod.teardown()
+}
+
+fn the_root_filesystem_is_nodev_and_nosuid(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("rootflags", handler)?;
+    let c = pod.run("c", &["sleep", "3600"])?;
+    let out = pod.exec(&c, &["cat", "/proc/self/mountinfo"])?;
+    // `36 35 0:51 / / rw,relatime - overlay overlay rw,lowerdir=...`: the last mount on `/`.
+    let root = out
+        .stdout
+        .lines()
+        .filter(|l| l.split(' ').nth(4) == Some("/"))
+        .next_back()
+        .with_context(|| format!("no mount on / in {out:?}"))?
+        .to_string();
+    let options: Vec<&str> = root.split(' ').nth(5).unwrap_or("").split(',').collect();
+    eprintln!("{handler}: {root}");
+    ensure!(
+        options.contains(&"nodev") && options.contains(&"nosuid"),
+        "the container's root is mounted without nodev,nosuid: {root}"
+    );
+    pod.teardown()
+}
+
+fn a_fork_bomb_stops_at_the_default_pids_limit(bed: &TestBed, handler: &str) -> Result<()> {
+    let pod = bed.run_pod("forkbomb", handler)?;
+    let c = pod.run("bomb", &["sleep", "3600"])?;
+    // Bounded: at most 6000 sleeping children, each counted in /tmp/forked by a shell builtin
+    // (no fork); the loop ends when it is done or when the shell cannot fork any more.
+    let script = "n=0; while [ $n -lt 6000 ]; do sleep 120 </dev/null >/dev/null 2>&1 & \
+                  n=$((n+1)); echo $n >/tmp/forked; done; echo made all $n";
+    let out = bed.cri().exec_sync(&c.id, &["sh", "-c", script], Duration::from_secs(180))?;
+    let pid = pod.container_pid(&c)?;
+    let forked: usize = std::fs::read_to_string(format!("/proc/{pid}/root/tmp/forked"))
+        .context("reading /tmp/forked through /proc/<pid>/root")?
+        .trim()
+        .parse()
+        .context("parsing /tmp/forked")?;
+    eprintln!("{handler}: forked {forked}; exec {out:?}");
+    ensure!(
+        forked < DEFAULT_PIDS_LIMIT,
+        "a pod without a pids limit made {forked} processes (default_pids_limit is \
+         {DEFAULT_PIDS_LIMIT}): {out:?}"
+    );
+    ensure!(forked > 1000, "the bomb stopped early, for another reason: {out:?}");
+    ensure!(!out.stdout.contains("made all"), "{out:?}");
+    // The limit is per container: another container of the same pod still starts and runs.
+    let other = pod.run("other", &["sleep", "3600"])?;
+    let alive = pod.exec(&other, &["echo", "alive"])?;
+    ensure!(alive.stdout.trim() == "alive", "{alive:?}");
+    // The node is fine: it forks.
+    let status = std::process::Command::new("true").status().context("running true")?;
+    ensure!(status.success());
+    pod.teardown()
+}
