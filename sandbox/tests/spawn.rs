@@ -1155,7 +1155,7 @@ fn image_device_nodes_are_dead_on_every_root(l: &Launcher) -> Result<()> {
     let script = "awk '$5 == \"/\" { print \"ROOT\", $6 }' /proc/self/mountinfo; \
                   if (exec 3<>/opt/null-copy) 2>/dev/null; then echo NODE-OPEN; else echo NODE-DEAD; fi";
     let options = |out: &str| -> Vec<String> {
-        let line = out.lines().filter(|l| l.starts_with("ROOT ")).next_back().unwrap_or("");
+        let line = out.lines().rfind(|l| l.starts_with("ROOT ")).unwrap_or("");
         line.trim_start_matches("ROOT ").split(',').map(str::to_string).collect()
     };
     let overlay = plan(&fx, "c1", &["sh", "-c", script]);

@@ -118,8 +118,7 @@ fn the_root_filesystem_is_nodev_and_nosuid(bed: &TestBed, handler: &str) -> Resu
     let root = out
         .stdout
         .lines()
-        .filter(|l| l.split(' ').nth(4) == Some("/"))
-        .next_back()
+        .rfind(|l| l.split(' ').nth(4) == Some("/"))
         .with_context(|| format!("no mount on / in {out:?}"))?
         .to_string();
     let options: Vec<&str> = root.split(' ').nth(5).unwrap_or("").split(',').collect();

@@ -1,8 +1,9 @@
 //! Applying OCI `linux.resources` to a cgroup: checks first (pure), then the v1 or v2 writes.
 //!
 //! Zero means "unset" for memory, swap, cpu shares/quota/period and pids, as in runc; -1 means
-//! unlimited. Real-time cpu limits, kernel memory limits and (on v2) device rules, swappiness
-//! and disableOOMKiller have no effect here and are logged when set.
+//! unlimited. Real-time cpu limits, kernel memory limits and (on v2) swappiness and
+//! disableOOMKiller have no effect here and are logged when set. Device rules are applied once,
+//! at create, by `Cgroup::create` (v1: `devices_v1`; v2: the `device_filter` program).
 
 use std::path::Path;
 
@@ -159,15 +160,11 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
     Ok(())
 }
 
-/// Writes the limits. `with_devices`: also the v1 device rules (only at create).
-pub(crate) fn apply(
-    cg: &Cgroup,
-    r: &LinuxResources,
-    with_devices: bool,
-) -> Result<(), CgroupError> {
+/// Writes the limits (not the device rules: `devices_v1` and the v2 program, at create only).
+pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     match cg.mode() {
         Mode::V2 => apply_v2(cg, r),
-        Mode::V1 | Mode::Hybrid => apply_v1(cg, r, with_devices),
+        Mode::V1 | Mode::Hybrid => apply_v1(cg, r),
     }
 }
 
@@ -212,7 +209,7 @@ fn pids_value(limit: i64) -> Option<String> {
 
 // ---------------------------------------------------------------- v1
 
-fn apply_v1(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), CgroupError> {
+fn apply_v1(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(cpu) = r.cpu() {
         cpu_v1(cg, cpu)?;
     }
@@ -233,11 +230,6 @@ fn apply_v1(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), C
     }
     if let Some(b) = r.block_io() {
         blkio_v1(cg, b)?;
-    }
-    if with_devices {
-        if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
-            devices_v1(cg, rules)?;
-        }
     }
     Ok(())
 }
@@ -455,11 +447,15 @@ pub fn device_rule_v1(d: &LinuxDeviceCgroup) -> String {
     format!("{} {}:{} {access}", typ.as_str(), num(d.major()), num(d.minor()))
 }
 
-fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+/// The v1 device rules: deny everything, then the spec's rules in order, then the minimal
+/// /dev's nodes (the list `device_filter::DeviceRules::for_container` compiles for v2).
+pub(crate) fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     let Some(dir) = cg.v1_dir("devices") else {
         log::warn!("cgroup {}: no v1 devices controller, device rules are not applied", cg.path());
         return Ok(());
     };
+    // Default deny whatever the spec says first (CRI's spec starts with this rule too).
+    write_ctl(cg, dir, "devices.deny", "a *:* rwm")?;
     for rule in rules {
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         write_ctl(cg, dir, file, &device_rule_v1(rule))?;
@@ -484,7 +480,7 @@ pub fn standard_device_rules_v1() -> Vec<String> {
 }
 
 /// Major number of Unix98 pty slaves (/dev/pts/N).
-const PTS_MAJOR: u32 = 136;
+pub(crate) const PTS_MAJOR: u32 = 136;
 
 // ---------------------------------------------------------------- v2
 
@@ -549,12 +545,6 @@ fn apply_v2(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(b) = r.block_io() {
         io_v2(cg, dir, b)?;
-    }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        log::debug!(
-            "cgroup {}: device rules need eBPF on cgroup v2 and are not applied",
-            cg.path()
-        );
     }
     for (key, value) in r.unified().iter().flatten() {
         write_ctl(cg, dir, key, value)?;
