@@ -9,7 +9,7 @@ use std::path::Path;
 
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
-    LinuxResources, LinuxThrottleDevice,
+    LinuxPids, LinuxResources, LinuxThrottleDevice,
 };
 
 use super::{fsio, Cgroup, CgroupError, Mode};
@@ -82,6 +82,29 @@ fn max_or(v: i64) -> String {
         "max".into()
     } else {
         v.to_string()
+    }
+}
+
+/// The resources a container's cgroup is created with: the spec's, with `default_pids_limit`
+/// as the pids limit when the spec sets none (no `pids`, or a limit of 0, which means unset as
+/// in runc). A spec's own limit (-1, unlimited, included) is kept. `default_pids_limit` 0: no
+/// default. The limit goes on the container's own cgroup (the pod's cgroup is kubelet's), so
+/// it bounds each container, not the pod: a pod of N containers can hold N times the limit.
+pub fn with_default_pids(
+    spec: Option<&LinuxResources>,
+    default_pids_limit: u64,
+) -> Option<LinuxResources> {
+    let unset = spec.and_then(|r| r.pids().as_ref()).is_none_or(|p| p.limit() == 0);
+    let default = i64::try_from(default_pids_limit).ok().filter(|l| *l > 0);
+    match (unset, default) {
+        (true, Some(limit)) => {
+            let mut r = spec.cloned().unwrap_or_default();
+            let mut pids = LinuxPids::default();
+            pids.set_limit(limit);
+            r.set_pids(Some(pids));
+            Some(r)
+        }
+        _ => spec.cloned(),
     }
 }
 
@@ -694,6 +717,77 @@ mod tests {
         assert!(validate("/x", &unified("memory.high"), Mode::Hybrid).is_err());
         assert!(validate("/x", &unified("cgroup.procs"), Mode::V2).is_err());
         assert!(validate("/x", &unified("../memory.max"), Mode::V2).is_err());
+    }
+}
+
+#[cfg(test)]
+mod default_pids_tests {
+    use super::*;
+    use crate::cgroups::{CgroupPath, V1Dir};
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+
+    fn pids(limit: i64) -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(limit).build().expect("pids"))
+            .build()
+            .expect("resources")
+    }
+
+    fn limit(r: Option<LinuxResources>) -> Option<i64> {
+        r.and_then(|r| r.pids().as_ref().map(|p| p.limit()))
+    }
+
+    #[test]
+    fn the_default_applies_only_when_the_spec_sets_no_limit() {
+        assert_eq!(limit(with_default_pids(None, 4096)), Some(4096));
+        assert_eq!(limit(with_default_pids(Some(&pids(0)), 4096)), Some(4096));
+        assert_eq!(limit(with_default_pids(Some(&pids(100)), 4096)), Some(100));
+        assert_eq!(limit(with_default_pids(Some(&pids(-1)), 4096)), Some(-1));
+        assert_eq!(limit(with_default_pids(None, 0)), None);
+        // The rest of the spec's resources are kept.
+        let memory = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(1 << 20).build().expect("memory"))
+            .build()
+            .expect("resources");
+        let r = with_default_pids(Some(&memory), 4096).expect("resources");
+        assert_eq!(r.memory().as_ref().and_then(|m| m.limit()), Some(1 << 20));
+        assert_eq!(limit(Some(r)), Some(4096));
+    }
+
+    /// A cgroup in `mode` whose directories are plain temporary directories holding a
+    /// `pids.max` file (the v2 path is not exercised by this hybrid machine's e2e tests).
+    fn fake(mode: Mode, root: &Path) -> Cgroup {
+        let dir = root.join("k8s.io/c1");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("pids.max"), "max").expect("pids.max");
+        let (v1, v2) = match mode {
+            Mode::V2 => (Vec::new(), Some(dir)),
+            _ => (
+                vec![V1Dir { controllers: vec!["pids".into()], mount: root.to_path_buf(), dir }],
+                None,
+            ),
+        };
+        Cgroup {
+            path: CgroupPath::parse("/k8s.io/c1").expect("path"),
+            mode,
+            v1,
+            v2,
+            v2_root: (mode == Mode::V2).then(|| root.to_path_buf()),
+            created: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_default_is_written_to_pids_max_on_v1_and_v2() {
+        for mode in [Mode::V2, Mode::V1] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let cg = fake(mode, tmp.path());
+            let r = with_default_pids(None, 4096).expect("resources");
+            apply(&cg, &r).expect("apply");
+            let file = tmp.path().join("k8s.io/c1/pids.max");
+            let written = std::fs::read_to_string(&file).expect("read");
+            assert_eq!(written.trim(), "4096", "{mode:?}");
+        }
     }
 }
 
