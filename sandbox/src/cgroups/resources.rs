@@ -165,6 +165,9 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
             }
         }
     }
+    // The rules compile for the v2 program (numbers in range); checked before anything exists.
+    super::device_filter::DeviceRules::for_container(r.devices().as_deref().unwrap_or_default())
+        .map_err(bad)?;
     if let Some(unified) = r.unified() {
         if !unified.is_empty() && mode != Mode::V2 {
             return Err(bad("linux.resources.unified needs a pure cgroup v2 machine".into()));
@@ -702,6 +705,20 @@ mod tests {
         assert!(validate("/x", &huge("1GB"), Mode::V1).is_ok());
         assert!(validate("/x", &huge("../x"), Mode::V1).is_err());
         assert!(validate("/x", &huge("2MB.limit"), Mode::V1).is_err());
+
+        let device = LinuxResourcesBuilder::default()
+            .devices(vec![LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1_i64 << 33)
+                .minor(0)
+                .access("rw")
+                .build()
+                .expect("rule")])
+            .build()
+            .expect("resources");
+        let e = validate("/x", &device, Mode::V2).expect_err("out of range");
+        assert!(e.to_string().contains("major 8589934592 is out of range"), "{e}");
 
         let unified = |k: &str| {
             LinuxResourcesBuilder::default()
