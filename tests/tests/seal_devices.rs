@@ -23,7 +23,8 @@ e2e_tests!(device_nodes_in_the_image_cannot_be_opened);
 
 moat_only_tests!(
     the_root_filesystem_is_nodev_and_nosuid,
-    a_fork_bomb_stops_at_the_default_pids_limit
+    a_fork_bomb_stops_at_the_default_pids_limit,
+    the_v2_device_program_alone_confines_a_pod_and_goes_with_it,
 );
 
 /// moat's built-in `default_pids_limit`.
@@ -164,4 +165,80 @@ fn a_fork_bomb_stops_at_the_default_pids_limit(bed: &TestBed, handler: &str) -> 
     let status = std::process::Command::new("true").status().context("running true")?;
     ensure!(status.success());
     pod.teardown()
+}
+
+/// The container's directory in the hierarchy named `controller` (`devices`, or "" for v2),
+/// from /proc/<pid>/cgroup.
+fn cgroup_dir(pid: i32, controller: &str) -> Result<std::path::PathBuf> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?;
+    let layout = moat_sandbox::cgroups::Layout::detect()?;
+    for line in text.lines() {
+        let mut f = line.splitn(3, ':');
+        let (_, list, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or(""));
+        let mount = if controller.is_empty() && list.is_empty() {
+            layout.v2_mount()
+        } else if !controller.is_empty() && list.split(',').any(|c| c == controller) {
+            layout.v1_mount(controller)
+        } else {
+            continue;
+        };
+        let mount = mount.with_context(|| format!("no mount for {controller:?}"))?;
+        return Ok(mount.join(path.trim_start_matches('/')));
+    }
+    anyhow::bail!("pid {pid} has no {controller:?} line in {text:?}")
+}
+
+/// On this hybrid host the v1 devices cgroup and moat's v2 program both confine a container.
+/// With the v1 rules opened up from the host (as on a pure v2 host, where there are none), a
+/// device node the container did not get (c 10:229, made by host root on a tmpfs without nodev
+/// in the container's mount namespace) must still not open: EPERM from the program. The
+/// program is moat's, one per container, and is freed when the pod goes.
+fn the_v2_device_program_alone_confines_a_pod_and_goes_with_it(
+    bed: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    use moat_sandbox::cgroups::bpf;
+    use std::os::fd::AsFd;
+    let pod = bed.run_pod("v2devices", handler)?;
+    let c = pod.run("c", &["sleep", "3600"])?;
+    let pid = pod.container_pid(&c)?;
+    // Host root, in the container's mount namespace only (not its user namespace or cgroup):
+    // a tmpfs without nodev at /probe holding c 10:229 (/dev/fuse's number).
+    let setup = std::process::Command::new("nsenter")
+        .args(["-t", &pid.to_string(), "-m", "--", "/bin/sh", "-c"])
+        .arg("mkdir -p /probe && mount -t tmpfs -o mode=755 probe /probe && mknod -m 666 /probe/node c 10 229")
+        .output()
+        .context("running nsenter (util-linux)")?;
+    ensure!(setup.status.success(), "setting up /probe/node: {setup:?}");
+    let v1 = cgroup_dir(pid, "devices")?.join("devices.allow");
+    std::fs::write(&v1, "a *:* rwm").with_context(|| format!("opening up {}", v1.display()))?;
+    let list = std::fs::read_to_string(v1.with_file_name("devices.list"))?;
+    ensure!(list.trim() == "a *:* rwm", "the v1 rules are not open: {list}");
+
+    let probe = try_open(&pod, &c, "/probe/node", "<>")?;
+    eprintln!("{handler}: /probe/node (c 10:229) with the v1 rules open: {probe}");
+    ensure!(
+        probe.contains("Operation not permitted"),
+        "c 10:229 gave {probe:?} with only the v2 program in the way (must be EPERM)"
+    );
+    ensure!(try_open(&pod, &c, "/dev/null", "<>")? == "open");
+
+    let v2 = cgroup_dir(pid, "")?;
+    let dir = std::fs::File::open(&v2).with_context(|| format!("open {}", v2.display()))?;
+    let ids = bpf::attached_device_programs(dir.as_fd())?;
+    ensure!(ids.len() == 1, "device programs on {}: {ids:?}", v2.display());
+    let program = bpf::program_by_id(ids[0])?.context("the attached program")?;
+    ensure!(bpf::program_info(program.as_fd())?.1 == bpf::PROGRAM_NAME);
+    drop((program, dir));
+    pod.teardown()?;
+    let start = std::time::Instant::now();
+    while bpf::program_by_id(ids[0])?.is_some() {
+        ensure!(
+            start.elapsed() < Duration::from_secs(20),
+            "device program {} outlived its pod by 20 s",
+            ids[0]
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(())
 }
