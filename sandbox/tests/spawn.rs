@@ -81,6 +81,7 @@ const TESTS: &[Test] = &[
         bind_rootfs_and_prepopulated_rootfs_are_idmapped,
     ),
     ("exec_with_a_terminal", exec_with_a_terminal),
+    ("image_device_nodes_are_dead_on_every_root", image_device_nodes_are_dead_on_every_root),
 ];
 
 fn main() {
@@ -1198,4 +1199,50 @@ fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
     let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
     let _ = wait_exit(init, Duration::from_secs(10));
     result
+}
+
+/// An image layer holding a device node (`c 1 3` at /opt/null-copy, as containerd unpacks one):
+/// the root is `nodev` (overlay, bind and pre-populated roots alike), so the node does not open,
+/// and `nosuid` while the process runs with no_new_privs (not without it).
+fn image_device_nodes_are_dead_on_every_root(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    fs::create_dir_all(fx.lower.join("opt"))?;
+    nix::sys::stat::mknod(
+        &fx.lower.join("opt/null-copy"),
+        nix::sys::stat::SFlag::S_IFCHR,
+        nix::sys::stat::Mode::from_bits_truncate(0o666),
+        nix::sys::stat::makedev(1, 3),
+    )?;
+    let script = "awk '$5 == \"/\" { print \"ROOT\", $6 }' /proc/self/mountinfo; \
+                  if (exec 3<>/opt/null-copy) 2>/dev/null; then echo NODE-OPEN; else echo NODE-DEAD; fi";
+    let options = |out: &str| -> Vec<String> {
+        let line = out.lines().rfind(|l| l.starts_with("ROOT ")).unwrap_or("");
+        line.trim_start_matches("ROOT ").split(',').map(str::to_string).collect()
+    };
+    let overlay = plan(&fx, "c1", &["sh", "-c", script]);
+    let mut bind = plan(&fx, "c2", &["sh", "-c", script]);
+    bind.rootfs_mounts = vec![RootfsMount {
+        fstype: "bind".into(),
+        source: fx.lower.display().to_string(),
+        options: vec!["rbind".into(), "ro".into()],
+    }];
+    let mut populated = plan(&fx, "c3", &["sh", "-c", script]);
+    populated.rootfs = fx.lower.clone();
+    populated.rootfs_mounts = vec![];
+    for (what, p) in [("overlay", overlay.clone()), ("bind", bind), ("populated", populated)] {
+        let out = ok(run_plan(l, &p, None)?.0)?;
+        let o = options(&out);
+        ensure!(
+            o.iter().any(|x| x == "nodev") && o.iter().any(|x| x == "nosuid"),
+            "{what} root: {out}"
+        );
+        ensure!(out.contains("NODE-DEAD"), "{what} root: the image's c 1 3 node opened: {out}");
+    }
+    // A plan without no_new_privs keeps setuid binaries working: nodev, but not nosuid.
+    let mut escalating = overlay;
+    escalating.process.no_new_privileges = false;
+    let out = ok(run_plan(l, &escalating, None)?.0)?;
+    let o = options(&out);
+    ensure!(o.iter().any(|x| x == "nodev") && !o.iter().any(|x| x == "nosuid"), "{out}");
+    Ok(())
 }

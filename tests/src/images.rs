@@ -10,6 +10,11 @@
 //! - /etc/passwd and /etc/group with root (0), www-data (33), user (1000), nobody (65534);
 //! - /var/www owned by www-data:www-data with an index.html (files owned by a non-root ID);
 //! - /bin/suid-busybox: a setuid-root copy of busybox (mode 4755), for escalation attempts.
+//!
+//! `moat.test/devices:1` (built by [`build_devices`], imported by the tests that need it) is the
+//! busybox image plus two device nodes in its layer, at ordinary paths: `/opt/null-copy`
+//! (`c 1 3`, what /dev/null is) and `/opt/disk` (a block node with the major:minor of the
+//! device holding the host's `/`). containerd, running as root, unpacks them as real nodes.
 
 use std::fs;
 use std::io::Read;
@@ -254,6 +259,95 @@ fn oci_archive(layout: &Path, rootfs: &Path, config: &[&str], archive: &Path) ->
     run(Command::new("umoci").args(["gc", "--layout"]).arg(layout))?;
     run(Command::new("tar").arg("-C").arg(layout).arg("-cf").arg(archive).arg("."))?;
     Ok(())
+}
+
+/// The devices test image (see the module docs).
+pub const DEVICES: &str = "moat.test/devices:1";
+/// Where the devices image holds its nodes.
+pub const DEVICES_CHAR_NODE: &str = "/opt/null-copy";
+pub const DEVICES_BLOCK_NODE: &str = "/opt/disk";
+
+/// The (major, minor) of the block device holding the host's `/`.
+pub fn host_root_device() -> Result<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    let dev = fs::metadata("/").context("stat /")?.dev();
+    Ok((nix::sys::stat::major(dev), nix::sys::stat::minor(dev)))
+}
+
+/// Builds (or finds in `cache_dir`) the devices image archive (see the module docs).
+pub fn build_devices(cache_dir: &Path) -> Result<ImageArchive> {
+    let busybox = static_busybox()?;
+    let busybox_bytes =
+        fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
+    let applets = applets(&busybox)?;
+    let (major, minor) = host_root_device()?;
+    let mut hasher = Sha256::new();
+    for part in [
+        b"moat-e2e-devices-image-v1".as_slice(),
+        &busybox_bytes,
+        PASSWD.as_bytes(),
+        GROUP.as_bytes(),
+        format!("{major}:{minor}").as_bytes(),
+    ] {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let done = cache_dir.join(format!("devices-{key}"));
+    let archive = ImageArchive {
+        reference: DEVICES.to_string(),
+        base_name: "moat.test/devices".to_string(),
+        path: done.join("devices.tar"),
+    };
+    if archive.path.is_file() {
+        return Ok(archive);
+    }
+    let work = cache_dir.join(format!(".build-devices-{key}-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
+    let result = (|| -> Result<()> {
+        let out = work.join("out");
+        fs::create_dir_all(&out)?;
+        let rootfs = work.join("devices-rootfs");
+        busybox_rootfs(&rootfs, &busybox, &applets)?;
+        mkdir(&rootfs.join("opt"), 0o755, 0)?;
+        for (path, kind, major, minor) in [
+            (DEVICES_CHAR_NODE, nix::sys::stat::SFlag::S_IFCHR, 1, 3),
+            (DEVICES_BLOCK_NODE, nix::sys::stat::SFlag::S_IFBLK, major, minor),
+        ] {
+            let node = rootfs.join(path.trim_start_matches('/'));
+            nix::sys::stat::mknod(
+                &node,
+                kind,
+                nix::sys::stat::Mode::from_bits_truncate(0o666),
+                nix::sys::stat::makedev(major, minor),
+            )
+            .with_context(|| format!("mknod {} (needs root)", node.display()))?;
+        }
+        oci_archive(
+            &work.join("devices-layout"),
+            &rootfs,
+            &[
+                "--config.env",
+                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+                "--config.cmd",
+                "/bin/sh",
+                "--config.workingdir",
+                "/",
+            ],
+            &out.join("devices.tar"),
+        )?;
+        match fs::rename(&out, &done) {
+            Ok(()) => Ok(()),
+            Err(_) if archive.path.is_file() => Ok(()),
+            Err(e) => {
+                Err(e).with_context(|| format!("moving the built image to {}", done.display()))
+            }
+        }
+    })();
+    let _ = fs::remove_dir_all(&work);
+    result.with_context(|| format!("building the devices image in {}", work.display()))?;
+    Ok(archive)
 }
 
 /// Imports `archive` into containerd's `k8s.io` namespace (where the CRI looks).

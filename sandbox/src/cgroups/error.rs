@@ -55,6 +55,12 @@ pub enum CgroupError {
     #[error("sending {signal} to pid {pid} of cgroup {path:?}: {source}")]
     Signal { path: String, pid: i32, signal: String, source: nix::Error },
 
+    #[error(
+        "loading the eBPF device program for {path}: {errno}{}",
+        if log.is_empty() { String::new() } else { format!("; verifier log:\n{log}") }
+    )]
+    DeviceProgram { path: PathBuf, errno: nix::Error, log: String },
+
     #[error("{op} for {path}: {source}")]
     Sys { op: &'static str, path: PathBuf, source: nix::Error },
 }

@@ -15,7 +15,15 @@
 //!   exist only in the v2 hierarchy of a hybrid machine are not used (as runc does).
 //! - v2: controllers are enabled in `cgroup.subtree_control` down the path; limits use runc's
 //!   conversions (see [`resources`]).
+//!
+//! Devices: at create, every container's cgroup gets "deny everything, then the spec's rules,
+//! then the nodes of moat's minimal /dev" — on v1 as devices.deny/devices.allow writes, and on
+//! the v2 directory (pure v2, and hybrid's unified one too, where it adds to the v1 rules) as an
+//! eBPF device program built from the same list ([`device_filter`], attached by [`bpf`]). The
+//! program is released by the kernel when the cgroup directory is removed.
 
+pub mod bpf;
+pub mod device_filter;
 mod error;
 mod freezer;
 mod fsio;
@@ -26,6 +34,7 @@ pub mod resources;
 pub mod stats;
 
 use std::io;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -71,8 +80,9 @@ pub struct Cgroup {
 
 impl Cgroup {
     /// mkdir -p the container's cgroup in every hierarchy, prepare it (v1 cpuset copy-down, v2
-    /// subtree_control) and apply `resources` (devices rules included, on v1). On error,
-    /// everything this call created is removed again. An existing leaf is reused.
+    /// subtree_control), apply `resources` and confine devices (see the module docs: deny all
+    /// but the spec's rules and the minimal /dev, on v1 and v2). On error, everything this call
+    /// created is removed again. An existing leaf is reused.
     pub fn create(
         layout: &Layout,
         cgroups_path: &str,
@@ -82,11 +92,16 @@ impl Cgroup {
         if let Some(r) = resources {
             resources::validate(&path.as_absolute(), r, layout.mode())?;
         }
+        let devices = resources.and_then(|r| r.devices().as_deref()).unwrap_or_default();
         let mut cg = Cgroup::locate(layout, path);
-        let result = cg.make_dirs().and_then(|()| cg.prepare()).and_then(|()| match resources {
-            Some(r) => resources::apply(&cg, r, true),
-            None => Ok(()),
-        });
+        let result = cg
+            .make_dirs()
+            .and_then(|()| cg.prepare())
+            .and_then(|()| match resources {
+                Some(r) => resources::apply(&cg, r),
+                None => Ok(()),
+            })
+            .and_then(|()| cg.confine_devices(devices));
         if let Err(e) = result {
             cg.remove_created();
             return Err(e);
@@ -177,7 +192,72 @@ impl Cgroup {
             // A controller may be newly needed (hugetlb); enabling is idempotent.
             self.enable_v2_controllers();
         }
-        resources::apply(self, resources, false)
+        resources::apply(self, resources)
+    }
+
+    /// Device rules, once, at create: v1 devices.deny/allow writes, and the eBPF program on the
+    /// v2 directory (see the module docs).
+    fn confine_devices(
+        &self,
+        spec: &[oci_spec::runtime::LinuxDeviceCgroup],
+    ) -> Result<(), CgroupError> {
+        if self.mode != Mode::V2 {
+            resources::devices_v1(self, spec)?;
+        }
+        if let Some(dir) = &self.v2 {
+            self.attach_device_program(dir, spec)?;
+        }
+        Ok(())
+    }
+
+    /// Loads the device program for `spec` and attaches it to `dir`; programs of moat already
+    /// attached there (a reused leaf) are detached after the new one is in place, so the
+    /// directory is never without one.
+    fn attach_device_program(
+        &self,
+        dir: &Path,
+        spec: &[oci_spec::runtime::LinuxDeviceCgroup],
+    ) -> Result<(), CgroupError> {
+        let rules = device_filter::DeviceRules::for_container(spec)
+            .map_err(|reason| CgroupError::InvalidResources { path: self.path(), reason })?;
+        let sys = |op: &'static str| {
+            let path = dir.to_path_buf();
+            move |source| CgroupError::Sys { op, path, source }
+        };
+        let cgroup = nix::fcntl::open(
+            dir,
+            nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_RDONLY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("open the cgroup directory"))?;
+        let before = bpf::attached_device_programs(cgroup.as_fd())
+            .map_err(sys("BPF_PROG_QUERY (device programs)"))?;
+        let program = bpf::load_device_program(&rules.program()).map_err(|e| {
+            CgroupError::DeviceProgram { path: dir.to_path_buf(), errno: e.errno, log: e.log }
+        })?;
+        bpf::attach_device_program(program.as_fd(), cgroup.as_fd())
+            .map_err(sys("BPF_PROG_ATTACH (device program)"))?;
+        for id in before {
+            let old = match bpf::program_by_id(id) {
+                Ok(Some(fd)) => fd,
+                Ok(None) => continue,
+                Err(e) => {
+                    log::warn!("cgroup {}: device program {id}: {e}", dir.display());
+                    continue;
+                }
+            };
+            if bpf::program_info(old.as_fd()).is_ok_and(|(_, name)| name == bpf::PROGRAM_NAME) {
+                if let Err(e) = bpf::detach_device_program(old.as_fd(), cgroup.as_fd()) {
+                    log::warn!(
+                        "cgroup {}: detaching the previous device program {id}: {e}",
+                        dir.display()
+                    );
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Host pids of every process in the cgroup and its descendants, in all hierarchies,

@@ -1,14 +1,15 @@
 //! Applying OCI `linux.resources` to a cgroup: checks first (pure), then the v1 or v2 writes.
 //!
 //! Zero means "unset" for memory, swap, cpu shares/quota/period and pids, as in runc; -1 means
-//! unlimited. Real-time cpu limits, kernel memory limits and (on v2) device rules, swappiness
-//! and disableOOMKiller have no effect here and are logged when set.
+//! unlimited. Real-time cpu limits, kernel memory limits and (on v2) swappiness and
+//! disableOOMKiller have no effect here and are logged when set. Device rules are applied once,
+//! at create, by `Cgroup::create` (v1: `devices_v1`; v2: the `device_filter` program).
 
 use std::path::Path;
 
 use oci_spec::runtime::{
     LinuxBlockIo, LinuxCpu, LinuxDeviceCgroup, LinuxDeviceType, LinuxHugepageLimit, LinuxMemory,
-    LinuxResources, LinuxThrottleDevice,
+    LinuxPids, LinuxResources, LinuxThrottleDevice,
 };
 
 use super::{fsio, Cgroup, CgroupError, Mode};
@@ -84,6 +85,29 @@ fn max_or(v: i64) -> String {
     }
 }
 
+/// The resources a container's cgroup is created with: the spec's, with `default_pids_limit`
+/// as the pids limit when the spec sets none (no `pids`, or a limit of 0, which means unset as
+/// in runc). A spec's own limit (-1, unlimited, included) is kept. `default_pids_limit` 0: no
+/// default. The limit goes on the container's own cgroup (the pod's cgroup is kubelet's), so
+/// it bounds each container, not the pod: a pod of N containers can hold N times the limit.
+pub fn with_default_pids(
+    spec: Option<&LinuxResources>,
+    default_pids_limit: u64,
+) -> Option<LinuxResources> {
+    let unset = spec.and_then(|r| r.pids().as_ref()).is_none_or(|p| p.limit() == 0);
+    let default = i64::try_from(default_pids_limit).ok().filter(|l| *l > 0);
+    match (unset, default) {
+        (true, Some(limit)) => {
+            let mut r = spec.cloned().unwrap_or_default();
+            let mut pids = LinuxPids::default();
+            pids.set_limit(limit);
+            r.set_pids(Some(pids));
+            Some(r)
+        }
+        _ => spec.cloned(),
+    }
+}
+
 /// Checks that need no cgroup: done before anything is created, so bad input leaves nothing.
 pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), CgroupError> {
     let bad = |reason: String| CgroupError::InvalidResources { path: path.to_string(), reason };
@@ -141,6 +165,9 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
             }
         }
     }
+    // The rules compile for the v2 program (numbers in range); checked before anything exists.
+    super::device_filter::DeviceRules::for_container(r.devices().as_deref().unwrap_or_default())
+        .map_err(bad)?;
     if let Some(unified) = r.unified() {
         if !unified.is_empty() && mode != Mode::V2 {
             return Err(bad("linux.resources.unified needs a pure cgroup v2 machine".into()));
@@ -159,15 +186,11 @@ pub fn validate(path: &str, r: &LinuxResources, mode: Mode) -> Result<(), Cgroup
     Ok(())
 }
 
-/// Writes the limits. `with_devices`: also the v1 device rules (only at create).
-pub(crate) fn apply(
-    cg: &Cgroup,
-    r: &LinuxResources,
-    with_devices: bool,
-) -> Result<(), CgroupError> {
+/// Writes the limits (not the device rules: `devices_v1` and the v2 program, at create only).
+pub(crate) fn apply(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     match cg.mode() {
         Mode::V2 => apply_v2(cg, r),
-        Mode::V1 | Mode::Hybrid => apply_v1(cg, r, with_devices),
+        Mode::V1 | Mode::Hybrid => apply_v1(cg, r),
     }
 }
 
@@ -212,7 +235,7 @@ fn pids_value(limit: i64) -> Option<String> {
 
 // ---------------------------------------------------------------- v1
 
-fn apply_v1(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), CgroupError> {
+fn apply_v1(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     if let Some(cpu) = r.cpu() {
         cpu_v1(cg, cpu)?;
     }
@@ -233,11 +256,6 @@ fn apply_v1(cg: &Cgroup, r: &LinuxResources, with_devices: bool) -> Result<(), C
     }
     if let Some(b) = r.block_io() {
         blkio_v1(cg, b)?;
-    }
-    if with_devices {
-        if let Some(rules) = r.devices().as_ref().filter(|d| !d.is_empty()) {
-            devices_v1(cg, rules)?;
-        }
     }
     Ok(())
 }
@@ -502,10 +520,14 @@ pub fn device_rule_v1(d: &LinuxDeviceCgroup) -> String {
     format!("{} {}:{} {access}", typ.as_str(), num(d.major()), num(d.minor()))
 }
 
-fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
+/// The v1 device rules: deny everything, then the spec's rules in order, then the minimal
+/// /dev's nodes (the list `device_filter::DeviceRules::for_container` compiles for v2).
+pub(crate) fn devices_v1(cg: &Cgroup, rules: &[LinuxDeviceCgroup]) -> Result<(), CgroupError> {
     // Without the devices hierarchy the spec's device rules cannot be enforced: refused (as
     // runc does), never skipped.
     let dir = v1_dir(cg, "devices")?;
+    // Default deny whatever the spec says first (CRI's spec starts with this rule too).
+    write_ctl(cg, dir, "devices.deny", "a *:* rwm")?;
     for rule in rules {
         let file = if rule.allow() { "devices.allow" } else { "devices.deny" };
         write_ctl(cg, dir, file, &device_rule_v1(rule))?;
@@ -530,7 +552,7 @@ pub fn standard_device_rules_v1() -> Vec<String> {
 }
 
 /// Major number of Unix98 pty slaves (/dev/pts/N).
-const PTS_MAJOR: u32 = 136;
+pub(crate) const PTS_MAJOR: u32 = 136;
 
 // ---------------------------------------------------------------- v2
 
@@ -595,12 +617,6 @@ fn apply_v2(cg: &Cgroup, r: &LinuxResources) -> Result<(), CgroupError> {
     }
     if let Some(b) = r.block_io() {
         io_v2(cg, dir, b)?;
-    }
-    if r.devices().as_ref().is_some_and(|d| !d.is_empty()) {
-        log::debug!(
-            "cgroup {}: device rules need eBPF on cgroup v2 and are not applied",
-            cg.path()
-        );
     }
     for (key, value) in r.unified().iter().flatten() {
         write_ctl(cg, dir, key, value)?;
@@ -736,6 +752,20 @@ mod tests {
         assert!(validate("/x", &huge("../x"), Mode::V1).is_err());
         assert!(validate("/x", &huge("2MB.limit"), Mode::V1).is_err());
 
+        let device = LinuxResourcesBuilder::default()
+            .devices(vec![LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::C)
+                .major(1_i64 << 33)
+                .minor(0)
+                .access("rw")
+                .build()
+                .expect("rule")])
+            .build()
+            .expect("resources");
+        let e = validate("/x", &device, Mode::V2).expect_err("out of range");
+        assert!(e.to_string().contains("major 8589934592 is out of range"), "{e}");
+
         let unified = |k: &str| {
             LinuxResourcesBuilder::default()
                 .unified(
@@ -804,6 +834,77 @@ mod fail_closed_tests {
         assert!(msg.contains("devices controller") && msg.contains("/k8s.io/c1"), "{msg}");
         // Nothing is left behind.
         assert!(!memory.join("k8s.io").exists());
+    }
+}
+
+#[cfg(test)]
+mod default_pids_tests {
+    use super::*;
+    use crate::cgroups::{CgroupPath, V1Dir};
+    use oci_spec::runtime::{LinuxMemoryBuilder, LinuxPidsBuilder, LinuxResourcesBuilder};
+
+    fn pids(limit: i64) -> LinuxResources {
+        LinuxResourcesBuilder::default()
+            .pids(LinuxPidsBuilder::default().limit(limit).build().expect("pids"))
+            .build()
+            .expect("resources")
+    }
+
+    fn limit(r: Option<LinuxResources>) -> Option<i64> {
+        r.and_then(|r| r.pids().as_ref().map(|p| p.limit()))
+    }
+
+    #[test]
+    fn the_default_applies_only_when_the_spec_sets_no_limit() {
+        assert_eq!(limit(with_default_pids(None, 4096)), Some(4096));
+        assert_eq!(limit(with_default_pids(Some(&pids(0)), 4096)), Some(4096));
+        assert_eq!(limit(with_default_pids(Some(&pids(100)), 4096)), Some(100));
+        assert_eq!(limit(with_default_pids(Some(&pids(-1)), 4096)), Some(-1));
+        assert_eq!(limit(with_default_pids(None, 0)), None);
+        // The rest of the spec's resources are kept.
+        let memory = LinuxResourcesBuilder::default()
+            .memory(LinuxMemoryBuilder::default().limit(1 << 20).build().expect("memory"))
+            .build()
+            .expect("resources");
+        let r = with_default_pids(Some(&memory), 4096).expect("resources");
+        assert_eq!(r.memory().as_ref().and_then(|m| m.limit()), Some(1 << 20));
+        assert_eq!(limit(Some(r)), Some(4096));
+    }
+
+    /// A cgroup in `mode` whose directories are plain temporary directories holding a
+    /// `pids.max` file (the v2 path is not exercised by this hybrid machine's e2e tests).
+    fn fake(mode: Mode, root: &Path) -> Cgroup {
+        let dir = root.join("k8s.io/c1");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        std::fs::write(dir.join("pids.max"), "max").expect("pids.max");
+        let (v1, v2) = match mode {
+            Mode::V2 => (Vec::new(), Some(dir)),
+            _ => (
+                vec![V1Dir { controllers: vec!["pids".into()], mount: root.to_path_buf(), dir }],
+                None,
+            ),
+        };
+        Cgroup {
+            path: CgroupPath::parse("/k8s.io/c1").expect("path"),
+            mode,
+            v1,
+            v2,
+            v2_root: (mode == Mode::V2).then(|| root.to_path_buf()),
+            created: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn the_default_is_written_to_pids_max_on_v1_and_v2() {
+        for mode in [Mode::V2, Mode::V1] {
+            let tmp = tempfile::tempdir().expect("tempdir");
+            let cg = fake(mode, tmp.path());
+            let r = with_default_pids(None, 4096).expect("resources");
+            apply(&cg, &r).expect("apply");
+            let file = tmp.path().join("k8s.io/c1/pids.max");
+            let written = std::fs::read_to_string(&file).expect("read");
+            assert_eq!(written.trim(), "4096", "{mode:?}");
+        }
     }
 }
 

@@ -72,6 +72,9 @@ pub struct Config {
     pub cri_state_dirs: Vec<PathBuf>,
     /// kubelet's root directory: the per-pod volumes it bind-mounts live under `pods/<uid>`.
     pub kubelet_root_dir: PathBuf,
+    /// pids limit of a container whose spec sets none (0: no default). Enforced on each
+    /// container's own cgroup, so a pod of N containers can hold N times this many.
+    pub default_pids_limit: u64,
     /// The pool of host ID ranges, one per pod.
     pub userns: UsernsConfig,
     /// Where this configuration came from (`/etc/moat/config.toml`, `built-in defaults`), for
@@ -131,6 +134,7 @@ impl Default for Config {
                 PathBuf::from("/run/containerd/io.containerd.grpc.v1.cri"),
             ],
             kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
+            default_pids_limit: DEFAULT_PIDS_LIMIT,
             userns: UsernsConfig::default(),
             source: BUILT_IN.to_string(),
         }
@@ -138,6 +142,13 @@ impl Default for Config {
 }
 
 const BUILT_IN: &str = "built-in defaults";
+
+/// The built-in `default_pids_limit`: far above what an ordinary container runs (runc's and
+/// Docker's defaults are unlimited; many clusters set 1024..4096 pod-wide), far below the
+/// kernel's default pid_max of 32768 (4194304 on large hosts).
+pub const DEFAULT_PIDS_LIMIT: u64 = 4096;
+/// The kernel's PID_MAX_LIMIT on 64-bit: pids.max takes no larger number.
+const PID_MAX_LIMIT: u64 = 4_194_304;
 
 /// Why the configuration could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -243,6 +254,15 @@ impl Config {
                 ));
             }
         }
+        if self.default_pids_limit > PID_MAX_LIMIT {
+            return Err(invalid(
+                "default_pids_limit",
+                format!(
+                    "{} is above the kernel's largest pid count {PID_MAX_LIMIT} (0 means none)",
+                    self.default_pids_limit
+                ),
+            ));
+        }
         let u = &self.userns;
         if u.size == 0 || u.count == 0 {
             return Err(invalid("userns", "size and count must be at least 1".into()));
@@ -310,6 +330,7 @@ allow_unconfined_seccomp = true
 force_readonly_rootfs = true
 cri_state_dirs = ["/tmp/c/root/io.containerd.grpc.v1.cri"]
 kubelet_root_dir = "/srv/kubelet"
+default_pids_limit = 100
 
 [userns]
 base = 200000
@@ -327,6 +348,7 @@ state_dir = "/tmp/pool"
         assert_eq!(c.allowed_sysctls, vec!["net.core.somaxconn", "kernel.msg*"]);
         assert_eq!(c.cri_state_dirs, vec![PathBuf::from("/tmp/c/root/io.containerd.grpc.v1.cri")]);
         assert_eq!(c.kubelet_root_dir, PathBuf::from("/srv/kubelet"));
+        assert_eq!(c.default_pids_limit, 100);
         assert_eq!(
             c.userns,
             UsernsConfig { base: 200_000, size: 1000, count: 10, state_dir: "/tmp/pool".into() }
@@ -363,6 +385,7 @@ state_dir = "/tmp/pool"
             "force_readonly_rootfs",
             "cri_state_dirs",
             "kubelet_root_dir",
+            "default_pids_limit",
             "userns",
             "userns.base",
             "userns.size",
@@ -424,6 +447,18 @@ state_dir = "/tmp/pool"
     fn relative_host_path_is_rejected() {
         let msg = parse_err("allowed_host_paths = [\"data\"]\n");
         assert!(msg.contains("allowed_host_paths") && msg.contains("absolute"), "{msg}");
+    }
+
+    #[test]
+    fn default_pids_limit_beyond_the_kernel_is_rejected() {
+        let msg = parse_err("default_pids_limit = 5000000\n");
+        assert!(msg.contains("default_pids_limit") && msg.contains("4194304"), "{msg}");
+        let msg = parse_err("default_pids_limit = -1\n");
+        assert!(msg.contains("line 1"), "{msg}");
+        assert_eq!(
+            Config::parse("default_pids_limit = 0\n", "t").map(|c| c.default_pids_limit).ok(),
+            Some(0)
+        );
     }
 
     #[test]

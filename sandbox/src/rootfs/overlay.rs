@@ -128,7 +128,10 @@ pub fn mount_overlay(
             format!("{} bytes of options (limit {page})", data.len()),
         ));
     }
-    let flags = if opts.readonly { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    let mut flags = super::rootfs_mounts::root_flags(plan);
+    if opts.readonly {
+        flags |= MsFlags::MS_RDONLY;
+    }
     // Layers are named relative to the staging directory (short options whatever the depth).
     nix::unistd::fchdir(staging.as_fd()).step(|| step("chdir to the staging tmpfs"))?;
     let mounted = mount(Some("overlay"), target, Some("overlay"), flags, Some(data.as_str()))

@@ -223,7 +223,7 @@ impl Confinement {
         };
 
         self.precompile(&mut plan.process.seccomp);
-        let cgroup = match self.create_cgroup(&spec, &req.id).await {
+        let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
             Ok(cgroup) => cgroup,
             Err(e) => {
                 release_range(&pod_resources);
@@ -310,12 +310,22 @@ impl Confinement {
         }
     }
 
-    async fn create_cgroup(&self, spec: &Spec, id: &str) -> Result<Option<Cgroup>, ShimError> {
+    /// The container's cgroup with the spec's resources, and the config's `default_pids_limit`
+    /// when the spec sets no pids limit (per container: see `resources::with_default_pids`).
+    async fn create_cgroup(
+        &self,
+        spec: &Spec,
+        id: &str,
+        default_pids_limit: u64,
+    ) -> Result<Option<Cgroup>, ShimError> {
         let linux = spec.linux().as_ref();
         let Some(path) = linux.and_then(|l| l.cgroups_path().clone()) else { return Ok(None) };
         let path = path.display().to_string();
         let layout = usable_layout(&self.layout, id, &path)?;
-        let resources = linux.and_then(|l| l.resources().clone());
+        let resources = moat_sandbox::cgroups::resources::with_default_pids(
+            linux.and_then(|l| l.resources().as_ref()),
+            default_pids_limit,
+        );
         let id = id.to_string();
         blocking(move || {
             Cgroup::create(&layout, &path, resources.as_ref())
