@@ -1,9 +1,10 @@
 //! Namespaces: the pod's user namespace (created by `userns::holder`), opening and joining
-//! namespaces by path.
+//! namespaces by path, and joining the namespaces of one exact process through its pidfd.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{fstat, stat, Mode};
@@ -38,17 +39,54 @@ impl Namespace {
         Ok(Namespace { flag, name, path: path.to_path_buf(), fd })
     }
 
-    /// Joins it, unless this process is already a member (joining one's own user namespace
-    /// is an error, and there is nothing to do for the others).
+    /// Joins it. A namespace this process is already a member of is skipped (nothing to do),
+    /// except the user namespace: the helper runs in the host's, and a container's user
+    /// namespace equal to it means the path names a host process (a reused pid, a wrong
+    /// path), never the pod: that is refused instead of silently running as host root.
     pub fn join(&self) -> Result<(), Failure> {
         let theirs = fstat(&self.fd).step(|| format!("stat {}", self.path.display()))?;
         let own = format!("/proc/self/ns/{}", self.name);
         let ours = stat(own.as_str()).step(|| format!("stat {own}"))?;
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
+            if self.flag == CloneFlags::CLONE_NEWUSER {
+                return Err(Failure::refused(
+                    format!("join user namespace {}", self.path.display()),
+                    "it is the helper's own (the host's), not a pod's",
+                ));
+            }
             return Ok(());
         }
         setns(self.fd.as_fd(), self.flag)
             .step(|| format!("join {} namespace {}", self.name, self.path.display()))
+    }
+}
+
+/// Joins the namespaces `flags` of exactly the process behind `pidfd`, all at once
+/// (`setns(pidfd, flags)`, Linux 5.8): the kernel takes them from that process, so a pid
+/// number reused by another process can never be joined by mistake; if the process has
+/// exited the call fails with ESRCH and nothing is joined. With CLONE_NEWUSER the kernel
+/// refuses (EINVAL) a user namespace the caller is already in, so the host's user namespace
+/// is never "joined" by skipping it. `what` names the process for errors.
+pub(super) fn join_process(
+    pidfd: BorrowedFd<'_>,
+    flags: CloneFlags,
+    what: &str,
+) -> Result<(), Failure> {
+    match setns(pidfd, flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::ESRCH) => Err(Failure {
+            step: format!("join the namespaces of {what}"),
+            errno: Some(Errno::ESRCH),
+            detail: Some(format!("{what} has exited; its pid may belong to another process now")),
+        }),
+        Err(Errno::EINVAL) if flags.contains(CloneFlags::CLONE_NEWUSER) => Err(Failure {
+            step: format!("join the user namespace of {what}"),
+            errno: Some(Errno::EINVAL),
+            detail: Some(format!(
+                "{what} is not in a user namespace of its own (it is in the helper's, the host's)"
+            )),
+        }),
+        Err(e) => Err(Failure::sys(format!("join the namespaces {flags:?} of {what}"), e)),
     }
 }
 

@@ -13,7 +13,7 @@ use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
 use moat_sandbox::policy::{self, Config, PodContext};
-use moat_sandbox::spawn::Launcher;
+use moat_sandbox::spawn::{Launcher, PidFd};
 use moat_sandbox::userns::pool::IdRangePool;
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
@@ -301,7 +301,7 @@ impl Confinement {
         process_json: &[u8],
         container: &ContainerPlan,
         config: &Config,
-        init_pid: i32,
+        init: &PidFd,
         cgroup: Option<&Cgroup>,
         stdio_paths: &StdioPaths,
     ) -> Result<Process, ShimError> {
@@ -310,18 +310,20 @@ impl Confinement {
                 "exec {exec_id} of container {id}: the process spec is not valid OCI JSON: {e}"
             ))
         })?;
-        let mut plan =
-            policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
+        let mut plan = policy::derive_exec(&oci, container, config, exec_id, init.pid()).map_err(
+            |refusal| {
                 warn!("refused: {refusal}");
                 ShimError::Refused(refusal.to_string())
-            })?;
+            },
+        )?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let launcher = self.launcher.clone();
         let label = format!("exec {exec_id} of container {id}");
+        let init = init.clone();
         let mut pending = blocking(move || {
-            launcher.exec(&plan, fds).map_err(|e| ShimError::Sandbox(e.to_string()))
+            launcher.exec(&plan, fds, &init).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
         .await?;
         let console = pending.console.take();
