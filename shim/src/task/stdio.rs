@@ -373,3 +373,62 @@ fn spawn_copy(name: String, from: File, mut to: File, done: tokio::sync::watch::
         log::error!("starting the {name} thread: {e}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// A stdin fifo containerd has filled for a process that never reads: the copy thread is
+    /// stuck with a full pipe, and CloseIO must still return at once and end it.
+    #[test]
+    fn close_stdin_does_not_wait_for_a_process_that_never_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let paths = StdioPaths { stdin: fifo.display().to_string(), ..StdioPaths::default() };
+        let (stdio, plumbing) = prepare(&paths).expect("prepare");
+        let handle = plumbing.start(None, "test").expect("start");
+        // containerd's side: a writer that fills the fifo as far as it goes.
+        let writer = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open the fifo for writing");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0;
+        let until = Instant::now() + Duration::from_secs(5);
+        // Until the pipe to the process and the fifo are both full (the copy is stuck).
+        while Instant::now() < until {
+            match nix::unistd::write(&writer, &chunk) {
+                Ok(n) => written += n,
+                Err(Errno::EAGAIN) if written >= 128 * 1024 => break,
+                Err(Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("writing the fifo: {e}"),
+            }
+        }
+        assert!(written >= 128 * 1024, "only {written} bytes went in");
+
+        let began = Instant::now();
+        handle.close_stdin();
+        assert!(
+            began.elapsed() < Duration::from_millis(100),
+            "close_stdin took {:?}",
+            began.elapsed()
+        );
+
+        // The thread ends and closes the pipe: the process's stdin reaches end-of-file.
+        let mut stdin = File::from(stdio.stdin.expect("a stdin pipe"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = tx.send(stdin.read_to_end(&mut all).map(|_| all.len()));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5)).expect("stdin never reached EOF");
+        assert!(got.expect("reading stdin") > 0, "nothing reached the process");
+        drop(writer);
+    }
+}
