@@ -4,7 +4,9 @@
 //! each must answer within 2 s for moat (runc's times are printed for comparison).
 //!
 //! - stdin flood: `exec -i` of a process that never reads stdin, sent 128 KiB (twice a pipe's
-//!   capacity) through containerd's streaming server, then the stream ends (CloseIO);
+//!   capacity) through containerd's streaming server, then the stream ends (CloseIO); the
+//!   same with a terminal (`exec -it`, the pty's input fills), and through `attach` to a
+//!   container with stdin;
 //! - output flood: a container writing to its log as fast as it can;
 //! - 100 ExecSync at once;
 //! - and the shim's thread count across execs whose stdin copy can never finish by itself
@@ -18,6 +20,8 @@ use moat_e2e::{e2e_tests, host, Container, Pod, TestBed};
 
 e2e_tests!(
     a_stdin_flood_that_is_never_read_leaves_the_shim_responsive,
+    a_tty_stdin_flood_that_is_never_read_leaves_the_shim_responsive,
+    an_attach_stdin_flood_that_is_never_read_leaves_the_shim_responsive,
     an_output_flood_leaves_the_shim_responsive,
     a_hundred_concurrent_execs_leave_the_shim_responsive,
     stdin_copy_threads_end_with_their_exec,
@@ -109,6 +113,47 @@ fn a_stdin_flood_that_is_never_read_leaves_the_shim_responsive(
     if s.protocol == "v5.channel.k8s.io" {
         s.close_stdin()?;
     }
+    s.close()?;
+    std::thread::sleep(Duration::from_millis(500));
+    verbs_answer_in_time(bed, pod, &c, handler)
+}
+
+fn a_tty_stdin_flood_that_is_never_read_leaves_the_shim_responsive(
+    bed: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    let pod = bed.run_pod("tty-stdin-flood", handler)?;
+    let c = pod.run("sleeper", &["sleep", "3600"])?;
+    // No echo: only what the process writes comes back, and it writes nothing more.
+    let script = "stty -echo; echo ready; exec sleep 3600";
+    let url = bed.cri().exec(&c.id, &["sh", "-c", script], true, true)?;
+    let mut s = Session::connect(&url)?;
+    s.read_until(STREAM_TIMEOUT, "ready", |s| s.stdout_text().contains("ready"))?;
+    let line = [vec![b'x'; 1023], vec![b'\n']].concat();
+    for _ in 0..128 {
+        s.stdin(&line)?;
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    s.close()?;
+    std::thread::sleep(Duration::from_millis(500));
+    verbs_answer_in_time(bed, pod, &c, handler)
+}
+
+fn an_attach_stdin_flood_that_is_never_read_leaves_the_shim_responsive(
+    bed: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    let pod = bed.run_pod("attach-stdin-flood", handler)?;
+    let mut config = pod.container_config("deaf", &["sh", "-c", "echo started; exec sleep 3600"]);
+    config.stdin = true;
+    config.stdin_once = true;
+    let c = pod.create(&config)?;
+    pod.start(&c)?;
+    pod.wait_for_log(&c, STREAM_TIMEOUT, |l| l.iter().any(|l| l.text == "started"))?;
+    let mut s = Session::connect(&bed.cri().attach(&c.id, false, true)?)?;
+    flood_stdin(&mut s, 128 * 1024)?;
+    std::thread::sleep(Duration::from_millis(500));
+    // stdin_once: the end of the attach closes the container's stdin (CloseIO).
     s.close()?;
     std::thread::sleep(Duration::from_millis(500));
     verbs_answer_in_time(bed, pod, &c, handler)
