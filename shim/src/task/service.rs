@@ -134,21 +134,35 @@ impl Shared {
     async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
         let mut guard = this.state.lock().await;
         let state = &mut *guard;
-        let starting = state.pids.get(&pid).and_then(|(cid, exec_id)| {
-            let process = state.containers.get_mut(cid)?.process_mut(exec_id)?;
-            // Its stdin copy has nobody to feed any more.
-            process.io.close_stdin();
-            process.starting.then_some(process)
-        });
-        if let Some(process) = starting {
-            // Reported by Start once containerd has seen the process start.
-            process.held_exit = Some(exit);
-            return;
-        }
+        // The pid is reaped: it leaves the table now, before it can be given to a new process.
         let Some((cid, exec_id)) = state.pids.remove(&pid) else {
             state.unclaimed.record(pid, exit);
             return;
         };
+        if let Some(process) = state.containers.get_mut(&cid).and_then(|c| c.process_mut(&exec_id))
+        {
+            // Its stdin copy has nobody to feed any more.
+            process.io.close_stdin();
+            if process.starting {
+                // Reported by Start once containerd has seen the process start.
+                process.held_exit = Some(exit);
+                return;
+            }
+        }
+        Self::apply_exit(this, state, &cid, &exec_id, pid, exit).await;
+    }
+
+    /// The exit of the init (`exec_id` empty) or an exec of container `cid`.
+    async fn apply_exit(
+        this: &Arc<Shared>,
+        state: &mut PodState,
+        cid: &str,
+        exec_id: &str,
+        pid: i32,
+        exit: Exit,
+    ) {
+        let cid = cid.to_string();
+        let exec_id = exec_id.to_string();
         let Some(container) = state.containers.get_mut(&cid) else { return };
         if !exec_id.is_empty() {
             if let Some(process) = container.execs.get(&exec_id) {
@@ -322,7 +336,7 @@ impl Task for MoatTask {
             .await
             .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))
             .and_then(|r| r.map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}"))));
-        let held = {
+        {
             let mut state = this.state.lock().await;
             let Some(process) =
                 state.containers.get_mut(&req.id).and_then(|c| c.process_mut(&req.exec_id))
@@ -340,10 +354,10 @@ impl Task for MoatTask {
                     this.events.exec_started(&req.id, &req.exec_id, pid as u32).await;
                 }
             }
-            process.held_exit.take()
-        };
-        if let Some(exit) = held {
-            Shared::on_exit(this, pid, exit).await;
+            let held = process.held_exit.take();
+            if let Some(exit) = held {
+                Shared::apply_exit(this, &mut state, &req.id, &req.exec_id, pid, exit).await;
+            }
         }
         started?;
         Ok(StartResponse { pid: pid as u32, ..Default::default() })
@@ -446,7 +460,12 @@ impl Task for MoatTask {
             }
             let process = container.execs.remove(&req.exec_id).ok_or_else(|| not_found(&label))?;
             let exit = process.exit().unwrap_or(Exit { status: 0, at: SystemTime::now() });
-            state.pids.remove(&process.pid);
+            // Only this exec's own entry: once it was reaped its pid may have gone to a newer
+            // process of the pod, whose registration must stay.
+            let ours = (req.id.clone(), req.exec_id.clone());
+            if state.pids.get(&process.pid) == Some(&ours) {
+                state.pids.remove(&process.pid);
+            }
             return Ok(delete_response(process.pid, exit));
         }
         let mut container = {
