@@ -1,7 +1,9 @@
 //! Attack test: an exec (and a signal) aimed at a container whose init died, after another
 //! process took the init's pid number. It must fail and never run in that other process's
 //! namespaces (here a host process: an exec landing there would run as host root), and the
-//! signal must not reach that process.
+//! signal must not reach that process. Likewise a container created to join a dead pod
+//! sandbox's namespaces by their `/proc/<pid>/ns/*` paths (as containerd's spec names them)
+//! must fail rather than share the host's namespaces.
 //!
 //! Harness as in `spawn.rs` (`harness = false`): this binary doubles as the sandbox helper,
 //! is a child subreaper and reaps everything on a reaper thread.
@@ -38,13 +40,35 @@ fn main() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     std::thread::spawn(reaper);
     let launcher = Launcher::new().expect("Launcher::new");
-    let name = "exec_into_a_dead_container_whose_pid_was_reused_fails";
-    match exec_into_a_dead_container_whose_pid_was_reused_fails(&launcher) {
-        Ok(()) => println!("test {name} ... ok\n\n1 run, 0 failed"),
-        Err(e) => {
-            println!("test {name} ... FAILED\n    {e:#}\n\n1 run, 1 failed");
-            std::process::exit(1);
+    let tests: [(&str, fn(&Launcher) -> Result<()>); 2] = [
+        (
+            "exec_into_a_dead_container_whose_pid_was_reused_fails",
+            exec_into_a_dead_container_whose_pid_was_reused_fails,
+        ),
+        (
+            "joining_a_dead_pause_by_a_reused_pid_path_fails",
+            joining_a_dead_pause_by_a_reused_pid_path_fails,
+        ),
+    ];
+    let filter: Vec<String> = std::env::args().skip(1).filter(|a| !a.starts_with('-')).collect();
+    let mut failed = Vec::new();
+    let mut ran = 0;
+    for (name, test) in tests {
+        if !filter.is_empty() && !filter.iter().any(|f| name.contains(f.as_str())) {
+            continue;
         }
+        ran += 1;
+        match test(&launcher) {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(e) => {
+                println!("test {name} ... FAILED\n    {e:#}");
+                failed.push(name);
+            }
+        }
+    }
+    println!("\n{ran} run, {} failed {failed:?}", failed.len());
+    if !failed.is_empty() {
+        std::process::exit(1);
     }
 }
 
@@ -134,6 +158,10 @@ fn process(args: &[&str]) -> ProcessPlan {
 }
 
 fn plan(fx: &Fixture, args: &[&str]) -> ContainerPlan {
+    plan_for(fx, "victim", args)
+}
+
+fn plan_for(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
     let d = fx.dir.path();
     let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: 65_536 }];
     let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
@@ -147,7 +175,7 @@ fn plan(fx: &Fixture, args: &[&str]) -> ContainerPlan {
         data: None,
     };
     ContainerPlan {
-        container_id: "victim".into(),
+        container_id: id.into(),
         pod_id: "pod".into(),
         rootfs: d.join("bundle/rootfs"),
         rootfs_mounts: vec![RootfsMount {
@@ -296,6 +324,76 @@ fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result
                     .is_ok_and(|s| !s.contains(") Z ")),
             "the impostor {impostor} died during the attempt"
         );
+        Ok(())
+    })();
+    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
+    let _ = wait_exit(impostor, Duration::from_secs(10));
+    result
+}
+
+fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let mut pending =
+        l.create(&plan_for(&fx, "pause", &["sleep", "3600"]), Stdio::default(), None)?;
+    let pod_userns = pending.userns.take().context("no user namespace from the pause")?;
+    let pause = pending.pid;
+    pending.start()?;
+    kill(Pid::from_raw(pause), Signal::SIGKILL)?;
+    wait_exit(pause, Duration::from_secs(10))?;
+    let impostor = impostor_with_pid(pause)?;
+    let result = (|| -> Result<()> {
+        let host = namespaces_of("self")?;
+        // The app container of the pod, as containerd's spec asks for it: the pause's ipc and
+        // uts namespaces by path (its own rootfs: a second overlay upper dir is not needed,
+        // the pause is gone).
+        let mut app = plan_for(
+            &fx,
+            "app",
+            &["sh", "-c", "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done"],
+        );
+        app.hostname = None;
+        app.user.action = UserNamespaceAction::JoinPod;
+        let join = |kind, name: &str| NamespacePlan {
+            kind,
+            action: NamespaceAction::Join(format!("/proc/{pause}/ns/{name}").into()),
+        };
+        app.namespaces = vec![
+            join(NamespaceKind::Ipc, "ipc"),
+            join(NamespaceKind::Uts, "uts"),
+            NamespacePlan { kind: NamespaceKind::Pid, action: NamespaceAction::Create },
+            NamespacePlan { kind: NamespaceKind::Network, action: NamespaceAction::Create },
+            NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
+        ];
+        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+        let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
+        let outcome = l.create(&app, stdio, Some(std::os::fd::AsFd::as_fd(&pod_userns))).and_then(
+            |pending| {
+                let pid = pending.pid;
+                pending.start().map(|()| pid)
+            },
+        );
+        match outcome {
+            Ok(pid) => {
+                let out = read_all(out_r);
+                let _ = wait_exit(pid, Duration::from_secs(10));
+                let seen: Vec<String> = out.lines().map(str::to_string).collect();
+                let shared: Vec<&String> = seen.iter().filter(|n| host.contains(n)).collect();
+                bail!(
+                    "the app container joined the dead pause (pid {pause}, now the host's \
+                     `sleep` {impostor}) by path and shares the host's namespaces {shared:?} \
+                     (its namespaces {seen:?})"
+                );
+            }
+            Err(e) => {
+                let out = read_all(out_r);
+                ensure!(out.is_empty(), "the refused container still printed {out:?}");
+                ensure!(
+                    e.container_id == "app" && e.step.contains(&format!("/proc/{pause}/ns/")),
+                    "the create failed, but not naming container app and the path: {e}"
+                );
+                eprintln!("refused as it should be: {e}");
+            }
+        }
         Ok(())
     })();
     let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);

@@ -39,22 +39,22 @@ impl Namespace {
         Ok(Namespace { flag, name, path: path.to_path_buf(), fd })
     }
 
-    /// Joins it. A namespace this process is already a member of is skipped (nothing to do),
-    /// except the user namespace: the helper runs in the host's, and a container's user
-    /// namespace equal to it means the path names a host process (a reused pid, a wrong
-    /// path), never the pod: that is refused instead of silently running as host root.
+    /// Joins it. The helper runs in the host's namespaces, and a namespace to join that is
+    /// the helper's own is the host's: a pod shares a host namespace only by not listing it
+    /// (policy decides that), never through a path, so such a path names a host process
+    /// (the pod's process died and its pid was reused, or a wrong path). It is refused, the
+    /// user namespace above all, instead of being skipped as "already joined": skipping
+    /// would leave the container in the host's namespace (as host root, for the user one).
     pub fn join(&self) -> Result<(), Failure> {
         let theirs = fstat(&self.fd).step(|| format!("stat {}", self.path.display()))?;
         let own = format!("/proc/self/ns/{}", self.name);
         let ours = stat(own.as_str()).step(|| format!("stat {own}"))?;
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
-            if self.flag == CloneFlags::CLONE_NEWUSER {
-                return Err(Failure::refused(
-                    format!("join user namespace {}", self.path.display()),
-                    "it is the helper's own (the host's), not a pod's",
-                ));
-            }
-            return Ok(());
+            return Err(Failure::refused(
+                format!("join {} namespace {}", self.name, self.path.display()),
+                "it is the host's own (the helper's): the process it belonged to is gone \
+                 and its pid now belongs to a host process, or the path is wrong",
+            ));
         }
         setns(self.fd.as_fd(), self.flag)
             .step(|| format!("join {} namespace {}", self.name, self.path.display()))
