@@ -40,7 +40,7 @@ fn main() {
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");
     std::thread::spawn(reaper);
     let launcher = Launcher::new().expect("Launcher::new");
-    let tests: [(&str, fn(&Launcher) -> Result<()>); 2] = [
+    let tests: [Test; 2] = [
         (
             "exec_into_a_dead_container_whose_pid_was_reused_fails",
             exec_into_a_dead_container_whose_pid_was_reused_fails,
@@ -71,6 +71,8 @@ fn main() {
         std::process::exit(1);
     }
 }
+
+type Test = (&'static str, fn(&Launcher) -> Result<()>);
 
 static EXITS: Mutex<Option<HashMap<i32, WaitStatus>>> = Mutex::new(None);
 static EXITED: Condvar = Condvar::new();
