@@ -68,6 +68,26 @@ impl PidFd {
     }
 }
 
+impl PidFd {
+    /// Ok while the process has not been reaped (signal 0 through the pidfd: nothing is
+    /// sent); ESRCH once it has. So a path `/proc/<pid>/...` opened *before* this returned Ok
+    /// was this process's: its pid could not have been anyone else's in between.
+    pub fn check_alive(&self) -> Result<(), Errno> {
+        // SAFETY: a pidfd we own, signal 0 (permission and existence check only), no
+        // siginfo (NULL) and no flags.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                0,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        Errno::result(ret).map(drop)
+    }
+}
+
 impl AsFd for PidFd {
     fn as_fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
