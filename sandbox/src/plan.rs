@@ -50,7 +50,9 @@ pub struct ContainerPlan {
 pub struct ExecPlan {
     pub container_id: String,
     pub exec_id: String,
-    /// Host pid of the container's init: its namespaces (all of them, user included) are joined.
+    /// Host pid of the container's init, for messages and policy only: its namespaces (all of
+    /// them, user included) are joined through its pidfd (`Launcher::exec`), never by this
+    /// number, which another process may have taken since.
     pub init_pid: i32,
     /// `cgroup.procs` files the exec is written to (the container's cgroup).
     pub cgroup_procs: Vec<PathBuf>,

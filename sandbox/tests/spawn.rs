@@ -574,6 +574,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
     let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
     let pending = l.create(&p, Stdio::default(), None)?;
     let init = pending.pid;
+    let init_fd = pending.pidfd.clone();
     pending.start()?;
     let result = (|| -> Result<()> {
         let host_pidns = fs::read_link(format!("/proc/{init}/ns/pid"))?;
@@ -585,7 +586,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
         let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
@@ -601,7 +602,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         ensure!(lines.get(3) == Some(&"0") && lines.get(4) == Some(&"moat-test"), "{out}");
         // An exec whose binary is missing fails at start, the container keeps running.
         let e = exec_plan("e2", init, &["/no/such/binary"]);
-        let pending = l.exec(&e, Stdio::default())?;
+        let pending = l.exec(&e, Stdio::default(), &init_fd)?;
         let err =
             pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
         ensure!(
@@ -1017,6 +1018,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
     p.cgroup_procs = cg.procs();
     let pending = l.create(&p, Stdio::default(), None)?;
     let init = pending.pid;
+    let init_fd = pending.pidfd.clone();
     pending.start()?;
     let result = (|| -> Result<()> {
         let host_procs = fs::read_to_string(cg.0[0].join("cgroup.procs"))?;
@@ -1028,7 +1030,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
         let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
         e.cgroup_procs = cg.procs();
         let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) })?;
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
@@ -1173,12 +1175,13 @@ fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let pending = l.create(&plan(&fx, "c1", &["sleep", "30"]), Stdio::default(), None)?;
     let init = pending.pid;
+    let init_fd = pending.pidfd.clone();
     pending.start()?;
     let result = (|| -> Result<()> {
         let mut e = exec_plan("e1", init, &["sh", "-c", "tty; stty size; echo $$"]);
         e.process.terminal = true;
         e.process.console_size = Some((12, 34));
-        let mut pending = l.exec(&e, Stdio::default())?;
+        let mut pending = l.exec(&e, Stdio::default(), &init_fd)?;
         let master = pending.console.take().ok_or_else(|| anyhow!("no console fd"))?;
         let pid = pending.pid;
         pending.start()?;

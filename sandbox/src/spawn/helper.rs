@@ -8,6 +8,7 @@ use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
 
 use super::failure::{Failure, StepExt};
+use super::pidfd::PidFd;
 use super::wire::{recv_large, recv_msg, send_msg, Control, FdLayout, Report, Request};
 use super::{container, exec};
 
@@ -98,6 +99,8 @@ pub(super) struct ReceivedFds {
     pub stdout: Option<OwnedFd>,
     pub stderr: Option<OwnedFd>,
     pub userns: Option<OwnedFd>,
+    /// An exec's: the pidfd of the container's init.
+    pub init: Option<OwnedFd>,
 }
 
 impl ReceivedFds {
@@ -115,6 +118,7 @@ impl ReceivedFds {
             stdout: take(layout.stdout),
             stderr: take(layout.stderr),
             userns: take(layout.userns),
+            init: take(layout.init),
         })
     }
 }
@@ -134,9 +138,16 @@ impl Channel {
         // Best effort: if the launcher is gone there is nobody to tell.
         let _ = send_msg(self.sock.as_fd(), &f.to_report(), &[]);
     }
+    /// Reports the forked process: its pid, its pidfd and (optionally) its user namespace.
+    /// Called by the parent right after `fork`, before it lets the child go on: the child
+    /// cannot have been reaped yet (we are its parent and never wait), so the pidfd taken
+    /// here is the child's and no other process's (see `pidfd`).
     pub fn spawned(&self, pid: i32, userns: Option<BorrowedFd<'_>>) -> Result<(), Failure> {
-        let fds: Vec<BorrowedFd<'_>> = userns.into_iter().collect();
-        Ok(send_msg(self.sock.as_fd(), &Report::Spawned { pid, userns: !fds.is_empty() }, &fds)?)
+        let pidfd = PidFd::open(pid).step(|| format!("pidfd_open of the new process {pid}"))?;
+        let mut fds: Vec<BorrowedFd<'_>> = vec![pidfd.as_fd()];
+        fds.extend(userns);
+        let report = Report::Spawned { pid, userns: fds.len() > 1 };
+        Ok(send_msg(self.sock.as_fd(), &report, &fds)?)
     }
     pub fn console(&self, master: BorrowedFd<'_>) -> Result<(), Failure> {
         Ok(send_msg(self.sock.as_fd(), &Report::Console, &[master])?)

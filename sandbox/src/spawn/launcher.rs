@@ -10,6 +10,7 @@ use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag,
 use nix::sys::time::TimeVal;
 
 use super::memfd::SealedExe;
+use super::pidfd::PidFd;
 use super::wire::{recv_msg, send_large, send_msg, Control, FdLayout, Report, Request, WireError};
 use super::{SpawnError, Stdio, HELPER_ARG};
 use crate::plan::{ContainerPlan, ExecPlan, UserNamespaceAction};
@@ -62,6 +63,9 @@ impl Subject {
 pub struct Pending {
     /// Host pid of the process that will exec.
     pub pid: i32,
+    /// The process's pidfd, taken by the helper before the pid could be reused: signal it
+    /// and pass it to [`Launcher::exec`] instead of using `pid`.
+    pub pidfd: PidFd,
     /// The pty master when the plan asked for a terminal.
     pub console: Option<OwnedFd>,
     /// The user namespace the process runs in (the shim keeps the pod's).
@@ -108,13 +112,17 @@ impl Launcher {
         self.run(subject, &request, &fds)
     }
 
-    /// Blocking. Builds an exec'd process inside a running container, up to exec.
-    pub fn exec(&self, plan: &ExecPlan, stdio: Stdio) -> Result<Pending, SpawnError> {
+    /// Blocking. Builds an exec'd process inside a running container, up to exec. `init` is
+    /// the pidfd of the container's init ([`Pending::pidfd`] of its create): the exec joins
+    /// that process's namespaces, or fails with ESRCH once it has exited.
+    pub fn exec(&self, plan: &ExecPlan, stdio: Stdio, init: &PidFd) -> Result<Pending, SpawnError> {
         let subject = Subject {
             container_id: plan.container_id.clone(),
             exec_id: Some(plan.exec_id.clone()),
         };
-        let (layout, fds) = layout(&stdio, None);
+        let (mut layout, mut fds) = layout(&stdio, None);
+        layout.init = true;
+        fds.push(init.as_fd());
         let request = Request::Exec { plan: Box::new(plan.clone()), fds: layout };
         self.run(subject, &request, &fds)
     }
@@ -172,13 +180,14 @@ fn layout<'a>(stdio: &'a Stdio, userns: Option<BorrowedFd<'a>>) -> (FdLayout, Ve
         stdout: push(stdio.stdout.as_ref().map(|f| f.as_fd())),
         stderr: push(stdio.stderr.as_ref().map(|f| f.as_fd())),
         userns: push(userns),
+        init: false,
     };
     (layout, fds)
 }
 
 /// Reads reports until the process is ready (or failed).
 fn await_ready(subject: Subject, sock: OwnedFd) -> Result<Pending, SpawnError> {
-    let mut pid = None;
+    let mut spawned = None;
     let mut userns = None;
     let mut console = None;
     loop {
@@ -193,18 +202,25 @@ fn await_ready(subject: Subject, sock: OwnedFd) -> Result<Pending, SpawnError> {
         };
         match report {
             Report::Log { message } => log_line(&subject, &message),
-            Report::Spawned { pid: p, userns: has_ns } => {
-                pid = Some(p);
+            Report::Spawned { pid, userns: has_ns } => {
                 if has_ns {
                     userns = fds.pop();
                 }
+                let pidfd = fds.pop().ok_or_else(|| {
+                    subject.error(
+                        "wait for the helper",
+                        None,
+                        Some("spawned without a pidfd".into()),
+                    )
+                })?;
+                spawned = Some(PidFd::from_received(pidfd, pid));
             }
             Report::Console => console = fds.pop(),
             Report::Ready => {
-                let pid = pid.ok_or_else(|| {
+                let pidfd = spawned.ok_or_else(|| {
                     subject.error("wait for the helper", None, Some("ready before spawned".into()))
                 })?;
-                return Ok(Pending { pid, console, userns, sock, subject });
+                return Ok(Pending { pid: pidfd.pid(), pidfd, console, userns, sock, subject });
             }
             Report::Failed { step, errno, detail } => {
                 return Err(subject.error(step, errno.map(Errno::from_raw), detail));

@@ -18,7 +18,8 @@
 //!     pub fn new() -> Result<Launcher, SpawnError>;
 //!     pub fn create(&self, plan: &ContainerPlan, stdio: Stdio, pod_userns: Option<BorrowedFd<'_>>)
 //!         -> Result<Pending, SpawnError>;
-//!     pub fn exec(&self, plan: &ExecPlan, stdio: Stdio) -> Result<Pending, SpawnError>;
+//!     pub fn exec(&self, plan: &ExecPlan, stdio: Stdio, init: &PidFd)
+//!         -> Result<Pending, SpawnError>;
 //! }
 //! impl Pending { pub fn start(self) -> Result<(), SpawnError>; }
 //! ```
@@ -31,6 +32,7 @@ mod helper;
 mod launcher;
 mod memfd;
 mod namespaces;
+mod pidfd;
 mod sysctl;
 mod terminal;
 mod wire;
@@ -41,6 +43,7 @@ use nix::errno::Errno;
 
 pub use helper::helper_main;
 pub use launcher::{Launcher, Pending};
+pub use pidfd::PidFd;
 
 /// `argv[1]` of the re-executed binary when it is to act as the helper.
 pub const HELPER_ARG: &str = "__moat_init";

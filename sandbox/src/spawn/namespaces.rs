@@ -1,9 +1,10 @@
 //! Namespaces: the pod's user namespace (created by `userns::holder`), opening and joining
-//! namespaces by path.
+//! namespaces by path, and joining the namespaces of one exact process through its pidfd.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{fstat, stat, Mode};
@@ -51,17 +52,54 @@ impl Namespace {
         Ok(ns)
     }
 
-    /// Joins it, unless this process is already a member (joining one's own user namespace
-    /// is an error, and there is nothing to do for the others).
+    /// Joins it. The helper runs in the host's namespaces, and a namespace to join that is
+    /// the helper's own is the host's: a pod shares a host namespace only by not listing it
+    /// (policy decides that), never through a path, so such a path names a host process
+    /// (the pod's process died and its pid was reused, or a wrong path). It is refused, the
+    /// user namespace above all, instead of being skipped as "already joined": skipping
+    /// would leave the container in the host's namespace (as host root, for the user one).
     pub fn join(&self) -> Result<(), Failure> {
         let theirs = fstat(&self.fd).step(|| format!("stat {}", self.path.display()))?;
         let own = format!("/proc/self/ns/{}", self.name);
         let ours = stat(own.as_str()).step(|| format!("stat {own}"))?;
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
-            return Ok(());
+            return Err(Failure::refused(
+                format!("join {} namespace {}", self.name, self.path.display()),
+                "it is the host's own (the helper's): the process it belonged to is gone \
+                 and its pid now belongs to a host process, or the path is wrong",
+            ));
         }
         setns(self.fd.as_fd(), self.flag)
             .step(|| format!("join {} namespace {}", self.name, self.path.display()))
+    }
+}
+
+/// Joins the namespaces `flags` of exactly the process behind `pidfd`, all at once
+/// (`setns(pidfd, flags)`, Linux 5.8): the kernel takes them from that process, so a pid
+/// number reused by another process can never be joined by mistake; if the process has
+/// exited the call fails with ESRCH and nothing is joined. With CLONE_NEWUSER the kernel
+/// refuses (EINVAL) a user namespace the caller is already in, so the host's user namespace
+/// is never "joined" by skipping it. `what` names the process for errors.
+pub(super) fn join_process(
+    pidfd: BorrowedFd<'_>,
+    flags: CloneFlags,
+    what: &str,
+) -> Result<(), Failure> {
+    match setns(pidfd, flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::ESRCH) => Err(Failure {
+            step: format!("join the namespaces of {what}"),
+            errno: Some(Errno::ESRCH),
+            detail: Some(format!("{what} has exited; its pid may belong to another process now")),
+        }),
+        Err(Errno::EINVAL) if flags.contains(CloneFlags::CLONE_NEWUSER) => Err(Failure {
+            step: format!("join the user namespace of {what}"),
+            errno: Some(Errno::EINVAL),
+            detail: Some(format!(
+                "{what} is not in a user namespace of its own (it is in the helper's, the host's)"
+            )),
+        }),
+        Err(e) => Err(Failure::sys(format!("join the namespaces {flags:?} of {what}"), e)),
     }
 }
 

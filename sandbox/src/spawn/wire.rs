@@ -21,18 +21,23 @@ const REQUEST_MAX: usize = 16 * 1024 * 1024;
 /// No frame carries more fds than this.
 const FDS_MAX: usize = 8;
 
-/// Which of the optional fds accompany a request, in this order: stdin, stdout, stderr, userns.
+/// Which of the optional fds accompany a request, in this order: stdin, stdout, stderr,
+/// userns, init (an exec's: the pidfd of the container's init, whose namespaces it joins).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct FdLayout {
     pub stdin: bool,
     pub stdout: bool,
     pub stderr: bool,
     pub userns: bool,
+    pub init: bool,
 }
 
 impl FdLayout {
     pub fn count(&self) -> usize {
-        [self.stdin, self.stdout, self.stderr, self.userns].iter().filter(|b| **b).count()
+        [self.stdin, self.stdout, self.stderr, self.userns, self.init]
+            .iter()
+            .filter(|b| **b)
+            .count()
     }
 }
 
@@ -48,7 +53,9 @@ pub(crate) enum Request {
 pub(crate) enum Report {
     /// Something worth a log line (the process goes on).
     Log { message: String },
-    /// The process exists: its host pid. An fd of its user namespace rides along when `userns`.
+    /// The process exists: its host pid. Its pidfd (taken by the helper while it is still
+    /// the parent, see `pidfd`) always rides along first, an fd of its user namespace after it
+    /// when `userns`.
     Spawned { pid: i32, userns: bool },
     /// The pty master rides along.
     Console,

@@ -11,9 +11,11 @@ use std::sync::Arc;
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
-use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
+use moat_sandbox::plan::{
+    ContainerPlan, NamespaceAction, RootfsMount, UserNamespaceAction, UserNamespacePlan,
+};
 use moat_sandbox::policy::{self, Config, PodContext};
-use moat_sandbox::spawn::Launcher;
+use moat_sandbox::spawn::{Launcher, PidFd};
 use moat_sandbox::userns::pool::{IdRange, IdRangePool};
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
@@ -33,9 +35,9 @@ pub struct PodResources {
     pub userns: Option<Arc<OwnedFd>>,
     /// The ID range came from moat's pool (and goes back to it with the pod).
     pub pool: Option<Arc<IdRangePool>>,
-    /// Host pid of the sandbox's init: the only process whose namespaces (`/proc/<pid>/ns/*`)
-    /// the pod's other containers may join.
-    pub sandbox_pid: Option<i32>,
+    /// The sandbox container's init: containerd names the pod's namespaces to the other
+    /// containers as `/proc/<its pid>/ns/*`, checked against it (see `sandbox_paths_held`).
+    pub sandbox: Option<PidFd>,
 }
 
 pub struct Created {
@@ -115,7 +117,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
-                sandbox_pid: pod.and_then(|p| p.sandbox_pid),
+                sandbox: pod.and_then(|p| p.sandbox.clone()),
             };
             (user, resources, None)
         } else if is_sandbox {
@@ -136,7 +138,7 @@ impl Confinement {
                 user: user.clone(),
                 userns: None,
                 pool: Some(pool),
-                sandbox_pid: None,
+                sandbox: None,
             };
             (user, resources, None)
         } else {
@@ -180,7 +182,8 @@ impl Confinement {
                 .collect(),
             user,
         };
-        let sandbox_pid = if is_sandbox { None } else { pod_resources.sandbox_pid };
+        let sandbox_pid =
+            if is_sandbox { None } else { pod_resources.sandbox.as_ref().map(PidFd::pid) };
         if let Err(refusal) = policy::check_namespace_owner(&spec, config, &ctx, sandbox_pid) {
             warn!("refused: {refusal}");
             release_range(&pod_resources);
@@ -248,6 +251,24 @@ impl Confinement {
                 return Err(e);
             }
         };
+        if !is_sandbox {
+            let joined = plan
+                .namespaces
+                .iter()
+                .filter_map(|n| match &n.action {
+                    NamespaceAction::Join(path) => Some(path.as_path()),
+                    NamespaceAction::Create => None,
+                })
+                .chain(match &plan.user.action {
+                    UserNamespaceAction::JoinPath(path) => Some(path.as_path()),
+                    _ => None,
+                });
+            if let Err(e) = sandbox_paths_held(joined, pod_resources.sandbox.as_ref(), &req.id) {
+                drop(pending);
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
         let console = pending.console.take();
         let io = match plumbing.start(console, &format!("container {}", req.id)) {
             Ok(io) => io,
@@ -261,7 +282,7 @@ impl Confinement {
         if is_sandbox {
             let mut resources = pod_resources.clone();
             resources.userns = pending.userns.take().map(Arc::new);
-            resources.sandbox_pid = Some(pending.pid);
+            resources.sandbox = Some(pending.pidfd.clone());
             pod_out = Some(resources);
         }
         let state = BundleState {
@@ -361,7 +382,7 @@ impl Confinement {
         process_json: &[u8],
         container: &ContainerPlan,
         config: &Config,
-        init_pid: i32,
+        init: &PidFd,
         cgroup: Option<&Cgroup>,
         stdio_paths: &StdioPaths,
     ) -> Result<Process, ShimError> {
@@ -370,18 +391,20 @@ impl Confinement {
                 "exec {exec_id} of container {id}: the process spec is not valid OCI JSON: {e}"
             ))
         })?;
-        let mut plan =
-            policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
+        let mut plan = policy::derive_exec(&oci, container, config, exec_id, init.pid()).map_err(
+            |refusal| {
                 warn!("refused: {refusal}");
                 ShimError::Refused(refusal.to_string())
-            })?;
+            },
+        )?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let launcher = self.launcher.clone();
         let label = format!("exec {exec_id} of container {id}");
+        let init = init.clone();
         let mut pending = blocking(move || {
-            launcher.exec(&plan, fds).map_err(|e| ShimError::Sandbox(e.to_string()))
+            launcher.exec(&plan, fds, &init).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
         .await?;
         let console = pending.console.take();
@@ -430,6 +453,31 @@ fn usable_layout(
     })
 }
 
+/// Checks, after the helper opened them, that the namespace paths naming the pod sandbox's
+/// process (`/proc/<its pid>/ns/*`, as containerd writes them) were that process's and not
+/// those of whoever got its pid after it died: the sandbox's pidfd, taken when it was
+/// spawned, must still show it unreaped now. If it does, its pid was never free between its
+/// spawn and now, so `/proc/<pid>` at the time of the opens was the sandbox. (A zombie
+/// sandbox has no namespaces left to open, so its paths already failed in the helper.)
+fn sandbox_paths_held<'a>(
+    paths: impl Iterator<Item = &'a std::path::Path>,
+    sandbox: Option<&PidFd>,
+    id: &str,
+) -> Result<(), ShimError> {
+    let Some(sandbox) = sandbox else { return Ok(()) };
+    let dir = PathBuf::from(format!("/proc/{}", sandbox.pid()));
+    let mut paths = paths;
+    let Some(path) = paths.find(|p| p.starts_with(&dir)) else { return Ok(()) };
+    sandbox.check_alive().map_err(|e| {
+        ShimError::FailedPrecondition(format!(
+            "container {id}: {} names the pod sandbox's process (pid {}), which has exited \
+             (that pid may belong to another process now): {e}",
+            path.display(),
+            sandbox.pid()
+        ))
+    })
+}
+
 /// The spec's root path, relative to the bundle unless absolute.
 fn spec_rootfs(spec: &Spec, bundle: &std::path::Path) -> PathBuf {
     let root =
@@ -452,6 +500,7 @@ async fn blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn a_missing_cgroup_hierarchy_refuses_the_container_naming_the_cause() {
@@ -467,5 +516,27 @@ mod tests {
         }
         let v2 = Layout::from_mountinfo("30 23 0:26 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n");
         assert_eq!(usable_layout(&Ok(v2.clone()), "c", "/p").ok(), Some(v2));
+    }
+    #[test]
+    fn sandbox_paths_are_refused_once_the_sandbox_is_gone() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = i32::try_from(child.id()).expect("pid");
+        // We are its parent and have not reaped it: the pidfd is certainly this child's.
+        let sandbox = PidFd::open(pid).expect("pidfd_open");
+        let ipc = PathBuf::from(format!("/proc/{pid}/ns/ipc"));
+        let other = Path::new("/var/run/netns/cni-1");
+        let check =
+            |paths: &[&Path]| sandbox_paths_held(paths.iter().copied(), Some(&sandbox), "c1");
+        assert!(check(&[other, &ipc]).is_ok(), "alive sandbox refused");
+        child.kill().expect("kill");
+        child.wait().expect("wait");
+        let err = check(&[other, &ipc]).expect_err("a reaped sandbox's path was accepted");
+        let text = err.to_string();
+        assert!(
+            text.contains("container c1") && text.contains(&ipc.display().to_string()),
+            "{text}"
+        );
+        assert!(check(&[other]).is_ok(), "a path that does not name the sandbox was refused");
+        assert!(sandbox_paths_held([ipc.as_path()].into_iter(), None, "c1").is_ok());
     }
 }

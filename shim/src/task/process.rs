@@ -7,7 +7,7 @@ use std::time::SystemTime;
 
 use containerd_shim_protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim_protos::types::task::Status;
-use moat_sandbox::spawn::Pending;
+use moat_sandbox::spawn::{Pending, PidFd};
 use tokio::sync::watch;
 
 use super::stdio::{IoHandle, StdioPaths};
@@ -35,10 +35,18 @@ pub fn timestamp(at: SystemTime) -> Timestamp {
 }
 
 pub struct Process {
+    /// For containerd and messages only: never signal or join by it (it may be reused).
     pub pid: i32,
+    /// The process itself, taken before its pid could be reused: Kill signals it, an exec
+    /// joins the init's namespaces through it.
+    pub pidfd: PidFd,
     pub stdio: StdioPaths,
     /// Until Start: the process waits inside the sandbox for the word to exec.
     pub pending: Option<Pending>,
+    /// Start is under way (the task service's lock is not held across it): an exit reaped
+    /// meanwhile waits in `held_exit` until the start has been reported.
+    pub starting: bool,
+    pub held_exit: Option<Exit>,
     pub started: bool,
     pub paused: bool,
     pub io: IoHandle,
@@ -48,7 +56,18 @@ pub struct Process {
 impl Process {
     pub fn new(pid: i32, stdio: StdioPaths, pending: Pending, io: IoHandle) -> Self {
         let (exit_tx, _) = watch::channel(None);
-        Process { pid, stdio, pending: Some(pending), started: false, paused: false, io, exit_tx }
+        Process {
+            pid,
+            pidfd: pending.pidfd.clone(),
+            stdio,
+            pending: Some(pending),
+            starting: false,
+            held_exit: None,
+            started: false,
+            paused: false,
+            io,
+            exit_tx,
+        }
     }
 
     pub fn exit(&self) -> Option<Exit> {

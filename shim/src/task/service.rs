@@ -2,9 +2,15 @@
 //!
 //! Each handler is short: it finds the container or process, asks `confine` (the sandbox
 //! side) to do the work off the async threads, records the result and publishes the event.
-//! One lock guards the pod's state; blocking work (spawning, cgroup teardown) runs in
-//! `spawn_blocking` with the lock released, except `Start`, which holds it so that the
-//! process's exit cannot be reported before its start.
+//! One lock guards the pod's state; blocking work (spawning, starting, cgroup teardown)
+//! runs in `spawn_blocking` with the lock released.
+//!
+//! The runtime is single-threaded and serves every request of the pod, so no handler may
+//! wait on anything the tenant controls: a process that never reads its stdin (CloseIO only
+//! closes a stop pipe, see `stdio`), a process stopped before it execs (Start waits with the
+//! lock released; an exit reaped meanwhile is held until the start is reported), a pty whose
+//! output never ends (exits wait for their output off the reaper's loop). Processes are
+//! signalled and joined through their pidfds, never by a pid that may have been reused.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -84,7 +90,7 @@ impl MoatTask {
             while let Some(event) = subscription.rx.recv().await {
                 if let Subject::Pid(pid) = event.subject {
                     let exit = Exit { status: exit_status(event.exit_code), at: SystemTime::now() };
-                    Shared::on_exit(&reaper, pid, exit).await;
+                    Shared::reaped(&reaper, pid, exit).await;
                 }
             }
         });
@@ -103,24 +109,60 @@ impl Shared {
         Ok(config)
     }
 
-    /// A reaped exit: record it on its process and tell containerd, in order.
-    async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
-        // A terminal's output is copied by a shim thread: let it reach the fifo before the
-        // exit is reported, so containerd never closes the log on a tail still in the pty.
+    /// A reaped exit. A terminal's output is copied by a shim thread: a process with one gets
+    /// its exit reported once that output reached the fifo (or after OUTPUT_DRAIN_LIMIT), in
+    /// a task of its own, so a pty kept open by the tenant never holds up other exits.
+    async fn reaped(this: &Arc<Shared>, pid: i32, exit: Exit) {
         let drained = {
             let state = this.state.lock().await;
             state.pids.get(&pid).and_then(|(cid, exec_id)| {
                 state.containers.get(cid)?.process(exec_id)?.io.output_drained()
             })
         };
-        if let Some(mut done) = drained {
+        let Some(mut done) = drained else {
+            Shared::on_exit(this, pid, exit).await;
+            return;
+        };
+        let this = this.clone();
+        tokio::spawn(async move {
             let _ = tokio::time::timeout(OUTPUT_DRAIN_LIMIT, done.wait_for(|d| *d)).await;
-        }
-        let mut state = this.state.lock().await;
+            Shared::on_exit(&this, pid, exit).await;
+        });
+    }
+
+    /// Records an exit on its process and tells containerd, in order.
+    async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
+        let mut guard = this.state.lock().await;
+        let state = &mut *guard;
+        // The pid is reaped: it leaves the table now, before it can be given to a new process.
         let Some((cid, exec_id)) = state.pids.remove(&pid) else {
             state.unclaimed.record(pid, exit);
             return;
         };
+        if let Some(process) = state.containers.get_mut(&cid).and_then(|c| c.process_mut(&exec_id))
+        {
+            // Its stdin copy has nobody to feed any more.
+            process.io.close_stdin();
+            if process.starting {
+                // Reported by Start once containerd has seen the process start.
+                process.held_exit = Some(exit);
+                return;
+            }
+        }
+        Self::apply_exit(this, state, &cid, &exec_id, pid, exit).await;
+    }
+
+    /// The exit of the init (`exec_id` empty) or an exec of container `cid`.
+    async fn apply_exit(
+        this: &Arc<Shared>,
+        state: &mut PodState,
+        cid: &str,
+        exec_id: &str,
+        pid: i32,
+        exit: Exit,
+    ) {
+        let cid = cid.to_string();
+        let exec_id = exec_id.to_string();
         let Some(container) = state.containers.get_mut(&cid) else { return };
         if !exec_id.is_empty() {
             if let Some(process) = container.execs.get(&exec_id) {
@@ -131,7 +173,7 @@ impl Shared {
                 }
             }
             if container.deferred_init_exit.is_some() && container.running_execs() == 0 {
-                Self::finish_init_exit(this, &mut state, &cid).await;
+                Self::finish_init_exit(this, state, &cid).await;
             }
             return;
         }
@@ -145,7 +187,7 @@ impl Shared {
         }
         container.deferred_init_exit = Some(exit);
         if container.running_execs() == 0 {
-            Self::finish_init_exit(this, &mut state, &cid).await;
+            Self::finish_init_exit(this, state, &cid).await;
             return;
         }
         let this = this.clone();
@@ -257,6 +299,7 @@ impl Task for MoatTask {
         };
         if let Some(exit) = early_exit {
             container.init.set_exit(exit);
+            container.init.io.close_stdin();
         }
         state.containers.insert(req.id.clone(), container);
         drop(state);
@@ -274,30 +317,49 @@ impl Task for MoatTask {
     async fn start(&self, _ctx: &TtrpcContext, req: StartRequest) -> TtrpcResult<StartResponse> {
         let this = &self.shared;
         let label = process_label(&req.id, &req.exec_id);
-        // The lock is held across the start so the reaper cannot report this process's exit
-        // before containerd has seen it start.
-        let mut state = this.state.lock().await;
-        let process = state
-            .container_mut(&req.id, &label)?
-            .process_mut(&req.exec_id)
-            .ok_or_else(|| not_found(&label))?;
-        let pending = process
-            .pending
-            .take()
-            .ok_or_else(|| ShimError::FailedPrecondition(format!("{label} was already started")))?;
-        let pid = process.pid;
+        // The start waits for the process to exec, and the process is within the tenant's
+        // reach (it can be stopped or killed): the lock is released meanwhile. `starting`
+        // makes the reaper hold an exit that comes first until the start is reported.
+        let (pending, pid) = {
+            let mut state = this.state.lock().await;
+            let process = state
+                .container_mut(&req.id, &label)?
+                .process_mut(&req.exec_id)
+                .ok_or_else(|| not_found(&label))?;
+            let pending = process.pending.take().ok_or_else(|| {
+                ShimError::FailedPrecondition(format!("{label} was already started"))
+            })?;
+            process.starting = true;
+            (pending, process.pid)
+        };
         let started = tokio::task::spawn_blocking(move || pending.start())
             .await
-            .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))?;
-        if let Err(e) = started {
-            return Err(ShimError::Sandbox(format!("starting {label}: {e}")).into());
+            .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))
+            .and_then(|r| r.map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}"))));
+        {
+            let mut state = this.state.lock().await;
+            let Some(process) =
+                state.containers.get_mut(&req.id).and_then(|c| c.process_mut(&req.exec_id))
+            else {
+                return Err(
+                    ShimError::NotFound(format!("{label} was deleted during its start")).into()
+                );
+            };
+            process.starting = false;
+            if started.is_ok() {
+                process.started = true;
+                if req.exec_id.is_empty() {
+                    this.events.started(&req.id, pid as u32).await;
+                } else {
+                    this.events.exec_started(&req.id, &req.exec_id, pid as u32).await;
+                }
+            }
+            let held = process.held_exit.take();
+            if let Some(exit) = held {
+                Shared::apply_exit(this, &mut state, &req.id, &req.exec_id, pid, exit).await;
+            }
         }
-        process.started = true;
-        if req.exec_id.is_empty() {
-            this.events.started(&req.id, pid as u32).await;
-        } else {
-            this.events.exec_started(&req.id, &req.exec_id, pid as u32).await;
-        }
+        started?;
         Ok(StartResponse { pid: pid as u32, ..Default::default() })
     }
 
@@ -343,7 +405,7 @@ impl Task for MoatTask {
 
     async fn kill(&self, _ctx: &TtrpcContext, req: KillRequest) -> TtrpcResult<Empty> {
         let label = process_label(&req.id, &req.exec_id);
-        let (pid, cgroup) = {
+        let (pidfd, cgroup) = {
             let state = self.shared.state.lock().await;
             let container = state.container(&req.id, &label)?;
             let process = container.process(&req.exec_id).ok_or_else(|| not_found(&label))?;
@@ -354,7 +416,7 @@ impl Task for MoatTask {
             }
             let cgroup =
                 (req.all && req.exec_id.is_empty()).then(|| container.cgroup.clone()).flatten();
-            (process.pid, cgroup)
+            (process.pidfd.clone(), cgroup)
         };
         let signal = i32::try_from(req.signal)
             .ok()
@@ -369,14 +431,17 @@ impl Task for MoatTask {
             blocking_cgroup(&label, "killing all", move || cgroup.kill_all(signal)).await?;
             return Ok(Empty::new());
         }
-        // The pid is still ours (registered, not yet reaped), so it cannot have been reused.
-        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), signal).map_err(|e| match e {
+        // Through the pidfd: the process may have been reaped since the check above (the
+        // reaper does not take our lock) and its pid given to another process; the pidfd
+        // still names this one, and says ESRCH once it is gone.
+        pidfd.send_signal(signal).map_err(|e| match e {
             nix::errno::Errno::ESRCH => {
                 ShimError::NotFound(format!("{label}: process already finished"))
             }
-            other => {
-                ShimError::Sandbox(format!("signal {signal:?} to {label} (pid {pid}): {other}"))
-            }
+            other => ShimError::Sandbox(format!(
+                "signal {signal:?} to {label} (pid {}): {other}",
+                pidfd.pid()
+            )),
         })?;
         Ok(Empty::new())
     }
@@ -388,20 +453,25 @@ impl Task for MoatTask {
             let mut state = this.state.lock().await;
             let container = state.container_mut(&req.id, &label)?;
             let process = container.execs.get(&req.exec_id).ok_or_else(|| not_found(&label))?;
-            if process.is_running() {
+            if process.is_running() || process.starting {
                 return Err(
                     ShimError::FailedPrecondition(format!("{label} is still running")).into()
                 );
             }
             let process = container.execs.remove(&req.exec_id).ok_or_else(|| not_found(&label))?;
             let exit = process.exit().unwrap_or(Exit { status: 0, at: SystemTime::now() });
-            state.pids.remove(&process.pid);
+            // Only this exec's own entry: once it was reaped its pid may have gone to a newer
+            // process of the pod, whose registration must stay.
+            let ours = (req.id.clone(), req.exec_id.clone());
+            if state.pids.get(&process.pid) == Some(&ours) {
+                state.pids.remove(&process.pid);
+            }
             return Ok(delete_response(process.pid, exit));
         }
         let mut container = {
             let mut state = this.state.lock().await;
             let container = state.container(&req.id, &label)?;
-            if container.init.is_running() {
+            if container.init.is_running() || container.init.starting {
                 return Err(ShimError::FailedPrecondition(format!(
                     "{label} is still running; kill it first"
                 ))
@@ -448,7 +518,7 @@ impl Task for MoatTask {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (config, plan, init_pid, cgroup) = {
+        let (config, plan, init, cgroup) = {
             let mut state = this.state.lock().await;
             let config = this.config(&mut state).await?;
             let container = state.container(&req.id, &label)?;
@@ -462,7 +532,7 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            (config, container.plan.clone(), container.init.pid, container.cgroup.clone())
+            (config, container.plan.clone(), container.init.pidfd.clone(), container.cgroup.clone())
         };
         let spec = req.spec.as_ref().map(|any| any.value.clone()).unwrap_or_default();
         let process = this
@@ -473,7 +543,7 @@ impl Task for MoatTask {
                 &spec,
                 &plan,
                 &config,
-                init_pid,
+                &init,
                 cgroup.as_ref(),
                 &stdio_paths,
             )
@@ -490,6 +560,7 @@ impl Task for MoatTask {
         };
         if let Some(exit) = early_exit {
             process.set_exit(exit);
+            process.io.close_stdin();
         }
         container.execs.insert(req.exec_id.clone(), process);
         drop(state);

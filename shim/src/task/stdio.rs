@@ -6,19 +6,27 @@
 //! reads as EOF. With a tty, the pty master comes back from the sandbox and two copy threads
 //! join it to the fifos; ResizePty sets its window size.
 //!
+//! A tenant controls the far end of every one of these fds (a process that never reads its
+//! stdin, a pty it fills), so the copy threads use non-blocking fds and wait only in `poll`,
+//! and nothing the task service holds (its state lock, the handle's stop pipe) is ever held
+//! across a read or write: CloseIO, Kill and Delete cannot wait on a tenant. Each stdin
+//! thread ends on end-of-file, on CloseIO, or when its process exits or is deleted.
+//!
 //! The shim also holds a read end of every output fifo (as containerd-shim-runc-v2 does) and
 //! never reads from it: when containerd dies or restarts, its read ends close, and without
 //! another reader the process's writes would fail with EPIPE (and SIGPIPE) and be lost. With
 //! it, writes fill the fifo and then block until the new containerd reopens it and reads on.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 use log::debug;
 use moat_sandbox::spawn::Stdio;
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::error::ShimError;
 
@@ -41,9 +49,15 @@ pub struct Plumbing {
 }
 
 /// What the shim keeps per process to serve CloseIO and ResizePty.
+///
+/// Nothing here ever waits on the tenant: CloseIO only closes `stdin_stop` (the lock is held
+/// for that `close` alone, never across I/O), and the copy thread, which does all the
+/// reading and writing with non-blocking fds and `poll`, sees it and ends.
 #[derive(Default)]
 pub struct IoHandle {
-    stdin: Option<Arc<Mutex<Option<File>>>>,
+    /// The write end of the stdin copy thread's stop pipe: closing it (CloseIO, the process's
+    /// exit, or dropping the handle) ends the thread.
+    stdin_stop: Mutex<Option<OwnedFd>>,
     console: Option<File>,
     /// Held, never read: keeps the output fifos writable while containerd is away.
     _fifo_readers: Vec<File>,
@@ -71,7 +85,11 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
     let stdin = if plumbing.stdin_fifo.is_some() {
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
             .map_err(|e| ShimError::io("creating the stdin pipe", e.into()))?;
-        plumbing.stdin_writer = Some(File::from(writer));
+        // Only our end is non-blocking (the two ends are separate open files): the process
+        // reads its stdin as usual.
+        let writer = File::from(writer);
+        set_nonblock(&writer, true)?;
+        plumbing.stdin_writer = Some(writer);
         Some(reader)
     } else {
         None
@@ -86,6 +104,9 @@ impl Plumbing {
         let stdin_target = match (self.terminal, console) {
             (true, Some(master)) => {
                 let master = File::from(master);
+                // The dups share one open file, so both copies below see O_NONBLOCK: they
+                // wait in poll, never in read or write.
+                set_nonblock(&master, true)?;
                 let reader =
                     master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
                 let writer =
@@ -106,12 +127,14 @@ impl Plumbing {
             (false, _) => self.stdin_writer,
         };
         if let (Some(fifo), Some(target)) = (self.stdin_fifo, stdin_target) {
-            let slot = Arc::new(Mutex::new(Some(target)));
-            handle.stdin = Some(slot.clone());
+            let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+                .map_err(|e| ShimError::io("creating the stdin stop pipe", e.into()))?;
+            handle.stdin_stop = Mutex::new(Some(stop_w));
             let name = format!("{what} stdin");
+            let thread_name = name.clone();
             std::thread::Builder::new()
                 .name(name.clone())
-                .spawn(move || copy_stdin(&fifo, &slot))
+                .spawn(move || copy_stdin(&thread_name, &fifo, target, stop_r))
                 .map_err(|e| ShimError::io(format!("starting the {name} thread"), e))?;
         }
         Ok(handle)
@@ -119,13 +142,15 @@ impl Plumbing {
 }
 
 impl IoHandle {
-    /// CloseIO: the process sees end-of-file on stdin (without a tty).
+    /// CloseIO, the process's exit, or its delete: the stdin copy thread hands over what it
+    /// can without waiting, then closes the process's stdin (end-of-file without a tty) and
+    /// ends. Never blocks: it only closes the thread's stop pipe.
     pub fn close_stdin(&self) {
-        if let Some(slot) = &self.stdin {
-            if let Ok(mut writer) = slot.lock() {
-                writer.take();
-            }
-        }
+        let stop = match self.stdin_stop.lock() {
+            Ok(mut slot) => slot.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        drop(stop);
     }
 
     /// For a process with a terminal: a receiver that turns true once the pty's output has all
@@ -194,47 +219,143 @@ fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, S
 }
 
 fn clear_nonblock(f: &File) -> Result<(), ShimError> {
+    set_nonblock(f, false)
+}
+
+fn set_nonblock(f: &File, on: bool) -> Result<(), ShimError> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags =
-        fcntl(f, FcntlArg::F_GETFL).map_err(|e| ShimError::io("F_GETFL on a fifo", e.into()))?;
-    let flags = OFlag::from_bits_truncate(flags) & !OFlag::O_NONBLOCK;
-    fcntl(f, FcntlArg::F_SETFL(flags)).map_err(|e| ShimError::io("F_SETFL on a fifo", e.into()))?;
+    let flags = fcntl(f, FcntlArg::F_GETFL).map_err(|e| ShimError::io("F_GETFL", e.into()))?;
+    let mut flags = OFlag::from_bits_truncate(flags);
+    flags.set(OFlag::O_NONBLOCK, on);
+    fcntl(f, FcntlArg::F_SETFL(flags)).map_err(|e| ShimError::io("F_SETFL", e.into()))?;
     Ok(())
 }
 
-fn copy_stdin(fifo: &str, slot: &Mutex<Option<File>>) {
-    // Blocks until containerd opens the write side, which it does right after Create/Exec.
-    let mut source = match File::open(fifo) {
+/// Most a stop hands over after it was asked for (what containerd wrote before CloseIO).
+const STOP_FLUSH_MAX: usize = 1 << 20;
+
+/// Waits in `poll` for any of `fds` (`None` entries are left out, so a fd we have no use for
+/// now cannot wake us with a standing POLLHUP). Returns each one's events, `None` for those
+/// left out; `Err` when poll itself fails.
+fn wait_for(
+    fds: [Option<(BorrowedFd<'_>, PollFlags)>; 3],
+) -> Result<[Option<PollFlags>; 3], Errno> {
+    let mut list = Vec::with_capacity(3);
+    let mut at = [None; 3];
+    for (i, entry) in fds.iter().enumerate() {
+        if let Some((fd, events)) = entry {
+            at[i] = Some(list.len());
+            list.push(PollFd::new(*fd, *events));
+        }
+    }
+    loop {
+        match poll(&mut list, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+            Ok(_) => break,
+        }
+    }
+    Ok(at.map(|i| i.map(|i| list[i].revents().unwrap_or(PollFlags::empty()))))
+}
+
+/// Copies the stdin fifo into the process's stdin (its pipe, or the pty master) until
+/// end-of-file, until nobody reads the process's stdin any more, or until `stop` closes
+/// (CloseIO, the process's exit, the process deleted). Every fd is non-blocking and the
+/// thread waits only in `poll`, `stop` included, so it always ends when asked and holds
+/// nothing anyone else waits for. The fifo is opened non-blocking too: a writer that never
+/// comes (containerd gone, a client that never attached) cannot keep the thread in `open`.
+fn copy_stdin(what: &str, fifo: &str, target: File, stop: OwnedFd) {
+    // A fifo opened O_NONBLOCK for reading does not report POLLHUP before its first writer,
+    // so a writer that has not opened it yet is not taken for end-of-file.
+    let source = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(fifo) {
         Ok(f) => f,
         Err(e) => {
-            debug!("stdin fifo {fifo}: {e}");
+            debug!("{what}: stdin fifo {fifo}: {e}");
             return;
         }
     };
     let mut buf = vec![0u8; 32 * 1024];
+    // buf[start..end] is read from the fifo and not yet written.
+    let (mut start, mut end) = (0, 0);
     loop {
-        let n = match source.read(&mut buf) {
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let Ok(mut guard) = slot.lock() else { break };
-        let Some(writer) = guard.as_mut() else { break };
-        if writer.write_all(&buf[..n]).is_err() {
+        let pending = start < end;
+        let ready = wait_for([
+            Some((stop.as_fd(), PollFlags::POLLIN)),
+            (!pending).then(|| (source.as_fd(), PollFlags::POLLIN)),
+            // Without POLLOUT it still reports POLLERR once no reader is left.
+            Some((target.as_fd(), if pending { PollFlags::POLLOUT } else { PollFlags::empty() })),
+        ]);
+        let Ok([stopped, readable, writable]) = ready else { break };
+        if stopped.is_some_and(|r| !r.is_empty()) {
+            flush_without_waiting(&source, &target, &mut buf, start, end);
             break;
         }
+        let writable = writable.unwrap_or(PollFlags::empty());
+        if writable.intersects(PollFlags::POLLERR | PollFlags::POLLHUP) {
+            // Nobody reads the process's stdin any more (it exited).
+            break;
+        }
+        if pending {
+            if writable.contains(PollFlags::POLLOUT) {
+                match nix::unistd::write(&target, &buf[start..end]) {
+                    Ok(n) => start += n,
+                    Err(Errno::EAGAIN | Errno::EINTR) => {}
+                    Err(_) => break,
+                }
+            }
+            continue;
+        }
+        if readable.is_some_and(|r| !r.is_empty()) {
+            match nix::unistd::read(&source, &mut buf) {
+                Ok(0) => break, // end-of-file: containerd closed stdin
+                Ok(n) => (start, end) = (0, n),
+                Err(Errno::EAGAIN | Errno::EINTR) => {}
+                Err(_) => break,
+            }
+        }
     }
-    if let Ok(mut guard) = slot.lock() {
-        guard.take();
+    debug!("{what}: stdin copy ended");
+    // Dropping `target` here closes the process's stdin (end-of-file without a tty).
+}
+
+/// After a stop: whatever is already read, then what the fifo holds now, as far as the
+/// process's stdin takes it without waiting (bounded); the rest is dropped.
+fn flush_without_waiting(source: &File, target: &File, buf: &mut [u8], start: usize, end: usize) {
+    let (mut start, mut end) = (start, end);
+    let mut moved = 0;
+    while moved < STOP_FLUSH_MAX {
+        if start < end {
+            match nix::unistd::write(target, &buf[start..end]) {
+                Ok(n) => {
+                    start += n;
+                    moved += n;
+                }
+                Err(Errno::EINTR) => {}
+                Err(_) => return,
+            }
+            continue;
+        }
+        match nix::unistd::read(source, buf) {
+            Ok(n) if n > 0 => (start, end) = (0, n),
+            Err(Errno::EINTR) => {}
+            _ => return,
+        }
     }
 }
 
-fn spawn_copy(name: String, mut from: File, mut to: File, done: tokio::sync::watch::Sender<bool>) {
+/// Copies a pty master's output to the output fifo until the pty closes (EIO once every
+/// slave fd is gone). The master is non-blocking (shared with the stdin copy): this thread
+/// waits in `poll`. The write to the fifo may block while containerd is slow or away; that
+/// holds back this process's output only, and no lock.
+fn spawn_copy(name: String, from: File, mut to: File, done: tokio::sync::watch::Sender<bool>) {
     let spawned = std::thread::Builder::new().name(name.clone()).spawn(move || {
         let mut buf = vec![0u8; 32 * 1024];
         loop {
-            match from.read(&mut buf) {
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            if wait_for([Some((from.as_fd(), PollFlags::POLLIN)), None, None]).is_err() {
+                break;
+            }
+            match nix::unistd::read(&from, &mut buf) {
+                Err(Errno::EAGAIN | Errno::EINTR) => continue,
                 // EIO: every slave fd is closed, the process is gone.
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
@@ -250,5 +371,64 @@ fn spawn_copy(name: String, mut from: File, mut to: File, done: tokio::sync::wat
     });
     if let Err(e) = spawned {
         log::error!("starting the {name} thread: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+    use std::time::{Duration, Instant};
+
+    /// A stdin fifo containerd has filled for a process that never reads: the copy thread is
+    /// stuck with a full pipe, and CloseIO must still return at once and end it.
+    #[test]
+    fn close_stdin_does_not_wait_for_a_process_that_never_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("stdin");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600))
+            .expect("mkfifo");
+        let paths = StdioPaths { stdin: fifo.display().to_string(), ..StdioPaths::default() };
+        let (stdio, plumbing) = prepare(&paths).expect("prepare");
+        let handle = plumbing.start(None, "test").expect("start");
+        // containerd's side: a writer that fills the fifo as far as it goes.
+        let writer = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .expect("open the fifo for writing");
+        let chunk = vec![b'x'; 64 * 1024];
+        let mut written = 0;
+        let until = Instant::now() + Duration::from_secs(5);
+        // Until the pipe to the process and the fifo are both full (the copy is stuck).
+        while Instant::now() < until {
+            match nix::unistd::write(&writer, &chunk) {
+                Ok(n) => written += n,
+                Err(Errno::EAGAIN) if written >= 128 * 1024 => break,
+                Err(Errno::EAGAIN) => std::thread::sleep(Duration::from_millis(20)),
+                Err(e) => panic!("writing the fifo: {e}"),
+            }
+        }
+        assert!(written >= 128 * 1024, "only {written} bytes went in");
+
+        let began = Instant::now();
+        handle.close_stdin();
+        assert!(
+            began.elapsed() < Duration::from_millis(100),
+            "close_stdin took {:?}",
+            began.elapsed()
+        );
+
+        // The thread ends and closes the pipe: the process's stdin reaches end-of-file.
+        let mut stdin = File::from(stdio.stdin.expect("a stdin pipe"));
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut all = Vec::new();
+            let _ = tx.send(stdin.read_to_end(&mut all).map(|_| all.len()));
+        });
+        let got = rx.recv_timeout(Duration::from_secs(5)).expect("stdin never reached EOF");
+        assert!(got.expect("reading stdin") > 0, "nothing reached the process");
+        drop(writer);
     }
 }
