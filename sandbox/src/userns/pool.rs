@@ -83,6 +83,13 @@ impl Owner {
         Ok(Owner { pid, start_time, boot_id: boot_id()? })
     }
 
+    /// The process `pid` as it is now (`None` when there is no such live process): recorded
+    /// so that a later signal by pid can first check that it is still the same process.
+    pub fn of(pid: u32) -> Result<Option<Owner>, PoolError> {
+        let Some(start_time) = process_start_time(pid)? else { return Ok(None) };
+        Ok(Some(Owner { pid, start_time, boot_id: boot_id()? }))
+    }
+
     /// False only when it is certain that the owner is gone: another boot, no such process,
     /// or a process of that pid started at another time.
     pub fn is_alive(&self, boot_id: &str) -> bool {

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use containerd_shim_protos::api::DeleteResponse;
 use log::warn;
 use moat_sandbox::cgroups::{Cgroup, Layout};
-use moat_sandbox::userns::pool::IdRangePool;
+use moat_sandbox::userns::pool::{IdRangePool, Owner};
 
 use crate::error::ShimError;
 use crate::task::{timestamp, BundleState};
@@ -38,10 +38,11 @@ pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
             Err(e) if e.is_not_found() => {}
             Err(e) => warn!("container {}: cgroup {path}: {e}", state.container_id),
         }
-    } else if state.pid > 0 {
-        // No cgroup: at least the init (its pid namespace takes the rest with it).
+    } else if let Some(init) = same_process(&state) {
+        // No cgroup: at least the init (its pid namespace takes the rest with it), and only
+        // while its pid still names it (the shim that held its pidfd is gone).
         let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(state.pid),
+            nix::unistd::Pid::from_raw(init),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
@@ -53,4 +54,54 @@ pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
             .map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", state.pod_id)))?;
     }
     Ok(response)
+}
+
+/// The init's pid if that pid still names the process the shim started: same start time, same
+/// boot. State without an identity (an older shim's) is not signalled by bare pid.
+fn same_process(state: &BundleState) -> Option<i32> {
+    let (Some(start_time), Some(boot)) = (state.pid_start_time, state.boot_id.clone()) else {
+        return None;
+    };
+    let pid = u32::try_from(state.pid).ok().filter(|p| *p > 0)?;
+    let recorded = Owner { pid, start_time, boot_id: boot };
+    // Uncertain (unreadable /proc) means no signal: a wrong kill is worse than a leftover.
+    let now = Owner::of(pid).ok().flatten()?;
+    (now == recorded).then_some(state.pid)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::ConfigSource;
+
+    fn state_of(pid: i32, identity: Option<&Owner>) -> BundleState {
+        BundleState {
+            container_id: "c1".into(),
+            pod_id: "p1".into(),
+            is_sandbox: false,
+            cgroups_path: None,
+            pid,
+            pid_start_time: identity.map(|o| o.start_time),
+            boot_id: identity.map(|o| o.boot_id.clone()),
+            config: ConfigSource::default(),
+        }
+    }
+
+    #[test]
+    fn only_the_recorded_process_is_signalled_by_pid() {
+        let mut child = std::process::Command::new("sleep").arg("30").spawn().expect("sleep");
+        let pid = child.id();
+        let raw = i32::try_from(pid).expect("pid");
+        let identity = Owner::of(pid).expect("stat").expect("alive");
+        assert_eq!(same_process(&state_of(raw, Some(&identity))), Some(raw));
+        // Input: the same pid recorded with another start time (the pid was reused since).
+        let other = Owner { start_time: identity.start_time + 1, ..identity.clone() };
+        assert_eq!(same_process(&state_of(raw, Some(&other))), None);
+        // Input: state of an older shim, without the identity: never signalled by bare pid.
+        assert_eq!(same_process(&state_of(raw, None)), None);
+        child.kill().expect("kill");
+        child.wait().expect("reap");
+        // Input: the recorded process is gone.
+        assert_eq!(same_process(&state_of(raw, Some(&identity))), None);
+    }
 }

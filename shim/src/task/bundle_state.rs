@@ -17,6 +17,13 @@ pub struct BundleState {
     pub is_sandbox: bool,
     pub cgroups_path: Option<String>,
     pub pid: i32,
+    /// The init's start time and the boot it started in, beside `pid`: `delete` after a dead
+    /// shim signals that pid only while it is still this process (a pid number alone may
+    /// belong to another process by then). Absent in state written by older shims.
+    #[serde(default)]
+    pub pid_start_time: Option<u64>,
+    #[serde(default)]
+    pub boot_id: Option<String>,
     pub config: ConfigSource,
 }
 
@@ -59,6 +66,8 @@ mod tests {
             is_sandbox: true,
             cgroups_path: Some("/k8s.io/c1".into()),
             pid: 1234,
+            pid_start_time: Some(99),
+            boot_id: Some("b".into()),
             config: ConfigSource::default(),
         };
         state.write(dir.path()).expect("write");
@@ -67,5 +76,15 @@ mod tests {
         std::fs::write(dir.path().join(FILE_NAME), "{\"container_id\":").expect("write");
         let err = BundleState::read(dir.path()).expect_err("garbage").to_string();
         assert!(err.contains(FILE_NAME), "{err}");
+    }
+
+    #[test]
+    fn state_of_an_older_shim_without_the_init_identity_still_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Input: moat-state.json as shims before the identity fields wrote it.
+        let old = r#"{"container_id":"c1","pod_id":"p1","is_sandbox":false,"cgroups_path":null,"pid":42,"config":{"path":null,"body":null}}"#;
+        std::fs::write(dir.path().join(FILE_NAME), old).expect("write");
+        let state = BundleState::read(dir.path()).expect("read").expect("state");
+        assert_eq!((state.pid, state.pid_start_time, state.boot_id), (42, None, None));
     }
 }

@@ -285,12 +285,18 @@ impl Confinement {
             resources.sandbox = Some(pending.pidfd.clone());
             pod_out = Some(resources);
         }
+        let identity = u32::try_from(pending.pid)
+            .ok()
+            .and_then(|pid| moat_sandbox::userns::pool::Owner::of(pid).ok().flatten());
         let state = BundleState {
             container_id: req.id.clone(),
             pod_id,
             is_sandbox,
             cgroups_path: cgroup.as_ref().map(Cgroup::path),
             pid: pending.pid,
+            // The process is ours and waiting for Start: its identity is certain now.
+            pid_start_time: identity.as_ref().map(|o| o.start_time),
+            boot_id: identity.map(|o| o.boot_id),
             config: config_source.clone(),
         };
         if let Err(e) = state.write(&bundle) {
