@@ -31,6 +31,7 @@
 
 pub mod capabilities;
 mod config;
+pub mod containerd_dirs;
 mod context;
 pub mod devices;
 pub mod host_paths;
@@ -44,6 +45,7 @@ pub mod sysctls;
 mod tests;
 
 pub use config::{Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
+pub use containerd_dirs::ContainerdDirs;
 pub use context::{
     rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION,
     CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION,
@@ -188,6 +190,7 @@ pub fn derive_container(
         pod_id: &ctx.pod_id,
         container_id: &ctx.container_id,
         pod_uid: ctx.pod_uid.as_deref(),
+        containerd: &ctx.containerd,
         user: &ctx.user,
         host_ipc: ns.host_ipc,
     };

@@ -175,6 +175,7 @@ fn ctx(is_sandbox: bool) -> PodContext {
             source: "overlay".into(),
             options: vec!["lowerdir=/l1:/l2".into(), "upperdir=/u".into(), "workdir=/w".into()],
         }],
+        containerd: Default::default(),
         user: user_ns(if is_sandbox {
             UserNamespaceAction::Create
         } else {

@@ -12,7 +12,7 @@ use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
-use moat_sandbox::policy::{self, Config, PodContext};
+use moat_sandbox::policy::{self, Config, ContainerdDirs, PodContext};
 use moat_sandbox::spawn::Launcher;
 use moat_sandbox::userns::pool::IdRangePool;
 use oci_spec::runtime::{Process as OciProcess, Spec};
@@ -144,23 +144,34 @@ impl Confinement {
             }
         };
 
+        let rootfs_mounts: Vec<RootfsMount> = req
+            .rootfs
+            .iter()
+            .map(|m| {
+                policy::rootfs_mount_without_idmap_options(RootfsMount {
+                    fstype: m.type_.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                })
+            })
+            .collect();
+        let containerd = ContainerdDirs::derive(&bundle, &req.id, &rootfs_mounts);
+        if containerd.root.is_none() || containerd.state.is_none() {
+            warn!(
+                "container {}: containerd's directories not all derived from bundle {} and its \
+                 rootfs mounts ({containerd:?}); containerd's defaults apply to what is missing",
+                req.id,
+                bundle.display()
+            );
+        }
         let ctx = PodContext {
             pod_id: pod_id.clone(),
             container_id: req.id.clone(),
             pod_uid: pod_resources.pod_uid.clone().or_else(|| PodContext::spec_pod_uid(&spec)),
             is_sandbox,
             rootfs: spec_rootfs(&spec, &bundle),
-            rootfs_mounts: req
-                .rootfs
-                .iter()
-                .map(|m| {
-                    policy::rootfs_mount_without_idmap_options(RootfsMount {
-                        fstype: m.type_.clone(),
-                        source: m.source.clone(),
-                        options: m.options.clone(),
-                    })
-                })
-                .collect(),
+            rootfs_mounts,
+            containerd,
             user,
         };
         let mut plan = match policy::derive_container(&spec, config, &ctx) {
