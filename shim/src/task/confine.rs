@@ -18,8 +18,10 @@ use moat_sandbox::userns::pool::IdRangePool;
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
 use super::bundle_state::BundleState;
+use super::io_owner;
 use super::process::Process;
 use super::stdio::{self, StdioPaths};
+use crate::bootstrap::options::IoOwner;
 use crate::config::ConfigSource;
 use crate::error::ShimError;
 
@@ -51,6 +53,9 @@ pub struct Confinement {
     /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
     /// instead of once per container start and exec.
     compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Who owns each container's stdio (containerd 2.x's IoUid/IoGid, see `io_owner`), by
+    /// container id: its execs' stdio gets the same owner.
+    io_owners: std::sync::Mutex<std::collections::HashMap<String, IoOwner>>,
 }
 
 impl Confinement {
@@ -65,6 +70,7 @@ impl Confinement {
             launcher: Arc::new(launcher),
             layout,
             compiled_filters: Default::default(),
+            io_owners: Default::default(),
         })
     }
 
@@ -183,6 +189,14 @@ impl Confinement {
             }
         };
 
+        let io_owner = match io_owner::from_request(req, &plan.user) {
+            Ok(owner) => owner,
+            Err(e) => {
+                release_range(&pod_resources);
+                return Err(e);
+            }
+        };
+
         self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id).await {
             Ok(cgroup) => cgroup,
@@ -201,7 +215,7 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
-        let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone()).await;
+        let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone(), io_owner).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
             Err(e) => {
@@ -238,6 +252,9 @@ impl Confinement {
             return Err(e);
         }
         let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
+        if let (Some(owner), Ok(mut owners)) = (io_owner, self.io_owners.lock()) {
+            owners.insert(req.id.clone(), owner);
+        }
         info!(
             "create {}: {:.3} ms in the shim ({})",
             req.id,
@@ -290,8 +307,12 @@ impl Confinement {
         plan: &ContainerPlan,
         stdio_paths: &StdioPaths,
         userns: Option<Arc<OwnedFd>>,
+        io_owner: Option<IoOwner>,
     ) -> Result<(moat_sandbox::spawn::Pending, stdio::Plumbing), ShimError> {
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
+        if let Some(owner) = io_owner {
+            io_owner::apply(&fds, owner, &format!("container {}", plan.container_id))?;
+        }
         let launcher = self.launcher.clone();
         let plan = plan.clone();
         let pending = blocking(move || {
@@ -328,8 +349,12 @@ impl Confinement {
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
-        let launcher = self.launcher.clone();
         let label = format!("exec {exec_id} of container {id}");
+        let owner = self.io_owners.lock().ok().and_then(|owners| owners.get(id).copied());
+        if let Some(owner) = owner {
+            io_owner::apply(&fds, owner, &label)?;
+        }
+        let launcher = self.launcher.clone();
         let mut pending = blocking(move || {
             launcher.exec(&plan, fds).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
@@ -347,6 +372,9 @@ impl Confinement {
         pod: Option<PodResources>,
         id: &str,
     ) -> Result<(), ShimError> {
+        if let Ok(mut owners) = self.io_owners.lock() {
+            owners.remove(id);
+        }
         let id = id.to_string();
         blocking(move || {
             if let Some(cgroup) = cgroup {

@@ -5,6 +5,7 @@ mod confine;
 mod container;
 mod events;
 mod exits;
+mod io_owner;
 pub(crate) mod metrics;
 mod oom;
 mod process;
