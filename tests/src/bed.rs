@@ -73,6 +73,17 @@ impl TestBed {
     /// when the test should be skipped (see `prereq`). Everything it ran is removed when it
     /// is dropped.
     pub fn private(test: &str, handler: &str, name: &str) -> Result<Option<Self>> {
+        Self::private_with_config(test, handler, name, |_| None)
+    }
+
+    /// `private`, with containerd's config.toml written by `config` (given the bed's layout)
+    /// instead of the test bed's own, when it returns one.
+    pub fn private_with_config(
+        test: &str,
+        handler: &str,
+        name: &str,
+        config: impl FnOnce(&Layout) -> Option<String>,
+    ) -> Result<Option<Self>> {
         if !prereq::gate(test, handler) {
             return Ok(None);
         }
@@ -82,16 +93,22 @@ impl TestBed {
             std::process::id(),
             configs::unique_name(name)
         ));
-        Self::start_in(Layout::new(&dir)).map(Some)
+        let layout = Layout::new(&dir);
+        let config = config(&layout);
+        Self::start_in_with(layout, config).map(Some)
     }
 
     fn start_in(layout: Layout) -> Result<Self> {
+        Self::start_in_with(layout, None)
+    }
+
+    fn start_in_with(layout: Layout, config: Option<String>) -> Result<Self> {
         let archives = images::build(&paths::image_cache_dir())?;
         if layout.dir.exists() {
             containerd::clean_up(&layout);
         }
         let shim = paths::shim_binary().filter(|p| p.is_file());
-        let containerd = Containerd::start(layout, shim.as_deref())?;
+        let containerd = Containerd::start_with_config(layout, shim.as_deref(), config)?;
         for archive in &archives {
             images::import(&containerd.layout.socket, archive)
                 .with_context(|| format!("containerd log:\n{}", containerd.log_tail(20)))?;

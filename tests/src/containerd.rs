@@ -195,6 +195,16 @@ impl Containerd {
     /// `shim` as `containerd-shim-moat-v2` on containerd's PATH, starts containerd and waits
     /// for its socket.
     pub fn start(layout: Layout, shim: Option<&Path>) -> Result<Self> {
+        Self::start_with_config(layout, shim, None)
+    }
+
+    /// `start`, with `config` (when given) as containerd's config.toml instead of the one
+    /// `render_config` writes: for tests of the configs an operator writes.
+    pub fn start_with_config(
+        layout: Layout,
+        shim: Option<&Path>,
+        config: Option<String>,
+    ) -> Result<Self> {
         let binary = paths::containerd_binary();
         for dir in [
             &layout.dir,
@@ -210,9 +220,10 @@ impl Containerd {
             .ok_or_else(|| anyhow!("cannot read /proc/self/stat"))?;
         fs::write(layout.owner_file(), format!("{} {}\n", me.pid, me.start_time))?;
         let version = crate::containerd_version::detect(&binary)?;
-        let config = match version.config_version() {
-            3 => crate::containerd_version::to_v3(&render_config(&layout))?,
-            _ => render_config(&layout),
+        let config = match (config, version.config_version()) {
+            (Some(config), _) => config,
+            (None, 3) => crate::containerd_version::to_v3(&render_config(&layout))?,
+            (None, _) => render_config(&layout),
         };
         fs::write(&layout.config, config)?;
         fs::write(layout.cni_conf_dir.join("10-moat-e2e.conflist"), render_cni_conflist())?;

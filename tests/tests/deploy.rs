@@ -5,19 +5,39 @@
 //!   bed's private dirs under /tmp/moat-e2e) and a moat config that names none of them: a pod
 //!   gets CRI's hostname, hosts, resolv.conf and /dev/shm binds of ITS OWN sandbox, found by
 //!   moat from what containerd handed the shim.
+//! - `readme_config_on_debians_stock_config_runs_moat_and_runc_pods`: containerd 1.6.20 on
+//!   Debian 12's stock `/etc/containerd/config.toml` plus exactly the README's additions (read
+//!   out of README.md between its markers, so the two cannot drift), with only root, state,
+//!   sockets and CNI/opt/runc dirs moved to the test's private dirs as the bed does: a moat pod
+//!   and a runc pod run.
+//! - `readme_config_examples_keep_runc_the_default_and_moat_declared`: both README examples
+//!   (`version = 2` and `version = 3`) are TOML with `runc` declared and the default and a
+//!   `moat` handler; the 2.x one has no `options` table.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
 
 mod common;
 
-use anyhow::{ensure, Context, Result};
+use anyhow::{anyhow, ensure, Context, Result};
 use common::sh;
+use moat_e2e::containerd::Layout;
+use moat_e2e::moat_config::toml_str;
 use moat_e2e::TestBed;
 
 /// Runs `body` on a private bed of its own (named `name`), shut down afterwards.
 fn on_private_bed(test: &str, name: &str, body: impl FnOnce(&TestBed) -> Result<()>) {
-    let bed = match TestBed::private(test, "moat", name) {
+    on_private_bed_with(test, name, |_| None, body)
+}
+
+/// `on_private_bed` with containerd's config written by `config`.
+fn on_private_bed_with(
+    test: &str,
+    name: &str,
+    config: impl FnOnce(&Layout) -> Option<String>,
+    body: impl FnOnce(&TestBed) -> Result<()>,
+) {
+    let bed = match TestBed::private_with_config(test, "moat", name, config) {
         Ok(Some(bed)) => bed,
         Ok(None) => return,
         Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
@@ -92,4 +112,198 @@ fn cri_files_work_with_moved_containerd_dirs_and_an_empty_config() {
             pod.teardown()
         },
     );
+}
+
+/// Debian 12's `/etc/containerd/config.toml` as the `containerd` package (1.6.20~ds1) ships it.
+const DEBIAN_STOCK_CONFIG: &str = r#"version = 2
+
+[plugins]
+  [plugins."io.containerd.grpc.v1.cri"]
+    [plugins."io.containerd.grpc.v1.cri".cni]
+      bin_dir = "/usr/lib/cni"
+      conf_dir = "/etc/cni/net.d"
+  [plugins."io.containerd.internal.v1.opt"]
+    path = "/var/lib/containerd/opt"
+"#;
+
+const README: &str = include_str!("../../README.md");
+
+/// The TOML of the README's fenced block between `<!-- {marker}:begin -->` and `:end`,
+/// without the list item's indentation.
+fn readme_block(marker: &str) -> Result<String> {
+    let begin = format!("<!-- {marker}:begin -->");
+    let end = format!("<!-- {marker}:end -->");
+    let from = README.find(&begin).ok_or_else(|| anyhow!("README.md has no {begin}"))?;
+    let to = README[from..].find(&end).ok_or_else(|| anyhow!("README.md has no {end}"))? + from;
+    let block = &README[from + begin.len()..to];
+    let lines: Vec<&str> = block.lines().collect();
+    let fence_start = lines
+        .iter()
+        .position(|l| l.trim_start().starts_with("```toml"))
+        .ok_or_else(|| anyhow!("no ```toml fence after {begin}"))?;
+    let fence_end = lines[fence_start + 1..]
+        .iter()
+        .position(|l| l.trim() == "```")
+        .ok_or_else(|| anyhow!("the ```toml fence after {begin} is not closed"))?
+        + fence_start
+        + 1;
+    let indent = lines[fence_start].len() - lines[fence_start].trim_start().len();
+    let mut out = String::new();
+    for l in &lines[fence_start + 1..fence_end] {
+        out.push_str(l.get(indent..).unwrap_or("").trim_end());
+        out.push('\n');
+    }
+    Ok(out)
+}
+
+/// `config` without its `# moat: begin` .. `# moat: end` blocks (markers included).
+fn without_moat_additions(config: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in config.lines() {
+        match line.trim() {
+            "# moat: begin" => inside = true,
+            "# moat: end" => inside = false,
+            _ if !inside => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Replaces the one occurrence of `from` in `text` by `to`.
+fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
+    ensure!(text.matches(from).count() == 1, "expected one {from:?} in:\n{text}");
+    Ok(text.replacen(from, to, 1))
+}
+
+/// The README's complete 1.6/1.7 config with the node's paths moved into the bed's private
+/// dirs (as the bed's own config does), the locally built pause image, and a private runc root.
+fn redirected(config: &str, layout: &Layout) -> Result<String> {
+    let cri = r#"[plugins."io.containerd.grpc.v1.cri"]"#;
+    let mut c = replace_once(
+        config,
+        "version = 2\n",
+        &format!(
+            "version = 2\nroot = {}\nstate = {}\n",
+            toml_str(&layout.root),
+            toml_str(&layout.state)
+        ),
+    )?;
+    c = replace_once(
+        &c,
+        &format!("{cri}\n"),
+        &format!("{cri}\n    sandbox_image = \"{}\"\n", moat_e2e::PAUSE),
+    )?;
+    c = replace_once(
+        &c,
+        r#"conf_dir = "/etc/cni/net.d""#,
+        &format!("conf_dir = {}", toml_str(&layout.cni_conf_dir)),
+    )?;
+    c = replace_once(
+        &c,
+        r#"path = "/var/lib/containerd/opt""#,
+        &format!("path = {}", toml_str(&layout.dir.join("opt"))),
+    )?;
+    c = replace_once(
+        &c,
+        r#"ConfigPath = "/etc/moat/config.toml""#,
+        &format!("ConfigPath = {}", toml_str(&layout.moat_config)),
+    )?;
+    c.push_str(&format!(
+        "\n[grpc]\n  address = {}\n[ttrpc]\n  address = {}\n\
+         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  Root = {}\n",
+        toml_str(&layout.socket),
+        toml_str(&layout.dir.join("c.sock.ttrpc")),
+        toml_str(&layout.runc_root),
+    ));
+    Ok(c)
+}
+
+#[test]
+fn readme_config_on_debians_stock_config_runs_moat_and_runc_pods() {
+    let readme = match readme_block("moat-containerd-config-v2") {
+        Ok(text) => text,
+        Err(e) => panic!("{e:#}"),
+    };
+    // The README's file is Debian's stock file plus its marked additions, nothing else.
+    assert_eq!(
+        without_moat_additions(&readme),
+        DEBIAN_STOCK_CONFIG,
+        "README's version = 2 example minus its `# moat` blocks is not Debian's stock config"
+    );
+    on_private_bed_with(
+        "readme_config_on_debians_stock_config_runs_moat_and_runc_pods",
+        "readmeconfig",
+        |layout| Some(redirected(&readme, layout).unwrap_or_else(|e| panic!("{e:#}"))),
+        |bed| {
+            let shown = std::fs::read_to_string(&bed.layout().config).unwrap_or_default();
+            for handler in ["moat", "runc"] {
+                let pod = bed
+                    .run_pod(&format!("readme-{handler}"), handler)
+                    .with_context(|| format!("containerd config:\n{shown}"))?;
+                let c = pod.run("app", &["sleep", "3600"])?;
+                let out = sh(&pod, &c, "cat /proc/self/uid_map")?;
+                let map = common::parse_id_map(&out.stdout)?;
+                match handler {
+                    "moat" => ensure!(map.1 != 0, "moat pod without its user namespace: {map:?}"),
+                    _ => ensure!(map == (0, 0, 4_294_967_295), "runc pod: {map:?}"),
+                }
+                pod.teardown()?;
+            }
+            Ok(())
+        },
+    );
+}
+
+#[test]
+fn readme_config_examples_keep_runc_the_default_and_moat_declared() {
+    for (marker, cri_plugin, moat_options) in [
+        ("moat-containerd-config-v2", "io.containerd.grpc.v1.cri", true),
+        ("moat-containerd-config-v3", "io.containerd.cri.v1.runtime", false),
+    ] {
+        let text = readme_block(marker).unwrap_or_else(|e| panic!("{e:#}"));
+        let config: toml::Table =
+            text.parse().unwrap_or_else(|e| panic!("{marker} is not TOML: {e}\n{text}"));
+        let get = |path: &[&str]| -> Option<toml::Value> {
+            let mut v = toml::Value::Table(config.clone());
+            for key in path {
+                v = v.get(*key)?.clone();
+            }
+            Some(v)
+        };
+        let cri = ["plugins", cri_plugin];
+        let containerd = [&cri[..], &["containerd"]].concat();
+        assert_eq!(
+            get(&[&containerd[..], &["default_runtime_name"]].concat())
+                .and_then(|v| v.as_str().map(String::from)),
+            Some("runc".to_string()),
+            "{marker}"
+        );
+        for (handler, runtime_type) in
+            [("runc", "io.containerd.runc.v2"), ("moat", "io.containerd.moat.v2")]
+        {
+            assert_eq!(
+                get(&[&containerd[..], &["runtimes", handler, "runtime_type"]].concat())
+                    .and_then(|v| v.as_str().map(String::from)),
+                Some(runtime_type.to_string()),
+                "{marker}: runtimes.{handler}"
+            );
+        }
+        assert_eq!(
+            get(&[&cri[..], &["restrict_oom_score_adj"]].concat()).and_then(|v| v.as_bool()),
+            Some(true),
+            "{marker}"
+        );
+        assert_eq!(
+            get(&[&containerd[..], &["runtimes", "moat", "options"]].concat()).is_some(),
+            moat_options,
+            "{marker}: the moat handler's options table"
+        );
+    }
+    let v3 = readme_block("moat-containerd-config-v3").unwrap_or_else(|e| panic!("{e:#}"));
+    assert!(v3.starts_with("version = 3\n"), "{v3}");
 }
