@@ -9,6 +9,7 @@
 //! requests into calls there and never issues those syscalls itself.
 
 mod bootstrap;
+mod check;
 mod config;
 mod error;
 mod shim;

@@ -307,3 +307,108 @@ fn readme_config_examples_keep_runc_the_default_and_moat_declared() {
     let v3 = readme_block("moat-containerd-config-v3").unwrap_or_else(|e| panic!("{e:#}"));
     assert!(v3.starts_with("version = 3\n"), "{v3}");
 }
+
+/// Runs `containerd-shim-moat-v2 check ARGS`; (exit code, stdout).
+fn run_check(args: &[&std::ffi::OsStr]) -> Result<(i32, String)> {
+    let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim binary"))?;
+    let out = std::process::Command::new(&shim)
+        .arg("check")
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} check", shim.display()))?;
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    Ok((out.status.code().unwrap_or(-1), stdout))
+}
+
+/// The line of `output` for requirement `name`.
+fn check_line<'a>(output: &'a str, name: &str) -> Result<&'a str> {
+    output
+        .lines()
+        .find(|l| l.get(8..).is_some_and(|rest| rest.starts_with(&format!("{name}:"))))
+        .ok_or_else(|| anyhow!("`check` printed no line for {name}:\n{output}"))
+}
+
+#[test]
+fn check_reports_what_this_machine_has() {
+    let test = "check_reports_what_this_machine_has";
+    if !moat_e2e::prereq::gate(test, "moat") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("moat-e2e-check-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        // The README's complete 1.6/1.7 config: every line ok, exit 0.
+        let moat_config = dir.join("moat.toml");
+        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        let good = dir.join("good.toml");
+        let readme = readme_block("moat-containerd-config-v2")?;
+        std::fs::write(
+            &good,
+            replace_once(
+                &readme,
+                r#"ConfigPath = "/etc/moat/config.toml""#,
+                &format!("ConfigPath = {}", toml_str(&moat_config)),
+            )?,
+        )?;
+        let (code, out) = run_check(&["--config".as_ref(), good.as_os_str()])?;
+        // What this machine has (docs: /work/shared/notes/environment.md): user namespaces for
+        // root, idmapped mounts with overlayfs over them, hybrid cgroups with v1 controllers,
+        // seccomp filters with user notification, containerd 1.6.20.
+        for (name, expected) in [
+            ("user namespaces", "ok      user namespaces: created one with a mapping"),
+            ("idmapped mounts on overlayfs", "ok      idmapped mounts on overlayfs: overlay over"),
+            (
+                "cgroups",
+                "ok      cgroups: hybrid (v1 controllers + v2); cpu, memory, pids, devices",
+            ),
+            ("seccomp filters", "ok      seccomp filters: actions: "),
+            ("seccomp user notification", "ok      seccomp user notification: available"),
+            ("containerd version", "ok      containerd version: 1.6 "),
+            ("containerd config: moat handler", "ok      containerd config: moat handler: "),
+            ("moat config", "ok      moat config: /tmp/moat-e2e-check-"),
+        ] {
+            let line = check_line(&out, name)?;
+            ensure!(line.starts_with(expected), "expected {expected:?}, got {line:?}\n{out}");
+        }
+        ensure!(code == 0 && out.contains("node ready for moat"), "exit {code}:\n{out}");
+
+        // Debian's stock config: the handler is missing, with the fix; exit 1.
+        let stock = dir.join("stock.toml");
+        std::fs::write(&stock, DEBIAN_STOCK_CONFIG)?;
+        let (code, out) = run_check(&["--config".as_ref(), stock.as_os_str()])?;
+        let line = check_line(&out, "containerd config: moat handler")?;
+        ensure!(line.starts_with("missing ") && line.contains("runtimes.moat"), "{line}\n{out}");
+        ensure!(out.contains("fix: see README.md"), "no fix printed:\n{out}");
+        ensure!(code == 1, "exit {code} with a missing requirement:\n{out}");
+
+        // A containerd that is not there: missing, exit 1.
+        let (code, out) = run_check(&[
+            "--config".as_ref(),
+            good.as_os_str(),
+            "--containerd".as_ref(),
+            "/nonexistent/containerd".as_ref(),
+        ])?;
+        ensure!(check_line(&out, "containerd version")?.starts_with("missing "), "{out}");
+        ensure!(code == 1, "exit {code}:\n{out}");
+
+        // A handler whose ConfigPath names a file that is not there: moat would refuse every pod.
+        let absent = dir.join("absent.toml");
+        std::fs::write(
+            &absent,
+            replace_once(
+                &readme,
+                r#"ConfigPath = "/etc/moat/config.toml""#,
+                &format!("ConfigPath = {}", toml_str(&dir.join("no-such-moat.toml"))),
+            )?,
+        )?;
+        let (code, out) = run_check(&["--config".as_ref(), absent.as_os_str()])?;
+        let line = check_line(&out, "moat config")?;
+        ensure!(line.starts_with("missing ") && line.contains("no-such-moat.toml"), "{out}");
+        ensure!(code == 1, "exit {code}:\n{out}");
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        panic!("{test}: {e:#}");
+    }
+}
