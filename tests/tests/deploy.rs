@@ -13,6 +13,10 @@
 //! - `readme_config_examples_keep_runc_the_default_and_moat_declared`: both README examples
 //!   (`version = 2` and `version = 3`) are TOML with `runc` declared and the default and a
 //!   `moat` handler; the 2.x one has no `options` table.
+//! - `audit_lines_name_created_and_refused_containers`: containerd's log holds one
+//!   `moat-audit {json}` line for a container moat started (its pod, level, the host ID range
+//!   its /proc/<pid>/uid_map shows, seccomp filters, capabilities) and one for a refused one
+//!   (with the rule and field).
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -24,6 +28,8 @@ use common::sh;
 use moat_e2e::containerd::Layout;
 use moat_e2e::moat_config::toml_str;
 use moat_e2e::TestBed;
+
+moat_only_tests!(audit_lines_name_created_and_refused_containers);
 
 /// Runs `body` on a private bed of its own (named `name`), shut down afterwards.
 fn on_private_bed(test: &str, name: &str, body: impl FnOnce(&TestBed) -> Result<()>) {
@@ -411,4 +417,70 @@ fn check_reports_what_this_machine_has() {
     if let Err(e) = result {
         panic!("{test}: {e:#}");
     }
+}
+
+/// The `moat-audit` JSON objects in containerd's log for `container`.
+fn audit_records(bed: &TestBed, container: &str) -> Result<Vec<serde_json::Value>> {
+    let log = std::fs::read_to_string(&bed.layout().log)
+        .with_context(|| format!("reading {}", bed.layout().log.display()))?;
+    let mut out = Vec::new();
+    for line in log.lines().filter(|l| l.contains("moat-audit {")) {
+        let (Some(from), Some(to)) = (line.find('{'), line.rfind('}')) else { continue };
+        let value: serde_json::Value = serde_json::from_str(&line[from..=to])
+            .with_context(|| format!("a moat-audit line that is not JSON: {line}"))?;
+        if value["container"] == container {
+            out.push(value);
+        }
+    }
+    Ok(out)
+}
+
+fn audit_lines_name_created_and_refused_containers(bed: &TestBed, _handler: &str) -> Result<()> {
+    let pod = bed.run_pod("audit", "moat")?;
+    let c = pod.run("app", &["sleep", "3600"])?;
+    let pid = pod.container_pid(&c)?;
+    let (_, host_uid, count) = common::uid_map(pid)?;
+
+    let records = audit_records(bed, &c.id)?;
+    ensure!(records.len() == 1, "expected one audit line for {}, got {records:?}", c.id);
+    let r = &records[0];
+    ensure!(r["event"] == "created", "{r}");
+    ensure!(r["pod"] == pod.id.as_str(), "{r}");
+    ensure!(r["pod_name"] == format!("moat-e2e/{}", pod.name).as_str(), "{r}");
+    ensure!(r["container_name"] == "app" && r["level"] == "restricted", "{r}");
+    ensure!(
+        r["host_uid_ranges"] == serde_json::json!([[host_uid, host_uid + count - 1]]),
+        "the audit line's range is not the container's uid_map ({host_uid} {count}): {r}"
+    );
+    ensure!(r["seccomp"].as_str().is_some_and(|s| s.starts_with("baseline")), "{r}");
+    let effective = r["capabilities"]["effective"].as_array().cloned().unwrap_or_default();
+    ensure!(!effective.is_empty(), "no effective capabilities listed: {r}");
+    ensure!(!effective.iter().any(|c| c == "CAP_SYS_ADMIN"), "{r}");
+
+    // A container binding the host's /etc: refused, and audited with the rule.
+    let mut config = pod.container_config("hostetc", &["sleep", "3600"]);
+    config.mounts.push(moat_e2e::configs::volume(std::path::Path::new("/etc"), "/data", true));
+    let refused = bed.cri().create(&pod.id, &config, &pod.config);
+    let refused_id = match refused {
+        Ok(id) => {
+            // containerd 1.6 creates the task (where moat decides) at StartContainer.
+            ensure!(bed.cri().start(&id).is_err(), "the container binding /etc started");
+            id
+        }
+        Err(_) => String::new(),
+    };
+    let log = std::fs::read_to_string(&bed.layout().log)?;
+    let refusal = log
+        .lines()
+        .rev()
+        .filter(|l| l.contains("moat-audit {") && l.contains("\"event\":\"refused\""))
+        .filter(|l| refused_id.is_empty() || l.contains(&refused_id))
+        .find(|l| l.contains(&pod.id))
+        .ok_or_else(|| anyhow!("no refused audit line for pod {}", pod.id))?;
+    let (from, to) = (refusal.find('{').unwrap_or(0), refusal.rfind('}').unwrap_or(0));
+    let r: serde_json::Value = serde_json::from_str(&refusal[from..=to])?;
+    ensure!(r["rule"] == "host-path" && r["container_name"] == "hostetc", "{r}");
+    ensure!(r["field"].as_str().is_some_and(|f| f.ends_with("].source=/etc")), "{r}");
+    ensure!(r["host_uid_ranges"] == serde_json::json!([[host_uid, host_uid + count - 1]]), "{r}");
+    pod.teardown()
 }

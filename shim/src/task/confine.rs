@@ -17,6 +17,7 @@ use moat_sandbox::spawn::Launcher;
 use moat_sandbox::userns::pool::IdRangePool;
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
+use super::audit_log;
 use super::bundle_state::BundleState;
 use super::io_owner;
 use super::process::Process;
@@ -184,6 +185,13 @@ impl Confinement {
             Ok(plan) => plan,
             Err(refusal) => {
                 warn!("refused: {refusal}");
+                let who = audit_log::Subject {
+                    pod_id: &pod_id,
+                    container_id: &req.id,
+                    exec_id: None,
+                    spec: Some(&spec),
+                };
+                warn!("{}", audit_log::refused(&who, config, &ctx.user, &refusal));
                 release_range(&pod_resources);
                 return Err(ShimError::Refused(refusal.to_string()));
             }
@@ -255,6 +263,13 @@ impl Confinement {
         if let (Some(owner), Ok(mut owners)) = (io_owner, self.io_owners.lock()) {
             owners.insert(req.id.clone(), owner);
         }
+        let who = audit_log::Subject {
+            pod_id: &state.pod_id,
+            container_id: &req.id,
+            exec_id: None,
+            spec: Some(&spec),
+        };
+        info!("{}", audit_log::created(&who, config, &plan));
         info!(
             "create {}: {:.3} ms in the shim ({})",
             req.id,
@@ -344,6 +359,13 @@ impl Confinement {
         let mut plan =
             policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
                 warn!("refused: {refusal}");
+                let who = audit_log::Subject {
+                    pod_id: &container.pod_id,
+                    container_id: id,
+                    exec_id: Some(exec_id),
+                    spec: None,
+                };
+                warn!("{}", audit_log::refused(&who, config, &container.user, &refusal));
                 ShimError::Refused(refusal.to_string())
             })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();

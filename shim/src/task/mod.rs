@@ -1,5 +1,6 @@
 //! The task service and the state behind it.
 
+mod audit_log;
 mod bundle_state;
 mod confine;
 mod container;
