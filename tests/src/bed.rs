@@ -58,7 +58,6 @@ extern "C" fn shut_down_at_exit() {
 
 impl TestBed {
     fn start() -> Result<Self> {
-        containerd::reap_stale_runs();
         let bed = Self::start_in(Layout::for_this_process())?;
         // SAFETY: registers a plain `extern "C" fn` with atexit(3); it only touches the
         // OnceLock above, which lives for the whole process.
@@ -87,7 +86,6 @@ impl TestBed {
         if !prereq::gate(test, handler) {
             return Ok(None);
         }
-        containerd::reap_stale_runs();
         let dir = Path::new(containerd::BASE_DIR).join(format!(
             "{}-{}",
             std::process::id(),
@@ -108,7 +106,13 @@ impl TestBed {
             containerd::clean_up(&layout);
         }
         let shim = paths::shim_binary().filter(|p| p.is_file());
-        let containerd = Containerd::start_with_config(layout, shim.as_deref(), config)?;
+        // Registering this run (its dir and owner file) and reaping dead ones happen under the
+        // shared lock, so the last run out never removes the bridge or cgroups under a new one.
+        let containerd = {
+            let _lock = containerd::shared_lock()?;
+            containerd::reap_stale_runs();
+            Containerd::start_with_config(layout, shim.as_deref(), config)?
+        };
         for archive in &archives {
             images::import(&containerd.layout.socket, archive)
                 .with_context(|| format!("containerd log:\n{}", containerd.log_tail(20)))?;
@@ -256,6 +260,7 @@ impl TestBed {
             }
         }
         self.containerd.shutdown();
+        containerd::remove_shared_if_last(self.layout());
     }
 }
 

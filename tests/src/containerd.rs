@@ -456,6 +456,70 @@ pub fn unmount_under(dir: &Path) {
     }
 }
 
+/// The lock every test process holds while it registers a run (creates its dir and owner
+/// file) and while the last one out removes what runs share (the bridge, the `moat-e2e`
+/// cgroup directories, the CNI leases): outside `BASE_DIR`, so no run mistakes it for a run.
+pub const SHARED_LOCK: &str = "/tmp/moat-e2e.lock";
+
+/// Holds `SHARED_LOCK` (an exclusive `flock`) until dropped.
+pub fn shared_lock() -> Result<nix::fcntl::Flock<fs::File>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(SHARED_LOCK)
+        .with_context(|| format!("opening {SHARED_LOCK}"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow!("flock {SHARED_LOCK}: {e}"))
+}
+
+/// True when a run other than those in `except` is alive (its owner process lives).
+pub fn live_runs_besides(except: &[&Path]) -> bool {
+    fs::read_dir(BASE_DIR).into_iter().flatten().flatten().any(|entry| {
+        let layout = Layout::new(&entry.path());
+        if except.contains(&layout.dir.as_path()) {
+            return false;
+        }
+        let owner = fs::read_to_string(layout.owner_file()).ok().and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some(ProcessId { pid: f.next()?? as i32, start_time: f.next()?? })
+        });
+        owner.is_some_and(|o| o.alive())
+    })
+}
+
+/// Called when the run in `layout` has ended (after `clean_up`): if no other run is alive,
+/// removes what all runs share — the `moatbr0` bridge, the `moat-e2e` cgroup directory of
+/// every hierarchy, the CNI leases, the lock file — so the last one out leaves nothing behind.
+pub fn remove_shared_if_last(layout: &Layout) {
+    let Ok(lock) = shared_lock() else { return };
+    if live_runs_besides(&[&layout.dir]) {
+        return;
+    }
+    if Path::new("/sys/class/net").join(CNI_BRIDGE).exists() {
+        match Command::new("ip").args(["link", "delete", CNI_BRIDGE]).output() {
+            Ok(out) if !out.status.success() => eprintln!(
+                "moat-e2e: ip link delete {CNI_BRIDGE}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("moat-e2e: running ip link delete {CNI_BRIDGE}: {e}"),
+            Ok(_) => {}
+        }
+    }
+    for root in host::cgroup_roots() {
+        let dir = root.join("moat-e2e");
+        if dir.is_dir() {
+            if let Err(e) = fs::remove_dir(&dir) {
+                eprintln!("moat-e2e: not removing {}: {e}", dir.display());
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(CNI_NETWORK));
+    let _ = fs::remove_dir(BASE_DIR);
+    let _ = fs::remove_file(SHARED_LOCK);
+    drop(lock);
+}
+
 /// Cleans up after test runs whose process is gone (killed by a timeout, say): their dirs
 /// under `BASE_DIR` and their cgroups under `/moat-e2e/`.
 pub fn reap_stale_runs() {

@@ -17,6 +17,9 @@
 //!   `moat-audit {json}` line for a container moat started (its pod, level, the host ID range
 //!   its /proc/<pid>/uid_map shows, seccomp filters, capabilities) and one for a refused one
 //!   (with the rule and field).
+//! - `the_last_run_out_removes_the_bridge_and_cgroups`: when a test bed shuts down and no
+//!   other run is alive, the `moatbr0` bridge and every `moat-e2e` cgroup directory are gone;
+//!   while another run is alive, the bridge it may use stays.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -483,4 +486,40 @@ fn audit_lines_name_created_and_refused_containers(bed: &TestBed, _handler: &str
     ensure!(r["field"].as_str().is_some_and(|f| f.ends_with("].source=/etc")), "{r}");
     ensure!(r["host_uid_ranges"] == serde_json::json!([[host_uid, host_uid + count - 1]]), "{r}");
     pod.teardown()
+}
+
+#[test]
+fn the_last_run_out_removes_the_bridge_and_cgroups() {
+    use moat_e2e::containerd::{live_runs_besides, CNI_BRIDGE};
+    let test = "the_last_run_out_removes_the_bridge_and_cgroups";
+    let bed = match TestBed::private(test, "moat", "lastout") {
+        Ok(Some(bed)) => bed,
+        Ok(None) => return,
+        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    };
+    let bridge = std::path::Path::new("/sys/class/net").join(CNI_BRIDGE);
+    let dir = bed.layout().dir.clone();
+    let ran = (|| -> Result<()> {
+        let pod = bed.run_pod("lastout", "moat")?;
+        pod.run("app", &["sleep", "3600"])?;
+        ensure!(bridge.exists(), "a pod ran but there is no {CNI_BRIDGE}");
+        pod.teardown()
+    })();
+    bed.shutdown();
+    if let Err(e) = ran {
+        panic!("{test}: {e:#}");
+    }
+    let cgroup_dirs: Vec<_> = moat_e2e::host::cgroup_roots()
+        .into_iter()
+        .map(|root| root.join("moat-e2e"))
+        .filter(|d| d.exists())
+        .collect();
+    if live_runs_besides(&[&dir]) {
+        // Another run (of this or another test process) is alive: what it shares stays.
+        assert!(bridge.exists(), "{test}: {CNI_BRIDGE} was removed under a live run");
+        eprintln!("{test}: another run is alive; checked only that the bridge stayed");
+    } else {
+        assert!(!bridge.exists(), "{test}: the last run out left {CNI_BRIDGE}");
+        assert!(cgroup_dirs.is_empty(), "{test}: the last run out left {cgroup_dirs:?}");
+    }
 }
