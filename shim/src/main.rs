@@ -12,6 +12,7 @@ mod bootstrap;
 mod check;
 mod config;
 mod error;
+mod install;
 mod shim;
 mod task;
 

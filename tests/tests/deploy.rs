@@ -20,6 +20,11 @@
 //! - `the_last_run_out_removes_the_bridge_and_cgroups`: when a test bed shuts down and no
 //!   other run is alive, the `moatbr0` bridge and every `moat-e2e` cgroup directory are gone;
 //!   while another run is alive, the bridge it may use stays.
+//! - `installer_round_trip_on_scratch_configs`: `deploy/install.sh` on scratch copies of
+//!   Debian's stock config, `containerd config default` and the README's complete config:
+//!   install merges a handler that `containerd config dump` shows (runc kept the default),
+//!   restarts containerd only when the file changed, a second install changes nothing, and
+//!   uninstall puts back the original bytes and removes the shim and its records.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -521,5 +526,151 @@ fn the_last_run_out_removes_the_bridge_and_cgroups() {
     } else {
         assert!(!bridge.exists(), "{test}: the last run out left {CNI_BRIDGE}");
         assert!(cgroup_dirs.is_empty(), "{test}: the last run out left {cgroup_dirs:?}");
+    }
+}
+
+/// Runs `deploy/install.sh VERB ARGS`; (success, stdout + stderr).
+fn installer(verb: &str, args: &[String]) -> Result<(bool, String)> {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/install.sh");
+    let out = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(verb)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {} {verb}", script.display()))?;
+    let text =
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), text))
+}
+
+/// `containerd --config FILE config dump`, parsed.
+fn config_dump(file: &std::path::Path) -> Result<toml::Table> {
+    let out = std::process::Command::new(moat_e2e::paths::containerd_binary())
+        .arg("--config")
+        .arg(file)
+        .args(["config", "dump"])
+        .output()
+        .context("running containerd config dump")?;
+    ensure!(
+        out.status.success(),
+        "containerd refuses {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).parse().context("config dump is not TOML")
+}
+
+#[test]
+fn installer_round_trip_on_scratch_configs() {
+    let test = "installer_round_trip_on_scratch_configs";
+    if !moat_e2e::prereq::gate(test, "moat") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("moat-e2e-installer-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
+        let moat_config = dir.join("moat.toml");
+        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        let default = std::process::Command::new(moat_e2e::paths::containerd_binary())
+            .args(["config", "default"])
+            .output()
+            .context("containerd config default")?;
+        let configs = [
+            ("debian-stock", DEBIAN_STOCK_CONFIG.to_string(), true),
+            ("config-default", String::from_utf8_lossy(&default.stdout).into_owned(), true),
+            // The README's file with its ConfigPath pointed at a moat config that exists.
+            (
+                "readme",
+                replace_once(
+                    &readme_block("moat-containerd-config-v2")?,
+                    r#"ConfigPath = "/etc/moat/config.toml""#,
+                    &format!("ConfigPath = {}", toml_str(&moat_config)),
+                )?,
+                false,
+            ),
+        ];
+        for (name, original, changes) in configs {
+            let file = dir.join(format!("{name}.toml"));
+            let bin = dir.join(format!("{name}-bin"));
+            let restarted = dir.join(format!("{name}.restarted"));
+            std::fs::write(&file, &original)?;
+            let args: Vec<String> = vec![
+                "--config".into(),
+                file.display().to_string(),
+                "--shim".into(),
+                shim.display().to_string(),
+                "--bin-dir".into(),
+                bin.display().to_string(),
+                "--moat-config".into(),
+                moat_config.display().to_string(),
+                "--containerd".into(),
+                moat_e2e::paths::containerd_binary().display().to_string(),
+                "--restart-cmd".into(),
+                format!("touch {}", restarted.display()),
+            ];
+            let (ok, out) = installer("install", &args)?;
+            ensure!(ok, "{name}: install failed:\n{out}");
+            ensure!(out.contains("node ready for moat"), "{name}: check did not pass:\n{out}");
+            ensure!(bin.join("containerd-shim-moat-v2").is_file(), "{name}: no shim installed");
+            ensure!(restarted.exists() == changes, "{name}: restarted {}", restarted.exists());
+            let dump = config_dump(&file)?;
+            let cri = &dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"];
+            ensure!(
+                cri["runtimes"]["moat"]["runtime_type"].as_str() == Some("io.containerd.moat.v2"),
+                "{name}: no moat handler in config dump"
+            );
+            ensure!(cri["default_runtime_name"].as_str() == Some("runc"), "{name}: default");
+            ensure!(cri["runtimes"].get("runc").is_some(), "{name}: runc not declared");
+
+            // Again: nothing changes, no restart.
+            let _ = std::fs::remove_file(&restarted);
+            let before = std::fs::read(&file)?;
+            let (ok, out) = installer("install", &args)?;
+            ensure!(ok, "{name}: second install failed:\n{out}");
+            ensure!(!restarted.exists(), "{name}: the second install restarted containerd");
+            ensure!(std::fs::read(&file)? == before, "{name}: the second install changed it");
+
+            let (ok, out) = installer("uninstall", &args)?;
+            ensure!(ok, "{name}: uninstall failed:\n{out}");
+            ensure!(
+                std::fs::read_to_string(&file)? == original,
+                "{name}: uninstall did not restore the original config"
+            );
+            ensure!(!bin.join("containerd-shim-moat-v2").exists(), "{name}: shim left");
+            let left: Vec<_> = std::fs::read_dir(&dir)?
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with(name) && n.contains(".moat-"))
+                .collect();
+            ensure!(left.is_empty(), "{name}: installer records left: {left:?}");
+        }
+
+        // A node that fails the check (the handler's ConfigPath names no file): install says
+        // so, exits non-zero and does not label the node.
+        let file = dir.join("failing.toml");
+        std::fs::write(&file, DEBIAN_STOCK_CONFIG)?;
+        let args: Vec<String> = vec![
+            "--config".into(),
+            file.display().to_string(),
+            "--shim".into(),
+            shim.display().to_string(),
+            "--bin-dir".into(),
+            dir.join("failing-bin").display().to_string(),
+            "--moat-config".into(),
+            dir.join("no-such-moat.toml").display().to_string(),
+            "--restart-cmd".into(),
+            String::new(),
+        ];
+        let (ok, out) = installer("install", &args)?;
+        ensure!(!ok && out.contains("is not labelled moat.io/runtime=ready"), "{out}");
+        ensure!(out.contains("missing moat config"), "{out}");
+        let (ok, out) = installer("uninstall", &args)?;
+        ensure!(ok && std::fs::read_to_string(&file)? == DEBIAN_STOCK_CONFIG, "{out}");
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        panic!("{test}: {e:#}");
     }
 }
