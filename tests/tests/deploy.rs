@@ -25,6 +25,10 @@
 //!   install merges a handler that `containerd config dump` shows (runc kept the default),
 //!   restarts containerd only when the file changed, a second install changes nothing, and
 //!   uninstall puts back the original bytes and removes the shim and its records.
+//! - `installer_round_trip_on_the_bed`: a private bed on Debian's stock config (no moat):
+//!   `deploy/install.sh install`, containerd restarted, a moat and a runc pod run; uninstall,
+//!   restarted, the config is the original again and containerd refuses a moat pod for want
+//!   of a handler.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -197,6 +201,22 @@ fn replace_once(text: &str, from: &str, to: &str) -> Result<String> {
 /// The README's complete 1.6/1.7 config with the node's paths moved into the bed's private
 /// dirs (as the bed's own config does), the locally built pause image, and a private runc root.
 fn redirected(config: &str, layout: &Layout) -> Result<String> {
+    let mut c = redirected_node_paths(config, layout)?;
+    c = replace_once(
+        &c,
+        r#"ConfigPath = "/etc/moat/config.toml""#,
+        &format!("ConfigPath = {}", toml_str(&layout.moat_config)),
+    )?;
+    c.push_str(&format!(
+        "[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  Root = {}\n",
+        toml_str(&layout.runc_root),
+    ));
+    Ok(c)
+}
+
+/// `config`'s node paths moved into the bed's private dirs (root, state, sockets, CNI, opt)
+/// and the locally built pause image: what any config needs to run on the test bed.
+fn redirected_node_paths(config: &str, layout: &Layout) -> Result<String> {
     let cri = r#"[plugins."io.containerd.grpc.v1.cri"]"#;
     let mut c = replace_once(
         config,
@@ -222,17 +242,10 @@ fn redirected(config: &str, layout: &Layout) -> Result<String> {
         r#"path = "/var/lib/containerd/opt""#,
         &format!("path = {}", toml_str(&layout.dir.join("opt"))),
     )?;
-    c = replace_once(
-        &c,
-        r#"ConfigPath = "/etc/moat/config.toml""#,
-        &format!("ConfigPath = {}", toml_str(&layout.moat_config)),
-    )?;
     c.push_str(&format!(
-        "\n[grpc]\n  address = {}\n[ttrpc]\n  address = {}\n\
-         [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]\n  Root = {}\n",
+        "\n[grpc]\n  address = {}\n[ttrpc]\n  address = {}\n",
         toml_str(&layout.socket),
         toml_str(&layout.dir.join("c.sock.ttrpc")),
-        toml_str(&layout.runc_root),
     ));
     Ok(c)
 }
@@ -673,4 +686,64 @@ fn installer_round_trip_on_scratch_configs() {
     if let Err(e) = result {
         panic!("{test}: {e:#}");
     }
+}
+
+#[test]
+fn installer_round_trip_on_the_bed() {
+    let test = "installer_round_trip_on_the_bed";
+    on_private_bed_with(
+        test,
+        "installer",
+        |layout| {
+            Some(
+                redirected_node_paths(DEBIAN_STOCK_CONFIG, layout)
+                    .unwrap_or_else(|e| panic!("{e:#}")),
+            )
+        },
+        |bed| {
+            let layout = bed.layout();
+            let original = std::fs::read_to_string(&layout.config)?;
+            let shim = bed.shim().ok_or_else(|| anyhow!("no moat shim"))?;
+            let args: Vec<String> = vec![
+                "--config".into(),
+                layout.config.display().to_string(),
+                "--shim".into(),
+                shim.display().to_string(),
+                "--bin-dir".into(),
+                layout.bin_dir.display().to_string(),
+                "--moat-config".into(),
+                layout.moat_config.display().to_string(),
+                // This machine's containerd lacks CAP_SYS_RESOURCE (runc pods need it).
+                "--restrict-oom-score-adj".into(),
+                // The test restarts its own containerd.
+                "--restart-cmd".into(),
+                "echo restart-requested".into(),
+            ];
+            let (ok, out) = installer("install", &args)?;
+            ensure!(ok && out.contains("restart-requested"), "install:\n{out}");
+            bed.restart_containerd(std::time::Duration::from_millis(100))?;
+            for handler in ["moat", "runc"] {
+                let pod = bed.run_pod(&format!("installed-{handler}"), handler)?;
+                pod.run("app", &["sleep", "3600"])?;
+                pod.teardown()?;
+            }
+
+            let (ok, out) = installer("uninstall", &args)?;
+            ensure!(ok && out.contains("restart-requested"), "uninstall:\n{out}");
+            ensure!(
+                std::fs::read_to_string(&layout.config)? == original,
+                "uninstall did not restore containerd's config"
+            );
+            bed.restart_containerd(std::time::Duration::from_millis(100))?;
+            match bed.cri().runp(&bed.pod_config("uninstalled")?, "moat") {
+                Ok(id) => {
+                    let _ = bed.cri().stopp(&id);
+                    let _ = bed.cri().rmp(&id);
+                    anyhow::bail!("a moat pod ran after uninstall");
+                }
+                Err(e) => ensure!(format!("{e:#}").contains("moat"), "{e:#}"),
+            }
+            Ok(())
+        },
+    );
 }
