@@ -25,8 +25,12 @@
 #   --restart-cmd CMD        how to restart containerd (default: systemctl restart containerd)
 #   --node NAME              the Kubernetes node to label (default $NODE_NAME; none: no label)
 #
-# Not done yet (issue 13): the DaemonSet and its image that run this script on every node,
-# k3s's config.toml.tmpl.
+# k3s: pass its template, --config /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl,
+#   with --containerd naming k3s's containerd (for its version) and --restart-cmd
+#   "systemctl restart k3s" (or k3s-agent). Only the handler is appended to the template (k3s's
+#   base declares runc); `check` then reads the config.toml k3s renders beside it.
+#
+# Not done yet (issue 13): the DaemonSet and its image that run this script on every node.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")/.." && pwd)"
@@ -60,6 +64,14 @@ backup="$config.moat-backup"
 installed="$config.moat-installed"
 absent_marker="$config.moat-backup-absent"
 target="$bin_dir/containerd-shim-moat-v2"
+template=()
+check_config="$config"
+major() { "$containerd" --version | awk '{print $3}' | sed 's/^v//; s/\..*//'; }
+if [[ "$config" == *.tmpl ]]; then
+  # k3s: containerd config version 3 for containerd 2.x, else 2.
+  if [ "$(major)" -ge 2 ]; then template=(--k3s-template 3); else template=(--k3s-template 2); fi
+  check_config="${config%.tmpl}"
+fi
 
 restart() {
   if [ -n "$restart_cmd" ]; then
@@ -74,11 +86,14 @@ label_node() {
   fi
 }
 
-# Writes $2 to $1 after `containerd config dump` accepted it; returns 1 when $1 already held it.
+# Writes $2 to $1 after `containerd config dump` accepted it (a k3s template cannot be checked
+# before k3s renders it); returns 1 when $1 already held it.
 replace_config() {
   local dest="$1" new="$2"
-  "$containerd" --config "$new" config dump >/dev/null \
-    || die "containerd does not accept the merged config (left unchanged: $dest); see $new"
+  if [ ${#template[@]} -eq 0 ]; then
+    "$containerd" --config "$new" config dump >/dev/null \
+      || die "containerd does not accept the merged config (left unchanged: $dest); see $new"
+  fi
   if [ -f "$dest" ] && cmp -s "$new" "$dest"; then
     rm -f "$new"
     return 1
@@ -99,14 +114,15 @@ install)
   if ! cmp -s "$shim" "$target"; then install -m 0755 "$shim" "$target"; fi
 
   if [ ! -e "$config" ]; then
-    major="$("$containerd" --version | awk '{print $3}' | sed 's/^v//; s/\..*//')"
     mkdir -p "$(dirname "$config")"
-    if [ "${major:-1}" -ge 2 ]; then echo "version = 3" >"$config"; else echo "version = 2" >"$config"; fi
+    if [ ${#template[@]} -gt 0 ]; then : >"$config";
+    elif [ "$(major)" -ge 2 ]; then echo "version = 3" >"$config";
+    else echo "version = 2" >"$config"; fi
     touch "$absent_marker"
   fi
   if [ ! -e "$backup" ] && [ ! -e "$absent_marker" ]; then cp -p "$config" "$backup"; fi
   merged="$(mktemp "$config.moat-merge.XXXXXX")"
-  "$target" config merge --config "$config" --moat-config "$moat_config" "${restrict[@]}" >"$merged" \
+  "$target" config merge --config "$config" --moat-config "$moat_config" "${restrict[@]}" "${template[@]}" >"$merged" \
     || { rm -f "$merged"; die "cannot merge the moat handler into $config"; }
   if replace_config "$config" "$merged"; then
     cp -p "$config" "$installed"
@@ -115,7 +131,7 @@ install)
     echo "moat install: $config already has the moat handler; containerd not restarted"
     [ -e "$installed" ] || cp -p "$config" "$installed"
   fi
-  if "$target" check --config "$config" --containerd "$containerd"; then
+  if "$target" check --config "$check_config" --containerd "$containerd"; then
     label_node "$label=ready"
   else
     label_node "$label-" || true
@@ -135,7 +151,7 @@ uninstall)
     # Edited since install: take out only the handler.
     stripped="$(mktemp "$config.moat-merge.XXXXXX")"
     if [ -x "$target" ]; then helper="$target"; else helper="${shim:-$here/target/debug/containerd-shim-moat-v2}"; fi
-    "$helper" config remove --config "$config" >"$stripped" || { rm -f "$stripped"; die "cannot remove the handler from $config"; }
+    "$helper" config remove --config "$config" "${template[@]}" >"$stripped" || { rm -f "$stripped"; die "cannot remove the handler from $config"; }
     if replace_config "$config" "$stripped"; then changed=1; else changed=0; fi
   else
     changed=0

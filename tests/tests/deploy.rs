@@ -29,6 +29,10 @@
 //!   `deploy/install.sh install`, containerd restarted, a moat and a runc pod run; uninstall,
 //!   restarted, the config is the original again and containerd refuses a moat pod for want
 //!   of a handler.
+//! - `installer_round_trip_on_a_k3s_template`: the same on a scratch k3s `config.toml.tmpl`,
+//!   rendered by a stand-in for k3s (the base put where `{{ template "base" . }}` is) at each
+//!   "restart": the rendered file passes `containerd config dump` with the handler, and
+//!   uninstall gives back the template's bytes.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -746,4 +750,76 @@ fn installer_round_trip_on_the_bed() {
             Ok(())
         },
     );
+}
+
+#[test]
+fn installer_round_trip_on_a_k3s_template() {
+    let test = "installer_round_trip_on_a_k3s_template";
+    if !moat_e2e::prereq::gate(test, "moat") {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("moat-e2e-k3s-{}", std::process::id()));
+    let result = (|| -> Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
+        let moat_config = dir.join("moat.toml");
+        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        // k3s's base declares runc (k3s writes it with its options); a stand-in base.
+        std::fs::write(
+            dir.join("base.toml"),
+            format!(
+                "{DEBIAN_STOCK_CONFIG}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n"
+            ),
+        )?;
+        let template = dir.join("config.toml.tmpl");
+        let original = "{{ template \"base\" . }}\n";
+        std::fs::write(&template, original)?;
+        // What k3s does at start: render config.toml from the template.
+        let render = dir.join("render.sh");
+        std::fs::write(
+            &render,
+            "d=\"$(dirname \"$0\")\"\n\
+             awk -v base=\"$d/base.toml\" '$0 == \"{{ template \\\"base\\\" . }}\" \
+             { while ((getline l < base) > 0) print l; next } { print }' \
+             \"$d/config.toml.tmpl\" > \"$d/config.toml\"\n",
+        )?;
+        let restart = format!("bash {}", render.display());
+        std::process::Command::new("bash").arg(&render).status()?;
+        let args: Vec<String> = vec![
+            "--config".into(),
+            template.display().to_string(),
+            "--shim".into(),
+            shim.display().to_string(),
+            "--bin-dir".into(),
+            dir.join("bin").display().to_string(),
+            "--moat-config".into(),
+            moat_config.display().to_string(),
+            "--restart-cmd".into(),
+            restart,
+        ];
+        let (ok, out) = installer("install", &args)?;
+        ensure!(ok && out.contains("node ready for moat"), "install:\n{out}");
+        let merged = std::fs::read_to_string(&template)?;
+        ensure!(merged.starts_with(original), "the template lost its base line:\n{merged}");
+        let dump = config_dump(&dir.join("config.toml"))?;
+        let runtimes = &dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        ensure!(
+            runtimes["moat"]["runtime_type"].as_str() == Some("io.containerd.moat.v2")
+                && runtimes.get("runc").is_some(),
+            "rendered config without moat or runc:\n{merged}"
+        );
+        let (ok, out) = installer("install", &args)?;
+        ensure!(ok && out.contains("already has the moat handler"), "second install:\n{out}");
+        let (ok, out) = installer("uninstall", &args)?;
+        ensure!(ok, "uninstall:\n{out}");
+        ensure!(std::fs::read_to_string(&template)? == original, "template not restored");
+        let dump = config_dump(&dir.join("config.toml"))?;
+        let runtimes = &dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+        ensure!(runtimes.get("moat").is_none(), "moat still rendered after uninstall");
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        panic!("{test}: {e:#}");
+    }
 }

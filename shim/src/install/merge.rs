@@ -141,6 +141,66 @@ pub fn remove(text: &str) -> Result<String, MergeError> {
     Ok(doc.to_string())
 }
 
+/// The line k3s's `config.toml.tmpl` starts with to keep k3s's own config (`base`).
+pub const K3S_BASE: &str = "{{ template \"base\" . }}";
+const BEGIN: &str = "# moat: begin";
+const END: &str = "# moat: end";
+
+/// k3s renders containerd's config from `config.toml.tmpl`, a Go template (not TOML) whose
+/// `base` already declares k3s's runtimes (`runc` the default among them). So only moat's
+/// handler is appended, between `# moat: begin` and `# moat: end`, for containerd config
+/// `version` (k3s with containerd 1.7: 2; with 2.x: 3). A new (empty) template starts with the
+/// base. Unchanged when the block is there.
+pub fn merge_k3s_template(
+    text: &str,
+    version: i64,
+    options: &MergeOptions,
+) -> Result<String, MergeError> {
+    let cri_name = cri_plugin(version)?;
+    if text.lines().any(|l| l.trim() == BEGIN) {
+        return Ok(text.to_string());
+    }
+    if text.contains("runtimes.moat]") || text.contains("runtimes.\"moat\"]") {
+        return Err(MergeError::ForeignHandler { found: "(in the template)".into() });
+    }
+    let mut out = if text.trim().is_empty() { format!("{K3S_BASE}\n") } else { text.to_string() };
+    if !out.ends_with('\n') {
+        out.push('\n');
+    }
+    let table = format!("[plugins.\"{cri_name}\".containerd.runtimes.moat]");
+    out.push_str(&format!("\n{BEGIN}\n{table}\n  runtime_type = \"{MOAT_RUNTIME_TYPE}\"\n"));
+    if version == 2 {
+        let path = toml_edit::Value::from(options.moat_config.as_str()).to_string();
+        out.push_str(&format!(
+            "[plugins.\"{cri_name}\".containerd.runtimes.moat.options]\n  ConfigPath = {}\n",
+            path.trim()
+        ));
+    }
+    out.push_str(&format!("{END}\n"));
+    Ok(out)
+}
+
+/// `text` (a k3s template) without moat's block.
+pub fn remove_k3s_template(text: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in text.split_inclusive('\n') {
+        match line.trim() {
+            BEGIN => {
+                inside = true;
+                // The blank line merge put before the block.
+                if out.ends_with("\n\n") {
+                    out.pop();
+                }
+            }
+            END if inside => inside = false,
+            _ if !inside => out.push_str(line),
+            _ => {}
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,6 +271,51 @@ mod tests {
         let t = table(&merge(text, &MergeOptions::default()).expect("merges"));
         let runtimes = &t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         assert!(runtimes.get("runc").is_none() && runtimes.get("moat").is_some());
+    }
+
+    /// A k3s-like base: Debian's stock file with runc declared as k3s's base does.
+    fn k3s_base() -> String {
+        format!(
+            "{STOCK}[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]\n  runtime_type = \"io.containerd.runc.v2\"\n"
+        )
+    }
+
+    #[test]
+    fn k3s_templates_get_only_the_handler_appended() {
+        // Input: k3s's recommended template (the base and nothing else), and an empty one.
+        for template in [format!("{K3S_BASE}\n"), String::new()] {
+            let merged =
+                merge_k3s_template(&template, 2, &MergeOptions::default()).expect("merges");
+            assert!(merged.starts_with(K3S_BASE), "{merged}");
+            assert_eq!(
+                merge_k3s_template(&merged, 2, &MergeOptions::default()).expect("merges"),
+                merged
+            );
+            // Rendered (the base put in), it is TOML with runc and moat.
+            let rendered = merged.replace(K3S_BASE, &k3s_base());
+            let t = table(&rendered);
+            let runtimes = &t["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
+            assert_eq!(runtimes["moat"]["runtime_type"].as_str(), Some(MOAT_RUNTIME_TYPE));
+            assert_eq!(
+                runtimes["moat"]["options"]["ConfigPath"].as_str(),
+                Some("/etc/moat/config.toml")
+            );
+            assert!(runtimes.get("runc").is_some());
+            let removed = remove_k3s_template(&merged);
+            assert_eq!(
+                removed,
+                if template.is_empty() { format!("{K3S_BASE}\n") } else { template }
+            );
+        }
+        // containerd 2.x: the 2.x plugin, no options.
+        let v3 = merge_k3s_template("", 3, &MergeOptions::default()).expect("merges");
+        assert!(v3.contains("[plugins.\"io.containerd.cri.v1.runtime\".containerd.runtimes.moat]"));
+        assert!(!v3.contains("ConfigPath"), "{v3}");
+        // Input: a template that declares its own moat handler.
+        let own = format!(
+            "{K3S_BASE}\n[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.moat]\n"
+        );
+        assert!(merge_k3s_template(&own, 2, &MergeOptions::default()).is_err());
     }
 
     #[test]

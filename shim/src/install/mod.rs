@@ -3,15 +3,18 @@
 //! handler added — `runc` kept declared as the default runtime — and remove prints it with the
 //! handler taken out. Both print to stdout and change nothing on disk: the installer keeps the
 //! backup, validates the result with `containerd config dump` and moves it into place.
+//! With `--k3s-template N` the file is k3s's `config.toml.tmpl` (a Go template), to which only
+//! the handler is appended (`merge_k3s_template`).
 
 mod merge;
 
 use std::path::PathBuf;
 
-use merge::{merge, remove, MergeOptions};
+use merge::{merge, merge_k3s_template, remove, remove_k3s_template, MergeOptions};
 
 const USAGE: &str = "usage: config merge --config FILE [--moat-config PATH] \
-                     [--restrict-oom-score-adj] | config remove --config FILE";
+                     [--restrict-oom-score-adj] [--k3s-template VERSION] | config remove --config \
+                     FILE [--k3s-template VERSION]";
 
 /// Runs `config ARGS`; the exit code (0 done, 1 the file cannot be merged, 2 bad usage).
 pub fn run(args: &[String]) -> i32 {
@@ -21,6 +24,8 @@ pub fn run(args: &[String]) -> i32 {
     };
     let mut config: Option<PathBuf> = None;
     let mut options = MergeOptions::default();
+    // k3s's config.toml.tmpl (a Go template) for containerd config version N.
+    let mut k3s_template: Option<i64> = None;
     let mut it = rest.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
@@ -33,6 +38,13 @@ pub fn run(args: &[String]) -> i32 {
                 }
             },
             "--restrict-oom-score-adj" => options.restrict_oom_score_adj = true,
+            "--k3s-template" => match it.next().and_then(|v| v.parse().ok()) {
+                Some(v) => k3s_template = Some(v),
+                None => {
+                    eprintln!("--k3s-template needs a config version (2 or 3); {USAGE}");
+                    return 2;
+                }
+            },
             other => {
                 eprintln!("unknown argument {other:?}; {USAGE}");
                 return 2;
@@ -50,10 +62,12 @@ pub fn run(args: &[String]) -> i32 {
             return 1;
         }
     };
-    let result = match verb.as_str() {
-        "merge" => merge(&text, &options),
-        "remove" => remove(&text),
-        other => {
+    let result = match (verb.as_str(), k3s_template) {
+        ("merge", None) => merge(&text, &options),
+        ("merge", Some(version)) => merge_k3s_template(&text, version, &options),
+        ("remove", None) => remove(&text),
+        ("remove", Some(_)) => Ok(remove_k3s_template(&text)),
+        (other, _) => {
             eprintln!("unknown verb {other:?}; {USAGE}");
             return 2;
         }
