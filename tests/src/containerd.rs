@@ -490,7 +490,8 @@ pub fn live_runs_besides(except: &[&Path]) -> bool {
 
 /// Called when the run in `layout` has ended (after `clean_up`): if no other run is alive,
 /// removes what all runs share — the `moatbr0` bridge, the `moat-e2e` cgroup directory of
-/// every hierarchy, the CNI leases, the lock file — so the last one out leaves nothing behind.
+/// every hierarchy, the CNI leases, the empty directories containerd left in /run/containerd,
+/// the lock file — so the last one out leaves nothing behind.
 pub fn remove_shared_if_last(layout: &Layout) {
     let Ok(lock) = shared_lock() else { return };
     if live_runs_besides(&[&layout.dir]) {
@@ -515,6 +516,14 @@ pub fn remove_shared_if_last(layout: &Layout) {
         }
     }
     let _ = fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(CNI_NETWORK));
+    // containerd 1.6 puts shim sockets and fifos under /run/containerd whatever its `state`
+    // (and runc its default root): the empty directories it leaves, unless a system
+    // containerd lives there (its socket exists).
+    if !Path::new("/run/containerd/containerd.sock").exists() {
+        for dir in ["s", "fifo", "runc/k8s.io", "runc", ""] {
+            let _ = fs::remove_dir(Path::new("/run/containerd").join(dir));
+        }
+    }
     let _ = fs::remove_dir(BASE_DIR);
     let _ = fs::remove_file(SHARED_LOCK);
     drop(lock);

@@ -543,6 +543,11 @@ fn the_last_run_out_removes_the_bridge_and_cgroups() {
     } else {
         assert!(!bridge.exists(), "{test}: the last run out left {CNI_BRIDGE}");
         assert!(cgroup_dirs.is_empty(), "{test}: the last run out left {cgroup_dirs:?}");
+        for left in
+            ["/tmp/moat-e2e", moat_e2e::containerd::SHARED_LOCK, "/var/lib/cni/networks/moat-e2e"]
+        {
+            assert!(!std::path::Path::new(left).exists(), "{test}: the last run out left {left}");
+        }
     }
 }
 
