@@ -33,6 +33,8 @@
 //!   rendered by a stand-in for k3s (the base put where `{{ template "base" . }}` is) at each
 //!   "restart": the rendered file passes `containerd config dump` with the handler, and
 //!   uninstall gives back the template's bytes.
+//! - `runtimeclass_selects_the_label_the_installer_sets`: the RuntimeClass in
+//!   deploy/kubernetes and the README's copy select the node label deploy/install.sh sets.
 //!
 //! Each test runs a private bed (its own containerd), since each changes containerd's or
 //! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
@@ -826,5 +828,26 @@ fn installer_round_trip_on_a_k3s_template() {
     let _ = std::fs::remove_dir_all(&dir);
     if let Err(e) = result {
         panic!("{test}: {e:#}");
+    }
+}
+
+#[test]
+fn runtimeclass_selects_the_label_the_installer_sets() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let script = std::fs::read_to_string(root.join("deploy/install.sh")).expect("install.sh");
+    let class = std::fs::read_to_string(root.join("deploy/kubernetes/runtimeclass.yaml"))
+        .expect("runtimeclass.yaml");
+    // The installer: `label=moat.io/runtime` and `label_node "$label=ready"`.
+    assert!(script.contains("label=moat.io/runtime\n"), "the installer's label changed");
+    assert!(script.contains("label_node \"$label=ready\""), "the installer's value changed");
+    for text in [class.as_str(), README] {
+        let yaml: Vec<&str> = text.lines().map(str::trim).collect();
+        let at = yaml.iter().position(|l| *l == "kind: RuntimeClass").expect("a RuntimeClass");
+        let rest = &yaml[at..];
+        assert!(rest.contains(&"handler: moat"), "no moat handler");
+        let selector = rest.iter().position(|l| *l == "nodeSelector:").expect("nodeSelector");
+        assert_eq!(rest[selector + 1], "moat.io/runtime: ready");
+        let overhead = rest.iter().position(|l| *l == "podFixed:").expect("overhead");
+        assert!(rest[overhead + 1].starts_with("memory: "), "{}", rest[overhead + 1]);
     }
 }
