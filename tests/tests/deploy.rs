@@ -36,8 +36,9 @@
 //! - `runtimeclass_selects_the_label_the_installer_sets`: the RuntimeClass in
 //!   deploy/kubernetes and the README's copy select the node label deploy/install.sh sets.
 //!
-//! Each test runs a private bed (its own containerd), since each changes containerd's or
-//! moat's config. moat only: what is tested is how the moat shim finds its way on a node.
+//! The tests that change containerd's or moat's config run a private bed (their own
+//! containerd); the audit test uses the shared one; `check`, the installer on scratch files and
+//! the RuntimeClass need none. moat only: what is tested is how moat finds its way on a node.
 
 mod common;
 
