@@ -35,6 +35,11 @@
 //!   uninstall gives back the template's bytes.
 //! - `runtimeclass_selects_the_label_the_installer_sets`: the RuntimeClass in
 //!   deploy/kubernetes and the README's copy select the node label deploy/install.sh sets.
+//! - `other_pods_files_stay_denied_when_an_allowed_dir_holds_containerds_dirs`: attack test.
+//!   The operator allows a directory that happens to hold containerd's (non-default) root and
+//!   state; a pod binds another pod's CRI directory, the snapshots of every image and another
+//!   container's bundle from there: each is refused as never allowed, whatever
+//!   `allowed_host_paths` says (containerd's root and state are derived and denied).
 //!
 //! The tests that change containerd's or moat's config run a private bed (their own
 //! containerd); the audit test uses the shared one; `check`, the installer on scratch files and
@@ -851,4 +856,68 @@ fn runtimeclass_selects_the_label_the_installer_sets() {
         let overhead = rest.iter().position(|l| *l == "podFixed:").expect("overhead");
         assert!(rest[overhead + 1].starts_with("memory: "), "{}", rest[overhead + 1]);
     }
+}
+
+#[test]
+fn other_pods_files_stay_denied_when_an_allowed_dir_holds_containerds_dirs() {
+    on_private_bed(
+        "other_pods_files_stay_denied_when_an_allowed_dir_holds_containerds_dirs",
+        "allowedparent",
+        |bed| {
+            let layout = bed.layout();
+            // Input: allowed_host_paths names the directory holding containerd's root and state
+            // (cri_state_dirs names the CRI directories, as the operator of an older moat had
+            // to: the other pods' CRI files were denied, the rest of root and state was not).
+            std::fs::write(
+                &layout.moat_config,
+                format!(
+                    "allowed_host_paths = [{}]\ncri_state_dirs = [{}, {}]\n\
+                     [userns]\nstate_dir = {}\n",
+                    toml_str(&layout.dir),
+                    toml_str(&layout.root.join("io.containerd.grpc.v1.cri")),
+                    toml_str(&layout.state.join("io.containerd.grpc.v1.cri")),
+                    toml_str(&layout.dir.join("idranges-allowedparent"))
+                ),
+            )?;
+            let victim = bed.run_pod("victim", "moat")?;
+            let victim_c = victim.run("app", &["sleep", "3600"])?;
+            let attacker = bed.run_pod("attacker", "moat")?;
+            let targets = [
+                layout.root.join("io.containerd.grpc.v1.cri/sandboxes").join(&victim.id),
+                layout.root.join("io.containerd.snapshotter.v1.overlayfs"),
+                layout.state.join("io.containerd.runtime.v2.task/k8s.io").join(&victim_c.id),
+            ];
+            for (i, target) in targets.iter().enumerate() {
+                ensure!(target.exists(), "{} does not exist", target.display());
+                let mut config =
+                    attacker.container_config(&format!("steal{i}"), &["sleep", "3600"]);
+                config.mounts.push(moat_e2e::configs::volume(target, "/stolen", true));
+                let outcome = attacker.create(&config).and_then(|c| {
+                    attacker.start(&c)?;
+                    Ok(c)
+                });
+                match outcome {
+                    Ok(c) => {
+                        let seen = sh(&attacker, &c, "ls /stolen | head -5")?;
+                        anyhow::bail!(
+                            "the attacker's container started with {} bound; it sees {:?}",
+                            target.display(),
+                            seen.stdout
+                        );
+                    }
+                    Err(e) => {
+                        let msg = format!("{e:#}");
+                        ensure!(
+                            msg.contains("are never allowed")
+                                && msg.contains(&*target.to_string_lossy()),
+                            "refused, but not as never allowed naming {}: {msg}",
+                            target.display()
+                        );
+                    }
+                }
+            }
+            attacker.teardown()?;
+            victim.teardown()
+        },
+    );
 }

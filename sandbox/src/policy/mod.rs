@@ -141,6 +141,19 @@ pub fn derive_container(
     config: &Config,
     ctx: &PodContext,
 ) -> Result<ContainerPlan, Refusal> {
+    // The CRI directories in effect: `cri_state_dirs` when the operator set it, else those
+    // derived from what containerd handed the shim (`containerd_dirs`). Every rule that reads
+    // `cri_state_dirs` (host paths, the CNI netns under `<cri dir>/netns`) sees these.
+    let effective;
+    let config = if config.cri_state_dirs.is_empty() {
+        effective = Config {
+            cri_state_dirs: ctx.containerd.cri_dirs(&config.cri_state_dirs),
+            ..config.clone()
+        };
+        &effective
+    } else {
+        config
+    };
     let who = subject(spec, ctx, config);
     refuse_unsupported(spec, &who)?;
     let Some(spec_process) = spec.process().as_ref() else {
