@@ -135,25 +135,28 @@ fn refuse_unsupported(spec: &Spec, who: &Subject) -> Result<(), refusal::Refusal
     Ok(())
 }
 
+/// The config every rule of `ctx`'s container is checked against: `config`, with the CRI
+/// directories in effect in `cri_state_dirs` — the operator's when set, else those derived
+/// from what containerd handed the shim (`containerd_dirs`), so every rule that reads them
+/// (host paths, the CNI netns under `<cri dir>/netns`) works with an empty config. Every entry
+/// point that checks a container against the config must go through this.
+pub fn effective_config<'a>(config: &'a Config, ctx: &PodContext) -> std::borrow::Cow<'a, Config> {
+    if !config.cri_state_dirs.is_empty() {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    std::borrow::Cow::Owned(Config {
+        cri_state_dirs: ctx.containerd.cri_dirs(&config.cri_state_dirs),
+        ..config.clone()
+    })
+}
+
 /// Turns a container's OCI spec into its confinement plan, or refuses it.
 pub fn derive_container(
     spec: &Spec,
     config: &Config,
     ctx: &PodContext,
 ) -> Result<ContainerPlan, Refusal> {
-    // The CRI directories in effect: `cri_state_dirs` when the operator set it, else those
-    // derived from what containerd handed the shim (`containerd_dirs`). Every rule that reads
-    // `cri_state_dirs` (host paths, the CNI netns under `<cri dir>/netns`) sees these.
-    let effective;
-    let config = if config.cri_state_dirs.is_empty() {
-        effective = Config {
-            cri_state_dirs: ctx.containerd.cri_dirs(&config.cri_state_dirs),
-            ..config.clone()
-        };
-        &effective
-    } else {
-        config
-    };
+    let config = &*effective_config(config, ctx);
     let who = subject(spec, ctx, config);
     refuse_unsupported(spec, &who)?;
     let Some(spec_process) = spec.process().as_ref() else {
