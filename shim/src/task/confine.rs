@@ -181,6 +181,13 @@ impl Confinement {
             containerd,
             user,
         };
+        // Every check below sees the CRI directories in effect: `cri_state_dirs`, else those
+        // derived from containerd's bundle path and rootfs mounts.
+        let effective_config: Arc<Config> = match policy::effective_config(config, &ctx) {
+            std::borrow::Cow::Borrowed(_) => config.clone(),
+            std::borrow::Cow::Owned(derived) => Arc::new(derived),
+        };
+        let config = &effective_config;
         let mut plan = match policy::derive_container(&spec, config, &ctx) {
             Ok(plan) => plan,
             Err(refusal) => {
