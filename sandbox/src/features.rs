@@ -608,6 +608,7 @@ mod tests {
             is_sandbox: false,
             rootfs: PathBuf::from("/run/moat-test/rootfs"),
             rootfs_mounts: Vec::new(),
+            containerd: Default::default(),
             user: UserNamespacePlan {
                 action: UserNamespaceAction::JoinPod,
                 uid_mappings: m.clone(),

@@ -10,6 +10,7 @@
 
 pub mod cgroups;
 pub mod features;
+pub mod host_support;
 pub mod plan;
 pub mod policy;
 pub mod privileges;

@@ -9,8 +9,10 @@
 //! requests into calls there and never issues those syscalls itself.
 
 mod bootstrap;
+mod check;
 mod config;
 mod error;
+mod install;
 mod shim;
 mod task;
 

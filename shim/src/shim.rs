@@ -37,6 +37,13 @@ pub fn main() {
         println!("containerd-shim-moat-v2 {} (runtime {RUNTIME_ID})", env!("CARGO_PKG_VERSION"));
         return;
     }
+    if args.first().map(String::as_str) == Some("config") {
+        std::process::exit(crate::install::run(&args[1..]));
+    }
+    if args.first().map(String::as_str) == Some("check") {
+        // Before anything starts a thread: the probes fork.
+        std::process::exit(crate::check::run(&args[1..]));
+    }
     if args.iter().any(|a| a == "-info" || a == "--info") {
         std::process::exit(crate::bootstrap::info::print());
     }

@@ -58,7 +58,6 @@ extern "C" fn shut_down_at_exit() {
 
 impl TestBed {
     fn start() -> Result<Self> {
-        containerd::reap_stale_runs();
         let bed = Self::start_in(Layout::for_this_process())?;
         // SAFETY: registers a plain `extern "C" fn` with atexit(3); it only touches the
         // OnceLock above, which lives for the whole process.
@@ -73,25 +72,47 @@ impl TestBed {
     /// when the test should be skipped (see `prereq`). Everything it ran is removed when it
     /// is dropped.
     pub fn private(test: &str, handler: &str, name: &str) -> Result<Option<Self>> {
+        Self::private_with_config(test, handler, name, |_| None)
+    }
+
+    /// `private`, with containerd's config.toml written by `config` (given the bed's layout)
+    /// instead of the test bed's own, when it returns one.
+    pub fn private_with_config(
+        test: &str,
+        handler: &str,
+        name: &str,
+        config: impl FnOnce(&Layout) -> Option<String>,
+    ) -> Result<Option<Self>> {
         if !prereq::gate(test, handler) {
             return Ok(None);
         }
-        containerd::reap_stale_runs();
         let dir = Path::new(containerd::BASE_DIR).join(format!(
             "{}-{}",
             std::process::id(),
             configs::unique_name(name)
         ));
-        Self::start_in(Layout::new(&dir)).map(Some)
+        let layout = Layout::new(&dir);
+        let config = config(&layout);
+        Self::start_in_with(layout, config).map(Some)
     }
 
     fn start_in(layout: Layout) -> Result<Self> {
+        Self::start_in_with(layout, None)
+    }
+
+    fn start_in_with(layout: Layout, config: Option<String>) -> Result<Self> {
         let archives = images::build(&paths::image_cache_dir())?;
         if layout.dir.exists() {
             containerd::clean_up(&layout);
         }
         let shim = paths::shim_binary().filter(|p| p.is_file());
-        let containerd = Containerd::start(layout, shim.as_deref())?;
+        // Registering this run (its dir and owner file) and reaping dead ones happen under the
+        // shared lock, so the last run out never removes the bridge or cgroups under a new one.
+        let containerd = {
+            let _lock = containerd::shared_lock()?;
+            containerd::reap_stale_runs();
+            Containerd::start_with_config(layout, shim.as_deref(), config)?
+        };
         for archive in &archives {
             images::import(&containerd.layout.socket, archive)
                 .with_context(|| format!("containerd log:\n{}", containerd.log_tail(20)))?;
@@ -248,6 +269,7 @@ impl TestBed {
             }
         }
         self.containerd.shutdown();
+        containerd::remove_shared_if_last(self.layout());
     }
 }
 

@@ -195,6 +195,16 @@ impl Containerd {
     /// `shim` as `containerd-shim-moat-v2` on containerd's PATH, starts containerd and waits
     /// for its socket.
     pub fn start(layout: Layout, shim: Option<&Path>) -> Result<Self> {
+        Self::start_with_config(layout, shim, None)
+    }
+
+    /// `start`, with `config` (when given) as containerd's config.toml instead of the one
+    /// `render_config` writes: for tests of the configs an operator writes.
+    pub fn start_with_config(
+        layout: Layout,
+        shim: Option<&Path>,
+        config: Option<String>,
+    ) -> Result<Self> {
         let binary = paths::containerd_binary();
         for dir in [
             &layout.dir,
@@ -210,9 +220,10 @@ impl Containerd {
             .ok_or_else(|| anyhow!("cannot read /proc/self/stat"))?;
         fs::write(layout.owner_file(), format!("{} {}\n", me.pid, me.start_time))?;
         let version = crate::containerd_version::detect(&binary)?;
-        let config = match version.config_version() {
-            3 => crate::containerd_version::to_v3(&render_config(&layout))?,
-            _ => render_config(&layout),
+        let config = match (config, version.config_version()) {
+            (Some(config), _) => config,
+            (None, 3) => crate::containerd_version::to_v3(&render_config(&layout))?,
+            (None, _) => render_config(&layout),
         };
         fs::write(&layout.config, config)?;
         fs::write(layout.cni_conf_dir.join("10-moat-e2e.conflist"), render_cni_conflist())?;
@@ -443,6 +454,79 @@ pub fn unmount_under(dir: &Path) {
             let _ = nix::mount::umount2(&m.mount_point, nix::mount::MntFlags::MNT_DETACH);
         }
     }
+}
+
+/// The lock every test process holds while it registers a run (creates its dir and owner
+/// file) and while the last one out removes what runs share (the bridge, the `moat-e2e`
+/// cgroup directories, the CNI leases): outside `BASE_DIR`, so no run mistakes it for a run.
+pub const SHARED_LOCK: &str = "/tmp/moat-e2e.lock";
+
+/// Holds `SHARED_LOCK` (an exclusive `flock`) until dropped.
+pub fn shared_lock() -> Result<nix::fcntl::Flock<fs::File>> {
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(SHARED_LOCK)
+        .with_context(|| format!("opening {SHARED_LOCK}"))?;
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow!("flock {SHARED_LOCK}: {e}"))
+}
+
+/// True when a run other than those in `except` is alive (its owner process lives).
+pub fn live_runs_besides(except: &[&Path]) -> bool {
+    fs::read_dir(BASE_DIR).into_iter().flatten().flatten().any(|entry| {
+        let layout = Layout::new(&entry.path());
+        if except.contains(&layout.dir.as_path()) {
+            return false;
+        }
+        let owner = fs::read_to_string(layout.owner_file()).ok().and_then(|s| {
+            let mut f = s.split_whitespace().map(|x| x.parse::<u64>().ok());
+            Some(ProcessId { pid: f.next()?? as i32, start_time: f.next()?? })
+        });
+        owner.is_some_and(|o| o.alive())
+    })
+}
+
+/// Called when the run in `layout` has ended (after `clean_up`): if no other run is alive,
+/// removes what all runs share — the `moatbr0` bridge, the `moat-e2e` cgroup directory of
+/// every hierarchy, the CNI leases, the empty directories containerd left in /run/containerd,
+/// the lock file — so the last one out leaves nothing behind.
+pub fn remove_shared_if_last(layout: &Layout) {
+    let Ok(lock) = shared_lock() else { return };
+    if live_runs_besides(&[&layout.dir]) {
+        return;
+    }
+    if Path::new("/sys/class/net").join(CNI_BRIDGE).exists() {
+        match Command::new("ip").args(["link", "delete", CNI_BRIDGE]).output() {
+            Ok(out) if !out.status.success() => eprintln!(
+                "moat-e2e: ip link delete {CNI_BRIDGE}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ),
+            Err(e) => eprintln!("moat-e2e: running ip link delete {CNI_BRIDGE}: {e}"),
+            Ok(_) => {}
+        }
+    }
+    for root in host::cgroup_roots() {
+        let dir = root.join("moat-e2e");
+        if dir.is_dir() {
+            if let Err(e) = fs::remove_dir(&dir) {
+                eprintln!("moat-e2e: not removing {}: {e}", dir.display());
+            }
+        }
+    }
+    let _ = fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(CNI_NETWORK));
+    // containerd 1.6 puts shim sockets and fifos under /run/containerd whatever its `state`
+    // (and runc its default root): the empty directories it leaves, unless a system
+    // containerd lives there (its socket exists).
+    if !Path::new("/run/containerd/containerd.sock").exists() {
+        for dir in ["s", "fifo", "runc/k8s.io", "runc", ""] {
+            let _ = fs::remove_dir(Path::new("/run/containerd").join(dir));
+        }
+    }
+    let _ = fs::remove_dir(BASE_DIR);
+    let _ = fs::remove_file(SHARED_LOCK);
+    drop(lock);
 }
 
 /// Cleans up after test runs whose process is gone (killed by a timeout, say): their dirs

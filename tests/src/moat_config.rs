@@ -10,19 +10,15 @@ use anyhow::{Context, Result};
 use crate::containerd::Layout;
 
 /// The text of the moat config for `layout`.
+/// No `cri_state_dirs`: moat derives containerd's (non-default) root and state itself.
 pub fn render(layout: &Layout) -> String {
-    let cri_root = layout.root.join("io.containerd.grpc.v1.cri");
-    let cri_state = layout.state.join("io.containerd.grpc.v1.cri");
     format!(
         "# moat config written by the moat-e2e test bed\n\
          level = \"restricted\"\n\
-         cri_state_dirs = [{}, {}]\n\
          allowed_host_paths = [{}]\n\
          \n\
          [userns]\n\
          state_dir = {}\n",
-        toml_str(&cri_root),
-        toml_str(&cri_state),
         toml_str(&layout.volumes),
         toml_str(&layout.dir.join("idranges")),
     )
@@ -63,13 +59,7 @@ mod tests {
             .unwrap_or_else(|e| panic!("the policy refuses the test bed's moat config: {e}"));
         assert_eq!(config.level, Level::Restricted);
         assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone()]);
-        assert_eq!(
-            config.cri_state_dirs,
-            vec![
-                layout.root.join("io.containerd.grpc.v1.cri"),
-                layout.state.join("io.containerd.grpc.v1.cri")
-            ]
-        );
+        assert!(config.cri_state_dirs.is_empty(), "derived by moat, not configured");
         assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
     }
 

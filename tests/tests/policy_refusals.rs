@@ -342,8 +342,8 @@ fn protected_host_paths_are_refused_whatever_the_config(
     _handler: &str,
 ) -> Result<()> {
     // Paths no allowlist can open: the host's config, the runtime's sockets and state (here
-    // the test containerd's own CRI state dir, which its moat config names). Only existing
-    // paths: containerd creates a missing volume source on the host.
+    // the test containerd's own CRI state dir, which moat derives from what containerd hands
+    // it). Only existing paths: containerd creates a missing volume source on the host.
     let cri_state = bed.layout().root.join("io.containerd.grpc.v1.cri");
     let pod = bed.run_pod("protected", "moat")?;
     for (i, path) in

@@ -68,7 +68,8 @@ pub struct Config {
     /// Every container's root filesystem is read-only (with writable tmpfs on /tmp and /run).
     pub force_readonly_rootfs: bool,
     /// containerd CRI's root and state directories: the per-pod files CRI bind-mounts
-    /// (hostname, hosts, resolv.conf, /dev/shm) live under them.
+    /// (hostname, hosts, resolv.conf, /dev/shm) live under them. Empty (the default): derived
+    /// from what containerd hands the shim (`containerd_dirs`); set: an override.
     pub cri_state_dirs: Vec<PathBuf>,
     /// kubelet's root directory: the per-pod volumes it bind-mounts live under `pods/<uid>`.
     pub kubelet_root_dir: PathBuf,
@@ -129,10 +130,7 @@ impl Default for Config {
             allowed_sysctls: Vec::new(),
             allow_unconfined_seccomp: false,
             force_readonly_rootfs: false,
-            cri_state_dirs: vec![
-                PathBuf::from("/var/lib/containerd/io.containerd.grpc.v1.cri"),
-                PathBuf::from("/run/containerd/io.containerd.grpc.v1.cri"),
-            ],
+            cri_state_dirs: Vec::new(),
             kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
             default_pids_limit: DEFAULT_PIDS_LIMIT,
             userns: UsernsConfig::default(),

@@ -34,6 +34,9 @@ pub struct PodContext {
     pub rootfs: PathBuf,
     /// containerd's rootfs mounts for this container.
     pub rootfs_mounts: Vec<RootfsMount>,
+    /// containerd's `root` and `state`, derived from the bundle path and the rootfs mounts
+    /// (`ContainerdDirs::derive`); `Default` when unknown (containerd's defaults apply).
+    pub containerd: super::containerd_dirs::ContainerdDirs,
     /// The pod's user namespace: action and mappings chosen by the shim (from the ID pool).
     pub user: UserNamespacePlan,
 }

@@ -2,14 +2,17 @@
 //!
 //! Order of the checks:
 //! 1. the per-pod files containerd's CRI and kubelet manage for THIS pod/container are accepted
-//!    (`<cri dir>/sandboxes/<pod id>/...`, `<cri dir>/containers/<container id>/...`,
+//!    (`<cri dir>/sandboxes/<pod id>/...` — the CRI dirs derived by `containerd_dirs`, or
+//!    `cri_state_dirs` when set —, `<cri dir>/containers/<container id>/...`,
 //!    `<kubelet root>/pods/<pod uid>/{volumes,volume-subpaths,etc-hosts,containers}/...`);
 //! 2. the built-in denylist refuses, whatever the config says: the host root, /proc, /sys,
 //!    /dev, /etc (with /etc/cni, /etc/kubernetes, /etc/rancher), /boot, /root, runtime sockets
 //!    and state (containerd, docker, cri-o/podman, runc, k3s, k0s, microk8s, kubelet, etcd,
 //!    moat's own), every pod's logs (/var/log), CNI plugins and their state (the next pod's
 //!    network setup runs them as host root), network namespace handles, systemd's and D-Bus's
-//!    sockets, kubelet's exec plugins, the configured CRI/kubelet/pool directories — each with
+//!    sockets, kubelet's exec plugins, the configured kubelet/pool directories, the CRI
+//!    directories and containerd's `root` and `state` as derived from what containerd handed
+//!    the shim (`containerd_dirs`) — each with
 //!    everything under it AND every directory above it (binding /var/lib would expose
 //!    /var/lib/kubelet);
 //! 3. `allowed_host_paths` accepts paths under one of its entries;
@@ -23,6 +26,7 @@
 use std::path::{Component, Path, PathBuf};
 
 use super::config::Config;
+use super::containerd_dirs::ContainerdDirs;
 
 /// Built-in denied host paths (plus the configured CRI, kubelet and ID-pool directories).
 pub const DENIED: &[&str] = &[
@@ -113,21 +117,24 @@ pub fn normalize(path: &Path) -> Option<PathBuf> {
     Some(out)
 }
 
-/// Classifies a (normalised) bind source for the container `container_id` of pod `pod_id`.
+/// Classifies a (normalised) bind source for the container `container_id` of pod `pod_id`,
+/// run by the containerd whose directories are `containerd`.
 pub fn classify(
     source: &Path,
     config: &Config,
+    containerd: &ContainerdDirs,
     pod_id: &str,
     container_id: &str,
     pod_uid: Option<&str>,
 ) -> Verdict {
-    if is_pod_file(source, config, pod_id, container_id, pod_uid) {
+    let cri_dirs = containerd.cri_dirs(&config.cri_state_dirs);
+    if is_pod_file(source, config, &cri_dirs, pod_id, container_id, pod_uid) {
         return Verdict::PodFile;
     }
-    let configured = config
-        .cri_state_dirs
-        .iter()
-        .cloned()
+    let configured = cri_dirs
+        .into_iter()
+        .chain(config.cri_state_dirs.iter().cloned())
+        .chain(containerd.denied())
         .chain([config.kubelet_root_dir.clone(), config.userns.state_dir.clone()]);
     let denied = DENIED.iter().map(PathBuf::from).chain(configured);
     for d in denied {
@@ -147,6 +154,7 @@ pub fn classify(
 fn is_pod_file(
     source: &Path,
     config: &Config,
+    cri_dirs: &[PathBuf],
     pod_id: &str,
     container_id: &str,
     pod_uid: Option<&str>,
@@ -154,7 +162,7 @@ fn is_pod_file(
     let strictly_under = |base: PathBuf| source.starts_with(&base) && source != base;
     let ids_ok = valid_component(pod_id) && valid_component(container_id);
     if ids_ok {
-        for dir in config.cri_state_dirs.iter().filter_map(|d| normalize(d)) {
+        for dir in cri_dirs.iter().filter_map(|d| normalize(d)) {
             if strictly_under(dir.join("sandboxes").join(pod_id))
                 || strictly_under(dir.join("containers").join(container_id))
             {
@@ -194,7 +202,7 @@ mod tests {
 
     fn verdict(path: &str) -> Verdict {
         let p = normalize(Path::new(path)).expect("absolute");
-        classify(&p, &cfg(), "pod1", "ctr1", Some("uid-1"))
+        classify(&p, &cfg(), &ContainerdDirs::default(), "pod1", "ctr1", Some("uid-1"))
     }
 
     #[test]
@@ -280,7 +288,8 @@ mod tests {
             ],
             ..Config::default()
         };
-        let of = |s: &str| classify(Path::new(s), &config, "p1", "c1", None);
+        let of =
+            |s: &str| classify(Path::new(s), &config, &ContainerdDirs::default(), "p1", "c1", None);
         assert_eq!(
             of("/var/lib/rancher/k3s/agent/containerd/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"),
             Verdict::PodFile
@@ -299,7 +308,8 @@ mod tests {
     fn allowlist_cannot_override_the_denylist() {
         let config =
             Config { allowed_host_paths: vec!["/".into(), "/etc".into()], ..Config::default() };
-        let v = classify(Path::new("/etc/passwd"), &config, "p", "c", None);
+        let v =
+            classify(Path::new("/etc/passwd"), &config, &ContainerdDirs::default(), "p", "c", None);
         assert_eq!(v, Verdict::Denied("/etc".into()));
     }
 
@@ -351,7 +361,7 @@ mod tests {
         // Without a known pod UID nothing under kubelet's directory is accepted.
         let p = Path::new("/var/lib/kubelet/pods/uid-1/etc-hosts");
         assert_eq!(
-            classify(p, &cfg(), "pod1", "ctr1", None),
+            classify(p, &cfg(), &ContainerdDirs::default(), "pod1", "ctr1", None),
             Verdict::Denied("/var/lib/kubelet".into())
         );
     }
@@ -363,7 +373,8 @@ mod tests {
             allowed_host_paths: vec!["/tmp".into()],
             ..Config::default()
         };
-        let under = |s: &str| classify(Path::new(s), &config, "p1", "c1", None);
+        let under =
+            |s: &str| classify(Path::new(s), &config, &ContainerdDirs::default(), "p1", "c1", None);
         assert_eq!(
             under("/tmp/e2e/root/io.containerd.grpc.v1.cri/sandboxes/p1/hosts"),
             Verdict::PodFile
@@ -380,11 +391,55 @@ mod tests {
     }
 
     #[test]
+    fn derived_containerd_dirs_open_only_this_pods_files() {
+        // Input: containerd with root and state under /srv (no config key names them).
+        let containerd = ContainerdDirs {
+            root: Some("/srv/ctd/root".into()),
+            state: Some("/srv/ctd/state".into()),
+        };
+        let config = Config { allowed_host_paths: vec!["/srv".into()], ..Config::default() };
+        let of = |s: &str| classify(Path::new(s), &config, &containerd, "p1", "c1", None);
+        let cri_root = "/srv/ctd/root/io.containerd.grpc.v1.cri";
+        let cri_state = "/srv/ctd/state/io.containerd.grpc.v1.cri";
+        assert_eq!(of(&format!("{cri_root}/sandboxes/p1/hostname")), Verdict::PodFile);
+        assert_eq!(of(&format!("{cri_state}/sandboxes/p1/shm")), Verdict::PodFile);
+        assert_eq!(of(&format!("{cri_root}/containers/c1/volumes/v")), Verdict::PodFile);
+        assert_eq!(
+            of(&format!("{cri_root}/sandboxes/p2/hostname")),
+            Verdict::Denied(cri_root.into())
+        );
+        assert_eq!(of(&format!("{cri_root}/sandboxes/p1")), Verdict::Denied(cri_root.into()));
+        // The rest of containerd's root and state (every snapshot, every socket) is denied,
+        // with what is above it, although allowed_host_paths names /srv.
+        assert_eq!(
+            of("/srv/ctd/root/io.containerd.snapshotter.v1.overlayfs/snapshots/3/fs"),
+            Verdict::Denied("/srv/ctd/root".into())
+        );
+        assert_eq!(
+            of("/srv/ctd/state/io.containerd.runtime.v2.task/k8s.io/c2"),
+            Verdict::Denied("/srv/ctd/state".into())
+        );
+        assert_eq!(of("/srv/ctd"), Verdict::Denied(cri_root.into()));
+        assert_eq!(of("/srv/other"), Verdict::Allowed);
+        // With the override, the derived CRI dirs no longer open pod files (still denied).
+        let config = Config { cri_state_dirs: vec!["/x/cri".into()], ..config };
+        let v = classify(
+            Path::new(&format!("{cri_state}/sandboxes/p1/shm")),
+            &config,
+            &containerd,
+            "p1",
+            "c1",
+            None,
+        );
+        assert_eq!(v, Verdict::Denied("/srv/ctd/state".into()));
+    }
+
+    #[test]
     fn odd_ids_never_open_a_pod_file_exception() {
         let config = Config::default();
         let p = Path::new("/var/lib/containerd/io.containerd.grpc.v1.cri/sandboxes/x");
         assert_eq!(
-            classify(p, &config, "", "", None),
+            classify(p, &config, &ContainerdDirs::default(), "", "", None),
             Verdict::Denied("/var/lib/containerd".into())
         );
     }

@@ -31,6 +31,7 @@
 
 pub mod capabilities;
 mod config;
+pub mod containerd_dirs;
 mod context;
 pub mod devices;
 pub mod host_paths;
@@ -44,6 +45,7 @@ pub mod sysctls;
 mod tests;
 
 pub use config::{Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
+pub use containerd_dirs::ContainerdDirs;
 pub use context::{
     rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION,
     CONTAINER_TYPE_ANNOTATION, SANDBOX_ID_ANNOTATION, SANDBOX_NAMESPACE_ANNOTATION,
@@ -133,12 +135,28 @@ fn refuse_unsupported(spec: &Spec, who: &Subject) -> Result<(), refusal::Refusal
     Ok(())
 }
 
+/// The config every rule of `ctx`'s container is checked against: `config`, with the CRI
+/// directories in effect in `cri_state_dirs` — the operator's when set, else those derived
+/// from what containerd handed the shim (`containerd_dirs`), so every rule that reads them
+/// (host paths, the CNI netns under `<cri dir>/netns`) works with an empty config. Every entry
+/// point that checks a container against the config must go through this.
+pub fn effective_config<'a>(config: &'a Config, ctx: &PodContext) -> std::borrow::Cow<'a, Config> {
+    if !config.cri_state_dirs.is_empty() {
+        return std::borrow::Cow::Borrowed(config);
+    }
+    std::borrow::Cow::Owned(Config {
+        cri_state_dirs: ctx.containerd.cri_dirs(&config.cri_state_dirs),
+        ..config.clone()
+    })
+}
+
 /// Turns a container's OCI spec into its confinement plan, or refuses it.
 pub fn derive_container(
     spec: &Spec,
     config: &Config,
     ctx: &PodContext,
 ) -> Result<ContainerPlan, Refusal> {
+    let config = &*effective_config(config, ctx);
     let who = subject(spec, ctx, config);
     refuse_unsupported(spec, &who)?;
     let Some(spec_process) = spec.process().as_ref() else {
@@ -191,6 +209,7 @@ pub fn derive_container(
         pod_id: &ctx.pod_id,
         container_id: &ctx.container_id,
         pod_uid: ctx.pod_uid.as_deref(),
+        containerd: &ctx.containerd,
         user: &ctx.user,
         host_ipc: ns.host_ipc,
     };

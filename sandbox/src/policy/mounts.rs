@@ -27,6 +27,8 @@ pub(crate) struct MountContext<'a> {
     pub pod_id: &'a str,
     pub container_id: &'a str,
     pub pod_uid: Option<&'a str>,
+    /// containerd's directories, as derived from what it handed the shim.
+    pub containerd: &'a super::containerd_dirs::ContainerdDirs,
     pub user: &'a UserNamespacePlan,
     /// The container shares the host's IPC namespace (and policy allowed it): CRI then binds
     /// the host's /dev/shm, which is accepted for that destination only.
@@ -167,7 +169,14 @@ fn plan_bind(
     // it (host-root files readable, setuid-root files creatable, pods reading each other).
     let mut idmap = false;
     if !host_shm {
-        match host_paths::classify(&source, cx.config, cx.pod_id, cx.container_id, cx.pod_uid) {
+        match host_paths::classify(
+            &source,
+            cx.config,
+            cx.containerd,
+            cx.pod_id,
+            cx.container_id,
+            cx.pod_uid,
+        ) {
             Verdict::PodFile => idmap = true,
             Verdict::Allowed => {}
             Verdict::Denied(entry) => {

@@ -175,6 +175,7 @@ fn ctx(is_sandbox: bool) -> PodContext {
             source: "overlay".into(),
             options: vec!["lowerdir=/l1:/l2".into(), "upperdir=/u".into(), "workdir=/w".into()],
         }],
+        containerd: Default::default(),
         user: user_ns(if is_sandbox {
             UserNamespaceAction::Create
         } else {
@@ -1275,4 +1276,28 @@ fn exec_oom_score_is_never_below_the_containers() {
     let exec =
         derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1).expect("ok");
     assert_eq!(exec.process.oom_score_adj, Some(1000));
+}
+
+#[test]
+fn cri_files_under_derived_containerd_dirs_are_bound_with_an_empty_config() {
+    // Input: containerd with root and state under /srv/ctd (no config key names them), the
+    // pod's CRI files there.
+    let mut c = ctx(false);
+    c.containerd = crate::policy::ContainerdDirs {
+        root: Some("/srv/ctd/root".into()),
+        state: Some("/srv/ctd/state".into()),
+    };
+    let cri = "/srv/ctd/root/io.containerd.grpc.v1.cri";
+    let mut base = cri_container();
+    base["mounts"] = json!([]);
+    let v = with_mount(base.clone(), bind(&format!("{cri}/sandboxes/{POD}/hosts"), "/etc/hosts"));
+    let plan = derive_container(&spec(v.clone()), &Config::default(), &c).expect("accepted");
+    assert!(plan.mounts.iter().any(|m| m.destination == std::path::Path::new("/etc/hosts")));
+    // Without the derivation (containerd's defaults) the same path is not a pod file.
+    let r = refused(v, &Config::default());
+    assert_refusal(&r, Rule::HostPath, "/srv/ctd/root", "allowed_host_paths", "allowed_host_paths");
+    // Another pod's file under the derived root stays refused.
+    let v = with_mount(base, bind(&format!("{cri}/sandboxes/other/hosts"), "/x"));
+    let r = derive_container(&spec(v), &Config::default(), &c).expect_err("refused");
+    assert_refusal(&r, Rule::HostPath, "sandboxes/other/hosts", "never allowed", "no setting");
 }

@@ -5,6 +5,11 @@
 //! carry the options. moat needs only `runtimeoptions.v1.Options` (`ConfigPath`,
 //! `ConfigBody`), so this module finds them in whichever envelope arrived.
 //!
+//! The task options of a Create request (`decode_task_options`) are read too: containerd
+//! 2.x's CRI sets runc's type, `containerd.runc.v1.Options`, with `IoUid`/`IoGid` for a pod
+//! with `hostUsers: false` (the host IDs of the pod's root, which must own the stdio the
+//! container gets, as containerd-shim-runc-v2 makes them); moat's own type may come there too.
+//!
 //! Fail closed: nothing on stdin means no options (the default config is used), and options
 //! of another handler's type (`containerd.runc.v1.Options`, which containerd 2.x's CRI sets for
 //! `hostUsers: false`) carry none of moat's; but bytes that cannot be read, or moat's own
@@ -27,6 +32,9 @@ use serde_json::{Map, Value};
 /// others may prefix `type.googleapis.com/`).
 const RUNTIME_OPTIONS_TYPE: &str = "runtimeoptions.v1.Options";
 
+/// The type URL of runc's options, which containerd 2.x's CRI uses for `IoUid`/`IoGid`.
+pub const RUNC_OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+
 /// The highest field number of `BootstrapParams` (`socket_dir`); a protobuf message with
 /// none of fields 1..=this is not one.
 const BOOTSTRAP_LAST_FIELD: u32 = 9;
@@ -38,6 +46,27 @@ pub struct RuntimeOptions {
     pub config_path: Option<String>,
     /// `ConfigBody`: an inline TOML config, used when no path is given.
     pub config_body: Option<String>,
+}
+
+/// Who must own the stdio the container process gets (runc options' `IoUid`/`IoGid`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IoOwner {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// The options of a Create request (`CreateTaskRequest.options`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskOptions {
+    /// None were set.
+    None,
+    /// moat's own type.
+    Moat(RuntimeOptions),
+    /// runc's type (containerd 2.x's CRI for `hostUsers: false`): only `IoUid`/`IoGid` mean
+    /// something to moat; `None` when both are 0 (unset).
+    Runc { io_owner: Option<IoOwner> },
+    /// Another type: nothing moat reads.
+    Other { type_url: String },
 }
 
 /// What `start` found on its stdin.
@@ -163,6 +192,35 @@ fn decode_bootstrap(fields: &[Field]) -> Result<StartInput, OptionsError> {
         }
     }
     Ok(StartInput::Bootstrap { namespace: string(2), containerd_version: string(4), options })
+}
+
+/// Decodes the task options of a Create request (an `Any`: `type_url` and its `value`).
+/// An empty type URL means no options; runc's and moat's types that do not decode are an
+/// error (the container is refused rather than run with stdio nobody can reopen).
+pub fn decode_task_options(type_url: &str, value: &[u8]) -> Result<TaskOptions, OptionsError> {
+    if type_url.is_empty() {
+        return Ok(TaskOptions::None);
+    }
+    if let Some(options) = decode_options_any(type_url, value)? {
+        return Ok(TaskOptions::Moat(options));
+    }
+    if !type_url.ends_with(RUNC_OPTIONS_TYPE) {
+        return Ok(TaskOptions::Other { type_url: type_url.to_string() });
+    }
+    // containerd.runc.v1.Options { ... uint32 io_uid = 4; uint32 io_gid = 5; ... }
+    let fields = read_fields(value).map_err(|e| OptionsError::bad_options(type_url, e))?;
+    let id = |n: u32, name: &str| -> Result<u32, OptionsError> {
+        let Some(field) = fields.iter().rev().find(|f| f.number == n) else { return Ok(0) };
+        let raw = field.varint.ok_or_else(|| {
+            OptionsError::bad_options(type_url, format!("{name} is not a varint"))
+        })?;
+        u32::try_from(raw).map_err(|_| {
+            OptionsError::bad_options(type_url, format!("{name} {raw} is not a 32-bit ID"))
+        })
+    };
+    let (uid, gid) = (id(4, "IoUid")?, id(5, "IoGid")?);
+    let io_owner = (uid != 0 || gid != 0).then_some(IoOwner { uid, gid });
+    Ok(TaskOptions::Runc { io_owner })
 }
 
 /// Decodes `runtimeoptions.v1.Options { type_url = 1; config_path = 2; config_body = 3 }`
@@ -343,10 +401,12 @@ fn looks_like_type_url(s: &str) -> bool {
         && s.chars().all(|c| c.is_ascii_alphanumeric() || "./_-".contains(c))
 }
 
-/// One top-level field of a protobuf message; only length-delimited payloads are kept.
+/// One top-level field of a protobuf message; only length-delimited payloads and varints
+/// are kept.
 struct Field {
     number: u32,
     bytes: Option<Vec<u8>>,
+    varint: Option<u64>,
 }
 
 impl Field {
@@ -367,16 +427,17 @@ fn read_fields(data: &[u8]) -> Result<Vec<Field>, String> {
         if number == 0 {
             return Err("protobuf field number 0".into());
         }
-        let bytes = match wire {
-            WireType::LengthDelimited => {
-                Some(input.read_bytes().map_err(|e| format!("protobuf wire error: {e}"))?)
-            }
+        let wire_error =
+            |e: containerd_shim_protos::protobuf::Error| format!("protobuf wire error: {e}");
+        let (bytes, varint) = match wire {
+            WireType::LengthDelimited => (Some(input.read_bytes().map_err(wire_error)?), None),
+            WireType::Varint => (None, Some(input.read_raw_varint64().map_err(wire_error)?)),
             other => {
-                input.skip_field(other).map_err(|e| format!("protobuf wire error: {e}"))?;
-                None
+                input.skip_field(other).map_err(wire_error)?;
+                (None, None)
             }
         };
-        fields.push(Field { number, bytes });
+        fields.push(Field { number, bytes, varint });
     }
     Ok(fields)
 }
@@ -440,8 +501,8 @@ mod tests {
 
     #[test]
     fn runc_options_any_is_recognised_but_not_used() {
-        // containerd.runc.v1.Options { binary_name = 10 } — another handler's options.
-        let data = any("containerd.runc.v1.Options", &ld(10, b"runc"));
+        // containerd.runc.v1.Options { binary_name = 6 } — another handler's options.
+        let data = any("containerd.runc.v1.Options", &ld(6, b"runc"));
         let input = parse_start_input(&data).expect("readable");
         assert!(
             matches!(input, StartInput::Options { ref type_url, options: None } if type_url == "containerd.runc.v1.Options")
@@ -631,6 +692,83 @@ mod tests {
             .cloned()
             .expect("options");
         assert_eq!(opts.config_path.as_deref(), Some("/srv/moat.toml"));
+    }
+
+    /// Hand-encodes a varint field.
+    fn varint(number: u32, mut value: u64) -> Vec<u8> {
+        let mut out = vec![(number << 3) as u8];
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return out;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+
+    #[test]
+    fn task_options_of_runc_type_carry_the_io_owner() {
+        // Input: what containerd 2.x's CRI sets for hostUsers: false (IoUid/IoGid = the host
+        // IDs of the pod's root), beside runc's other fields.
+        let value = [
+            varint(1, 1),
+            ld(6, b"runc"),
+            varint(4, 3_000_000),
+            varint(5, 3_000_001),
+            ld(7, b"/run/runc"),
+        ]
+        .concat();
+        for url in [RUNC_OPTIONS_TYPE, "type.googleapis.com/containerd.runc.v1.Options"] {
+            assert_eq!(
+                decode_task_options(url, &value),
+                Ok(TaskOptions::Runc {
+                    io_owner: Some(IoOwner { uid: 3_000_000, gid: 3_000_001 })
+                })
+            );
+        }
+        // Input: runc options without IoUid/IoGid (a handler's runc-typed options table).
+        assert_eq!(
+            decode_task_options(RUNC_OPTIONS_TYPE, &ld(6, b"runc")),
+            Ok(TaskOptions::Runc { io_owner: None })
+        );
+        assert_eq!(
+            decode_task_options(RUNC_OPTIONS_TYPE, &[]),
+            Ok(TaskOptions::Runc { io_owner: None })
+        );
+    }
+
+    #[test]
+    fn task_options_of_moat_type_none_and_other_types() {
+        assert_eq!(decode_task_options("", &[]), Ok(TaskOptions::None));
+        let opts = decode_task_options(RUNTIME_OPTIONS_TYPE, &options_msg("/srv/m.toml"))
+            .expect("decodes");
+        assert_eq!(
+            opts,
+            TaskOptions::Moat(RuntimeOptions {
+                config_path: Some("/srv/m.toml".into()),
+                config_body: None
+            })
+        );
+        assert_eq!(
+            decode_task_options("io.kata.v1.Options", &ld(1, b"x")),
+            Ok(TaskOptions::Other { type_url: "io.kata.v1.Options".into() })
+        );
+    }
+
+    #[test]
+    fn runc_task_options_that_do_not_decode_are_refused() {
+        let msg = |r: Result<TaskOptions, OptionsError>| r.expect_err("must refuse").to_string();
+        // Input: IoUid written as a string instead of a varint.
+        let m = msg(decode_task_options(RUNC_OPTIONS_TYPE, &ld(4, b"1000")));
+        assert!(m.contains("IoUid") && m.contains(RUNC_OPTIONS_TYPE), "{m}");
+        // Input: IoGid beyond 32 bits.
+        let m = msg(decode_task_options(RUNC_OPTIONS_TYPE, &varint(5, 1 << 40)));
+        assert!(m.contains("IoGid") && m.contains("32-bit"), "{m}");
+        // Input: a truncated message.
+        let m = msg(decode_task_options(RUNC_OPTIONS_TYPE, &[0x3a, 40, b'r']));
+        assert!(m.contains("protobuf"), "{m}");
     }
 
     #[test]

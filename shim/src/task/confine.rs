@@ -14,14 +14,17 @@ use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{
     ContainerPlan, NamespaceAction, RootfsMount, UserNamespaceAction, UserNamespacePlan,
 };
-use moat_sandbox::policy::{self, Config, PodContext};
+use moat_sandbox::policy::{self, Config, ContainerdDirs, PodContext};
 use moat_sandbox::spawn::{Launcher, PidFd};
 use moat_sandbox::userns::pool::{IdRange, IdRangePool};
 use oci_spec::runtime::{Process as OciProcess, Spec};
 
+use super::audit_log;
 use super::bundle_state::BundleState;
+use super::io_owner;
 use super::process::Process;
 use super::stdio::{self, StdioPaths};
+use crate::bootstrap::options::IoOwner;
 use crate::config::ConfigSource;
 use crate::error::ShimError;
 
@@ -56,6 +59,9 @@ pub struct Confinement {
     /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
     /// instead of once per container start and exec.
     compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// Who owns each container's stdio (containerd 2.x's IoUid/IoGid, see `io_owner`), by
+    /// container id: its execs' stdio gets the same owner.
+    io_owners: std::sync::Mutex<std::collections::HashMap<String, IoOwner>>,
 }
 
 impl Confinement {
@@ -70,6 +76,7 @@ impl Confinement {
             launcher: Arc::new(launcher),
             layout,
             compiled_filters: Default::default(),
+            io_owners: Default::default(),
         })
     }
 
@@ -163,25 +170,43 @@ impl Confinement {
             }
         };
 
+        let rootfs_mounts: Vec<RootfsMount> = req
+            .rootfs
+            .iter()
+            .map(|m| {
+                policy::rootfs_mount_without_idmap_options(RootfsMount {
+                    fstype: m.type_.clone(),
+                    source: m.source.clone(),
+                    options: m.options.clone(),
+                })
+            })
+            .collect();
+        let containerd = ContainerdDirs::derive(&bundle, &req.id, &rootfs_mounts);
+        if containerd.root.is_none() || containerd.state.is_none() {
+            warn!(
+                "container {}: containerd's directories not all derived from bundle {} and its \
+                 rootfs mounts ({containerd:?}); containerd's defaults apply to what is missing",
+                req.id,
+                bundle.display()
+            );
+        }
         let ctx = PodContext {
             pod_id: pod_id.clone(),
             container_id: req.id.clone(),
             pod_uid: pod_resources.pod_uid.clone().or_else(|| PodContext::spec_pod_uid(&spec)),
             is_sandbox,
             rootfs: spec_rootfs(&spec, &bundle),
-            rootfs_mounts: req
-                .rootfs
-                .iter()
-                .map(|m| {
-                    policy::rootfs_mount_without_idmap_options(RootfsMount {
-                        fstype: m.type_.clone(),
-                        source: m.source.clone(),
-                        options: m.options.clone(),
-                    })
-                })
-                .collect(),
+            rootfs_mounts,
+            containerd,
             user,
         };
+        // Every check below sees the CRI directories in effect: `cri_state_dirs`, else those
+        // derived from containerd's bundle path and rootfs mounts.
+        let effective_config: Arc<Config> = match policy::effective_config(config, &ctx) {
+            std::borrow::Cow::Borrowed(_) => config.clone(),
+            std::borrow::Cow::Owned(derived) => Arc::new(derived),
+        };
+        let config = &effective_config;
         let sandbox_pid =
             if is_sandbox { None } else { pod_resources.sandbox.as_ref().map(PidFd::pid) };
         if let Err(refusal) = policy::check_namespace_owner(&spec, config, &ctx, sandbox_pid) {
@@ -220,8 +245,23 @@ impl Confinement {
             Ok(plan) => plan,
             Err(refusal) => {
                 warn!("refused: {refusal}");
+                let who = audit_log::Subject {
+                    pod_id: &pod_id,
+                    container_id: &req.id,
+                    exec_id: None,
+                    spec: Some(&spec),
+                };
+                warn!("{}", audit_log::refused(&who, config, &ctx.user, &refusal));
                 release_range(&pod_resources);
                 return Err(ShimError::Refused(refusal.to_string()));
+            }
+        };
+
+        let io_owner = match io_owner::from_request(req, &plan.user) {
+            Ok(owner) => owner,
+            Err(e) => {
+                release_range(&pod_resources);
+                return Err(e);
             }
         };
 
@@ -243,7 +283,7 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
-        let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone()).await;
+        let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone(), io_owner).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
             Err(e) => {
@@ -305,6 +345,16 @@ impl Confinement {
             return Err(e);
         }
         let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
+        if let (Some(owner), Ok(mut owners)) = (io_owner, self.io_owners.lock()) {
+            owners.insert(req.id.clone(), owner);
+        }
+        let who = audit_log::Subject {
+            pod_id: &state.pod_id,
+            container_id: &req.id,
+            exec_id: None,
+            spec: Some(&spec),
+        };
+        info!("{}", audit_log::created(&who, config, &plan));
         info!(
             "create {}: {:.3} ms in the shim ({})",
             req.id,
@@ -367,8 +417,12 @@ impl Confinement {
         plan: &ContainerPlan,
         stdio_paths: &StdioPaths,
         userns: Option<Arc<OwnedFd>>,
+        io_owner: Option<IoOwner>,
     ) -> Result<(moat_sandbox::spawn::Pending, stdio::Plumbing), ShimError> {
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
+        if let Some(owner) = io_owner {
+            io_owner::apply(&fds, owner, &format!("container {}", plan.container_id))?;
+        }
         let launcher = self.launcher.clone();
         let plan = plan.clone();
         let pending = blocking(move || {
@@ -400,15 +454,26 @@ impl Confinement {
         let mut plan = policy::derive_exec(&oci, container, config, exec_id, init.pid()).map_err(
             |refusal| {
                 warn!("refused: {refusal}");
+                let who = audit_log::Subject {
+                    pod_id: &container.pod_id,
+                    container_id: id,
+                    exec_id: Some(exec_id),
+                    spec: None,
+                };
+                warn!("{}", audit_log::refused(&who, config, &container.user, &refusal));
                 ShimError::Refused(refusal.to_string())
             },
         )?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
-        let launcher = self.launcher.clone();
         let label = format!("exec {exec_id} of container {id}");
         let init = init.clone();
+        let owner = self.io_owners.lock().ok().and_then(|owners| owners.get(id).copied());
+        if let Some(owner) = owner {
+            io_owner::apply(&fds, owner, &label)?;
+        }
+        let launcher = self.launcher.clone();
         let mut pending = blocking(move || {
             launcher.exec(&plan, fds, &init).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
@@ -426,6 +491,9 @@ impl Confinement {
         pod: Option<PodResources>,
         id: &str,
     ) -> Result<(), ShimError> {
+        if let Ok(mut owners) = self.io_owners.lock() {
+            owners.remove(id);
+        }
         let id = id.to_string();
         blocking(move || {
             if let Some(cgroup) = cgroup {

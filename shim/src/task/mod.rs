@@ -1,10 +1,12 @@
 //! The task service and the state behind it.
 
+mod audit_log;
 mod bundle_state;
 mod confine;
 mod container;
 mod events;
 mod exits;
+mod io_owner;
 pub(crate) mod metrics;
 mod oom;
 mod process;

@@ -61,11 +61,25 @@ fn main() -> Result<()> {
         "== a privileged pod asked of moat (pod and container securityContext.privileged = true)"
     );
     let refusal = privileged_refusal(bed)?;
-    println!("refused: {refusal}");
+    // The refusal names the moat config the pod was checked against: this demo's temporary
+    // file, gone once the demo ends. Show its content instead of a path that will not exist.
+    let config_path = bed.layout().moat_config.display().to_string();
+    let config_text = std::fs::read_to_string(&bed.layout().moat_config)
+        .with_context(|| format!("reading the demo's moat config {config_path}"))?;
+    println!("refused: {}", refusal.replace(&config_path, "the moat config below"));
+    println!();
+    println!(
+        "== the moat config used (on a node: /etc/moat/config.toml, see docs/config.example.toml)"
+    );
+    print!("{config_text}");
 
     bed.shutdown();
     println!();
-    println!("containerd stopped, its files removed");
+    println!(
+        "containerd stopped, its files removed (and, when no other test run is alive, the \
+         {} bridge and the moat-e2e cgroups)",
+        moat_e2e::containerd::CNI_BRIDGE
+    );
     Ok(())
 }
 
