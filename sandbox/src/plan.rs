@@ -140,11 +140,15 @@ fn map_id(mappings: &[IdMapping], id: u32) -> Option<u32> {
 /// What kind of filesystem a spec mount is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
-    /// Bind mount of a host path; `idmap` maps its ownership into the pod's user namespace.
+    /// Bind mount of a host path; `idmap` maps its ownership into the pod's user namespace;
+    /// `from_host`: a slave of the host's mount (HostToContainer), so mounts the host makes
+    /// below `source` later appear in the container (nothing ever propagates back).
     Bind {
         source: PathBuf,
         recursive: bool,
         idmap: bool,
+        #[serde(default)]
+        from_host: bool,
     },
     Tmpfs,
     Proc,

@@ -774,7 +774,7 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /mapped/owned-by-host-root /plain/owned-by-host-root; touch /plain/y 2>/dev/null && echo PLAIN-WRITABLE; touch /mapped/z && echo MAPPED-WRITABLE"]);
     p.mounts.push(mount(
         "/mapped",
-        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true },
+        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true, from_host: false },
         None,
         false,
         true,
@@ -783,7 +783,12 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     ));
     p.mounts.push(mount(
         "/plain",
-        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false },
+        MountKind::Bind {
+            source: fx.host.clone(),
+            recursive: true,
+            idmap: false,
+            from_host: false,
+        },
         None,
         true,
         true,

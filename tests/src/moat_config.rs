@@ -15,7 +15,7 @@ pub fn render(layout: &Layout) -> String {
     let cri_state = layout.state.join("io.containerd.grpc.v1.cri");
     format!(
         "# moat config written by the moat-e2e test bed\n\
-         level = \"restricted\"\n\
+         level = \"baseline\"\n\
          cri_state_dirs = [{}, {}]\n\
          allowed_host_paths = [{}]\n\
          \n\
@@ -61,8 +61,8 @@ mod tests {
         let layout = Layout::new(Path::new("/tmp/moat-e2e/4242"));
         let config = Config::parse(&render(&layout), "test bed config")
             .unwrap_or_else(|e| panic!("the policy refuses the test bed's moat config: {e}"));
-        assert_eq!(config.level, Level::Restricted);
-        assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone()]);
+        assert_eq!(config.level, Level::Baseline);
+        assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone().into()]);
         assert_eq!(
             config.cri_state_dirs,
             vec![

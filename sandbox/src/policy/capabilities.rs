@@ -15,15 +15,15 @@
 //! * a capability outside that set is refused unless it is in `allowed_capabilities`
 //!   (Kubernetes' baseline list is a subset of the runtime default set, and restricted allows
 //!   adding only NET_BIND_SERVICE, which is in it too);
-//! * at `restricted`, the inheritable and ambient sets — the only way a non-root process keeps
-//!   a capability across exec — may hold nothing but CAP_NET_BIND_SERVICE (plus
-//!   `allowed_capabilities`); `baseline` allows the whole default set there.
+//! * at `restricted`, every set may hold nothing but CAP_NET_BIND_SERVICE (plus
+//!   `allowed_capabilities`): Kubernetes' "drop ALL, add back NET_BIND_SERVICE", a row of
+//!   `levels::RESTRICTED`.
 
 use std::collections::BTreeSet;
 
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
-use super::config::{Config, Level};
+use super::config::Config;
 use super::refusal::{Refusal, Rule, Subject};
 use crate::plan::CapabilityPlan;
 
@@ -93,9 +93,6 @@ pub const ALL: [&str; 41] = [
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
-
-/// Ambient/inheritable capabilities restricted allows (Kubernetes: "add back NET_BIND_SERVICE").
-const RESTRICTED_INHERITABLE: [&str; 1] = ["CAP_NET_BIND_SERVICE"];
 
 /// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` -> `CAP_NET_ADMIN`, if the kernel knows it.
 pub fn normalize(name: &str) -> Option<String> {
@@ -170,22 +167,6 @@ pub(crate) fn check(plan: &CapabilityPlan, config: &Config, who: &Subject) -> Re
                         config.level
                     ),
                     format!("allowed_capabilities = [\"{cap}\"]"),
-                ));
-            }
-            let carried_over_exec = set == "inheritable" || set == "ambient";
-            if carried_over_exec
-                && config.level == Level::Restricted
-                && !RESTRICTED_INHERITABLE.contains(&cap.as_str())
-                && !extra.contains(cap)
-            {
-                return Err(who.refuse(
-                    field,
-                    Rule::Capability,
-                    format!(
-                        "{cap} in the {set} set is not allowed at level restricted (only \
-                         CAP_NET_BIND_SERVICE may be kept across exec by non-root processes)"
-                    ),
-                    format!("level = \"baseline\" or allowed_capabilities = [\"{cap}\"]"),
                 ));
             }
         }
