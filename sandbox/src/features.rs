@@ -624,6 +624,7 @@ mod tests {
                 uid_mappings: m.clone(),
                 gid_mappings: m,
             },
+            pod_shares_host: Vec::new(),
         };
         derive_container(spec, config, &ctx)
     }

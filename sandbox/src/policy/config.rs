@@ -446,6 +446,19 @@ state_dir = "/tmp/pool"
     }
 
     #[test]
+    fn the_permissive_example_parses_and_allows_what_it_says() {
+        let text = include_str!("../../../docs/config.permissive.toml");
+        let c = Config::parse(text, "config.permissive.toml").expect("the example parses");
+        assert_eq!(c.level, Level::Baseline);
+        assert!(c.allow_privileged && c.allow_host_network && c.allow_host_pid);
+        assert!(c.allow_host_ipc && c.allow_host_devices && c.allow_unconfined_seccomp);
+        assert_eq!(
+            c.allowed_host_paths,
+            vec![AllowedHostPath { path: "/tmp".into(), idmap: true }]
+        );
+    }
+
+    #[test]
     fn the_documented_example_lists_every_key_with_a_comment() {
         let table: toml::Table = toml::from_str(EXAMPLE).expect("TOML");
         let mut keys: Vec<String> = table.keys().cloned().collect();

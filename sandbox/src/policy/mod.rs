@@ -174,7 +174,7 @@ pub fn derive_container(
     } else {
         &no_namespaces
     };
-    let ns = namespaces::plan(spec_namespaces, config, &who)?;
+    let ns = namespaces::plan(spec_namespaces, config, &ctx.pod_shares_host, &who)?;
     if let Some(handed_over) = spec_user_namespace(spec) {
         namespaces::check_user_mappings(&handed_over, config, &ctx.pod_id, &[], &who)?;
     }

@@ -180,6 +180,7 @@ fn ctx(is_sandbox: bool) -> PodContext {
         } else {
             UserNamespaceAction::JoinPod
         }),
+        pod_shares_host: Vec::new(),
     }
 }
 
@@ -488,6 +489,32 @@ fn host_ipc_when_allowed_accepts_the_hosts_dev_shm() {
         "never allowed",
         "no setting allows it",
     );
+}
+
+#[test]
+fn a_hostipc_pods_container_joining_the_sandboxs_ipc_shares_the_hosts() {
+    // containerd 1.6: a hostIPC pod's container joins the sandbox's IPC namespace by path
+    // (the host's) and binds the host's /dev/shm.
+    let mut v = cri_container();
+    let shm = v["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .iter_mut()
+        .find(|m| m["destination"] == "/dev/shm")
+        .expect("shm mount");
+    shm["source"] = json!("/dev/shm");
+    let mut context = ctx(false);
+    context.pod_shares_host = vec![NamespaceKind::Ipc];
+    let config = Config { allow_host_ipc: true, ..Config::default() };
+    let plan = derive_container(&spec(v.clone()), &config, &context).expect("host IPC allowed");
+    assert!(shares_host(&plan, NamespaceKind::Ipc), "{:?}", plan.namespaces);
+    assert!(matches!(mount(&plan, "/dev/shm").kind, MountKind::Bind { .. }));
+    // Without allow_host_ipc (a config changed under a running pod) it is refused.
+    let r = derive_container(&spec(v.clone()), &Config::default(), &context).expect_err("refused");
+    assert_eq!(r.rule(), Rule::HostIpc, "{r}");
+    // A pod whose sandbox has its own IPC namespace: the host's /dev/shm stays refused.
+    let r = derive_container(&spec(v), &config, &ctx(false)).expect_err("not a hostIPC pod");
+    assert_eq!(r.rule(), Rule::HostPath, "{r}");
 }
 
 #[test]

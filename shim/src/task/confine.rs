@@ -11,7 +11,9 @@ use std::sync::Arc;
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
-use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
+use moat_sandbox::plan::{
+    ContainerPlan, NamespaceKind, RootfsMount, UserNamespaceAction, UserNamespacePlan,
+};
 use moat_sandbox::policy::{self, Config, PodContext};
 use moat_sandbox::spawn::Launcher;
 use moat_sandbox::userns::pool::{IdRange, IdRangePool};
@@ -36,6 +38,9 @@ pub struct PodResources {
     /// Host pid of the sandbox's init: the only process whose namespaces (`/proc/<pid>/ns/*`)
     /// the pod's other containers may join.
     pub sandbox_pid: Option<i32>,
+    /// The namespaces the sandbox shares with the host (policy allowed them): the pod's
+    /// containers that join the sandbox's namespace of such a kind share the host's.
+    pub host_namespaces: Vec<NamespaceKind>,
 }
 
 pub struct Created {
@@ -116,6 +121,7 @@ impl Confinement {
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
                 sandbox_pid: pod.and_then(|p| p.sandbox_pid),
+                host_namespaces: pod.map(|p| p.host_namespaces.clone()).unwrap_or_default(),
             };
             (user, resources, None)
         } else if is_sandbox {
@@ -137,6 +143,7 @@ impl Confinement {
                 userns: None,
                 pool: Some(pool),
                 sandbox_pid: None,
+                host_namespaces: Vec::new(),
             };
             (user, resources, None)
         } else {
@@ -179,6 +186,11 @@ impl Confinement {
                 })
                 .collect(),
             user,
+            pod_shares_host: if is_sandbox {
+                Vec::new()
+            } else {
+                pod_resources.host_namespaces.clone()
+            },
         };
         let sandbox_pid = if is_sandbox { None } else { pod_resources.sandbox_pid };
         if let Err(refusal) = policy::check_namespace_owner(&spec, config, &ctx, sandbox_pid) {
@@ -221,6 +233,7 @@ impl Confinement {
                 return Err(ShimError::Refused(refusal.to_string()));
             }
         };
+        warn_host_owned_capabilities(&req.id, &plan.process.capabilities);
 
         self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
@@ -262,6 +275,10 @@ impl Confinement {
             let mut resources = pod_resources.clone();
             resources.userns = pending.userns.take().map(Arc::new);
             resources.sandbox_pid = Some(pending.pid);
+            resources.host_namespaces = moat_sandbox::features::NAMESPACE_KINDS
+                .into_iter()
+                .filter(|kind| policy::shares_host(&plan, *kind))
+                .collect();
             pod_out = Some(resources);
         }
         let state = BundleState {
@@ -447,6 +464,24 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ShimError::Sandbox(format!("a sandbox task failed: {e}")))?
+}
+
+/// One warning line when a container is granted capabilities that act on namespaces moat
+/// keeps owned by the host's user namespace (or on the host kernel): they are granted, but do
+/// not reach what they name (issue 12; `docs/security.md`).
+fn warn_host_owned_capabilities(container_id: &str, caps: &moat_sandbox::plan::CapabilityPlan) {
+    let found = policy::capabilities::acting_on_host_owned(caps);
+    if found.is_empty() {
+        return;
+    }
+    let list: Vec<String> = found.iter().map(|(cap, what)| format!("{cap} ({what})")).collect();
+    warn!(
+        "container {container_id}: granted {}: these act on namespaces that belong to the \
+         host's user namespace (or on the host kernel), which a capability of the pod's user \
+         namespace does not reach; operations that need them fail with EPERM (see moat's \
+         docs/security.md, \"Namespaces the pod does not own\")",
+        list.join(", ")
+    );
 }
 
 #[cfg(test)]
