@@ -82,6 +82,10 @@ const TESTS: &[Test] = &[
     ),
     ("exec_with_a_terminal", exec_with_a_terminal),
     ("image_device_nodes_are_dead_on_every_root", image_device_nodes_are_dead_on_every_root),
+    (
+        "a_non_root_process_without_no_new_privs_still_gets_its_filters",
+        a_non_root_process_without_no_new_privs_still_gets_its_filters,
+    ),
 ];
 
 fn main() {
@@ -1249,5 +1253,50 @@ fn image_device_nodes_are_dead_on_every_root(l: &Launcher) -> Result<()> {
     let out = ok(run_plan(l, &escalating, None)?.0)?;
     let o = options(&out);
     ensure!(o.iter().any(|x| x == "nodev") && !o.iter().any(|x| x == "nosuid"), "{out}");
+    Ok(())
+}
+
+/// A plan without no_new_privs (allowPrivilegeEscalation at level baseline) for a non-root
+/// user without CAP_SYS_ADMIN: its filters are loaded while it still holds CAP_SYS_ADMIN in
+/// the pod's user namespace (the kernel refuses a filter later), and it runs with
+/// no_new_privs off, under every filter, libseccomp-compiled or precompiled.
+fn a_non_root_process_without_no_new_privs_still_gets_its_filters(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let deny_mkdir = SeccompPlan {
+        name: "deny-mkdir".into(),
+        default_action: SeccompAction::Allow,
+        architectures: vec![],
+        rules: vec![SeccompRule {
+            names: vec!["mkdir".into(), "mkdirat".into()],
+            action: SeccompAction::Errno(1),
+            args: vec![],
+        }],
+        flags: vec![],
+        bpf: None,
+    };
+    let script =
+        "grep -E '^(Uid|NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d 2>&1; echo done";
+    let mut p = plan(&fx, "c1", &["sh", "-c", script]);
+    p.process.uid = 1000;
+    p.process.gid = 1000;
+    p.process.no_new_privileges = false;
+    p.process.seccomp = vec![moat_sandbox::seccomp::baseline(), deny_mkdir];
+    for precompiled in [false, true] {
+        if precompiled {
+            for filter in &mut p.process.seccomp {
+                moat_sandbox::seccomp::precompile(filter)?;
+            }
+            p.container_id = "c1-precompiled".into();
+        }
+        let out = ok(run_plan(l, &p, None)?.0)?;
+        ensure!(
+            out.contains("Uid:\t1000\t1000")
+                && out.contains("NoNewPrivs:\t0")
+                && out.contains("Seccomp:\t2")
+                && out.contains("Operation not permitted")
+                && out.contains("done"),
+            "precompiled {precompiled}: {out}"
+        );
+    }
     Ok(())
 }
