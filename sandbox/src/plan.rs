@@ -189,7 +189,8 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     pub rlimits: Vec<RlimitPlan>,
     pub capabilities: CapabilityPlan,
-    /// Always true under moat; kept explicit so the plan reads complete.
+    /// Set no_new_privs (policy decides: `policy::levels::no_new_privileges`). Without it the
+    /// seccomp filters are loaded before the uid change, and the root is not `nosuid`.
     pub no_new_privileges: bool,
     /// Filters loaded in order just before exec (baseline first); each can only narrow.
     pub seccomp: Vec<SeccompPlan>,

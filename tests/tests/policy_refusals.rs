@@ -1,7 +1,7 @@
 //! moat's runtime policy through the CRI (issue 3, item 5): one refusal per rule, under the
 //! test bed's moat config (level `baseline`, the default, only the bed's volumes dir allowed as
-//! host paths; see `moat_e2e::moat_config`); the exec-user rule, which only `restricted` has,
-//! under a bed of its own at that level.
+//! host paths; see `moat_e2e::moat_config`); the rules only `restricted` has (its four Pod
+//! Security Standards controls, and exec-user) under a bed of its own at that level.
 //!
 //! Each test sends what a kubelet would send for the forbidden pod spec and asserts that the
 //! CRI's error carries moat's one message, naming the pod and the container, the spec field,
@@ -49,6 +49,7 @@ moat_only_tests!(
     non_namespaced_sysctl_is_refused_whatever_the_config,
     seccomp_profile_moat_cannot_enforce_is_refused,
     exec_as_another_user_than_its_container_is_refused,
+    restricted_refuses_each_of_its_controls,
 );
 
 /// What the refusal message must say.
@@ -437,6 +438,18 @@ fn seccomp_profile_moat_cannot_enforce_is_refused(bed: &TestBed, _handler: &str)
     pod.teardown()
 }
 
+/// A bed of its own whose moat config says `level = "restricted"`.
+fn restricted_bed(test: &str, handler: &str, name: &str) -> Result<Option<TestBed>> {
+    let Some(bed) = TestBed::private(test, handler, name)? else {
+        return Ok(None);
+    };
+    let config_path = bed.layout().moat_config.clone();
+    let text = std::fs::read_to_string(&config_path)?;
+    ensure!(text.contains("level = \"baseline\""), "the bed's moat config: {text}");
+    std::fs::write(&config_path, text.replace("level = \"baseline\"", "level = \"restricted\""))?;
+    Ok(Some(bed))
+}
+
 /// A container config that meets Pod Security Standards restricted: `uid`, drop ALL
 /// capabilities, the runtime's default seccomp profile, allowPrivilegeEscalation false.
 fn restricted_container(pod: &Pod, name: &str, uid: i64) -> ContainerConfig {
@@ -460,13 +473,9 @@ fn exec_as_another_user_than_its_container_is_refused(
     // The rule is `restricted`'s (since the levels mean what Kubernetes' do, the shared bed
     // runs `baseline`, which lets an exec choose any user of the pod): a bed of its own.
     let test = format!("exec_as_another_user_than_its_container_is_refused::{handler}");
-    let Some(bed) = TestBed::private(&test, handler, "execuser")? else {
+    let Some(bed) = restricted_bed(&test, handler, "execuser")? else {
         return Ok(());
     };
-    let config_path = bed.layout().moat_config.clone();
-    let text = std::fs::read_to_string(&config_path)?
-        .replace("level = \"baseline\"", "level = \"restricted\"");
-    std::fs::write(&config_path, text)?;
     let pod = bed.run_pod("execuser", "moat")?;
     // A container running as uid 1000 whose exec asks for root, and one running as uid 2000
     // whose exec asks for uid 1000 (containerd's task API: CRI's exec has no user).
@@ -512,5 +521,76 @@ fn exec_as_another_user_than_its_container_is_refused(
         let out = pod.exec(c, &["id", "-u"])?;
         ensure!(out.stdout == want, "an ordinary exec after the refusal: {out:?}");
     }
+    pod.teardown()
+}
+
+fn restricted_refuses_each_of_its_controls(_shared: &TestBed, handler: &str) -> Result<()> {
+    // Each container breaks one control of PSS restricted and meets the others; the refusal
+    // names the spec field CRI turned the securityContext into, the rule and the key.
+    let test = format!("restricted_refuses_each_of_its_controls::{handler}");
+    let Some(bed) = restricted_bed(&test, handler, "restricted")? else {
+        return Ok(());
+    };
+    let pod = bed.run_pod("restricted", "moat")?;
+    type Adjust = fn(&mut ContainerConfig);
+    let cases: [(&str, Adjust, Expect); 4] = [
+        (
+            "root",
+            |c| configs::run_as(c, 0, 0),
+            Expect {
+                field: "process.user.uid=0",
+                rule: "running as root (uid 0) is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+        (
+            "caps",
+            |c| configs::security_context(c).capabilities = None,
+            Expect {
+                field: "process.capabilities.bounding[CAP_AUDIT_WRITE]",
+                rule: "CAP_AUDIT_WRITE is not allowed at level restricted (drop ALL capabilities",
+                key: "level = \"baseline\" or allowed_capabilities = [\"CAP_AUDIT_WRITE\"]",
+            },
+        ),
+        (
+            "unconfined",
+            |c| configs::security_context(c).seccomp = None,
+            Expect {
+                field: "linux.seccomp",
+                rule: "a container without a seccomp profile is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+        (
+            "escalate",
+            |c| configs::security_context(c).no_new_privs = false,
+            Expect {
+                field: "process.noNewPrivileges",
+                rule: "privilege escalation is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+    ];
+    for (name, adjust, expect) in cases {
+        let mut config = restricted_container(&pod, name, 1000);
+        adjust(&mut config);
+        let message = match bed.cri().create(&pod.id, &config, &pod.config) {
+            Ok(id) => {
+                let started = bed.cri().start(&id);
+                let _ = bed.cri().rm(&id);
+                match started {
+                    Ok(()) => bail!("container {name} was started at level restricted"),
+                    Err(e) => format!("{e:#}"),
+                }
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        check_message(&message, &[&pod.id, name], &expect).with_context(|| name.to_string())?;
+    }
+    // A container that meets every control runs.
+    let ok = pod.create(&restricted_container(&pod, "compliant", 1000))?;
+    pod.start(&ok)?;
+    let out = pod.exec(&ok, &["id", "-u"])?;
+    ensure!(out.stdout == "1000\n", "the compliant container: {out:?}");
     pod.teardown()
 }
