@@ -66,12 +66,23 @@ pub enum MountOptionEffect {
     NoDev(bool),
     /// `noexec`/`exec`.
     NoExec(bool),
-    /// Propagation: accepted, no effect — nothing in a container's mount namespace propagates.
-    Propagation,
+    /// Propagation. `private`/`unbindable`: nothing propagates (moat's default for every
+    /// mount). `slave`: mounts the host makes below a bind's source appear in the container
+    /// (Kubernetes' HostToContainer), set up by moat from the host side. `shared`
+    /// (Bidirectional, mounts of the container reaching the host) is refused on binds.
+    Propagation(Propagation),
     /// `idmap`/`ridmap`: every bind mount is idmapped into the pod's user namespace anyway.
     IdMap,
     /// Access-time and sync flags, `defaults`, `tmpcopyup`: accepted, no effect.
     NoEffect,
+}
+
+/// A mount propagation option, as `MountOptionEffect::Propagation` carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Private,
+    Slave,
+    Shared,
 }
 
 /// Every mount option name moat recognises in a spec mount's `options`. Anything else is
@@ -91,14 +102,14 @@ pub const MOUNT_OPTIONS: &[(&str, MountOptionEffect)] = {
         ("dev", NoDev(false)),
         ("noexec", NoExec(true)),
         ("exec", NoExec(false)),
-        ("private", Propagation),
-        ("rprivate", Propagation),
-        ("slave", Propagation),
-        ("rslave", Propagation),
-        ("shared", Propagation),
-        ("rshared", Propagation),
-        ("unbindable", Propagation),
-        ("runbindable", Propagation),
+        ("private", Propagation(self::Propagation::Private)),
+        ("rprivate", Propagation(self::Propagation::Private)),
+        ("slave", Propagation(self::Propagation::Slave)),
+        ("rslave", Propagation(self::Propagation::Slave)),
+        ("shared", Propagation(self::Propagation::Shared)),
+        ("rshared", Propagation(self::Propagation::Shared)),
+        ("unbindable", Propagation(self::Propagation::Private)),
+        ("runbindable", Propagation(self::Propagation::Private)),
         ("idmap", IdMap),
         ("ridmap", IdMap),
         ("atime", NoEffect),
@@ -614,6 +625,7 @@ mod tests {
                 uid_mappings: m.clone(),
                 gid_mappings: m,
             },
+            pod_shares_host: Vec::new(),
         };
         derive_container(spec, config, &ctx)
     }
@@ -654,7 +666,7 @@ mod tests {
                 // tmpfs is nosuid and nodev whatever the spec asks.
                 MountOptionEffect::NoSuid(_) => assert!(m.nosuid, "{name}"),
                 MountOptionEffect::NoDev(_) => assert!(m.nodev, "{name}"),
-                MountOptionEffect::Propagation
+                MountOptionEffect::Propagation(_)
                 | MountOptionEffect::IdMap
                 | MountOptionEffect::NoEffect => {}
             }

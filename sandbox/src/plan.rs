@@ -142,11 +142,15 @@ fn map_id(mappings: &[IdMapping], id: u32) -> Option<u32> {
 /// What kind of filesystem a spec mount is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MountKind {
-    /// Bind mount of a host path; `idmap` maps its ownership into the pod's user namespace.
+    /// Bind mount of a host path; `idmap` maps its ownership into the pod's user namespace;
+    /// `from_host`: a slave of the host's mount (HostToContainer), so mounts the host makes
+    /// below `source` later appear in the container (nothing ever propagates back).
     Bind {
         source: PathBuf,
         recursive: bool,
         idmap: bool,
+        #[serde(default)]
+        from_host: bool,
     },
     Tmpfs,
     Proc,
@@ -187,7 +191,8 @@ pub struct ProcessPlan {
     pub console_size: Option<(u16, u16)>,
     pub rlimits: Vec<RlimitPlan>,
     pub capabilities: CapabilityPlan,
-    /// Always true under moat; kept explicit so the plan reads complete.
+    /// Set no_new_privs (policy decides: `policy::levels::no_new_privileges`). Without it the
+    /// seccomp filters are loaded before the uid change, and the root is not `nosuid`.
     pub no_new_privileges: bool,
     /// Filters loaded in order just before exec (baseline first); each can only narrow.
     pub seccomp: Vec<SeccompPlan>,

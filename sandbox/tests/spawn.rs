@@ -82,6 +82,10 @@ const TESTS: &[Test] = &[
     ),
     ("exec_with_a_terminal", exec_with_a_terminal),
     ("image_device_nodes_are_dead_on_every_root", image_device_nodes_are_dead_on_every_root),
+    (
+        "a_non_root_process_without_no_new_privs_still_gets_its_filters",
+        a_non_root_process_without_no_new_privs_still_gets_its_filters,
+    ),
 ];
 
 fn main() {
@@ -775,7 +779,7 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     let mut p = plan(&fx, "c1", &["sh", "-c", "stat -c '%u %n' /mapped/owned-by-host-root /plain/owned-by-host-root; touch /plain/y 2>/dev/null && echo PLAIN-WRITABLE; touch /mapped/z && echo MAPPED-WRITABLE"]);
     p.mounts.push(mount(
         "/mapped",
-        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true },
+        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: true, from_host: false },
         None,
         false,
         true,
@@ -784,7 +788,12 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     ));
     p.mounts.push(mount(
         "/plain",
-        MountKind::Bind { source: fx.host.clone(), recursive: true, idmap: false },
+        MountKind::Bind {
+            source: fx.host.clone(),
+            recursive: true,
+            idmap: false,
+            from_host: false,
+        },
         None,
         true,
         true,
@@ -1247,5 +1256,50 @@ fn image_device_nodes_are_dead_on_every_root(l: &Launcher) -> Result<()> {
     let out = ok(run_plan(l, &escalating, None)?.0)?;
     let o = options(&out);
     ensure!(o.iter().any(|x| x == "nodev") && !o.iter().any(|x| x == "nosuid"), "{out}");
+    Ok(())
+}
+
+/// A plan without no_new_privs (allowPrivilegeEscalation at level baseline) for a non-root
+/// user without CAP_SYS_ADMIN: its filters are loaded while it still holds CAP_SYS_ADMIN in
+/// the pod's user namespace (the kernel refuses a filter later), and it runs with
+/// no_new_privs off, under every filter, libseccomp-compiled or precompiled.
+fn a_non_root_process_without_no_new_privs_still_gets_its_filters(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let deny_mkdir = SeccompPlan {
+        name: "deny-mkdir".into(),
+        default_action: SeccompAction::Allow,
+        architectures: vec![],
+        rules: vec![SeccompRule {
+            names: vec!["mkdir".into(), "mkdirat".into()],
+            action: SeccompAction::Errno(1),
+            args: vec![],
+        }],
+        flags: vec![],
+        bpf: None,
+    };
+    let script =
+        "grep -E '^(Uid|NoNewPrivs|Seccomp):' /proc/self/status; mkdir /tmp/d 2>&1; echo done";
+    let mut p = plan(&fx, "c1", &["sh", "-c", script]);
+    p.process.uid = 1000;
+    p.process.gid = 1000;
+    p.process.no_new_privileges = false;
+    p.process.seccomp = vec![moat_sandbox::seccomp::baseline(), deny_mkdir];
+    for precompiled in [false, true] {
+        if precompiled {
+            for filter in &mut p.process.seccomp {
+                moat_sandbox::seccomp::precompile(filter)?;
+            }
+            p.container_id = "c1-precompiled".into();
+        }
+        let out = ok(run_plan(l, &p, None)?.0)?;
+        ensure!(
+            out.contains("Uid:\t1000\t1000")
+                && out.contains("NoNewPrivs:\t0")
+                && out.contains("Seccomp:\t2")
+                && out.contains("Operation not permitted")
+                && out.contains("done"),
+            "precompiled {precompiled}: {out}"
+        );
+    }
     Ok(())
 }

@@ -832,8 +832,13 @@ int main(int argc, char **argv)
 	const char *a = argc > 2 ? argv[2] : NULL;
 	const char *b = argc > 3 ? argv[3] : NULL;
 	const char *c = argc > 4 ? argv[4] : NULL;
-	if (!strcmp(mode, "ids"))
-		return ids();
+	if (!strcmp(mode, "ids")) {
+		/* `ids SECONDS`: stay alive that long after printing, for the host to look. */
+		int r = ids();
+		if (a)
+			sleep((unsigned)atoi(a));
+		return r;
+	}
 	if (!strcmp(mode, "bpf"))
 		return bpf_map();
 	if (!strcmp(mode, "perf"))

@@ -14,7 +14,7 @@ use crate::containerd::Layout;
 pub fn render(layout: &Layout) -> String {
     format!(
         "# moat config written by the moat-e2e test bed\n\
-         level = \"restricted\"\n\
+         level = \"baseline\"\n\
          allowed_host_paths = [{}]\n\
          \n\
          [userns]\n\
@@ -57,8 +57,8 @@ mod tests {
         let layout = Layout::new(Path::new("/tmp/moat-e2e/4242"));
         let config = Config::parse(&render(&layout), "test bed config")
             .unwrap_or_else(|e| panic!("the policy refuses the test bed's moat config: {e}"));
-        assert_eq!(config.level, Level::Restricted);
-        assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone()]);
+        assert_eq!(config.level, Level::Baseline);
+        assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone().into()]);
         assert!(config.cri_state_dirs.is_empty(), "derived by moat, not configured");
         assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
     }

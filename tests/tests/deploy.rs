@@ -378,7 +378,7 @@ fn check_reports_what_this_machine_has() {
         std::fs::create_dir_all(&dir)?;
         // The README's complete 1.6/1.7 config: every line ok, exit 0.
         let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
         let good = dir.join("good.toml");
         let readme = readme_block("moat-containerd-config-v2")?;
         std::fs::write(
@@ -480,7 +480,7 @@ fn audit_lines_name_created_and_refused_containers(bed: &TestBed, _handler: &str
     ensure!(r["event"] == "created", "{r}");
     ensure!(r["pod"] == pod.id.as_str(), "{r}");
     ensure!(r["pod_name"] == format!("moat-e2e/{}", pod.name).as_str(), "{r}");
-    ensure!(r["container_name"] == "app" && r["level"] == "restricted", "{r}");
+    ensure!(r["container_name"] == "app" && r["level"] == "baseline", "{r}");
     ensure!(
         r["host_uid_ranges"] == serde_json::json!([[host_uid, host_uid + count - 1]]),
         "the audit line's range is not the container's uid_map ({host_uid} {count}): {r}"
@@ -601,7 +601,7 @@ fn installer_round_trip_on_scratch_configs() {
         std::fs::create_dir_all(&dir)?;
         let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
         let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
         let default = std::process::Command::new(moat_e2e::paths::containerd_binary())
             .args(["config", "default"])
             .output()
@@ -776,7 +776,7 @@ fn installer_round_trip_on_a_k3s_template() {
         std::fs::create_dir_all(&dir)?;
         let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
         let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"restricted\"\n")?;
+        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
         // k3s's base declares runc (k3s writes it with its options); a stand-in base.
         std::fs::write(
             dir.join("base.toml"),

@@ -1,6 +1,7 @@
 //! moat's runtime policy through the CRI (issue 3, item 5): one refusal per rule, under the
-//! test bed's moat config (level `restricted`, only the bed's volumes dir allowed as host
-//! paths; see `moat_e2e::moat_config`).
+//! test bed's moat config (level `baseline`, the default, only the bed's volumes dir allowed as
+//! host paths; see `moat_e2e::moat_config`); the rules only `restricted` has (its four Pod
+//! Security Standards controls, and exec-user) under a bed of its own at that level.
 //!
 //! Each test sends what a kubelet would send for the forbidden pod spec and asserts that the
 //! CRI's error carries moat's one message, naming the pod and the container, the spec field,
@@ -48,6 +49,7 @@ moat_only_tests!(
     non_namespaced_sysctl_is_refused_whatever_the_config,
     seccomp_profile_moat_cannot_enforce_is_refused,
     exec_as_another_user_than_its_container_is_refused,
+    restricted_refuses_each_of_its_controls,
 );
 
 /// What the refusal message must say.
@@ -236,7 +238,7 @@ fn host_network_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
         &config,
         &Expect {
             field: "linux.namespaces[network]",
-            rule: "the host network namespace is not allowed at level restricted",
+            rule: "the host network namespace is not allowed at level baseline",
             key: "allow_host_network = true",
         },
     )
@@ -249,7 +251,7 @@ fn host_pid_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
         &config,
         &Expect {
             field: "linux.namespaces[pid]",
-            rule: "the host pid namespace is not allowed at level restricted",
+            rule: "the host pid namespace is not allowed at level baseline",
             key: "allow_host_pid = true",
         },
     )
@@ -262,7 +264,7 @@ fn host_ipc_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
         &config,
         &Expect {
             field: "linux.namespaces[ipc]",
-            rule: "the host IPC namespace is not allowed at level restricted",
+            rule: "the host IPC namespace is not allowed at level baseline",
             key: "allow_host_ipc = true",
         },
     )
@@ -310,7 +312,8 @@ fn capability_beyond_the_level_is_refused(bed: &TestBed, _handler: &str) -> Resu
         &config,
         &Expect {
             field: "[CAP_SYS_ADMIN]",
-            rule: "CAP_SYS_ADMIN is beyond the runtime default capabilities allowed at level restricted",
+            rule:
+                "CAP_SYS_ADMIN is beyond the runtime default capabilities allowed at level baseline",
             key: "allowed_capabilities = [\"CAP_SYS_ADMIN\"]",
         },
     )?;
@@ -382,7 +385,7 @@ fn unsafe_sysctl_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
         &config,
         &Expect {
             field: "linux.sysctl[kernel.msgmax]",
-            rule: "sysctl kernel.msgmax is not in the safe set allowed at level restricted",
+            rule: "sysctl kernel.msgmax is not in the safe set allowed at level baseline",
             key: "allowed_sysctls = [\"kernel.msgmax\"]",
         },
     )
@@ -435,17 +438,53 @@ fn seccomp_profile_moat_cannot_enforce_is_refused(bed: &TestBed, _handler: &str)
     pod.teardown()
 }
 
-fn exec_as_another_user_than_its_container_is_refused(bed: &TestBed, _handler: &str) -> Result<()> {
+/// A bed of its own whose moat config says `level = "restricted"`.
+fn restricted_bed(test: &str, handler: &str, name: &str) -> Result<Option<TestBed>> {
+    let Some(bed) = TestBed::private(test, handler, name)? else {
+        return Ok(None);
+    };
+    let config_path = bed.layout().moat_config.clone();
+    let text = std::fs::read_to_string(&config_path)?;
+    ensure!(text.contains("level = \"baseline\""), "the bed's moat config: {text}");
+    std::fs::write(&config_path, text.replace("level = \"baseline\"", "level = \"restricted\""))?;
+    Ok(Some(bed))
+}
+
+/// A container config that meets Pod Security Standards restricted: `uid`, drop ALL
+/// capabilities, the runtime's default seccomp profile, allowPrivilegeEscalation false.
+fn restricted_container(pod: &Pod, name: &str, uid: i64) -> ContainerConfig {
+    let mut config = pod.container_config(name, &["sleep", "3600"]);
+    configs::run_as(&mut config, uid, uid);
+    let sc = configs::security_context(&mut config);
+    sc.capabilities =
+        Some(Capability { drop_capabilities: vec!["ALL".into()], ..Default::default() });
+    sc.seccomp = Some(SecurityProfile {
+        profile_type: ProfileType::RuntimeDefault as i32,
+        ..Default::default()
+    });
+    sc.no_new_privs = true;
+    config
+}
+
+fn exec_as_another_user_than_its_container_is_refused(
+    _shared: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    // The rule is `restricted`'s (since the levels mean what Kubernetes' do, the shared bed
+    // runs `baseline`, which lets an exec choose any user of the pod): a bed of its own.
+    let test = format!("exec_as_another_user_than_its_container_is_refused::{handler}");
+    let Some(bed) = restricted_bed(&test, handler, "execuser")? else {
+        return Ok(());
+    };
     let pod = bed.run_pod("execuser", "moat")?;
-    // A container running as uid 1000 whose exec asks for root, and a root container whose
-    // exec asks for uid 1000 (containerd's task API: CRI's exec has no user).
-    let mut config = pod.container_config("user", &["sleep", "3600"]);
-    configs::run_as(&mut config, 1000, 1000);
-    let user = pod.create(&config)?;
+    // A container running as uid 1000 whose exec asks for root, and one running as uid 2000
+    // whose exec asks for uid 1000 (containerd's task API: CRI's exec has no user).
+    let user = pod.create(&restricted_container(&pod, "user", 1000))?;
     pod.start(&user)?;
-    let root = pod.run("root", &["sleep", "3600"])?;
+    let other = pod.create(&restricted_container(&pod, "other", 2000))?;
+    pod.start(&other)?;
     for (c, asked, asked_ids, own_ids) in
-        [(&user, "0", "0:0", "1000:1000"), (&root, "1000", "1000:1000", "0:0")]
+        [(&user, "0", "0:0", "1000:1000"), (&other, "1000", "1000:1000", "2000:2000")]
     {
         let exec_id = format!("as-user-{asked}");
         let message = match bed.ctr(&[
@@ -478,9 +517,80 @@ fn exec_as_another_user_than_its_container_is_refused(bed: &TestBed, _handler: &
         )?;
     }
     // The containers' own users still exec.
-    for (c, want) in [(&user, "1000\n"), (&root, "0\n")] {
+    for (c, want) in [(&user, "1000\n"), (&other, "2000\n")] {
         let out = pod.exec(c, &["id", "-u"])?;
         ensure!(out.stdout == want, "an ordinary exec after the refusal: {out:?}");
     }
+    pod.teardown()
+}
+
+fn restricted_refuses_each_of_its_controls(_shared: &TestBed, handler: &str) -> Result<()> {
+    // Each container breaks one control of PSS restricted and meets the others; the refusal
+    // names the spec field CRI turned the securityContext into, the rule and the key.
+    let test = format!("restricted_refuses_each_of_its_controls::{handler}");
+    let Some(bed) = restricted_bed(&test, handler, "restricted")? else {
+        return Ok(());
+    };
+    let pod = bed.run_pod("restricted", "moat")?;
+    type Adjust = fn(&mut ContainerConfig);
+    let cases: [(&str, Adjust, Expect); 4] = [
+        (
+            "root",
+            |c| configs::run_as(c, 0, 0),
+            Expect {
+                field: "process.user.uid=0",
+                rule: "running as root (uid 0) is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+        (
+            "caps",
+            |c| configs::security_context(c).capabilities = None,
+            Expect {
+                field: "process.capabilities.bounding[CAP_AUDIT_WRITE]",
+                rule: "CAP_AUDIT_WRITE is not allowed at level restricted (drop ALL capabilities",
+                key: "level = \"baseline\" or allowed_capabilities = [\"CAP_AUDIT_WRITE\"]",
+            },
+        ),
+        (
+            "unconfined",
+            |c| configs::security_context(c).seccomp = None,
+            Expect {
+                field: "linux.seccomp",
+                rule: "a container without a seccomp profile is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+        (
+            "escalate",
+            |c| configs::security_context(c).no_new_privs = false,
+            Expect {
+                field: "process.noNewPrivileges",
+                rule: "privilege escalation is not allowed at level restricted",
+                key: "level = \"baseline\"",
+            },
+        ),
+    ];
+    for (name, adjust, expect) in cases {
+        let mut config = restricted_container(&pod, name, 1000);
+        adjust(&mut config);
+        let message = match bed.cri().create(&pod.id, &config, &pod.config) {
+            Ok(id) => {
+                let started = bed.cri().start(&id);
+                let _ = bed.cri().rm(&id);
+                match started {
+                    Ok(()) => bail!("container {name} was started at level restricted"),
+                    Err(e) => format!("{e:#}"),
+                }
+            }
+            Err(e) => format!("{e:#}"),
+        };
+        check_message(&message, &[&pod.id, name], &expect).with_context(|| name.to_string())?;
+    }
+    // A container that meets every control runs.
+    let ok = pod.create(&restricted_container(&pod, "compliant", 1000))?;
+    pod.start(&ok)?;
+    let out = pod.exec(&ok, &["id", "-u"])?;
+    ensure!(out.stdout == "1000\n", "the compliant container: {out:?}");
     pod.teardown()
 }

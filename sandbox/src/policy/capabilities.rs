@@ -15,15 +15,15 @@
 //! * a capability outside that set is refused unless it is in `allowed_capabilities`
 //!   (Kubernetes' baseline list is a subset of the runtime default set, and restricted allows
 //!   adding only NET_BIND_SERVICE, which is in it too);
-//! * at `restricted`, the inheritable and ambient sets — the only way a non-root process keeps
-//!   a capability across exec — may hold nothing but CAP_NET_BIND_SERVICE (plus
-//!   `allowed_capabilities`); `baseline` allows the whole default set there.
+//! * at `restricted`, every set may hold nothing but CAP_NET_BIND_SERVICE (plus
+//!   `allowed_capabilities`): Kubernetes' "drop ALL, add back NET_BIND_SERVICE", a row of
+//!   `levels::RESTRICTED`.
 
 use std::collections::BTreeSet;
 
 use oci_spec::runtime::{Capabilities, LinuxCapabilities};
 
-use super::config::{Config, Level};
+use super::config::Config;
 use super::refusal::{Refusal, Rule, Subject};
 use crate::plan::CapabilityPlan;
 
@@ -94,8 +94,45 @@ pub const ALL: [&str; 41] = [
     "CAP_CHECKPOINT_RESTORE",
 ];
 
-/// Ambient/inheritable capabilities restricted allows (Kubernetes: "add back NET_BIND_SERVICE").
-const RESTRICTED_INHERITABLE: [&str; 1] = ["CAP_NET_BIND_SERVICE"];
+/// Capabilities that act on a namespace or on the host kernel, with what they would
+/// administer. Under moat every namespace of a pod but its user namespace belongs to the
+/// host's user namespace, and a capability of the pod's user namespace does not reach those
+/// (nor anything that needs the host's): granted, they do nothing there, and the shim logs one
+/// warning line for them (`docs/security.md`, "Namespaces the pod does not own").
+pub const HOST_OWNED: &[(&str, &str)] = &[
+    ("CAP_SYS_ADMIN", "the UTS, IPC and mount namespaces (sethostname, mount)"),
+    ("CAP_NET_ADMIN", "the network namespace (interfaces, routes, nf_tables)"),
+    ("CAP_NET_RAW", "the network namespace (raw and packet sockets)"),
+    ("CAP_NET_BROADCAST", "the network namespace"),
+    ("CAP_IPC_OWNER", "the IPC namespace"),
+    ("CAP_IPC_LOCK", "the host's memory locking limits"),
+    ("CAP_SYS_TIME", "the host's clocks (there is no time namespace)"),
+    ("CAP_SYS_RESOURCE", "the host's resource limits"),
+    ("CAP_CHECKPOINT_RESTORE", "the pid namespace (ns_last_pid)"),
+    ("CAP_SYS_BOOT", "the host kernel"),
+    ("CAP_SYS_MODULE", "the host kernel"),
+    ("CAP_SYS_RAWIO", "the host kernel"),
+    ("CAP_SYS_PACCT", "the host kernel"),
+    ("CAP_SYS_TTY_CONFIG", "the host kernel"),
+    ("CAP_SYSLOG", "the host kernel"),
+    ("CAP_AUDIT_CONTROL", "the host kernel"),
+    ("CAP_AUDIT_READ", "the host kernel"),
+    ("CAP_MAC_ADMIN", "the host kernel"),
+    ("CAP_MAC_OVERRIDE", "the host kernel"),
+    ("CAP_WAKE_ALARM", "the host kernel"),
+    ("CAP_BLOCK_SUSPEND", "the host kernel"),
+    ("CAP_BPF", "the host kernel"),
+    ("CAP_PERFMON", "the host kernel"),
+];
+
+/// The `HOST_OWNED` capabilities `plan` holds (in any of its sets), in `HOST_OWNED` order.
+pub fn acting_on_host_owned(plan: &CapabilityPlan) -> Vec<(&'static str, &'static str)> {
+    HOST_OWNED
+        .iter()
+        .filter(|(cap, _)| sets(plan).iter().any(|(_, set)| set.iter().any(|c| c == cap)))
+        .copied()
+        .collect()
+}
 
 /// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` -> `CAP_NET_ADMIN`, if the kernel knows it.
 pub fn normalize(name: &str) -> Option<String> {
@@ -172,22 +209,6 @@ pub(crate) fn check(plan: &CapabilityPlan, config: &Config, who: &Subject) -> Re
                     format!("allowed_capabilities = [\"{cap}\"]"),
                 ));
             }
-            let carried_over_exec = set == "inheritable" || set == "ambient";
-            if carried_over_exec
-                && config.level == Level::Restricted
-                && !RESTRICTED_INHERITABLE.contains(&cap.as_str())
-                && !extra.contains(cap)
-            {
-                return Err(who.refuse(
-                    field,
-                    Rule::Capability,
-                    format!(
-                        "{cap} in the {set} set is not allowed at level restricted (only \
-                         CAP_NET_BIND_SERVICE may be kept across exec by non-root processes)"
-                    ),
-                    format!("level = \"baseline\" or allowed_capabilities = [\"{cap}\"]"),
-                ));
-            }
         }
     }
     Ok(())
@@ -248,6 +269,26 @@ mod tests {
         let config = Config { allowed_capabilities: vec!["NET_RAW".into()], ..Default::default() };
         cap_defaults(&mut plan, &config);
         assert!(plan.bounding.contains(&"CAP_NET_RAW".to_string()));
+    }
+
+    #[test]
+    fn host_owned_capabilities_are_named_and_found_in_any_set() {
+        for (cap, _) in HOST_OWNED {
+            assert!(ALL.contains(cap), "{cap}");
+        }
+        let plan = CapabilityPlan {
+            bounding: vec!["CAP_CHOWN".into(), "CAP_NET_ADMIN".into()],
+            ambient: vec!["CAP_SYS_ADMIN".into()],
+            ..Default::default()
+        };
+        let found: Vec<&str> = acting_on_host_owned(&plan).into_iter().map(|(c, _)| c).collect();
+        assert_eq!(found, ["CAP_SYS_ADMIN", "CAP_NET_ADMIN"]);
+        let mut default = CapabilityPlan {
+            bounding: RUNTIME_DEFAULT.iter().map(|c| c.to_string()).collect(),
+            ..Default::default()
+        };
+        cap_defaults(&mut default, &Config::default());
+        assert!(acting_on_host_owned(&default).is_empty(), "the default set warns of nothing");
     }
 
     #[test]

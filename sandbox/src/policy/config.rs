@@ -12,16 +12,18 @@ use serde::Deserialize;
 /// The file read when containerd gives no `ConfigPath`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/moat/config.toml";
 
-/// A Kubernetes Pod Security Standards level (see `docs/config.example.toml` for what each
+/// A Kubernetes Pod Security Standards level, checked on what the OCI spec shows (the rules,
+/// one table row each, are in `policy::levels`; `docs/config.example.toml` says what each
 /// means under moat, where every pod already runs in its own user namespace).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
-    /// The default: only what an ordinary workload needs.
+    /// The default: Pod Security Standards baseline (known privilege escalations refused).
     #[default]
-    Restricted,
-    /// Known privilege escalations refused; a few more freedoms than `restricted`.
     Baseline,
+    /// Pod Security Standards restricted: baseline plus a non-root user, no capability but
+    /// CAP_NET_BIND_SERVICE, a seccomp profile in the spec, and no_new_privs.
+    Restricted,
 }
 
 impl Level {
@@ -59,12 +61,18 @@ pub struct Config {
     pub allow_host_devices: bool,
     /// Capabilities allowed beyond the level's set (`CAP_NET_ADMIN` or `NET_ADMIN`).
     pub allowed_capabilities: Vec<String>,
-    /// Host directories (and everything under them) that bind mounts may come from.
-    pub allowed_host_paths: Vec<PathBuf>,
+    /// Host directories (and everything under them) that bind mounts may come from, each
+    /// bound without (`"/data"`) or with (`{ path = "/data", idmap = true }`) an ID mapping.
+    pub allowed_host_paths: Vec<AllowedHostPath>,
     /// Sysctls allowed in addition to the built-in safe set; `net.core.*` allows a prefix.
     pub allowed_sysctls: Vec<String>,
     /// A container whose spec has no seccomp filter runs without moat's baseline filter too.
     pub allow_unconfined_seccomp: bool,
+    /// A container whose spec leaves `noNewPrivileges` unset (Kubernetes'
+    /// `allowPrivilegeEscalation: true`, the default) runs without no_new_privs at level
+    /// `baseline`: setuid binaries of its image raise it to IDs of the pod's own range.
+    /// `false` sets no_new_privs on every process, whatever the spec says.
+    pub allow_privilege_escalation: bool,
     /// Every container's root filesystem is read-only (with writable tmpfs on /tmp and /run).
     pub force_readonly_rootfs: bool,
     /// containerd CRI's root and state directories: the per-pod files CRI bind-mounts
@@ -98,6 +106,69 @@ pub struct UsernsConfig {
     pub state_dir: PathBuf,
 }
 
+/// One `allowed_host_paths` entry: a host directory bind mounts may come from, written as a
+/// plain path (`"/data"`, no ID mapping) or a table (`{ path = "/data", idmap = true }`).
+///
+/// Without an ID mapping, files keep their on-disk owners as host IDs: a host-root 0700
+/// directory stays closed to the pod, and what the pod writes is owned by its own host range.
+/// With one, the bind is idmapped into the pod's user namespace: on-disk uid 0 is the pod's
+/// root (and on-disk 1000 its uid 1000), so the pod owns the directory's host-root files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowedHostPath {
+    /// The directory (everything under it is allowed too).
+    pub path: PathBuf,
+    /// Bind it idmapped into the pod's user namespace.
+    pub idmap: bool,
+}
+
+impl From<&str> for AllowedHostPath {
+    fn from(path: &str) -> Self {
+        AllowedHostPath { path: PathBuf::from(path), idmap: false }
+    }
+}
+
+impl From<PathBuf> for AllowedHostPath {
+    fn from(path: PathBuf) -> Self {
+        AllowedHostPath { path, idmap: false }
+    }
+}
+
+/// The table form, with its keys checked (`deny_unknown_fields`).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AllowedHostPathTable {
+    path: PathBuf,
+    #[serde(default)]
+    idmap: bool,
+}
+
+impl<'de> Deserialize<'de> for AllowedHostPath {
+    /// A string or a table (written by hand rather than `#[serde(untagged)]`, whose error
+    /// for a wrong key is only "did not match any variant").
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = AllowedHostPath;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a path or a table { path = \"...\", idmap = true }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(AllowedHostPath::from(v))
+            }
+            fn visit_map<M: serde::de::MapAccess<'de>>(
+                self,
+                m: M,
+            ) -> Result<Self::Value, M::Error> {
+                let t = AllowedHostPathTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(m),
+                )?;
+                Ok(AllowedHostPath { path: t.path, idmap: t.idmap })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
 impl Default for UsernsConfig {
     /// Host IDs 2^30 .. 2^30 + 2^28 (1073741824 .. 1342177280): above the subordinate IDs
     /// `useradd` hands to host users (100000 .. 600100000 by default) and the ranges operators
@@ -119,7 +190,7 @@ impl Default for UsernsConfig {
 impl Default for Config {
     fn default() -> Self {
         Config {
-            level: Level::Restricted,
+            level: Level::Baseline,
             allow_privileged: false,
             allow_host_network: false,
             allow_host_pid: false,
@@ -129,6 +200,7 @@ impl Default for Config {
             allowed_host_paths: Vec::new(),
             allowed_sysctls: Vec::new(),
             allow_unconfined_seccomp: false,
+            allow_privilege_escalation: true,
             force_readonly_rootfs: false,
             cri_state_dirs: Vec::new(),
             kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
@@ -217,11 +289,11 @@ impl Config {
                 return Err(invalid("allowed_capabilities", format!("unknown capability {cap:?}")));
             }
         }
-        for path in &self.allowed_host_paths {
-            if !path.is_absolute() {
+        for entry in &self.allowed_host_paths {
+            if !entry.path.is_absolute() {
                 return Err(invalid(
                     "allowed_host_paths",
-                    format!("{} is not an absolute path", path.display()),
+                    format!("{} is not an absolute path", entry.path.display()),
                 ));
             }
         }
@@ -305,7 +377,8 @@ mod tests {
     #[test]
     fn empty_file_is_the_defaults() {
         let c = Config::parse("", "x.toml").expect("empty config");
-        assert_eq!(c.level, Level::Restricted);
+        assert_eq!(c.level, Level::Baseline);
+        assert!(c.allow_privilege_escalation);
         assert!(!c.allow_host_network);
         assert_eq!(c.userns.size, 65_536);
         assert_eq!(c.source, "x.toml");
@@ -322,9 +395,10 @@ allow_host_pid = true
 allow_host_ipc = true
 allow_host_devices = true
 allowed_capabilities = ["CAP_NET_ADMIN", "SYS_PTRACE"]
-allowed_host_paths = ["/data"]
+allowed_host_paths = ["/data", { path = "/srv/shared", idmap = true }, { path = "/srv/x" }]
 allowed_sysctls = ["net.core.somaxconn", "kernel.msg*"]
 allow_unconfined_seccomp = true
+allow_privilege_escalation = false
 force_readonly_rootfs = true
 cri_state_dirs = ["/tmp/c/root/io.containerd.grpc.v1.cri"]
 kubelet_root_dir = "/srv/kubelet"
@@ -342,7 +416,15 @@ state_dir = "/tmp/pool"
         assert!(c.allow_host_ipc && c.allow_host_devices && c.allow_unconfined_seccomp);
         assert!(c.force_readonly_rootfs);
         assert_eq!(c.allowed_capabilities, vec!["CAP_NET_ADMIN", "SYS_PTRACE"]);
-        assert_eq!(c.allowed_host_paths, vec![PathBuf::from("/data")]);
+        assert!(!c.allow_privilege_escalation);
+        assert_eq!(
+            c.allowed_host_paths,
+            vec![
+                AllowedHostPath { path: "/data".into(), idmap: false },
+                AllowedHostPath { path: "/srv/shared".into(), idmap: true },
+                AllowedHostPath { path: "/srv/x".into(), idmap: false },
+            ]
+        );
         assert_eq!(c.allowed_sysctls, vec!["net.core.somaxconn", "kernel.msg*"]);
         assert_eq!(c.cri_state_dirs, vec![PathBuf::from("/tmp/c/root/io.containerd.grpc.v1.cri")]);
         assert_eq!(c.kubelet_root_dir, PathBuf::from("/srv/kubelet"));
@@ -359,6 +441,19 @@ state_dir = "/tmp/pool"
     fn the_documented_example_is_exactly_the_defaults() {
         let c = Config::parse(EXAMPLE, "config.example.toml").expect("the example parses");
         assert_eq!(Config { source: "config.example.toml".into(), ..Config::default() }, c);
+    }
+
+    #[test]
+    fn the_permissive_example_parses_and_allows_what_it_says() {
+        let text = include_str!("../../../docs/config.permissive.toml");
+        let c = Config::parse(text, "config.permissive.toml").expect("the example parses");
+        assert_eq!(c.level, Level::Baseline);
+        assert!(c.allow_privileged && c.allow_host_network && c.allow_host_pid);
+        assert!(c.allow_host_ipc && c.allow_host_devices && c.allow_unconfined_seccomp);
+        assert_eq!(
+            c.allowed_host_paths,
+            vec![AllowedHostPath { path: "/tmp".into(), idmap: true }]
+        );
     }
 
     #[test]
@@ -380,6 +475,7 @@ state_dir = "/tmp/pool"
             "allowed_host_paths",
             "allowed_sysctls",
             "allow_unconfined_seccomp",
+            "allow_privilege_escalation",
             "force_readonly_rootfs",
             "cri_state_dirs",
             "kubelet_root_dir",
@@ -445,6 +541,20 @@ state_dir = "/tmp/pool"
     fn relative_host_path_is_rejected() {
         let msg = parse_err("allowed_host_paths = [\"data\"]\n");
         assert!(msg.contains("allowed_host_paths") && msg.contains("absolute"), "{msg}");
+    }
+
+    #[test]
+    fn allowed_host_path_tables_are_checked() {
+        // Input: a table entry with a misspelt key, one without `path`, one relative path, one
+        // of the wrong type: each names the key and the line.
+        let msg = parse_err("\nallowed_host_paths = [{ path = \"/d\", idmapp = true }]\n");
+        assert!(msg.contains("idmapp") && msg.contains("line 2"), "{msg}");
+        let msg = parse_err("allowed_host_paths = [{ idmap = true }]\n");
+        assert!(msg.contains("path"), "{msg}");
+        let msg = parse_err("allowed_host_paths = [{ path = \"d\", idmap = true }]\n");
+        assert!(msg.contains("allowed_host_paths") && msg.contains("absolute"), "{msg}");
+        let msg = parse_err("allowed_host_paths = [42]\n");
+        assert!(msg.contains("a path or a table"), "{msg}");
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use oci_spec::runtime::Spec;
 
-use crate::plan::{RootfsMount, UserNamespacePlan};
+use crate::plan::{NamespaceKind, RootfsMount, UserNamespacePlan};
 
 /// Annotation CRI sets on every container: `sandbox` for the pod's pause container.
 pub const CONTAINER_TYPE_ANNOTATION: &str = "io.kubernetes.cri.container-type";
@@ -39,6 +39,11 @@ pub struct PodContext {
     pub containerd: super::containerd_dirs::ContainerdDirs,
     /// The pod's user namespace: action and mappings chosen by the shim (from the ID pool).
     pub user: UserNamespacePlan,
+    /// The namespaces the pod's sandbox shares with the host (hostNetwork, hostPID, hostIPC
+    /// pods, as policy allowed them for the sandbox); empty for the sandbox itself. containerd
+    /// 1.6 points a container of such a pod at the sandbox's namespace by path, which then is
+    /// the host's: the container shares the host's namespace like its sandbox does.
+    pub pod_shares_host: Vec<NamespaceKind>,
 }
 
 impl PodContext {

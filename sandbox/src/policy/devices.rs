@@ -229,7 +229,12 @@ fn plan_with(
         check_host_node(i, d, &path, host, who)?;
         out.push(MountPlan {
             destination: path.clone(),
-            kind: MountKind::Bind { source: path, recursive: false, idmap: false },
+            kind: MountKind::Bind {
+                source: path,
+                recursive: false,
+                idmap: false,
+                from_host: false,
+            },
             readonly: false,
             nosuid: true,
             nodev: false,

@@ -15,7 +15,8 @@
 //!    the shim (`containerd_dirs`) — each with
 //!    everything under it AND every directory above it (binding /var/lib would expose
 //!    /var/lib/kubelet);
-//! 3. `allowed_host_paths` accepts paths under one of its entries;
+//! 3. `allowed_host_paths` accepts paths under one of its entries; the most specific entry
+//!    (the longest path) that contains the source says whether the bind is idmapped;
 //! 4. everything else is refused.
 //!
 //! Paths are compared after lexical normalisation (`//`, `.`, `..`), component-wise (`/data2`
@@ -91,8 +92,8 @@ const KUBELET_POD_ENTRIES: [&str; 4] = ["volumes", "volume-subpaths", "etc-hosts
 pub enum Verdict {
     /// A file CRI or kubelet manages for this pod or container.
     PodFile,
-    /// Under an `allowed_host_paths` entry.
-    Allowed,
+    /// Under an `allowed_host_paths` entry; `idmap` is that entry's (the most specific one's).
+    Allowed { idmap: bool },
     /// Denied by the built-in list (this entry); no configuration can allow it.
     Denied(PathBuf),
     /// Not denied, but not under any `allowed_host_paths` entry either.
@@ -143,11 +144,15 @@ pub fn classify(
             return Verdict::Denied(d);
         }
     }
-    if config.allowed_host_paths.iter().filter_map(|p| normalize(p)).any(|a| source.starts_with(a))
-    {
-        Verdict::Allowed
-    } else {
-        Verdict::NotAllowed
+    let most_specific = config
+        .allowed_host_paths
+        .iter()
+        .filter_map(|a| normalize(&a.path).map(|p| (p, a.idmap)))
+        .filter(|(p, _)| source.starts_with(p))
+        .max_by_key(|(p, _)| p.components().count());
+    match most_specific {
+        Some((_, idmap)) => Verdict::Allowed { idmap },
+        None => Verdict::NotAllowed,
     }
 }
 
@@ -214,10 +219,10 @@ mod tests {
 
     #[test]
     fn allowlist_is_component_prefix() {
-        assert_eq!(verdict("/data"), Verdict::Allowed);
-        assert_eq!(verdict("/data/x/y"), Verdict::Allowed);
+        assert_eq!(verdict("/data"), Verdict::Allowed { idmap: false });
+        assert_eq!(verdict("/data/x/y"), Verdict::Allowed { idmap: false });
         assert_eq!(verdict("/data2"), Verdict::NotAllowed);
-        assert_eq!(verdict("/srv/shared/a"), Verdict::Allowed);
+        assert_eq!(verdict("/srv/shared/a"), Verdict::Allowed { idmap: false });
         assert_eq!(verdict("/data/../etc/shadow"), Verdict::Denied("/etc".into()));
         assert_eq!(verdict("/tmp/x"), Verdict::NotAllowed);
     }
@@ -305,6 +310,28 @@ mod tests {
     }
 
     #[test]
+    fn the_most_specific_entry_chooses_the_id_mapping() {
+        // Input: an idmapped directory with a plain one inside it, and the reverse.
+        let config = Config {
+            allowed_host_paths: vec![
+                crate::policy::AllowedHostPath { path: "/data".into(), idmap: true },
+                "/data/plain".into(),
+                "/srv".into(),
+                crate::policy::AllowedHostPath { path: "/srv/mapped/".into(), idmap: true },
+            ],
+            ..Config::default()
+        };
+        let of =
+            |s: &str| classify(Path::new(s), &config, &ContainerdDirs::default(), "p", "c", None);
+        assert_eq!(of("/data"), Verdict::Allowed { idmap: true });
+        assert_eq!(of("/data/x"), Verdict::Allowed { idmap: true });
+        assert_eq!(of("/data/plain/x"), Verdict::Allowed { idmap: false });
+        assert_eq!(of("/data/plainer"), Verdict::Allowed { idmap: true });
+        assert_eq!(of("/srv/a"), Verdict::Allowed { idmap: false });
+        assert_eq!(of("/srv/mapped/a"), Verdict::Allowed { idmap: true });
+    }
+
+    #[test]
     fn allowlist_cannot_override_the_denylist() {
         let config =
             Config { allowed_host_paths: vec!["/".into(), "/etc".into()], ..Config::default() };
@@ -387,7 +414,7 @@ mod tests {
             under("/tmp"),
             Verdict::Denied("/tmp/e2e/root/io.containerd.grpc.v1.cri".into())
         );
-        assert_eq!(under("/tmp/vol"), Verdict::Allowed);
+        assert_eq!(under("/tmp/vol"), Verdict::Allowed { idmap: false });
     }
 
     #[test]
@@ -420,7 +447,7 @@ mod tests {
             Verdict::Denied("/srv/ctd/state".into())
         );
         assert_eq!(of("/srv/ctd"), Verdict::Denied(cri_root.into()));
-        assert_eq!(of("/srv/other"), Verdict::Allowed);
+        assert_eq!(of("/srv/other"), Verdict::Allowed { idmap: false });
         // With the override, the derived CRI dirs no longer open pod files (still denied).
         let config = Config { cri_state_dirs: vec!["/x/cri".into()], ..config };
         let v = classify(

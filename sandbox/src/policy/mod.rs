@@ -10,7 +10,7 @@
 //! | `process.user.uid/gid/additionalGids/umask` | `process.*` | IDs inside the pod's user namespace |
 //! | `process.rlimits`, `process.oomScoreAdj` | `process.*` | passed through |
 //! | `process.capabilities` | `process.capabilities` | `capabilities` module |
-//! | `process.noNewPrivileges` | `process.no_new_privileges` | always true |
+//! | `process.noNewPrivileges` | `process.no_new_privileges` | `levels::no_new_privileges` |
 //! | `linux.namespaces` | `namespaces`, `user` | `namespaces` module; user ns from `PodContext` |
 //! | `hostname` | `hostname` | only with the container's own UTS namespace |
 //! | `mounts` | `mounts` | `mounts` and `host_paths` modules |
@@ -19,6 +19,7 @@
 //! | `root.readonly` | `readonly_rootfs` | or `force_readonly_rootfs` |
 //! | `linux.sysctl` | `sysctls` | `sysctls` module |
 //! | `linux.seccomp` | `process.seccomp` | baseline first, the spec's filter second |
+//! | (the level) | — | `levels`: Pod Security Standards rows |
 //! | `hooks`, `linux.netDevices`, `linux.timeOffsets`, `linux.personality` | — | refused (unsupported) |
 //!
 //! Privileged containers: CRI 1.6 passes no privileged flag; its privileged spec holds every
@@ -35,6 +36,7 @@ pub mod containerd_dirs;
 mod context;
 pub mod devices;
 pub mod host_paths;
+pub mod levels;
 mod mounts;
 mod namespaces;
 mod process;
@@ -44,7 +46,7 @@ pub mod sysctls;
 #[cfg(test)]
 mod tests;
 
-pub use config::{Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
+pub use config::{AllowedHostPath, Config, ConfigError, Level, UsernsConfig, DEFAULT_CONFIG_PATH};
 pub use containerd_dirs::ContainerdDirs;
 pub use context::{
     rootfs_mount_without_idmap_options, spec_user_namespace, PodContext, CONTAINER_NAME_ANNOTATION,
@@ -190,7 +192,7 @@ pub fn derive_container(
     } else {
         &no_namespaces
     };
-    let ns = namespaces::plan(spec_namespaces, config, &who)?;
+    let ns = namespaces::plan(spec_namespaces, config, &ctx.pod_shares_host, &who)?;
     if let Some(handed_over) = spec_user_namespace(spec) {
         namespaces::check_user_mappings(&handed_over, config, &ctx.pod_id, &[], &who)?;
     }
@@ -232,6 +234,17 @@ pub fn derive_container(
         &who,
     )?;
 
+    process.no_new_privileges = levels::no_new_privileges(spec_process, config);
+    if !ctx.is_sandbox {
+        let facts = levels::Facts {
+            spec_process,
+            has_seccomp_profile: linux.seccomp().is_some(),
+            process: &process,
+            privileged,
+            config,
+        };
+        levels::check(config.level, &facts, &who)?;
+    }
     process.seccomp = seccomp_plans(linux.seccomp().as_ref(), config, &who)?;
 
     let own_uts = ns.plans.iter().any(|n| n.kind == NamespaceKind::Uts);
@@ -307,8 +320,8 @@ pub fn check_namespace_owner(
 /// Turns an exec's OCI process into its plan, or refuses it. The exec can never hold more than
 /// its container: no capability the container lacks, no other user than the container's (at
 /// `restricted`; `baseline` allows any user of the pod), no higher hard rlimit; it inherits the
-/// container's seccomp filters and runs with no_new_privs whatever it asks. Its oom_score_adj
-/// is never below the container's.
+/// container's seccomp filters, and no_new_privs when the container has it (or the exec asks,
+/// or the level or config sets it). Its oom_score_adj is never below the container's.
 pub fn derive_exec(
     process: &Process,
     container: &ContainerPlan,
@@ -365,7 +378,7 @@ pub fn derive_exec(
         }
     }
     plan.seccomp = c.seccomp.clone();
-    plan.no_new_privileges = true;
+    plan.no_new_privileges = c.no_new_privileges || levels::no_new_privileges(process, config);
     plan.oom_score_adj = match (plan.oom_score_adj, c.oom_score_adj) {
         (Some(e), Some(k)) => Some(e.max(k)),
         (None, k) => k,

@@ -1,9 +1,14 @@
 //! The spec's mounts -> `MountPlan`s.
 //!
 //! * bind: the source must pass `host_paths` (this pod's CRI/kubelet files, or
-//!   `allowed_host_paths`, never the built-in denylist); always nosuid and nodev; `idmap` is set
-//!   so on-disk ownership shows through the pod's user namespace (a file owned by 33 on disk is
-//!   owned by 33 in the container). Propagation options are ignored: nothing propagates.
+//!   `allowed_host_paths`, never the built-in denylist); always nosuid and nodev. The pod's own
+//!   files are idmapped into the pod's user namespace (a file owned by 33 on disk is owned by
+//!   33 in the container); an `allowed_host_paths` directory only when its entry says
+//!   `idmap = true`, else its files keep their on-disk owners as host IDs. Propagation:
+//!   `rprivate` (None) is moat's default; `rslave` (HostToContainer) makes the bind a slave of
+//!   the host's mount, set up by moat from the host side, so mounts the host makes below the
+//!   source appear in the container; `rshared` (Bidirectional) is refused: a pod's mounts
+//!   must never reach the host.
 //! * proc, sysfs, cgroup: always nosuid, nodev, noexec; sysfs and cgroup always read-only.
 //! * tmpfs, devpts, mqueue: nosuid (tmpfs and mqueue also nodev). Their `uid=`/`gid=` data
 //!   options stay container IDs in the plan (the rootfs code translates them to host IDs when
@@ -18,7 +23,7 @@ use oci_spec::runtime::Mount;
 use super::config::Config;
 use super::host_paths::{self, Verdict};
 use super::refusal::{Refusal, Rule, Subject};
-use crate::features::{mount_option, MountOptionEffect};
+use crate::features::{mount_option, MountOptionEffect, Propagation};
 use crate::plan::{MountKind, MountPlan, UserNamespacePlan};
 
 /// What the mount code needs to know about the pod while mapping mounts.
@@ -38,6 +43,8 @@ pub(crate) struct MountContext<'a> {
 #[derive(Default)]
 struct Flags {
     bind: bool,
+    /// The last propagation option (mount(8) applies them in order).
+    propagation: Option<Propagation>,
     recursive: bool,
     readonly: bool,
     nosuid: bool,
@@ -59,13 +66,10 @@ fn parse_options(options: &[String]) -> Flags {
             Some(MountOptionEffect::NoSuid(on)) => f.nosuid = on,
             Some(MountOptionEffect::NoDev(on)) => f.nodev = on,
             Some(MountOptionEffect::NoExec(on)) => f.noexec = on,
-            // Propagation: nothing in a container's mount namespace propagates anywhere.
-            // idmap: moat always idmaps binds. Access-time and sync flags: no effect.
-            Some(
-                MountOptionEffect::Propagation
-                | MountOptionEffect::IdMap
-                | MountOptionEffect::NoEffect,
-            ) => {}
+            Some(MountOptionEffect::Propagation(p)) => f.propagation = Some(p),
+            // idmap: policy decides which binds are idmapped. Access-time and sync flags: no
+            // effect.
+            Some(MountOptionEffect::IdMap | MountOptionEffect::NoEffect) => {}
             None => f.data.push(o.clone()),
         }
     }
@@ -161,12 +165,25 @@ fn plan_bind(
     })?;
     let host_shm =
         cx.host_ipc && source == Path::new("/dev/shm") && destination == Path::new("/dev/shm");
-    // Only the pod's own files (CRI's hostname/hosts/resolv.conf/shm, kubelet's per-pod
-    // volumes) are idmapped into the pod's user namespace, so container root owns them as it
-    // would on a plain runtime. A host directory from `allowed_host_paths` is mounted without an
-    // idmap: files keep their on-disk owners, and what the pod writes there is owned by the
-    // pod's own host IDs. Idmapping it would make on-disk uid 0 the root of every pod sharing
-    // it (host-root files readable, setuid-root files creatable, pods reading each other).
+    if f.propagation == Some(Propagation::Shared) {
+        return Err(who.refuse_always(
+            format!("mounts[{i}].options[rshared]"),
+            Rule::MountPropagation,
+            format!(
+                "Bidirectional mount propagation of {} would let the pod's mounts reach the \
+                 host's mount namespace",
+                source.display()
+            ),
+            "no setting allows it; use mountPropagation HostToContainer (rslave) or None",
+        ));
+    }
+    // The pod's own files (CRI's hostname/hosts/resolv.conf/shm, kubelet's per-pod volumes)
+    // are idmapped into the pod's user namespace, so container root owns them as it would on
+    // a plain runtime. A host directory from `allowed_host_paths` is mounted without an idmap
+    // unless its entry says `idmap = true`: files keep their on-disk owners, and what the pod
+    // writes there is owned by the pod's own host IDs. Idmapping it makes on-disk uid 0 the
+    // root of every pod sharing it (host-root files readable, setuid-root files creatable,
+    // pods reading each other): the operator's explicit choice per directory.
     let mut idmap = false;
     if !host_shm {
         match host_paths::classify(
@@ -178,7 +195,7 @@ fn plan_bind(
             cx.pod_uid,
         ) {
             Verdict::PodFile => idmap = true,
-            Verdict::Allowed => {}
+            Verdict::Allowed { idmap: mapped } => idmap = mapped,
             Verdict::Denied(entry) => {
                 return Err(who.refuse_always(
                     field,
@@ -207,7 +224,12 @@ fn plan_bind(
     }
     Ok(MountPlan {
         destination,
-        kind: MountKind::Bind { source, recursive: f.recursive, idmap },
+        kind: MountKind::Bind {
+            source,
+            recursive: f.recursive,
+            idmap,
+            from_host: f.propagation == Some(Propagation::Slave),
+        },
         readonly: f.readonly,
         nosuid: true,
         nodev: true,

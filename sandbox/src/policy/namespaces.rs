@@ -10,6 +10,9 @@
 //! * uts absent: CRI drops uts together with network for hostNetwork pods, so it follows
 //!   `allow_host_network`; the plan then carries no hostname (it would rename the host).
 //! * cgroup absent: moat creates one anyway (the container sees only its own cgroup).
+//! * a path of a kind the pod's sandbox shares with the host (`PodContext::pod_shares_host`):
+//!   containerd 1.6 joins a hostIPC pod's containers to the sandbox's IPC namespace by path,
+//!   which is the host's; planned (and checked) as sharing the host's.
 //! * mount: always created. user: always the pod's (`PodContext::user`); a path in the spec's
 //!   user entry is checked like the others.
 //! * time: not supported (refused when present).
@@ -249,9 +252,13 @@ pub(crate) fn check_owner(
     Ok(())
 }
 
+/// `pod_shares_host`: the kinds the pod's sandbox shares with the host (`PodContext`); a path
+/// entry of such a kind names the sandbox's namespace, which is the host's, and is planned as
+/// sharing the host's (checked against the config like an absent entry).
 pub(crate) fn plan(
     spec_namespaces: &[LinuxNamespace],
     config: &Config,
+    pod_shares_host: &[NamespaceKind],
     who: &Subject,
 ) -> Result<Namespaces, Refusal> {
     let find = |typ: LinuxNamespaceType| spec_namespaces.iter().find(|n| n.typ() == typ);
@@ -283,7 +290,9 @@ pub(crate) fn plan(
     };
     for kind in NAMESPACE_KINDS {
         let typ = namespace_type(kind);
-        let action = match find(typ) {
+        let entry =
+            find(typ).filter(|ns| !(ns.path().is_some() && pod_shares_host.contains(&kind)));
+        let action = match entry {
             Some(ns) => match ns.path() {
                 Some(path) => NamespaceAction::Join(path.clone()),
                 None => NamespaceAction::Create,

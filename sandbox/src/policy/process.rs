@@ -28,7 +28,8 @@ fn resource(t: PosixRlimitType) -> RlimitResource {
 }
 
 /// Maps the spec's process. `seccomp` is left empty for the caller. The uid/gid (and
-/// additional gids) must lie inside the pod's user namespace; noNewPrivileges is always set.
+/// additional gids) must lie inside the pod's user namespace. `no_new_privileges` starts set;
+/// the caller decides it from the level and config (`levels::no_new_privileges`).
 pub(crate) fn plan(
     p: &Process,
     user_ns: &UserNamespacePlan,

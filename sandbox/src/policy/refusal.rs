@@ -21,6 +21,14 @@ pub enum Rule {
     IdMapping,
     /// A namespace path that is not the pod's own.
     NamespacePath,
+    /// Bidirectional (rshared) mount propagation.
+    MountPropagation,
+    /// `restricted`: container root (uid 0).
+    RunAsNonRoot,
+    /// `restricted`: a spec without `noNewPrivileges` (allowPrivilegeEscalation).
+    PrivilegeEscalation,
+    /// `restricted`: a spec without a seccomp profile.
+    SeccompProfile,
     InvalidSpec,
 }
 
@@ -41,6 +49,10 @@ impl Rule {
             Rule::ExecRlimit => "exec-rlimit",
             Rule::IdMapping => "id-mapping",
             Rule::NamespacePath => "namespace-path",
+            Rule::MountPropagation => "mount-propagation",
+            Rule::RunAsNonRoot => "run-as-non-root",
+            Rule::PrivilegeEscalation => "privilege-escalation",
+            Rule::SeccompProfile => "seccomp-profile",
             Rule::InvalidSpec => "invalid-spec",
         }
     }

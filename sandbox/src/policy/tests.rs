@@ -181,6 +181,7 @@ fn ctx(is_sandbox: bool) -> PodContext {
         } else {
             UserNamespaceAction::JoinPod
         }),
+        pod_shares_host: Vec::new(),
     }
 }
 
@@ -263,7 +264,7 @@ fn cri_container_maps_every_field() {
             ..Default::default()
         }
     );
-    assert!(p.no_new_privileges, "noNewPrivileges false in the spec is overridden");
+    assert!(!p.no_new_privileges, "noNewPrivileges false in the spec: escalation at baseline");
     assert_eq!(p.oom_score_adj, Some(1000));
     assert_eq!(p.seccomp, vec![crate::seccomp::baseline()], "no spec filter: baseline only");
 
@@ -315,7 +316,8 @@ fn cri_container_maps_every_field() {
         MountKind::Bind {
             source: format!("/var/lib/kubelet/pods/{UID}/etc-hosts").into(),
             recursive: true,
-            idmap: true
+            idmap: true,
+            from_host: false
         }
     );
     assert!(!hosts.readonly && hosts.nosuid && hosts.nodev);
@@ -410,7 +412,7 @@ fn host_network_is_refused() {
         &r,
         Rule::HostNetwork,
         "linux.namespaces[network]",
-        "the host network namespace is not allowed at level restricted",
+        "the host network namespace is not allowed at level baseline",
         "set allow_host_network = true in /etc/moat/config.toml",
     );
 }
@@ -471,7 +473,12 @@ fn host_ipc_when_allowed_accepts_the_hosts_dev_shm() {
     let plan = derive_with(v.clone(), &config).expect("allowed");
     assert_eq!(
         mount(&plan, "/dev/shm").kind,
-        MountKind::Bind { source: "/dev/shm".into(), recursive: true, idmap: false }
+        MountKind::Bind {
+            source: "/dev/shm".into(),
+            recursive: true,
+            idmap: false,
+            from_host: false
+        }
     );
     // Without host IPC, the host's /dev/shm is a denied host path.
     v["linux"]["namespaces"].as_array_mut().expect("ns").push(json!({"type": "ipc"}));
@@ -483,6 +490,32 @@ fn host_ipc_when_allowed_accepts_the_hosts_dev_shm() {
         "never allowed",
         "no setting allows it",
     );
+}
+
+#[test]
+fn a_hostipc_pods_container_joining_the_sandboxs_ipc_shares_the_hosts() {
+    // containerd 1.6: a hostIPC pod's container joins the sandbox's IPC namespace by path
+    // (the host's) and binds the host's /dev/shm.
+    let mut v = cri_container();
+    let shm = v["mounts"]
+        .as_array_mut()
+        .expect("mounts")
+        .iter_mut()
+        .find(|m| m["destination"] == "/dev/shm")
+        .expect("shm mount");
+    shm["source"] = json!("/dev/shm");
+    let mut context = ctx(false);
+    context.pod_shares_host = vec![NamespaceKind::Ipc];
+    let config = Config { allow_host_ipc: true, ..Config::default() };
+    let plan = derive_container(&spec(v.clone()), &config, &context).expect("host IPC allowed");
+    assert!(shares_host(&plan, NamespaceKind::Ipc), "{:?}", plan.namespaces);
+    assert!(matches!(mount(&plan, "/dev/shm").kind, MountKind::Bind { .. }));
+    // Without allow_host_ipc (a config changed under a running pod) it is refused.
+    let r = derive_container(&spec(v.clone()), &Config::default(), &context).expect_err("refused");
+    assert_eq!(r.rule(), Rule::HostIpc, "{r}");
+    // A pod whose sandbox has its own IPC namespace: the host's /dev/shm stays refused.
+    let r = derive_container(&spec(v), &config, &ctx(false)).expect_err("not a hostIPC pod");
+    assert_eq!(r.rule(), Rule::HostPath, "{r}");
 }
 
 #[test]
@@ -771,7 +804,7 @@ fn capability_beyond_the_default_set_is_refused() {
         &r,
         Rule::Capability,
         "process.capabilities.bounding[CAP_SYS_ADMIN]",
-        "beyond the runtime default capabilities allowed at level restricted",
+        "beyond the runtime default capabilities allowed at level baseline",
         "allowed_capabilities = [\"CAP_SYS_ADMIN\"]",
     );
     let config = Config { allowed_capabilities: vec!["sys_admin".into()], ..Config::default() };
@@ -779,7 +812,7 @@ fn capability_beyond_the_default_set_is_refused() {
 }
 
 #[test]
-fn capability_subsets_pass_at_restricted() {
+fn capability_subsets_pass() {
     let mut v = cri_container();
     v["process"]["capabilities"] = json!({"bounding": ["CAP_NET_BIND_SERVICE"], "effective": ["CAP_NET_BIND_SERVICE"], "permitted": ["CAP_NET_BIND_SERVICE"], "ambient": ["CAP_NET_BIND_SERVICE"], "inheritable": ["CAP_NET_BIND_SERVICE"]});
     let plan = derive(v).expect("drop ALL + add NET_BIND_SERVICE");
@@ -790,21 +823,147 @@ fn capability_subsets_pass_at_restricted() {
     assert_eq!(plan.process.capabilities, CapabilityPlan::default());
 }
 
-#[test]
-fn ambient_capabilities_are_refused_at_restricted_only() {
+// ---- levels ----
+
+fn restricted() -> Config {
+    Config { level: Level::Restricted, ..Config::default() }
+}
+
+/// An application container that meets PSS restricted: uid 101, drop ALL + NET_BIND_SERVICE,
+/// a seccomp profile, noNewPrivileges.
+fn restricted_container() -> Value {
     let mut v = cri_container();
-    v["process"]["capabilities"]["ambient"] = json!(["CAP_CHOWN"]);
-    v["process"]["capabilities"]["inheritable"] = json!(["CAP_CHOWN"]);
-    let r = refused(v.clone(), &Config::default());
+    let nbs = json!(["CAP_NET_BIND_SERVICE"]);
+    v["process"]["capabilities"] = json!({"bounding": nbs, "effective": nbs, "permitted": nbs});
+    v["process"]["noNewPrivileges"] = json!(true);
+    v["linux"]["seccomp"] = spec_filter();
+    v
+}
+
+#[test]
+fn the_default_level_is_baseline_and_runs_what_restricted_refuses() {
+    assert_eq!(Config::default().level, Level::Baseline);
+    // Input: root, the default capabilities, no seccomp profile, escalation allowed.
+    let mut v = cri_container();
+    v["process"]["user"] = json!({"uid": 0, "gid": 0});
+    let plan = derive(v).expect("baseline runs a root container of the default shape");
+    assert!(!plan.process.no_new_privileges);
+    assert_eq!(plan.process.seccomp, vec![crate::seccomp::baseline()], "the floor's filter");
+    let plan = derive_with(restricted_container(), &restricted()).expect("meets restricted");
+    assert!(plan.process.no_new_privileges);
+    assert_eq!(plan.process.capabilities.bounding, vec!["CAP_NET_BIND_SERVICE"]);
+}
+
+#[test]
+fn every_restricted_row_has_a_test_below() {
+    let controls: Vec<&str> = levels::RESTRICTED.iter().map(|r| r.control).collect();
+    assert_eq!(
+        controls,
+        ["Running as Non-root user", "Capabilities", "Seccomp", "Privilege Escalation"]
+    );
+}
+
+#[test]
+fn restricted_refuses_running_as_root() {
+    let mut v = restricted_container();
+    v["process"]["user"] = json!({"uid": 0, "gid": 101});
+    let r = refused(v.clone(), &restricted());
+    assert_refusal(
+        &r,
+        Rule::RunAsNonRoot,
+        "process.user.uid=0",
+        "running as root (uid 0) is not allowed at level restricted",
+        "level = \"baseline\"",
+    );
+    derive(v).expect("baseline runs root");
+}
+
+#[test]
+fn restricted_refuses_any_capability_but_net_bind_service() {
+    // Input: the runtime default set (what a pod gets that drops nothing).
+    let mut v = restricted_container();
+    v["process"]["capabilities"] = cri_container()["process"]["capabilities"].clone();
+    let r = refused(v.clone(), &restricted());
     assert_refusal(
         &r,
         Rule::Capability,
-        "process.capabilities.inheritable[CAP_CHOWN]",
-        "not allowed at level restricted",
+        "process.capabilities.bounding[CAP_AUDIT_WRITE]",
+        "CAP_AUDIT_WRITE is not allowed at level restricted (drop ALL capabilities",
+        "level = \"baseline\" or allowed_capabilities = [\"CAP_AUDIT_WRITE\"]",
+    );
+    derive(v).expect("baseline runs the default set");
+    // Input: only an ambient capability beyond NET_BIND_SERVICE.
+    let mut v = restricted_container();
+    v["process"]["capabilities"]["ambient"] = json!(["CAP_CHOWN"]);
+    let r = refused(v.clone(), &restricted());
+    assert_refusal(&r, Rule::Capability, "ambient[CAP_CHOWN]", "restricted", "baseline");
+    // Input: no capabilities at all, and NET_BIND_SERVICE in every set.
+    let mut v = restricted_container();
+    v["process"]["capabilities"] = json!({});
+    derive_with(v, &restricted()).expect("no capabilities");
+    let mut v = restricted_container();
+    let nbs = json!(["CAP_NET_BIND_SERVICE"]);
+    v["process"]["capabilities"] = json!({"bounding": nbs, "effective": nbs, "permitted": nbs, "ambient": nbs, "inheritable": nbs});
+    derive_with(v, &restricted()).expect("NET_BIND_SERVICE everywhere");
+    // Input: a capability the operator allows is accepted at restricted too.
+    let mut v = restricted_container();
+    v["process"]["capabilities"]["bounding"] = json!(["CAP_NET_BIND_SERVICE", "CAP_NET_ADMIN"]);
+    let config = Config { allowed_capabilities: vec!["NET_ADMIN".into()], ..restricted() };
+    derive_with(v, &config).expect("allowed_capabilities");
+}
+
+#[test]
+fn restricted_refuses_a_container_without_a_seccomp_profile() {
+    let mut v = restricted_container();
+    v["linux"].as_object_mut().expect("linux").remove("seccomp");
+    let r = refused(v.clone(), &restricted());
+    assert_refusal(
+        &r,
+        Rule::SeccompProfile,
+        "linux.seccomp",
+        "a container without a seccomp profile is not allowed at level restricted",
         "level = \"baseline\"",
     );
-    let config = Config { level: Level::Baseline, ..Config::default() };
-    derive_with(v, &config).expect("baseline allows the default set across exec");
+    derive(v).expect("baseline runs it under moat's filter");
+}
+
+#[test]
+fn restricted_refuses_privilege_escalation() {
+    for nnp in [json!(false), Value::Null] {
+        let mut v = restricted_container();
+        v["process"]["noNewPrivileges"] = nnp;
+        let r = refused(v.clone(), &restricted());
+        assert_refusal(
+            &r,
+            Rule::PrivilegeEscalation,
+            "process.noNewPrivileges",
+            "privilege escalation is not allowed at level restricted",
+            "level = \"baseline\"",
+        );
+        let plan = derive(v).expect("baseline allows escalation");
+        assert!(!plan.process.no_new_privileges);
+    }
+}
+
+#[test]
+fn allow_privilege_escalation_false_sets_no_new_privs_on_every_process() {
+    let config = Config { allow_privilege_escalation: false, ..Config::default() };
+    let plan = derive_with(cri_container(), &config).expect("baseline");
+    assert!(plan.process.no_new_privileges);
+    let mut p = cri_exec();
+    p["noNewPrivileges"] = json!(false);
+    let mut container = container_plan();
+    container.process.no_new_privileges = false;
+    let exec = derive_exec(&exec_process(p), &container, &config, "e1", 1).expect("exec");
+    assert!(exec.process.no_new_privileges);
+}
+
+#[test]
+fn the_sandbox_is_not_checked_against_restricted() {
+    // The pause container as CRI writes it: the default capabilities, no seccomp profile.
+    let plan = derive_container(&spec(cri_sandbox()), &restricted(), &ctx(true))
+        .expect("the runtime's sandbox container");
+    assert!(plan.process.no_new_privileges);
 }
 
 // ---- mounts ----
@@ -867,9 +1026,62 @@ fn unlisted_host_path_is_refused_until_allowed() {
     // An operator's host directory keeps its on-disk owners: no idmap.
     assert_eq!(
         m.kind,
-        MountKind::Bind { source: "/srv/data/web".into(), recursive: true, idmap: false }
+        MountKind::Bind {
+            source: "/srv/data/web".into(),
+            recursive: true,
+            idmap: false,
+            from_host: false
+        }
     );
     assert!(m.nosuid && m.nodev);
+}
+
+#[test]
+fn an_allowed_host_path_is_idmapped_when_its_entry_says_so() {
+    let v = with_mount(cri_container(), bind("/srv/data/web", "/data"));
+    let config = Config {
+        allowed_host_paths: vec![AllowedHostPath { path: "/srv/data".into(), idmap: true }],
+        ..Config::default()
+    };
+    let plan = derive_with(v, &config).expect("allowed");
+    let m = mount(&plan, "/data");
+    assert!(matches!(m.kind, MountKind::Bind { idmap: true, .. }), "{m:?}");
+    assert!(m.nosuid && m.nodev, "idmapped or not, host binds stay nosuid and nodev");
+}
+
+fn bind_with(source: &str, dest: &str, propagation: &str) -> Value {
+    json!({"destination": dest, "type": "bind", "source": source, "options": ["rbind", propagation, "rw"]})
+}
+
+#[test]
+fn host_to_container_propagation_makes_the_bind_a_slave_of_the_host() {
+    let config = Config { allowed_host_paths: vec!["/srv/data".into()], ..Config::default() };
+    for (option, from_host) in [("rslave", true), ("slave", true), ("rprivate", false)] {
+        let v = with_mount(cri_container(), bind_with("/srv/data/web", "/data", option));
+        let plan = derive_with(v, &config).expect("allowed");
+        let m = mount(&plan, "/data");
+        assert!(
+            matches!(m.kind, MountKind::Bind { from_host: f, .. } if f == from_host),
+            "{option}: {m:?}"
+        );
+    }
+}
+
+#[test]
+fn bidirectional_propagation_is_refused_whatever_the_config() {
+    let config = Config { allowed_host_paths: vec!["/srv/data".into()], ..Config::default() };
+    for option in ["rshared", "shared"] {
+        let v = with_mount(cri_container(), bind_with("/srv/data/web", "/data", option));
+        let r = refused(v, &config);
+        assert_refusal(
+            &r,
+            Rule::MountPropagation,
+            "mounts[12].options[rshared]",
+            "Bidirectional mount propagation of /srv/data/web would let the pod's mounts reach \
+             the host's mount namespace",
+            "no setting allows it; use mountPropagation HostToContainer (rslave) or None",
+        );
+    }
 }
 
 #[test]
@@ -972,7 +1184,7 @@ fn host_device_is_refused_until_allowed() {
         &r,
         Rule::HostDevice,
         "linux.devices[1].path=/dev/kvm",
-        "host device /dev/kvm (10:232) is not allowed at level restricted",
+        "host device /dev/kvm (10:232) is not allowed at level baseline",
         "allow_host_devices = true",
     );
     let config = Config { allow_host_devices: true, ..Config::default() };
@@ -980,7 +1192,12 @@ fn host_device_is_refused_until_allowed() {
     let kvm = mount(&plan, "/dev/kvm");
     assert_eq!(
         kvm.kind,
-        MountKind::Bind { source: "/dev/kvm".into(), recursive: false, idmap: false }
+        MountKind::Bind {
+            source: "/dev/kvm".into(),
+            recursive: false,
+            idmap: false,
+            from_host: false
+        }
     );
     assert!(!kvm.nodev);
     assert!(
@@ -1024,7 +1241,7 @@ fn unsafe_namespaced_sysctl_is_refused_until_allowed() {
         &r,
         Rule::Sysctl,
         "linux.sysctl[net.core.somaxconn]",
-        "sysctl net.core.somaxconn is not in the safe set allowed at level restricted",
+        "sysctl net.core.somaxconn is not in the safe set allowed at level baseline",
         "allowed_sysctls = [\"net.core.somaxconn\"]",
     );
     let config = Config { allowed_sysctls: vec!["net.core.*".into()], ..Config::default() };
@@ -1204,6 +1421,13 @@ fn exec_inherits_the_containers_ceiling() {
     assert_eq!(exec.cgroup_procs, container.cgroup_procs);
     assert_eq!(exec.process.args, vec!["sh", "-c", "id"]);
     assert!(exec.process.terminal);
+    assert!(!exec.process.no_new_privileges, "the container lets its processes escalate");
+    // A container with no_new_privs: its execs have it whatever they ask.
+    let mut nnp = container.clone();
+    nnp.process.no_new_privileges = true;
+    let mut p = cri_exec();
+    p["noNewPrivileges"] = json!(false);
+    let exec = derive_exec(&exec_process(p), &nnp, &Config::default(), "e1", 1).expect("passes");
     assert!(exec.process.no_new_privileges);
     assert_eq!(exec.process.seccomp, container.process.seccomp);
     assert_eq!(exec.process.capabilities, container.process.capabilities);
@@ -1228,7 +1452,7 @@ fn exec_with_more_capabilities_is_refused() {
 fn exec_as_another_user_is_refused_at_restricted_only() {
     let mut p = cri_exec();
     p["user"] = json!({"uid": 0, "gid": 0});
-    let r = derive_exec(&exec_process(p.clone()), &container_plan(), &Config::default(), "e1", 1)
+    let r = derive_exec(&exec_process(p.clone()), &container_plan(), &restricted(), "e1", 1)
         .expect_err("root exec");
     assert_exec_refusal(
         &r,
@@ -1237,13 +1461,12 @@ fn exec_as_another_user_is_refused_at_restricted_only() {
         "differs from the container's user 101:101",
         "level = \"baseline\"",
     );
-    let config = Config { level: Level::Baseline, ..Config::default() };
-    let exec =
-        derive_exec(&exec_process(p), &container_plan(), &config, "e1", 1).expect("baseline");
+    let exec = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1)
+        .expect("baseline");
     assert_eq!(exec.process.uid, 0);
     let mut p = cri_exec();
     p["user"]["additionalGids"] = json!([101, 4]);
-    let r = derive_exec(&exec_process(p), &container_plan(), &Config::default(), "e1", 1)
+    let r = derive_exec(&exec_process(p), &container_plan(), &restricted(), "e1", 1)
         .expect_err("extra group");
     assert_exec_refusal(
         &r,

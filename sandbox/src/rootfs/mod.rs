@@ -86,6 +86,9 @@ pub fn prepare(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError
 }
 
 fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+    // HostToContainer binds are cloned while this namespace is still a copy of the host's:
+    // their clones are slaves of the host's mounts.
+    let from_host = spec_mounts::clone_from_host(plan)?;
     // Nothing mounted from here on may propagate back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .step(|| "make / rprivate")?;
@@ -94,7 +97,7 @@ fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsErr
     let root =
         open(&plan.rootfs, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .step(|| format!("open {}", plan.rootfs.display()))?;
-    spec_mounts::mount_all(root.as_fd(), plan, ctx, owner)?;
+    spec_mounts::mount_all(root.as_fd(), plan, ctx, owner, from_host)?;
     masks::mask_paths(root.as_fd(), &plan.masked_paths)?;
     masks::readonly_paths(root.as_fd(), &plan.readonly_paths)?;
     // The process's cwd exists in the image or is created, like runc does.

@@ -19,11 +19,10 @@ use crate::plan::{ContainerPlan, RootfsMount};
 use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
 
 /// The flags every root mount gets: always `nodev`; `nosuid` when the process runs with
-/// no_new_privs. Today moat always sets no_new_privs, under which setuid/setgid bits and file
-/// capabilities do nothing anyway, so the root is always `nosuid` too. Tying `nosuid` to the
-/// plan's `no_new_privileges` (rather than always setting it) keeps a later change that lets a
-/// container escalate through setuid binaries (no_new_privs off) working without a second edit
-/// here: such a plan gets a root without `nosuid`.
+/// no_new_privs (under which setuid/setgid bits and file capabilities do nothing anyway). A
+/// plan that lets the container escalate through setuid binaries (no_new_privs off: policy
+/// allows it at level baseline, `policy::levels`) gets a root without `nosuid`; the image's
+/// files are owned by IDs of the pod's range, so a setuid bit raises a process to those only.
 pub(super) fn root_flags(plan: &ContainerPlan) -> MsFlags {
     let mut flags = MsFlags::MS_NODEV;
     if plan.process.no_new_privileges {

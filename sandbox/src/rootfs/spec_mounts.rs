@@ -1,6 +1,12 @@
 //! The spec's mounts (after policy), in order, under the container's root.
+//!
+//! Host paths are opened without following symlinks and bound through that fd. A bind the
+//! plan marks `from_host` (HostToContainer) is cloned by [`clone_from_host`] BEFORE the
+//! container's mount namespace is made private: the clone of a shared host mount joins its
+//! peer group, and is then made a slave of it (from the host side, by moat as host root), so
+//! later host mounts below the source reach the container and nothing flows back.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use super::mount::{mount_fs, Target};
@@ -9,16 +15,55 @@ use super::resolve::{clean, create_in_root, free_of_symlinks, kind_of, open_host
 use super::resolve::{HostPathError, Kind};
 use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
 use crate::plan::{ContainerPlan, MountKind, MountPlan};
-use crate::userns::idmap::{attach, clone_tree_of_fd, set_attrs, MountAttrs};
+use crate::userns::idmap::{attach, clone_tree_of_fd, make_slave, set_attrs, MountAttrs};
 
+/// For each of `plan.mounts`, in order: the slave clone of a `from_host` bind, else `None`.
+/// Must run while the mount namespace is still a copy of the host's (before it is made
+/// private), or the clone would be private too.
+pub fn clone_from_host(plan: &ContainerPlan) -> Result<Vec<Option<OwnedFd>>, RootfsError> {
+    plan.mounts
+        .iter()
+        .map(|m| match &m.kind {
+            MountKind::Bind { source, recursive, from_host: true, .. } => {
+                let step = || format!("bind {} (HostToContainer)", source.display());
+                let opened = open_source(source, &m.destination)?;
+                let tree = clone_tree_of_fd(opened.as_fd(), *recursive, source).step(step)?;
+                make_slave(tree.as_fd(), source).step(step)?;
+                Ok(Some(tree))
+            }
+            _ => Ok(None),
+        })
+        .collect()
+}
+
+/// Opens a bind's host source exactly as policy checked it (no symlink on the way).
+fn open_source(source: &Path, dest: &Path) -> Result<OwnedFd, RootfsError> {
+    let step = || format!("bind {} on {}", source.display(), dest.display());
+    open_host_path(source).map_err(|e| match e {
+        HostPathError::Symlink => RootfsError::refused(
+            step(),
+            format!(
+                "host path {} is reached through a symlink (it, or a directory above it, is \
+                 one); moat binds host paths only as the policy checked them, without \
+                 following symlinks",
+                source.display()
+            ),
+        ),
+        HostPathError::Sys(errno) => RootfsError::sys(step(), errno),
+    })
+}
+
+/// Mounts `plan.mounts` in order; `from_host` holds [`clone_from_host`]'s trees.
 pub fn mount_all(
     root: BorrowedFd<'_>,
     plan: &ContainerPlan,
     ctx: Context<'_>,
     owner: Owner,
+    mut from_host: Vec<Option<OwnedFd>>,
 ) -> Result<(), RootfsError> {
-    for m in &plan.mounts {
-        mount_one(root, m, plan, ctx, owner)?;
+    for (i, m) in plan.mounts.iter().enumerate() {
+        let cloned = from_host.get_mut(i).and_then(Option::take);
+        mount_one(root, m, plan, ctx, owner, cloned)?;
         if m.kind == MountKind::Tmpfs && clean(&m.destination) == clean(Path::new("/dev")) {
             dev::populate(root, owner, m.nodev)?;
         }
@@ -69,6 +114,7 @@ fn mount_one(
     plan: &ContainerPlan,
     ctx: Context<'_>,
     owner: Owner,
+    cloned: Option<OwnedFd>,
 ) -> Result<(), RootfsError> {
     let dest = m.destination.as_path();
     if !dest.is_absolute() || clean(dest).is_empty() {
@@ -85,27 +131,22 @@ fn mount_one(
         mount_fs(fstype, fstype, Target { root, dest, fd: fd.as_fd() }, attrs(m), &data)
     };
     match &m.kind {
-        MountKind::Bind { source, recursive, idmap } => {
+        MountKind::Bind { source, recursive, idmap, .. } => {
             let step = || format!("bind {} on {}", source.display(), dest.display());
             // The policy checked `source` as written: open exactly that, refusing any symlink
             // on the way, and take the kind and the mount from the same fd, so a writer of an
             // allowed directory cannot swap in a symlink (to /, /etc, kubelet's directory)
-            // between the check and the mount.
-            let opened = open_host_path(source).map_err(|e| match e {
-                HostPathError::Symlink => RootfsError::refused(
-                    step(),
-                    format!(
-                        "host path {} is reached through a symlink (it, or a directory above \
-                         it, is one); moat binds host paths only as the policy checked them, \
-                         without following symlinks",
-                        source.display()
-                    ),
-                ),
-                HostPathError::Sys(errno) => RootfsError::sys(step(), errno),
-            })?;
-            let kind = kind_of(opened.as_fd()).step(step)?;
+            // between the check and the mount. A HostToContainer tree was cloned earlier,
+            // through such an fd too; its kind is the tree's own.
+            let tree = match cloned {
+                Some(tree) => tree,
+                None => {
+                    let opened = open_source(source, dest)?;
+                    clone_tree_of_fd(opened.as_fd(), *recursive, source).step(step)?
+                }
+            };
+            let kind = kind_of(tree.as_fd()).step(step)?;
             let fd = target(root, dest, kind, owner)?;
-            let tree = clone_tree_of_fd(opened.as_fd(), *recursive, source).step(step)?;
             let userns = idmap.then_some(ctx.userns);
             set_attrs(tree.as_fd(), attrs(m), userns, *recursive, source).step(step)?;
             attach(tree.as_fd(), fd.as_fd(), dest).step(step)

@@ -115,6 +115,9 @@ fn compile_for(plan: &SeccompPlan, native: ScmpArch) -> Result<ScmpFilterContext
             log::debug!("seccomp filter {name}: architecture {arch_name} not added: {e}");
         }
     }
+    // no_new_privs is the plan's decision (spawn sets it, or loads the filter while it still
+    // holds CAP_SYS_ADMIN in the pod's user namespace): libseccomp must not set it on load.
+    ctx.set_ctl_nnp(false).map_err(|e| build(format!("no_new_privs attribute: {e}")))?;
     for flag in &plan.flags {
         match features::seccomp_flag(flag) {
             Some(SeccompFlagEffect::Log) => {
@@ -167,7 +170,8 @@ fn compile_for(plan: &SeccompPlan, native: ScmpArch) -> Result<ScmpFilterContext
 }
 
 /// Compiles `plan` with libseccomp and loads it into the calling thread. Called in the helper
-/// process just before exec, after no_new_privs is set (libseccomp sets it too).
+/// process just before exec, after no_new_privs is set, or earlier while the process still
+/// holds CAP_SYS_ADMIN in the pod's user namespace when the plan leaves no_new_privs off.
 pub fn load(plan: &SeccompPlan) -> Result<(), SeccompError> {
     if let Some(bpf) = &plan.bpf {
         return load_bpf(plan, bpf);
@@ -209,7 +213,8 @@ fn export(ctx: &ScmpFilterContext, filter: &str) -> Result<Vec<u8>, SeccompError
 const SOCK_FILTER_LEN: usize = 8;
 
 /// Loads a precompiled program with seccomp(2), with the flags the plan names (the ones
-/// libseccomp would have passed: LOG, SPEC_ALLOW). no_new_privs is already set by then.
+/// libseccomp would have passed: LOG, SPEC_ALLOW). no_new_privs is set by then, or the process
+/// holds CAP_SYS_ADMIN in its user namespace (see `spawn::finish`).
 fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
     let load_err = |reason: String| SeccompError::Load { filter: plan.name.clone(), reason };
     if bpf.is_empty() || !bpf.len().is_multiple_of(SOCK_FILTER_LEN) {

@@ -1,6 +1,9 @@
 //! The last steps, shared by a container's init and an exec'd process: session, limits,
 //! uid/gid/capabilities, stdio or terminal, umask, no_new_privs, cwd check, "ready", wait
 //! for "start", then seccomp and exec. Runs single-threaded, after every namespace is joined.
+//! A process the plan lets gain privileges by exec (no `no_new_privileges`) loads its seccomp
+//! filters first instead, while it still holds CAP_SYS_ADMIN in the pod's user namespace:
+//! without no_new_privs the kernel lets only such a process install a filter (as runc does).
 
 use std::convert::Infallible;
 use std::ffi::CString;
@@ -52,6 +55,10 @@ fn prepare_and_exec(
         return Err(Failure::refused("exec", "the process has no args"));
     }
     setsid().step(|| "setsid")?;
+    let filters_first = !process.no_new_privileges;
+    if filters_first {
+        load_filters(process)?;
+    }
     privileges::set_rlimits(&process.rlimits)?;
     privileges::apply_with_ids(process)?;
     if process.terminal {
@@ -67,8 +74,11 @@ fn prepare_and_exec(
     }
     drop(stdio);
     privileges::set_umask(process.umask)?;
-    // Always, whatever the plan says: nothing in a moat container gains privileges by exec.
-    privileges::set_no_new_privs()?;
+    // Unless policy allowed escalation (a setuid binary of the image, raising the process to
+    // IDs of the pod's own range), nothing gains privileges by exec.
+    if process.no_new_privileges {
+        privileges::set_no_new_privs()?;
+    }
     enter_cwd(&process.cwd)?;
 
     channel.ready()?;
@@ -87,16 +97,23 @@ fn prepare_and_exec(
     })
     .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
     // Seccomp last: after it, only exec (and reporting its failure) remains.
-    for filter in &process.seccomp {
-        crate::seccomp::load(filter).map_err(|e| {
-            Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
-        })?;
+    if !filters_first {
+        load_filters(process)?;
     }
     let errno = match execve(&program, &args, &env) {
         Err(e) => e,
         Ok(never) => match never {},
     };
     Err(Failure::sys(format!("execve {}", program.to_string_lossy()), errno))
+}
+
+fn load_filters(process: &ProcessPlan) -> Result<(), Failure> {
+    for filter in &process.seccomp {
+        crate::seccomp::load(filter).map_err(|e| {
+            Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
+        })?;
+    }
+    Ok(())
 }
 
 fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {

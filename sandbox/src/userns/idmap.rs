@@ -130,6 +130,29 @@ pub fn set_attrs(
     Errno::result(ret).map(drop).map_err(|e| err("mount_setattr", what, e))
 }
 
+/// Makes the detached tree `fd` (and every mount below it) a slave of the mounts it was cloned
+/// from: `mount_setattr(propagation = MS_SLAVE, AT_RECURSIVE)`. A tree cloned from a shared
+/// mount of the host's mount namespace then receives what the host mounts below it, and
+/// nothing mounted in it propagates back.
+pub fn make_slave(fd: BorrowedFd<'_>, what: &Path) -> Result<(), IdmapError> {
+    let attr =
+        libc::mount_attr { attr_set: 0, attr_clr: 0, propagation: libc::MS_SLAVE, userns_fd: 0 };
+    let empty = c"";
+    // SAFETY: mount_setattr reads `attr` (a live, correctly sized struct) and an empty
+    // NUL-terminated path; both outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
+            &attr as *const libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(ret).map(drop).map_err(|e| err("mount_setattr(MS_SLAVE)", what, e))
+}
+
 /// A detached, idmapped copy of `path` (a directory or file on the host).
 pub fn idmapped_tree(
     path: &Path,

@@ -199,6 +199,7 @@ mod tests {
             rootfs: "/r".into(),
             rootfs_mounts: Vec::new(),
             containerd: Default::default(),
+            pod_shares_host: Vec::new(),
             user: user(),
         };
         let refusal =
@@ -212,7 +213,7 @@ mod tests {
         assert_eq!(v["pod"], "p1");
         assert_eq!(v["pod_name"], "team-a/web");
         assert_eq!(v["container_name"], "app \"quoted\"");
-        assert_eq!(v["level"], "restricted");
+        assert_eq!(v["level"], "baseline");
         assert_eq!(v["host_uid_ranges"], serde_json::json!([[1_048_576u64, 1_114_111u64]]));
         assert_eq!(v["rule"], refusal.rule().as_str());
         assert!(v["field"].as_str().is_some_and(|f| !f.is_empty()), "{line}");

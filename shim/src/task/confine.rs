@@ -12,7 +12,8 @@ use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{
-    ContainerPlan, NamespaceAction, RootfsMount, UserNamespaceAction, UserNamespacePlan,
+    ContainerPlan, NamespaceAction, NamespaceKind, RootfsMount, UserNamespaceAction,
+    UserNamespacePlan,
 };
 use moat_sandbox::policy::{self, Config, ContainerdDirs, PodContext};
 use moat_sandbox::spawn::{Launcher, PidFd};
@@ -41,6 +42,9 @@ pub struct PodResources {
     /// The sandbox container's init: containerd names the pod's namespaces to the other
     /// containers as `/proc/<its pid>/ns/*`, checked against it (see `sandbox_paths_held`).
     pub sandbox: Option<PidFd>,
+    /// The namespaces the sandbox shares with the host (policy allowed them): the pod's
+    /// containers that join the sandbox's namespace of such a kind share the host's.
+    pub host_namespaces: Vec<NamespaceKind>,
 }
 
 pub struct Created {
@@ -125,6 +129,7 @@ impl Confinement {
                 userns: pod.and_then(|p| p.userns.clone()),
                 pool: None,
                 sandbox: pod.and_then(|p| p.sandbox.clone()),
+                host_namespaces: pod.map(|p| p.host_namespaces.clone()).unwrap_or_default(),
             };
             (user, resources, None)
         } else if is_sandbox {
@@ -146,6 +151,7 @@ impl Confinement {
                 userns: None,
                 pool: Some(pool),
                 sandbox: None,
+                host_namespaces: Vec::new(),
             };
             (user, resources, None)
         } else {
@@ -199,6 +205,11 @@ impl Confinement {
             rootfs_mounts,
             containerd,
             user,
+            pod_shares_host: if is_sandbox {
+                Vec::new()
+            } else {
+                pod_resources.host_namespaces.clone()
+            },
         };
         // Every check below sees the CRI directories in effect: `cri_state_dirs`, else those
         // derived from containerd's bundle path and rootfs mounts.
@@ -256,6 +267,7 @@ impl Confinement {
                 return Err(ShimError::Refused(refusal.to_string()));
             }
         };
+        warn_host_owned_capabilities(&req.id, &plan.process.capabilities);
 
         let io_owner = match io_owner::from_request(req, &plan.user) {
             Ok(owner) => owner,
@@ -323,6 +335,10 @@ impl Confinement {
             let mut resources = pod_resources.clone();
             resources.userns = pending.userns.take().map(Arc::new);
             resources.sandbox = Some(pending.pidfd.clone());
+            resources.host_namespaces = moat_sandbox::features::NAMESPACE_KINDS
+                .into_iter()
+                .filter(|kind| policy::shares_host(&plan, *kind))
+                .collect();
             pod_out = Some(resources);
         }
         let identity = u32::try_from(pending.pid)
@@ -569,6 +585,24 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ShimError::Sandbox(format!("a sandbox task failed: {e}")))?
+}
+
+/// One warning line when a container is granted capabilities that act on namespaces moat
+/// keeps owned by the host's user namespace (or on the host kernel): they are granted, but do
+/// not reach what they name (issue 12; `docs/security.md`).
+fn warn_host_owned_capabilities(container_id: &str, caps: &moat_sandbox::plan::CapabilityPlan) {
+    let found = policy::capabilities::acting_on_host_owned(caps);
+    if found.is_empty() {
+        return;
+    }
+    let list: Vec<String> = found.iter().map(|(cap, what)| format!("{cap} ({what})")).collect();
+    warn!(
+        "container {container_id}: granted {}: these act on namespaces that belong to the \
+         host's user namespace (or on the host kernel), which a capability of the pod's user \
+         namespace does not reach; operations that need them fail with EPERM (see moat's \
+         docs/security.md, \"Namespaces the pod does not own\")",
+        list.join(", ")
+    );
 }
 
 #[cfg(test)]
