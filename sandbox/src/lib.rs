@@ -9,6 +9,7 @@
 //! containerd's requests into calls here; this crate never imports containerd types.
 
 pub mod cgroups;
+pub mod egress;
 pub mod features;
 pub mod plan;
 pub mod policy;

@@ -77,6 +77,8 @@ pub struct Config {
     pub default_pids_limit: u64,
     /// The pool of host ID ranges, one per pod.
     pub userns: UsernsConfig,
+    /// The egress guard in each pod's network namespace (`crate::egress`).
+    pub egress: crate::egress::EgressConfig,
     /// Where this configuration came from (`/etc/moat/config.toml`, `built-in defaults`), for
     /// messages. Not a key.
     #[serde(skip)]
@@ -136,6 +138,7 @@ impl Default for Config {
             kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
             default_pids_limit: DEFAULT_PIDS_LIMIT,
             userns: UsernsConfig::default(),
+            egress: crate::egress::EgressConfig::default(),
             source: BUILT_IN.to_string(),
         }
     }
@@ -367,8 +370,10 @@ state_dir = "/tmp/pool"
     fn the_documented_example_lists_every_key_with_a_comment() {
         let table: toml::Table = toml::from_str(EXAMPLE).expect("TOML");
         let mut keys: Vec<String> = table.keys().cloned().collect();
-        if let Some(toml::Value::Table(u)) = table.get("userns") {
-            keys.extend(u.keys().map(|k| format!("userns.{k}")));
+        for section in ["userns", "egress"] {
+            if let Some(toml::Value::Table(u)) = table.get(section) {
+                keys.extend(u.keys().map(|k| format!("{section}.{k}")));
+            }
         }
         keys.sort();
         let mut expected = vec![
@@ -391,6 +396,11 @@ state_dir = "/tmp/pool"
             "userns.size",
             "userns.count",
             "userns.state_dir",
+            "egress",
+            "egress.deny_metadata",
+            "egress.deny_node_addresses",
+            "egress.deny",
+            "egress.allow",
         ];
         expected.sort();
         assert_eq!(keys, expected);
