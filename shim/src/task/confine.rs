@@ -240,6 +240,15 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
+        // The egress guard goes into the pod's network namespace before any of its processes
+        // runs: a namespace the spec names (CNI's) now, one the init makes once it exists.
+        let egress = if is_sandbox { egress_target(&plan) } else { EgressTarget::Pod };
+        if let EgressTarget::Path(netns) = &egress {
+            if let Err(e) = guard_egress(config, &pod_id, netns.clone()).await {
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
         let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone()).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
@@ -248,6 +257,14 @@ impl Confinement {
                 return Err(e);
             }
         };
+        if let EgressTarget::OfInit = egress {
+            let netns = PathBuf::from(format!("/proc/{}/ns/net", pending.pid));
+            if let Err(e) = guard_egress(config, &pod_id, netns).await {
+                drop(pending);
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
         let console = pending.console.take();
         let io = match plumbing.start(console, &format!("container {}", req.id)) {
             Ok(io) => io,
@@ -428,6 +445,52 @@ fn usable_layout(
              container without its cgroup limits"
         ))
     })
+}
+
+/// Where the pod's egress guard goes (see `moat_sandbox::egress`).
+enum EgressTarget {
+    /// The network namespace the sandbox joins (CNI's on containerd 1.6, 2.x's own).
+    Path(PathBuf),
+    /// The namespace the sandbox's init creates: guarded once the init exists, before it runs.
+    OfInit,
+    /// Not the sandbox: the pod's namespace is already guarded.
+    Pod,
+    /// The host's network (`hostNetwork`, allowed by `allow_host_network`): outside the guard.
+    Host,
+}
+
+fn egress_target(plan: &ContainerPlan) -> EgressTarget {
+    use moat_sandbox::plan::{NamespaceAction, NamespaceKind};
+    match plan.namespaces.iter().find(|ns| ns.kind == NamespaceKind::Network) {
+        Some(ns) => match &ns.action {
+            NamespaceAction::Join(path) => EgressTarget::Path(path.clone()),
+            NamespaceAction::Create => EgressTarget::OfInit,
+        },
+        None => {
+            info!(
+                "pod {}: on the host's network namespace (hostNetwork): outside the egress guard",
+                plan.pod_id
+            );
+            EgressTarget::Host
+        }
+    }
+}
+
+/// Installs the `[egress]` rules in `netns`; the pod is refused when they cannot be.
+async fn guard_egress(config: &Arc<Config>, pod_id: &str, netns: PathBuf) -> Result<(), ShimError> {
+    let (egress, pod_id) = (config.egress.clone(), pod_id.to_string());
+    blocking(move || {
+        let refuse = |e: moat_sandbox::egress::EgressError| {
+            ShimError::Sandbox(format!("pod {pod_id}: {e}; the pod does not start without it"))
+        };
+        let ruleset = moat_sandbox::egress::ruleset_for_node(&egress).map_err(refuse)?;
+        moat_sandbox::egress::install(&netns, &ruleset).map_err(refuse)?;
+        if !ruleset.is_empty() {
+            info!("pod {pod_id}: egress guard in {}: {}", netns.display(), ruleset.describe());
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The spec's root path, relative to the bundle unless absolute.
