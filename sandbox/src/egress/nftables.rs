@@ -414,8 +414,11 @@ mod tests {
         out
     }
 
-    /// The expression names and their data of one NEWRULE message's attributes.
-    fn expressions(rule: &[u8]) -> Vec<(String, Vec<(u16, Vec<u8>)>)> {
+    /// An expression's name and its data's attributes.
+    type Expression = (String, Vec<(u16, Vec<u8>)>);
+
+    /// The expressions of one NEWRULE message's attributes.
+    fn expressions(rule: &[u8]) -> Vec<Expression> {
         let top = attrs(rule);
         assert_eq!(top[0], (NFTA_RULE_TABLE, b"moat_egress\0".to_vec()));
         assert_eq!(top[1], (NFTA_RULE_CHAIN, b"output\0".to_vec()));
