@@ -821,7 +821,7 @@ static int seal_main(const char *m, const char *a)
 }
 /* =================== end of seal_seccomp =================== */
 
-/* =================== egress (tests/tests/egress.rs) =================== */
+/* ============ egress and audit (tests/tests/egress.rs, tests/tests/audit.rs) ============ */
 /* `nft flush ruleset` by hand, in the pod's own network namespace: one nf_tables batch with
  * NFT_MSG_DELTABLE for every family and no table name, which deletes every table (the egress
  * guard's `inet moat_egress` among them). ok when the kernel acknowledged it. */
@@ -867,10 +867,26 @@ static int egress_flush(void)
 	return denied_at(EPROTO, "no ack for NFT_MSG_DELTABLE");
 }
 
-static int egress_main(const char *m)
+/* N keyctl calls (refused by the baseline, answered by the shim's audit): ok with the time. */
+static int audit_spam(long n)
+{
+	struct timespec a, b;
+	long refused = 0;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		if (syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0) < 0 && errno == EPERM)
+			refused++;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	return ok("%ld of %ld keyctl calls refused with EPERM in %ld ms", refused, n, ms);
+}
+
+static int egress_main(const char *m, const char *a)
 {
 	if (!strcmp(m, "egress-flush"))
 		return egress_flush();
+	if (!strcmp(m, "egress-audit-spam") && a)
+		return audit_spam(atol(a));
 	return -1;
 }
 /* =================== end of egress =================== */
@@ -937,7 +953,7 @@ int main(int argc, char **argv)
 	if (!strcmp(mode, "proc-roots"))
 		return proc_roots();
 	if (!strncmp(mode, "egress-", 7)) {
-		int r = egress_main(mode);
+		int r = egress_main(mode, a);
 		if (r >= 0)
 			return r;
 	}

@@ -20,11 +20,15 @@ pub fn render(layout: &Layout) -> String {
          allowed_host_paths = [{}]\n\
          \n\
          [userns]\n\
+         state_dir = {}\n\
+         \n\
+         [audit]\n\
          state_dir = {}\n",
         toml_str(&cri_root),
         toml_str(&cri_state),
         toml_str(&layout.volumes),
         toml_str(&layout.dir.join("idranges")),
+        toml_str(&layout.dir.join("audit")),
     )
 }
 
@@ -71,6 +75,7 @@ mod tests {
             ]
         );
         assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
+        assert_eq!(config.audit.state_dir, layout.dir.join("audit"));
     }
 
     #[test]

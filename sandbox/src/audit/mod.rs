@@ -27,6 +27,22 @@ use crate::plan::{SeccompAction, SeccompPlan};
 
 const EPERM: u32 = 1;
 
+/// `[audit]` of moat's config (see `docs/config.example.toml`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditConfig {
+    /// Answer the baseline's EPERM rules from the shim and record each attempt.
+    pub enabled: bool,
+    /// Where the per-pod counter files live (`<pod id>.json`).
+    pub state_dir: PathBuf,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { enabled: true, state_dir: PathBuf::from("/run/moat/audit") }
+    }
+}
+
 /// `plan` with its EPERM rules answered by the supervisor (`NotifyErrno(EPERM)`); other rules,
 /// and the precompiled program, are rebuilt from it. Rules with other errnos (EAFNOSUPPORT for
 /// an absent family, ENOSYS) stay with the kernel: they mimic a kernel without the feature.

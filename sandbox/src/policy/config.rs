@@ -79,6 +79,8 @@ pub struct Config {
     pub userns: UsernsConfig,
     /// The egress guard in each pod's network namespace (`crate::egress`).
     pub egress: crate::egress::EgressConfig,
+    /// The denial audit (`crate::audit`).
+    pub audit: crate::audit::AuditConfig,
     /// Where this configuration came from (`/etc/moat/config.toml`, `built-in defaults`), for
     /// messages. Not a key.
     #[serde(skip)]
@@ -139,6 +141,7 @@ impl Default for Config {
             default_pids_limit: DEFAULT_PIDS_LIMIT,
             userns: UsernsConfig::default(),
             egress: crate::egress::EgressConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             source: BUILT_IN.to_string(),
         }
     }
@@ -280,6 +283,12 @@ impl Config {
                 format!("base + size * count = {end} exceeds the largest host ID {}", u32::MAX - 1),
             ));
         }
+        if !self.audit.state_dir.is_absolute() {
+            return Err(invalid(
+                "audit.state_dir",
+                format!("{} is not an absolute path", self.audit.state_dir.display()),
+            ));
+        }
         if !u.state_dir.is_absolute() {
             return Err(invalid(
                 "userns.state_dir",
@@ -370,7 +379,7 @@ state_dir = "/tmp/pool"
     fn the_documented_example_lists_every_key_with_a_comment() {
         let table: toml::Table = toml::from_str(EXAMPLE).expect("TOML");
         let mut keys: Vec<String> = table.keys().cloned().collect();
-        for section in ["userns", "egress"] {
+        for section in ["userns", "egress", "audit"] {
             if let Some(toml::Value::Table(u)) = table.get(section) {
                 keys.extend(u.keys().map(|k| format!("{section}.{k}")));
             }
@@ -401,6 +410,9 @@ state_dir = "/tmp/pool"
             "egress.deny_node_addresses",
             "egress.deny",
             "egress.allow",
+            "audit",
+            "audit.enabled",
+            "audit.state_dir",
         ];
         expected.sort();
         assert_eq!(keys, expected);

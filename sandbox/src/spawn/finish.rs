@@ -88,9 +88,14 @@ fn prepare_and_exec(
     .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
     // Seccomp last: after it, only exec (and reporting its failure) remains.
     for filter in &process.seccomp {
-        crate::seccomp::load(filter).map_err(|e| {
+        let listener = crate::seccomp::load(filter).map_err(|e| {
             Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
         })?;
+        // Audit (issue 15): a notifying filter's listener goes to the shim (sendmsg is
+        // allowed by every filter that notifies: the baseline's); ours closes on exec.
+        if let Some(listener) = listener {
+            channel.seccomp_listener(listener.as_fd())?;
+        }
     }
     let errno = match execve(&program, &args, &env) {
         Err(e) => e,

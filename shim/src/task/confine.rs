@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
+use moat_sandbox::audit::PodAudit;
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{ContainerPlan, RootfsMount, UserNamespaceAction, UserNamespacePlan};
 use moat_sandbox::policy::{self, Config, PodContext};
@@ -54,6 +55,8 @@ pub struct Confinement {
     /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
     /// instead of once per container start and exec.
     compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    /// The denial audit's state, by pod (one shim serves one pod; keyed for safety).
+    audits: std::sync::Mutex<std::collections::HashMap<String, Arc<PodAudit>>>,
 }
 
 impl Confinement {
@@ -68,6 +71,7 @@ impl Confinement {
             launcher: Arc::new(launcher),
             layout,
             compiled_filters: Default::default(),
+            audits: Default::default(),
         })
     }
 
@@ -222,6 +226,7 @@ impl Confinement {
             }
         };
 
+        audit_baseline(config, &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
             Ok(cgroup) => cgroup,
@@ -265,6 +270,7 @@ impl Confinement {
                 return Err(e);
             }
         }
+        self.supervise_denials(config, &plan, &mut pending, &req.id);
         let console = pending.console.take();
         let io = match plumbing.start(console, &format!("container {}", req.id)) {
             Ok(io) => io,
@@ -302,6 +308,47 @@ impl Confinement {
             if is_sandbox { "sandbox" } else { "container" }
         );
         Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
+    }
+
+    /// Audit: the process's seccomp listener (sent right before exec) goes to a supervisor
+    /// thread that answers and records its refused syscalls (`moat_sandbox::audit`).
+    fn supervise_denials(
+        &self,
+        config: &Config,
+        plan: &ContainerPlan,
+        pending: &mut moat_sandbox::spawn::Pending,
+        who: &str,
+    ) {
+        if !config.audit.enabled {
+            return;
+        }
+        let pod = {
+            let Ok(mut audits) = self.audits.lock() else { return };
+            match audits.get(&plan.pod_id) {
+                Some(pod) => pod.clone(),
+                None => match PodAudit::new(&config.audit.state_dir, &plan.pod_id) {
+                    Ok(pod) => {
+                        audits.insert(plan.pod_id.clone(), pod.clone());
+                        pod
+                    }
+                    Err(e) => {
+                        // Refusals are still answered (ENOSYS by the kernel), only unrecorded.
+                        warn!("pod {}: the denial audit is off: {e}", plan.pod_id);
+                        return;
+                    }
+                },
+            }
+        };
+        let who = who.to_string();
+        pending.on_seccomp_listener(move |listener| {
+            let label = who.clone();
+            let spawned = std::thread::Builder::new()
+                .name("moat-audit".into())
+                .spawn(move || moat_sandbox::audit::supervise(listener, pod, label));
+            if let Err(e) = spawned {
+                warn!("{who}: no audit thread ({e}); its refused syscalls answer ENOSYS");
+            }
+        });
     }
 
     /// Fills each filter's precompiled BPF, from the cache or by compiling it now. A filter
@@ -393,6 +440,7 @@ impl Confinement {
                 ShimError::Refused(refusal.to_string())
             })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
+        audit_baseline(config, &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let launcher = self.launcher.clone();
@@ -401,6 +449,7 @@ impl Confinement {
             launcher.exec(&plan, fds).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
         .await?;
+        self.supervise_denials(config, container, &mut pending, &format!("{id}/exec {exec_id}"));
         let console = pending.console.take();
         let io = plumbing.start(console, &label)?;
         Ok(Process::new(pending.pid, stdio_paths.clone(), pending, io))
@@ -445,6 +494,16 @@ fn usable_layout(
              container without its cgroup limits"
         ))
     })
+}
+
+/// With `[audit] enabled`, the baseline's EPERM rules notify the shim (`audit::audited`).
+fn audit_baseline(config: &Config, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
+    if !config.audit.enabled {
+        return;
+    }
+    for filter in filters.iter_mut().filter(|f| f.name == moat_sandbox::seccomp::BASELINE_NAME) {
+        *filter = moat_sandbox::audit::audited(filter);
+    }
 }
 
 /// Where the pod's egress guard goes (see `moat_sandbox::egress`).
