@@ -344,6 +344,8 @@ impl Confinement {
             let label = who.clone();
             let spawned = std::thread::Builder::new()
                 .name("moat-audit".into())
+                // poll, two ioctls, a name lookup and a log line: a small stack is plenty.
+                .stack_size(256 * 1024)
                 .spawn(move || moat_sandbox::audit::supervise(listener, pod, label));
             if let Err(e) = spawned {
                 warn!("{who}: no audit thread ({e}); its refused syscalls answer ENOSYS");
