@@ -377,6 +377,33 @@ mod tests {
     }
 
     #[test]
+    fn allowed_syscalls_run_the_same_program_only_refusals_return_differently() {
+        // The audited baseline's BPF is the baseline's, instruction for instruction, except
+        // the return values of the EPERM rules: an allowed syscall takes the same path.
+        let mut plain = crate::seccomp::baseline();
+        let mut audit = audited(&plain);
+        crate::seccomp::precompile(&mut plain).expect("baseline");
+        crate::seccomp::precompile(&mut audit).expect("audited");
+        let (plain, audit) = (plain.bpf.expect("bpf"), audit.bpf.expect("bpf"));
+        assert_eq!(plain.len(), audit.len(), "the programs differ in length");
+        const BPF_RET: u16 = 0x06;
+        let mut changed = 0;
+        for (p, a) in plain.chunks_exact(8).zip(audit.chunks_exact(8)) {
+            if p == a {
+                continue;
+            }
+            let code = u16::from_ne_bytes([p[0], p[1]]);
+            let k = |i: &[u8]| u32::from_ne_bytes([i[4], i[5], i[6], i[7]]);
+            assert_eq!(code & 0x07, BPF_RET, "a non-return instruction changed");
+            assert_eq!(&p[..4], &a[..4]);
+            assert_eq!(k(p), libc::SECCOMP_RET_ERRNO | 1, "only EPERM returns change");
+            assert_eq!(k(a), libc::SECCOMP_RET_USER_NOTIF);
+            changed += 1;
+        }
+        assert!(changed > 0);
+    }
+
+    #[test]
     fn the_pace_waits_past_its_rate_and_logs_less() {
         let t0 = Instant::now();
         let mut pace = Pace::new(100, 5, 2, t0);
