@@ -26,6 +26,7 @@ use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
 e2e_tests!(
     metadata_and_denied_addresses_answer_under_runc_not_under_moat,
     the_pod_cannot_remove_the_guard_even_as_root_with_net_admin_and_no_seccomp,
+    node_addresses_are_closed_when_asked_but_the_node_still_reaches_the_pod,
 );
 
 const METADATA: &str = "169.254.169.254";
@@ -40,6 +41,16 @@ const EGRESS_CONFIG: &str =
 
 /// A private bed for `test` whose moat config has `EGRESS_CONFIG` and `top_level` keys.
 fn egress_bed(test: &str, handler: &str, top_level: &str) -> Result<Option<TestBed>> {
+    egress_bed_with(test, handler, top_level, "")
+}
+
+/// `egress_bed` with more `[egress]` keys.
+fn egress_bed_with(
+    test: &str,
+    handler: &str,
+    top_level: &str,
+    egress: &str,
+) -> Result<Option<TestBed>> {
     let Some(bed) = TestBed::private(&format!("{test}::{handler}"), handler, "egress")? else {
         return Ok(None);
     };
@@ -50,6 +61,7 @@ fn egress_bed(test: &str, handler: &str, top_level: &str) -> Result<Option<TestB
     let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
     text.insert_str(first_table, top_level);
     text.push_str(EGRESS_CONFIG);
+    text.push_str(egress);
     std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(bed))
 }
@@ -162,6 +174,29 @@ impl MetadataHost {
     }
 }
 
+impl MetadataHost {
+    /// Routing and neighbour state, for a failure message.
+    fn diagnose(&self) -> String {
+        let mut out = String::new();
+        let cmds: Vec<Vec<&str>> = vec![
+            vec!["rule"],
+            vec!["route", "show", "table", &self.table],
+            vec!["neigh", "show", "dev", &self.host_if],
+            vec!["-s", "link", "show", &self.host_if],
+            vec!["netns", "exec", &self.netns, "ip", "neigh"],
+            vec!["netns", "exec", &self.netns, "ip", "addr"],
+        ];
+        for args in cmds {
+            let o = Command::new("ip").args(&args).output();
+            let text =
+                o.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default();
+            out.push_str(&format!("ip {}:\n{text}", args.join(" ")));
+        }
+        out.push_str(&format!("pods routed: {:?}\n", self.pods));
+        out
+    }
+}
+
 impl Drop for MetadataHost {
     fn drop(&mut self) {
         if let Some(mut httpd) = self.httpd.take() {
@@ -179,21 +214,32 @@ impl Drop for MetadataHost {
     }
 }
 
-/// `wget` of the test server at `addr` from inside `c`: true when it answered.
-fn fetch(pod: &Pod, c: &Container, addr: &str) -> Result<bool> {
-    let out = sh(pod, c, &format!("timeout 4 wget -q -O - http://{addr}/ 2>&1; echo exit=$?"))?;
-    let answered = out.stdout.contains(MARKER);
-    eprintln!("{}: wget {addr}: {}", pod.handler, out.stdout.trim().replace('\n', " | "));
-    ensure!(answered || !out.stdout.contains("exit=0"), "wget {addr}: {out:?}");
-    Ok(answered)
+/// `wget` of the test server at `addr` from inside `c`: true when it answered. `tries` more
+/// than 1 where an answer is expected (a loaded machine may miss one 4-second deadline).
+fn fetch(pod: &Pod, c: &Container, addr: &str, tries: u32) -> Result<bool> {
+    for _ in 0..tries {
+        let out = sh(pod, c, &format!("timeout 4 wget -q -O - http://{addr}/ 2>&1; echo exit=$?"))?;
+        let answered = out.stdout.contains(MARKER);
+        eprintln!("{}: wget {addr}: {}", pod.handler, out.stdout.trim().replace('\n', " | "));
+        ensure!(answered || !out.stdout.contains("exit=0"), "wget {addr}: {out:?}");
+        if answered {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// What the runc pod reaches and the moat pod must not.
-fn check_reach(pod: &Pod, c: &Container, handler: &str) -> Result<()> {
-    let metadata = fetch(pod, c, METADATA)?;
-    let denied = fetch(pod, c, DENIED)?;
-    let allowed = fetch(pod, c, ALLOWED)?;
-    ensure!(allowed, "under {handler} the allowed address {ALLOWED} does not answer");
+fn check_reach(pod: &Pod, c: &Container, handler: &str, servers: &MetadataHost) -> Result<()> {
+    let expect_answer = if handler == "moat" { 1 } else { 3 };
+    let metadata = fetch(pod, c, METADATA, expect_answer)?;
+    let denied = fetch(pod, c, DENIED, expect_answer)?;
+    let allowed = fetch(pod, c, ALLOWED, 3)?;
+    ensure!(
+        allowed,
+        "under {handler} the allowed address {ALLOWED} does not answer\n{}",
+        servers.diagnose()
+    );
     match handler {
         "moat" => {
             ensure!(!metadata, "under moat the pod reached the metadata address {METADATA}");
@@ -218,7 +264,7 @@ fn metadata_and_denied_addresses_answer_under_runc_not_under_moat(
     let pod = bed.run_pod("egress", handler)?;
     let c = pod.run("client", &["sleep", "3600"])?;
     servers.route_pod(&pod, &c)?;
-    check_reach(&pod, &c, handler)?;
+    check_reach(&pod, &c, handler, &servers)?;
     pod.teardown()
 }
 
@@ -279,6 +325,117 @@ fn the_pod_cannot_remove_the_guard_even_as_root_with_net_admin_and_no_seccomp(
         must_fail_with(&a, handler, &["EPROTONOSUPPORT"])?;
     }
     // The guard still stands (and under runc there was none).
-    check_reach(&pod, &bare, handler)?;
+    check_reach(&pod, &bare, handler, &servers)?;
+    pod.teardown()
+}
+
+/// A node service on the bed's bridge address (the pod's gateway, an address of the node):
+/// answers each HTTP request with `NODE_MARKER`, until the returned flag is set.
+fn node_service(addr: &str) -> Result<(u16, std::sync::Arc<std::sync::atomic::AtomicBool>)> {
+    use std::io::{Read, Write};
+    let listener =
+        std::net::TcpListener::bind((addr, 0)).with_context(|| format!("bind {addr}"))?;
+    listener.set_nonblocking(true)?;
+    let port = listener.local_addr()?.port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = stop.clone();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while !done.load(Ordering::Relaxed) && std::time::Instant::now() < deadline {
+            match listener.accept() {
+                Ok((mut conn, _)) => {
+                    let _ = conn.set_nonblocking(false);
+                    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(2)));
+                    let mut buf = [0u8; 1024];
+                    let _ = conn.read(&mut buf);
+                    let _ = conn.write_all(
+                        format!(
+                            "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n{NODE_MARKER}\n"
+                        )
+                        .as_bytes(),
+                    );
+                }
+                Err(_) => std::thread::sleep(std::time::Duration::from_millis(50)),
+            }
+        }
+    });
+    Ok((port, stop))
+}
+
+const NODE_MARKER: &str = "moat-egress-node-service";
+
+fn node_addresses_are_closed_when_asked_but_the_node_still_reaches_the_pod(
+    _shared: &TestBed,
+    handler: &str,
+) -> Result<()> {
+    use std::io::{Read, Write};
+    let test = "node_addresses_are_closed_when_asked_but_the_node_still_reaches_the_pod";
+    let Some(bed) = egress_bed_with(test, handler, "", "deny_node_addresses = true\n")? else {
+        return Ok(());
+    };
+    let pod = bed.run_pod("node", handler)?;
+    let c = pod.run("client", &["sleep", "3600"])?;
+    // The pod's gateway is the bridge's address on the node.
+    let route = sh(&pod, &c, "ip -4 route show default")?;
+    let gateway = route
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "via")
+        .nth(1)
+        .map(str::to_string)
+        .with_context(|| format!("no default route in the pod: {route:?}"))?;
+    let (port, stop) = node_service(&gateway)?;
+    let out = sh(
+        &pod,
+        &c,
+        &format!("timeout 4 wget -q -O - http://{gateway}:{port}/ 2>&1; echo exit=$?"),
+    )?;
+    stop.store(true, Ordering::Relaxed);
+    eprintln!("{handler}: wget {gateway}:{port}: {}", out.stdout.trim().replace('\n', " | "));
+    let reached = out.stdout.contains(NODE_MARKER);
+    match handler {
+        "moat" => ensure!(!reached, "under moat the pod reached the node's {gateway}:{port}"),
+        _ => ensure!(reached, "under runc the pod was expected to reach the node: {out:?}"),
+    }
+    // The node (kubelet's probes) still reaches a server in the pod: its replies go to a node
+    // address, and pass as replies.
+    let ip_out = sh(&pod, &c, "ip -4 -o addr show eth0")?;
+    let pod_ip = ip_out
+        .stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .with_context(|| format!("the pod's address: {ip_out:?}"))?;
+    let serve = "mkdir -p /tmp/www && echo pod-side-server > /tmp/www/index.html && \
+                 httpd -p 8080 -h /tmp/www && echo started";
+    let out = sh(&pod, &c, serve)?;
+    ensure!(out.stdout.contains("started"), "httpd in the pod: {out:?}");
+    let mut answer = String::new();
+    for _ in 0..20 {
+        let attempt = (|| -> Result<String> {
+            let addr: std::net::SocketAddr = format!("{pod_ip}:8080").parse()?;
+            let mut conn =
+                std::net::TcpStream::connect_timeout(&addr, std::time::Duration::from_secs(2))?;
+            conn.set_read_timeout(Some(std::time::Duration::from_secs(2)))?;
+            conn.write_all(b"GET / HTTP/1.0\r\n\r\n")?;
+            let mut text = String::new();
+            conn.read_to_string(&mut text)?;
+            Ok(text)
+        })();
+        match attempt {
+            Ok(text) if text.contains("pod-side-server") => {
+                answer = text;
+                break;
+            }
+            other => eprintln!("{handler}: node -> pod {pod_ip}:8080: {other:?}"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ensure!(
+        answer.contains("pod-side-server"),
+        "under {handler} the node cannot reach a server in the pod (replies dropped?)"
+    );
     pod.teardown()
 }
