@@ -250,6 +250,30 @@ impl PodAudit {
         wait
     }
 
+    /// Counts and logs an exec the policy refused (`exec:<rule>` in the counters), e.g. an
+    /// exec as another user or with more capabilities than its container.
+    pub fn record_refused_exec(&self, container: &str, exec_id: &str, rule: &str, field: &str) {
+        let Ok(mut state) = self.state.lock() else { return };
+        let (counts, _, written) = &mut *state;
+        log::warn!(
+            "{}",
+            serde_json::json!({
+                "moat_audit": "refused_exec",
+                "pod": self.pod,
+                "container": container,
+                "exec": exec_id,
+                "rule": rule,
+                "field": field,
+            })
+        );
+        counts.total += 1;
+        *counts.syscalls.entry(format!("exec:{rule}")).or_insert(0) += 1;
+        *written = Some(Instant::now());
+        if let Err(e) = write_counts(&self.path, counts) {
+            log::warn!("{e}");
+        }
+    }
+
     /// Writes the counters now (when a supervisor ends).
     pub fn flush(&self) {
         if let Ok(state) = self.state.lock() {
@@ -457,9 +481,11 @@ mod tests {
             };
             audit.record(&d);
         }
+        audit.record_refused_exec("c", "e1", "exec-user", "process.user.uid");
         audit.flush();
         let counts = read_counts(dir.path(), "pod-1").expect("read");
-        assert_eq!(counts.total, 3);
+        assert_eq!(counts.syscalls.get("exec:exec-user"), Some(&1));
+        assert_eq!(counts.total, 4);
         assert_eq!(counts.syscalls.get("keyctl"), Some(&2));
         assert!(counts.render().contains("bpf"));
         assert_eq!(read_counts(dir.path(), "other").expect("none").total, 0);

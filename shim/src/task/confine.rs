@@ -322,23 +322,8 @@ impl Confinement {
         if !config.audit.enabled {
             return;
         }
-        let pod = {
-            let Ok(mut audits) = self.audits.lock() else { return };
-            match audits.get(&plan.pod_id) {
-                Some(pod) => pod.clone(),
-                None => match PodAudit::new(&config.audit.state_dir, &plan.pod_id) {
-                    Ok(pod) => {
-                        audits.insert(plan.pod_id.clone(), pod.clone());
-                        pod
-                    }
-                    Err(e) => {
-                        // Refusals are still answered (ENOSYS by the kernel), only unrecorded.
-                        warn!("pod {}: the denial audit is off: {e}", plan.pod_id);
-                        return;
-                    }
-                },
-            }
-        };
+        // Without it refusals are still answered (ENOSYS by the kernel), only unrecorded.
+        let Some(pod) = self.pod_audit(config, &plan.pod_id) else { return };
         let who = who.to_string();
         pending.on_seccomp_listener(move |listener| {
             let label = who.clone();
@@ -351,6 +336,28 @@ impl Confinement {
                 warn!("{who}: no audit thread ({e}); its refused syscalls answer ENOSYS");
             }
         });
+    }
+
+    /// The audit state of `pod_id` (made on first use), `None` when the audit is off or its
+    /// state directory is unusable (logged).
+    fn pod_audit(&self, config: &Config, pod_id: &str) -> Option<Arc<PodAudit>> {
+        if !config.audit.enabled {
+            return None;
+        }
+        let mut audits = self.audits.lock().ok()?;
+        if let Some(pod) = audits.get(pod_id) {
+            return Some(pod.clone());
+        }
+        match PodAudit::new(&config.audit.state_dir, pod_id) {
+            Ok(pod) => {
+                audits.insert(pod_id.to_string(), pod.clone());
+                Some(pod)
+            }
+            Err(e) => {
+                warn!("pod {pod_id}: the denial audit is off: {e}");
+                None
+            }
+        }
     }
 
     /// Fills each filter's precompiled BPF, from the cache or by compiling it now. A filter
@@ -439,6 +446,10 @@ impl Confinement {
         let mut plan =
             policy::derive_exec(&oci, container, config, exec_id, init_pid).map_err(|refusal| {
                 warn!("refused: {refusal}");
+                if let Some(pod) = self.pod_audit(config, &container.pod_id) {
+                    let rule = refusal.rule().as_str();
+                    pod.record_refused_exec(id, exec_id, rule, refusal.field());
+                }
                 ShimError::Refused(refusal.to_string())
             })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
