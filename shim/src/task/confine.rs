@@ -226,7 +226,7 @@ impl Confinement {
             }
         };
 
-        audit_baseline(config, &mut plan.process.seccomp);
+        audit_baseline(self.pod_audit(config, &pod_id), &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
             Ok(cgroup) => cgroup,
@@ -453,7 +453,7 @@ impl Confinement {
                 ShimError::Refused(refusal.to_string())
             })?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
-        audit_baseline(config, &mut plan.process.seccomp);
+        audit_baseline(self.pod_audit(config, &container.pod_id), &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let launcher = self.launcher.clone();
@@ -509,9 +509,10 @@ fn usable_layout(
     })
 }
 
-/// With `[audit] enabled`, the baseline's EPERM rules notify the shim (`audit::audited`).
-fn audit_baseline(config: &Config, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
-    if !config.audit.enabled {
+/// With `[audit] enabled` (and its state usable: `audit` is the pod's), the baseline's EPERM
+/// rules notify the shim (`audit::audited`); otherwise the filter answers EPERM itself.
+fn audit_baseline(audit: Option<Arc<PodAudit>>, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
+    if audit.is_none() {
         return;
     }
     for filter in filters.iter_mut().filter(|f| f.name == moat_sandbox::seccomp::BASELINE_NAME) {
