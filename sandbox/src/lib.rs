@@ -8,7 +8,9 @@
 //! Does not own: anything about containerd (task ids, events, ttrpc, fifos). The shim turns
 //! containerd's requests into calls here; this crate never imports containerd types.
 
+pub mod audit;
 pub mod cgroups;
+pub mod egress;
 pub mod features;
 pub mod host_support;
 pub mod plan;

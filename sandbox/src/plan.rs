@@ -269,6 +269,9 @@ pub enum SeccompAction {
     Allow,
     /// Fail the syscall with this errno.
     Errno(u32),
+    /// Fail the syscall with this errno, answered by the shim's audit supervisor through
+    /// seccomp user notification, which records the attempt (`crate::audit`).
+    NotifyErrno(u32),
     KillThread,
     KillProcess,
     Trap,

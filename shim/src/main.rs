@@ -8,6 +8,7 @@
 //! seccomp decision is made and applied by `moat-sandbox`; this crate only turns containerd's
 //! requests into calls there and never issues those syscalls itself.
 
+mod audit;
 mod bootstrap;
 mod check;
 mod config;
@@ -23,6 +24,12 @@ fn main() {
         == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG))
     {
         moat_sandbox::spawn::helper_main();
+    }
+    // `audit <pod>`: the pod's denial counters (issue 15), printed for the operator.
+    if std::env::args_os().nth(1).as_deref() == Some(std::ffi::OsStr::new("audit")) {
+        let args: Vec<String> =
+            std::env::args_os().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
+        std::process::exit(audit::run(&args));
     }
     shim::main();
 }

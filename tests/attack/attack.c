@@ -821,6 +821,76 @@ static int seal_main(const char *m, const char *a)
 }
 /* =================== end of seal_seccomp =================== */
 
+/* ============ egress and audit (tests/tests/egress.rs, tests/tests/audit.rs) ============ */
+/* `nft flush ruleset` by hand, in the pod's own network namespace: one nf_tables batch with
+ * NFT_MSG_DELTABLE for every family and no table name, which deletes every table (the egress
+ * guard's `inet moat_egress` among them). ok when the kernel acknowledged it. */
+static int egress_flush(void)
+{
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (s < 0)
+		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
+	char buf[256];
+	memset(buf, 0, sizeof buf);
+	size_t off = 0;
+	uint32_t seq = (uint32_t)time(NULL);
+	uint16_t types[3] = {NFNL_MSG_BATCH_BEGIN, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE,
+			     NFNL_MSG_BATCH_END};
+	for (int i = 0; i < 3; i++) {
+		struct nlmsghdr *nh = (struct nlmsghdr *)(buf + off);
+		struct nfgenmsg *nf = NLMSG_DATA(nh);
+		nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
+		nh->nlmsg_type = types[i];
+		nh->nlmsg_flags = NLM_F_REQUEST | (i == 1 ? NLM_F_ACK : 0);
+		nh->nlmsg_seq = seq + (uint32_t)i;
+		nf->nfgen_family = AF_UNSPEC;
+		nf->version = NFNETLINK_V0;
+		nf->res_id = i == 1 ? 0 : htons(NFNL_SUBSYS_NFTABLES);
+		off += NLMSG_ALIGN(nh->nlmsg_len);
+	}
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	if (sendto(s, buf, off, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return denied("sendto(nftables batch)");
+	char reply[4096];
+	ssize_t n = recv(s, reply, sizeof reply, 0);
+	if (n < 0)
+		return denied("recv(nftables ack)");
+	for (struct nlmsghdr *nh = (struct nlmsghdr *)reply; NLMSG_OK(nh, (size_t)n);
+	     nh = NLMSG_NEXT(nh, n)) {
+		if (nh->nlmsg_type == NLMSG_ERROR) {
+			struct nlmsgerr *err = NLMSG_DATA(nh);
+			if (err->error != 0)
+				return denied_at(-err->error, "NFT_MSG_DELTABLE (flush ruleset)");
+			return ok("flushed every nftables table of the pod's network namespace");
+		}
+	}
+	return denied_at(EPROTO, "no ack for NFT_MSG_DELTABLE");
+}
+
+/* N keyctl calls (refused by the baseline, answered by the shim's audit): ok with the time. */
+static int audit_spam(long n)
+{
+	struct timespec a, b;
+	long refused = 0;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	for (long i = 0; i < n; i++)
+		if (syscall(SYS_keyctl, 0 /* KEYCTL_GET_KEYRING_ID */, -3, 0) < 0 && errno == EPERM)
+			refused++;
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	long ms = (b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000;
+	return ok("%ld of %ld keyctl calls refused with EPERM in %ld ms", refused, n, ms);
+}
+
+static int egress_main(const char *m, const char *a)
+{
+	if (!strcmp(m, "egress-flush"))
+		return egress_flush();
+	if (!strcmp(m, "egress-audit-spam") && a)
+		return audit_spam(atol(a));
+	return -1;
+}
+/* =================== end of egress =================== */
+
 int main(int argc, char **argv)
 {
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -887,6 +957,11 @@ int main(int argc, char **argv)
 		return fds();
 	if (!strcmp(mode, "proc-roots"))
 		return proc_roots();
+	if (!strncmp(mode, "egress-", 7)) {
+		int r = egress_main(mode, a);
+		if (r >= 0)
+			return r;
+	}
 	if (!strncmp(mode, "seal-", 5)) {
 		int r = seal_main(mode, a);
 		if (r >= 0)

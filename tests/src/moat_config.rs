@@ -18,9 +18,13 @@ pub fn render(layout: &Layout) -> String {
          allowed_host_paths = [{}]\n\
          \n\
          [userns]\n\
+         state_dir = {}\n\
+         \n\
+         [audit]\n\
          state_dir = {}\n",
         toml_str(&layout.volumes),
         toml_str(&layout.dir.join("idranges")),
+        toml_str(&layout.dir.join("audit")),
     )
 }
 
@@ -61,6 +65,7 @@ mod tests {
         assert_eq!(config.allowed_host_paths, vec![layout.volumes.clone().into()]);
         assert!(config.cri_state_dirs.is_empty(), "derived by moat, not configured");
         assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
+        assert_eq!(config.audit.state_dir, layout.dir.join("audit"));
     }
 
     #[test]

@@ -86,6 +86,10 @@ pub struct Config {
     pub default_pids_limit: u64,
     /// The pool of host ID ranges, one per pod.
     pub userns: UsernsConfig,
+    /// The egress guard in each pod's network namespace (`crate::egress`).
+    pub egress: crate::egress::EgressConfig,
+    /// The denial audit (`crate::audit`).
+    pub audit: crate::audit::AuditConfig,
     /// Where this configuration came from (`/etc/moat/config.toml`, `built-in defaults`), for
     /// messages. Not a key.
     #[serde(skip)]
@@ -206,6 +210,8 @@ impl Default for Config {
             kubelet_root_dir: PathBuf::from("/var/lib/kubelet"),
             default_pids_limit: DEFAULT_PIDS_LIMIT,
             userns: UsernsConfig::default(),
+            egress: crate::egress::EgressConfig::default(),
+            audit: crate::audit::AuditConfig::default(),
             source: BUILT_IN.to_string(),
         }
     }
@@ -347,6 +353,12 @@ impl Config {
                 format!("base + size * count = {end} exceeds the largest host ID {}", u32::MAX - 1),
             ));
         }
+        if !self.audit.state_dir.is_absolute() {
+            return Err(invalid(
+                "audit.state_dir",
+                format!("{} is not an absolute path", self.audit.state_dir.display()),
+            ));
+        }
         if !u.state_dir.is_absolute() {
             return Err(invalid(
                 "userns.state_dir",
@@ -460,8 +472,10 @@ state_dir = "/tmp/pool"
     fn the_documented_example_lists_every_key_with_a_comment() {
         let table: toml::Table = toml::from_str(EXAMPLE).expect("TOML");
         let mut keys: Vec<String> = table.keys().cloned().collect();
-        if let Some(toml::Value::Table(u)) = table.get("userns") {
-            keys.extend(u.keys().map(|k| format!("userns.{k}")));
+        for section in ["userns", "egress", "audit"] {
+            if let Some(toml::Value::Table(u)) = table.get(section) {
+                keys.extend(u.keys().map(|k| format!("{section}.{k}")));
+            }
         }
         keys.sort();
         let mut expected = vec![
@@ -485,6 +499,14 @@ state_dir = "/tmp/pool"
             "userns.size",
             "userns.count",
             "userns.state_dir",
+            "egress",
+            "egress.deny_metadata",
+            "egress.deny_node_addresses",
+            "egress.deny",
+            "egress.allow",
+            "audit",
+            "audit.enabled",
+            "audit.state_dir",
         ];
         expected.sort();
         assert_eq!(keys, expected);

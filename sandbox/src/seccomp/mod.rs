@@ -15,7 +15,7 @@ mod tests;
 pub use profile::{baseline, from_oci, BASELINE_JSON, BASELINE_NAME};
 
 use std::io::{Read, Seek};
-use std::os::fd::FromRawFd;
+use std::os::fd::{FromRawFd, OwnedFd};
 
 use libseccomp::{
     ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
@@ -44,6 +44,7 @@ fn scmp_action(a: SeccompAction, filter: &str) -> Result<ScmpAction, SeccompErro
                 reason: format!("errno {e} is out of range"),
             })?))
         }
+        SeccompAction::NotifyErrno(_) => ScmpAction::Notify,
         SeccompAction::KillThread => ScmpAction::KillThread,
         SeccompAction::KillProcess => ScmpAction::KillProcess,
         SeccompAction::Trap => ScmpAction::Trap,
@@ -171,13 +172,31 @@ fn compile_for(plan: &SeccompPlan, native: ScmpArch) -> Result<ScmpFilterContext
 
 /// Compiles `plan` with libseccomp and loads it into the calling thread. Called in the helper
 /// process just before exec, after no_new_privs is set, or earlier while the process still
-/// holds CAP_SYS_ADMIN in the pod's user namespace when the plan leaves no_new_privs off.
-pub fn load(plan: &SeccompPlan) -> Result<(), SeccompError> {
+/// holds CAP_SYS_ADMIN in the pod's user namespace when the plan leaves no_new_privs off. A
+/// filter with `NotifyErrno` rules is loaded with a listener, returned for the audit supervisor
+/// (closed, the kernel answers those syscalls ENOSYS; see `crate::audit`).
+pub fn load(plan: &SeccompPlan) -> Result<Option<OwnedFd>, SeccompError> {
     if let Some(bpf) = &plan.bpf {
         return load_bpf(plan, bpf);
     }
+    let load_err = |e: libseccomp::error::SeccompError| SeccompError::Load {
+        filter: plan.name.clone(),
+        reason: e.to_string(),
+    };
     let ctx = compile(plan)?;
-    ctx.load().map_err(|e| SeccompError::Load { filter: plan.name.clone(), reason: e.to_string() })
+    ctx.load().map_err(load_err)?;
+    if !has_notify(plan) {
+        return Ok(None);
+    }
+    let fd = ctx.get_notify_fd().map_err(load_err)?;
+    // SAFETY: libseccomp returns the listener the kernel just made for this filter; nothing
+    // else owns it (the context is dropped without closing it).
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
+}
+
+/// True when the filter hands some syscalls to a supervisor (needs a listener).
+pub fn has_notify(plan: &SeccompPlan) -> bool {
+    plan.rules.iter().any(|r| matches!(r.action, SeccompAction::NotifyErrno(_)))
 }
 
 /// Compiles `plan` to its BPF program and stores it in `plan.bpf`. The shim does this once
@@ -215,7 +234,7 @@ const SOCK_FILTER_LEN: usize = 8;
 /// Loads a precompiled program with seccomp(2), with the flags the plan names (the ones
 /// libseccomp would have passed: LOG, SPEC_ALLOW). no_new_privs is set by then, or the process
 /// holds CAP_SYS_ADMIN in its user namespace (see `spawn::finish`).
-fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
+fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<Option<OwnedFd>, SeccompError> {
     let load_err = |reason: String| SeccompError::Load { filter: plan.name.clone(), reason };
     if bpf.is_empty() || !bpf.len().is_multiple_of(SOCK_FILTER_LEN) {
         return Err(load_err(format!(
@@ -244,6 +263,10 @@ fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
             None => return Err(load_err(format!("unknown flag {flag}"))),
         }
     }
+    let notify = has_notify(plan);
+    if notify {
+        flags |= libc::SECCOMP_FILTER_FLAG_NEW_LISTENER;
+    }
     let fprog = libc::sock_fprog { len, filter: program.as_ptr().cast_mut() };
     // SAFETY: seccomp(SECCOMP_SET_MODE_FILTER) reads `len` instructions from `filter`, which
     // points into `program`, alive and unchanged for the call; the kernel copies the program.
@@ -255,13 +278,19 @@ fn load_bpf(plan: &SeccompPlan, bpf: &[u8]) -> Result<(), SeccompError> {
             &fprog as *const libc::sock_fprog,
         )
     };
-    if rc != 0 {
+    if rc < 0 {
         return Err(load_err(format!(
             "seccomp(SECCOMP_SET_MODE_FILTER): {}",
             std::io::Error::last_os_error()
         )));
     }
-    Ok(())
+    if !notify {
+        return Ok(None);
+    }
+    let fd = i32::try_from(rc).map_err(|_| load_err(format!("listener fd {rc}")))?;
+    // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER seccomp(2) returns a new fd (close-on-exec)
+    // for the filter's listener; nothing else owns it.
+    Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
 const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;

@@ -56,9 +56,7 @@ fn prepare_and_exec(
     }
     setsid().step(|| "setsid")?;
     let filters_first = !process.no_new_privileges;
-    if filters_first {
-        load_filters(process)?;
-    }
+    let early_listeners = if filters_first { load_filters(process)? } else { Vec::new() };
     privileges::set_rlimits(&process.rlimits)?;
     privileges::apply_with_ids(process)?;
     if process.terminal {
@@ -97,8 +95,13 @@ fn prepare_and_exec(
     })
     .step(|| "close_range(3, ~0, CLOSE_RANGE_CLOEXEC)")?;
     // Seccomp last: after it, only exec (and reporting its failure) remains.
-    if !filters_first {
-        load_filters(process)?;
+    let listeners = if filters_first { early_listeners } else { load_filters(process)? };
+    // Audit (issue 15): a notifying filter's listener goes to the shim (sendmsg is allowed by
+    // every filter that notifies: the baseline's); ours closes on exec. Sent here, after
+    // "start", also when the filters were loaded early (the launcher takes listeners only
+    // then); the setup steps in between make no syscall the baseline refuses.
+    for listener in &listeners {
+        channel.seccomp_listener(listener.as_fd())?;
     }
     let errno = match execve(&program, &args, &env) {
         Err(e) => e,
@@ -107,13 +110,16 @@ fn prepare_and_exec(
     Err(Failure::sys(format!("execve {}", program.to_string_lossy()), errno))
 }
 
-fn load_filters(process: &ProcessPlan) -> Result<(), Failure> {
+/// Loads the filters in order; returns the listeners of the notifying ones (the audit's).
+fn load_filters(process: &ProcessPlan) -> Result<Vec<OwnedFd>, Failure> {
+    let mut listeners = Vec::new();
     for filter in &process.seccomp {
-        crate::seccomp::load(filter).map_err(|e| {
+        let listener = crate::seccomp::load(filter).map_err(|e| {
             Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
         })?;
+        listeners.extend(listener);
     }
-    Ok(())
+    Ok(listeners)
 }
 
 fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {

@@ -152,6 +152,10 @@ impl Channel {
     pub fn console(&self, master: BorrowedFd<'_>) -> Result<(), Failure> {
         Ok(send_msg(self.sock.as_fd(), &Report::Console, &[master])?)
     }
+    /// Audit (issue 15): hands the seccomp listener to the launcher.
+    pub fn seccomp_listener(&self, listener: BorrowedFd<'_>) -> Result<(), Failure> {
+        Ok(send_msg(self.sock.as_fd(), &Report::SeccompListener, &[listener])?)
+    }
     pub fn ready(&self) -> Result<(), Failure> {
         Ok(send_msg(self.sock.as_fd(), &Report::Ready, &[])?)
     }

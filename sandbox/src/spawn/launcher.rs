@@ -72,6 +72,26 @@ pub struct Pending {
     pub userns: Option<OwnedFd>,
     sock: OwnedFd,
     subject: Subject,
+    /// Audit (issue 15): who takes the seccomp listener the process sends before exec.
+    on_listener: Option<OnListener>,
+}
+
+/// Audit (issue 15): the receiver of a process's seccomp listener (`crate::audit`).
+pub struct OnListener(Box<dyn FnOnce(OwnedFd) + Send>);
+
+impl std::fmt::Debug for OnListener {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnListener")
+    }
+}
+
+impl Pending {
+    /// Audit (issue 15): `f` gets the listener of the process's notifying seccomp filter when
+    /// it loads one (`audit::audited` plans). Without a receiver the listener is closed and
+    /// the kernel answers the notifying rules ENOSYS.
+    pub fn on_seccomp_listener(&mut self, f: impl FnOnce(OwnedFd) + Send + 'static) {
+        self.on_listener = Some(OnListener(Box::new(f)));
+    }
 }
 
 impl Launcher {
@@ -216,11 +236,26 @@ fn await_ready(subject: Subject, sock: OwnedFd) -> Result<Pending, SpawnError> {
                 spawned = Some(PidFd::from_received(pidfd, pid));
             }
             Report::Console => console = fds.pop(),
+            Report::SeccompListener => {
+                return Err(subject.error(
+                    "wait for the helper",
+                    None,
+                    Some("a seccomp listener before the process was ready".into()),
+                ));
+            }
             Report::Ready => {
                 let pidfd = spawned.ok_or_else(|| {
                     subject.error("wait for the helper", None, Some("ready before spawned".into()))
                 })?;
-                return Ok(Pending { pid: pidfd.pid(), pidfd, console, userns, sock, subject });
+                return Ok(Pending {
+                    pid: pidfd.pid(),
+                    pidfd,
+                    console,
+                    userns,
+                    sock,
+                    subject,
+                    on_listener: None,
+                });
             }
             Report::Failed { step, errno, detail } => {
                 return Err(subject.error(step, errno.map(Errno::from_raw), detail));
@@ -238,7 +273,7 @@ fn log_line(subject: &Subject, message: &str) {
 
 impl Pending {
     /// Blocking. Lets the process exec; returns once exec succeeded, or the exec error.
-    pub fn start(self) -> Result<(), SpawnError> {
+    pub fn start(mut self) -> Result<(), SpawnError> {
         let subject = self.subject.clone();
         send_msg(self.sock.as_fd(), &Control::Start, &[])
             .map_err(|e| subject.wire("send start", e))?;
@@ -248,6 +283,11 @@ impl Pending {
             {
                 None => return Ok(()),
                 Some((Report::Log { message }, _)) => log_line(&subject, &message),
+                Some((Report::SeccompListener, mut fds)) => {
+                    if let (Some(fd), Some(on)) = (fds.pop(), self.on_listener.take()) {
+                        (on.0)(fd);
+                    }
+                }
                 Some((Report::Failed { step, errno, detail }, _)) => {
                     return Err(subject.error(step, errno.map(Errno::from_raw), detail))
                 }

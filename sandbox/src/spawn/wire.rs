@@ -61,6 +61,9 @@ pub(crate) enum Report {
     Console,
     /// Everything up to exec is done; waiting for `Start`.
     Ready,
+    /// Audit (issue 15): the listener of the notifying seccomp filter rides along (sent
+    /// after `Start`, right before exec).
+    SeccompListener,
     /// A step failed; the process is gone (or about to be).
     Failed { step: String, errno: Option<i32>, detail: Option<String> },
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
+use moat_sandbox::audit::PodAudit;
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{
     ContainerPlan, NamespaceAction, NamespaceKind, RootfsMount, UserNamespaceAction,
@@ -66,6 +67,8 @@ pub struct Confinement {
     /// Who owns each container's stdio (containerd 2.x's IoUid/IoGid, see `io_owner`), by
     /// container id: its execs' stdio gets the same owner.
     io_owners: std::sync::Mutex<std::collections::HashMap<String, IoOwner>>,
+    /// The denial audit's state, by pod (one shim serves one pod; keyed for safety).
+    audits: std::sync::Mutex<std::collections::HashMap<String, Arc<PodAudit>>>,
 }
 
 impl Confinement {
@@ -81,6 +84,7 @@ impl Confinement {
             layout,
             compiled_filters: Default::default(),
             io_owners: Default::default(),
+            audits: Default::default(),
         })
     }
 
@@ -277,6 +281,7 @@ impl Confinement {
             }
         };
 
+        audit_baseline(self.pod_audit(config, &pod_id), &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
             Ok(cgroup) => cgroup,
@@ -295,6 +300,15 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
+        // The egress guard goes into the pod's network namespace before any of its processes
+        // runs: a namespace the spec names (CNI's) now, one the init makes once it exists.
+        let egress = if is_sandbox { egress_target(&plan) } else { EgressTarget::Pod };
+        if let EgressTarget::Path(netns) = &egress {
+            if let Err(e) = guard_egress(config, &pod_id, netns.clone()).await {
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
         let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone(), io_owner).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
@@ -321,6 +335,15 @@ impl Confinement {
                 return Err(e);
             }
         }
+        if let EgressTarget::OfInit = egress {
+            let netns = PathBuf::from(format!("/proc/{}/ns/net", pending.pid));
+            if let Err(e) = guard_egress(config, &pod_id, netns).await {
+                drop(pending);
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
+        self.supervise_denials(config, &plan, &mut pending, &req.id);
         let console = pending.console.take();
         let io = match plumbing.start(console, &format!("container {}", req.id)) {
             Ok(io) => io,
@@ -378,6 +401,56 @@ impl Confinement {
             if is_sandbox { "sandbox" } else { "container" }
         );
         Ok(Created { is_sandbox, plan, cgroup, process, pod: pod_out })
+    }
+
+    /// Audit: the process's seccomp listener (sent right before exec) goes to a supervisor
+    /// thread that answers and records its refused syscalls (`moat_sandbox::audit`).
+    fn supervise_denials(
+        &self,
+        config: &Config,
+        plan: &ContainerPlan,
+        pending: &mut moat_sandbox::spawn::Pending,
+        who: &str,
+    ) {
+        if !config.audit.enabled {
+            return;
+        }
+        // Without it refusals are still answered (ENOSYS by the kernel), only unrecorded.
+        let Some(pod) = self.pod_audit(config, &plan.pod_id) else { return };
+        let who = who.to_string();
+        pending.on_seccomp_listener(move |listener| {
+            let label = who.clone();
+            let spawned = std::thread::Builder::new()
+                .name("moat-audit".into())
+                // poll, two ioctls, a name lookup and a log line: a small stack is plenty.
+                .stack_size(256 * 1024)
+                .spawn(move || moat_sandbox::audit::supervise(listener, pod, label));
+            if let Err(e) = spawned {
+                warn!("{who}: no audit thread ({e}); its refused syscalls answer ENOSYS");
+            }
+        });
+    }
+
+    /// The audit state of `pod_id` (made on first use), `None` when the audit is off or its
+    /// state directory is unusable (logged).
+    fn pod_audit(&self, config: &Config, pod_id: &str) -> Option<Arc<PodAudit>> {
+        if !config.audit.enabled {
+            return None;
+        }
+        let mut audits = self.audits.lock().ok()?;
+        if let Some(pod) = audits.get(pod_id) {
+            return Some(pod.clone());
+        }
+        match PodAudit::new(&config.audit.state_dir, pod_id) {
+            Ok(pod) => {
+                audits.insert(pod_id.to_string(), pod.clone());
+                Some(pod)
+            }
+            Err(e) => {
+                warn!("pod {pod_id}: the denial audit is off: {e}");
+                None
+            }
+        }
     }
 
     /// Fills each filter's precompiled BPF, from the cache or by compiling it now. A filter
@@ -477,10 +550,15 @@ impl Confinement {
                     spec: None,
                 };
                 warn!("{}", audit_log::refused(&who, config, &container.user, &refusal));
+                if let Some(pod) = self.pod_audit(config, &container.pod_id) {
+                    let rule = refusal.rule().as_str();
+                    pod.record_refused_exec(id, exec_id, rule, refusal.field());
+                }
                 ShimError::Refused(refusal.to_string())
             },
         )?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
+        audit_baseline(self.pod_audit(config, &container.pod_id), &mut plan.process.seccomp);
         self.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let label = format!("exec {exec_id} of container {id}");
@@ -494,6 +572,7 @@ impl Confinement {
             launcher.exec(&plan, fds, &init).map_err(|e| ShimError::Sandbox(e.to_string()))
         })
         .await?;
+        self.supervise_denials(config, container, &mut pending, &format!("{id}/exec {exec_id}"));
         let console = pending.console.take();
         let io = plumbing.start(console, &label)?;
         Ok(Process::new(pending.pid, stdio_paths.clone(), pending, io))
@@ -566,6 +645,63 @@ fn sandbox_paths_held<'a>(
             sandbox.pid()
         ))
     })
+}
+
+/// With `[audit] enabled` (and its state usable: `audit` is the pod's), the baseline's EPERM
+/// rules notify the shim (`audit::audited`); otherwise the filter answers EPERM itself.
+fn audit_baseline(audit: Option<Arc<PodAudit>>, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
+    if audit.is_none() {
+        return;
+    }
+    for filter in filters.iter_mut().filter(|f| f.name == moat_sandbox::seccomp::BASELINE_NAME) {
+        *filter = moat_sandbox::audit::audited(filter);
+    }
+}
+
+/// Where the pod's egress guard goes (see `moat_sandbox::egress`).
+enum EgressTarget {
+    /// The network namespace the sandbox joins (CNI's on containerd 1.6, 2.x's own).
+    Path(PathBuf),
+    /// The namespace the sandbox's init creates: guarded once the init exists, before it runs.
+    OfInit,
+    /// Not the sandbox: the pod's namespace is already guarded.
+    Pod,
+    /// The host's network (`hostNetwork`, allowed by `allow_host_network`): outside the guard.
+    Host,
+}
+
+fn egress_target(plan: &ContainerPlan) -> EgressTarget {
+    use moat_sandbox::plan::{NamespaceAction, NamespaceKind};
+    match plan.namespaces.iter().find(|ns| ns.kind == NamespaceKind::Network) {
+        Some(ns) => match &ns.action {
+            NamespaceAction::Join(path) => EgressTarget::Path(path.clone()),
+            NamespaceAction::Create => EgressTarget::OfInit,
+        },
+        None => {
+            info!(
+                "pod {}: on the host's network namespace (hostNetwork): outside the egress guard",
+                plan.pod_id
+            );
+            EgressTarget::Host
+        }
+    }
+}
+
+/// Installs the `[egress]` rules in `netns`; the pod is refused when they cannot be.
+async fn guard_egress(config: &Arc<Config>, pod_id: &str, netns: PathBuf) -> Result<(), ShimError> {
+    let (egress, pod_id) = (config.egress.clone(), pod_id.to_string());
+    blocking(move || {
+        let refuse = |e: moat_sandbox::egress::EgressError| {
+            ShimError::Sandbox(format!("pod {pod_id}: {e}; the pod does not start without it"))
+        };
+        let ruleset = moat_sandbox::egress::ruleset_for_node(&egress).map_err(refuse)?;
+        moat_sandbox::egress::install(&netns, &ruleset).map_err(refuse)?;
+        if !ruleset.is_empty() {
+            info!("pod {pod_id}: egress guard in {}: {}", netns.display(), ruleset.describe());
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The spec's root path, relative to the bundle unless absolute.
