@@ -2,8 +2,8 @@
 //! instead of the kernel's filter alone, so the operator sees what each pod tried.
 //!
 //! Owns: turning the baseline's EPERM rules into seccomp user-notification rules (`audited`,
-//! pure), the supervisor loop that answers each notification with the rule's errno and records
-//! it (`supervise`), the per-pod rate limit (`Pace`), the JSON log line (`Denial`) and the
+//! pure), the supervisor that answers each notification with the rule's errno and records it
+//! (`PodSupervisor`: one thread per pod for all its listeners; `supervise` for one listener), the per-pod rate limit (`Pace`), the JSON log line (`Denial`) and the
 //! per-pod counter file under the shim's state directory (`Counters`, read back by
 //! `containerd-shim-moat-v2 audit <pod>`).
 //!
@@ -24,6 +24,9 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{SeccompAction, SeccompPlan};
+
+mod supervisor;
+pub use supervisor::PodSupervisor;
 
 const EPERM: u32 = 1;
 

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use containerd_shim::api::CreateTaskRequest;
 use log::{info, warn};
-use moat_sandbox::audit::PodAudit;
+use moat_sandbox::audit::{PodAudit, PodSupervisor};
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::{
     ContainerPlan, NamespaceAction, NamespaceKind, RootfsMount, UserNamespaceAction,
@@ -69,6 +69,8 @@ pub struct Confinement {
     io_owners: std::sync::Mutex<std::collections::HashMap<String, IoOwner>>,
     /// The denial audit's state, by pod (one shim serves one pod; keyed for safety).
     audits: std::sync::Mutex<std::collections::HashMap<String, Arc<PodAudit>>>,
+    /// The audit thread of each pod (one for all its processes' seccomp listeners).
+    supervisors: std::sync::Mutex<std::collections::HashMap<String, Arc<PodSupervisor>>>,
 }
 
 impl Confinement {
@@ -85,6 +87,7 @@ impl Confinement {
             compiled_filters: Default::default(),
             io_owners: Default::default(),
             audits: Default::default(),
+            supervisors: Default::default(),
         })
     }
 
@@ -417,18 +420,29 @@ impl Confinement {
         }
         // Without it refusals are still answered (ENOSYS by the kernel), only unrecorded.
         let Some(pod) = self.pod_audit(config, &plan.pod_id) else { return };
+        let Some(supervisor) = self.pod_supervisor(&plan.pod_id, pod) else { return };
         let who = who.to_string();
-        pending.on_seccomp_listener(move |listener| {
-            let label = who.clone();
-            let spawned = std::thread::Builder::new()
-                .name("moat-audit".into())
-                // poll, two ioctls, a name lookup and a log line: a small stack is plenty.
-                .stack_size(256 * 1024)
-                .spawn(move || moat_sandbox::audit::supervise(listener, pod, label));
-            if let Err(e) = spawned {
-                warn!("{who}: no audit thread ({e}); its refused syscalls answer ENOSYS");
+        pending.on_seccomp_listener(move |listener| supervisor.add(listener, who));
+    }
+
+    /// The pod's one audit thread (started on first use); `None` (logged) when no thread can
+    /// be started: the refused syscalls then answer ENOSYS, unrecorded.
+    fn pod_supervisor(&self, pod_id: &str, pod: Arc<PodAudit>) -> Option<Arc<PodSupervisor>> {
+        let mut supervisors = self.supervisors.lock().ok()?;
+        if let Some(s) = supervisors.get(pod_id) {
+            return Some(s.clone());
+        }
+        match PodSupervisor::start(pod) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                supervisors.insert(pod_id.to_string(), s.clone());
+                Some(s)
             }
-        });
+            Err(e) => {
+                warn!("pod {pod_id}: no audit thread ({e}); its refused syscalls answer ENOSYS");
+                None
+            }
+        }
     }
 
     /// The audit state of `pod_id` (made on first use), `None` when the audit is off or its
