@@ -11,6 +11,7 @@
 mod bootstrap;
 mod config;
 mod error;
+mod fault;
 mod shim;
 mod task;
 

@@ -94,6 +94,25 @@ impl Confinement {
         let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
         let pod_id = PodContext::spec_pod_id(&spec, &req.id);
 
+        // Written before anything is taken (ID range, cgroup), rewritten with the init's pid
+        // once it is spawned: `shim delete` after a shim killed at any step in between finds
+        // the range and the cgroup to give back (the cgroup may not exist yet: then nothing).
+        let early_state = BundleState {
+            container_id: req.id.clone(),
+            pod_id: pod_id.clone(),
+            is_sandbox,
+            cgroups_path: spec
+                .linux()
+                .as_ref()
+                .and_then(|l| l.cgroups_path().as_ref())
+                .map(|p| p.display().to_string()),
+            pid: 0,
+            pid_start_time: None,
+            boot_id: None,
+            config: config_source.clone(),
+        };
+        early_state.write(&bundle)?;
+
         // The pod's user namespace: handed over by containerd 2.x (`hostUsers: false`), else a
         // fresh range from moat's pool for the pod's first container, else the pod's.
         let handed_over = policy::spec_user_namespace(&spec);
@@ -132,6 +151,7 @@ impl Confinement {
                 Ok((Arc::new(pool), range.user_namespace_plan(UserNamespaceAction::Create)))
             })
             .await?;
+            crate::fault::point(crate::fault::AFTER_ID_RANGE, &req.id);
             let resources = PodResources {
                 pod_id: pod_id.clone(),
                 pod_uid: PodContext::spec_pod_uid(&spec),
@@ -234,6 +254,7 @@ impl Confinement {
             }
         };
         plan.cgroup_procs = cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
+        crate::fault::point(crate::fault::AFTER_CGROUP, &req.id);
 
         let undo = |cgroup: &Option<Cgroup>| {
             if let Some(cg) = cgroup {
@@ -251,6 +272,7 @@ impl Confinement {
                 return Err(e);
             }
         };
+        crate::fault::point(crate::fault::AFTER_HELPER_SPAWNED, &req.id);
         if !is_sandbox {
             let joined = plan
                 .namespaces
