@@ -26,6 +26,12 @@ moat_only_tests!(
     shim_killed_after_the_process_is_started,
     shim_killed_during_an_exec,
     shim_killed_during_delete,
+    containerd_killed_during_an_exec,
+    containerd_killed_during_remove_pod_sandbox,
+    the_id_pool_exhausted,
+    the_id_pool_state_dir_full,
+    the_id_pool_state_dir_read_only,
+    a_node_reboot,
 );
 
 /// A private test bed whose shims die at `point` (see `shim/src/fault.rs`).
@@ -284,4 +290,268 @@ fn a_killed_shims_socket_is_removed_with_its_pod(bed: &TestBed, handler: &str) -
         mode & 0o7777
     );
     Ok(())
+}
+
+/// Every container or pod id containerd's log of `bed` ever named (64 hex digits; image
+/// digests come along and match nothing): for pods whose RunPodSandbox failed, whose id the
+/// CRI never returned.
+fn ids_in_log(bed: &TestBed) -> Vec<String> {
+    let log = std::fs::read_to_string(&bed.layout().log).unwrap_or_default();
+    let mut ids: Vec<String> = log
+        .split(|c: char| !c.is_ascii_hexdigit())
+        .filter(|w| w.len() == 64)
+        .map(str::to_string)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
+}
+
+/// containerd's fd count once it serves the CRI again after a restart.
+fn fd_count_now(bed: &TestBed) -> Result<usize> {
+    moat_e2e::host::fd_count(containerd_pid(bed)?).context("containerd's fd count")
+}
+
+/// containerd is SIGKILLed while an ExecSync runs in a pod, and started again: the pod is
+/// still running and reachable, and its removal leaves nothing.
+fn containerd_killed_during_an_exec(_: &TestBed, handler: &str) -> Result<()> {
+    let Some(bed) =
+        TestBed::private("faults::containerd_killed_during_an_exec", handler, "cd-exec")?
+    else {
+        return Ok(());
+    };
+    let result = (|| -> Result<()> {
+        let pod = bed.run_pod("cd-exec", handler)?;
+        let c = pod.run("sleeper", &["sleep", "3600"])?;
+        let ids = vec![pod.id.clone(), c.id.clone()];
+        let cri = bed.cri();
+        let id = c.id.clone();
+        let exec = std::thread::spawn(move || {
+            cri.exec_sync(&id, &["sh", "-c", "sleep 2; echo late"], Duration::from_secs(20))
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        bed.restart_containerd(Duration::from_millis(200))?;
+        let lost = exec.join().map_err(|_| anyhow::anyhow!("the exec thread panicked"))?;
+        ensure!(lost.is_err(), "the exec went on through a containerd that was killed: {lost:?}");
+        let fds_before = fd_count_now(&bed)?;
+        let out = pod.exec(&c, &["echo", "reachable"])?;
+        ensure!(
+            out.exit_code == 0 && out.stdout == "reachable\n",
+            "the pod is not reachable after containerd's restart: {out:?}"
+        );
+        pod.teardown()?;
+        assert_nothing_left(&bed, &ids, fds_before, "containerd killed during an exec")
+    })();
+    result.map_err(|e| bed.with_log(e))
+}
+
+/// containerd is SIGKILLed while it removes a pod, and started again: the kubelet's retry of
+/// StopPodSandbox + RemovePodSandbox succeeds and nothing is left.
+fn containerd_killed_during_remove_pod_sandbox(_: &TestBed, handler: &str) -> Result<()> {
+    let test = "faults::containerd_killed_during_remove_pod_sandbox";
+    let Some(bed) = TestBed::private(test, handler, "cd-rmp")? else {
+        return Ok(());
+    };
+    let result = (|| -> Result<()> {
+        let pod = bed.run_pod("cd-rmp", handler)?;
+        let c = pod.run("sleeper", &["sleep", "3600"])?;
+        let ids = vec![pod.id.clone(), c.id.clone()];
+        let cri = bed.cri();
+        let id = pod.id.clone();
+        // StopPodSandbox then RemovePodSandbox, with containerd killed in the middle.
+        let remove = std::thread::spawn(move || cri.stopp(&id).and_then(|()| cri.rmp(&id)));
+        std::thread::sleep(Duration::from_millis(60));
+        bed.restart_containerd(Duration::from_millis(200))?;
+        let first = remove.join().map_err(|_| anyhow::anyhow!("the remove thread panicked"))?;
+        eprintln!("the interrupted StopPodSandbox + RemovePodSandbox: {first:?}");
+        let fds_before = fd_count_now(&bed)?;
+        remove_all_pods(&bed)?;
+        drop(pod);
+        ensure!(bed.cri().pods()?.is_empty(), "pods still listed: {:?}", bed.cri().pods()?);
+        assert_nothing_left(&bed, &ids, fds_before, "containerd killed during RemovePodSandbox")
+    })();
+    result.map_err(|e| bed.with_log(e))
+}
+
+/// Rewrites the moat config of `bed` with `[userns]` keys added (the section is last).
+fn with_userns_keys(bed: &TestBed, keys: &str) -> Result<()> {
+    let text = moat_e2e::moat_config::render(bed.layout()) + keys;
+    std::fs::write(&bed.layout().moat_config, text).context("rewriting the moat config")
+}
+
+/// A pool with room for one pod: the second pod is refused naming the pool and the remedy,
+/// and leaves nothing; once the first is removed a new pod runs.
+fn the_id_pool_exhausted(_: &TestBed, handler: &str) -> Result<()> {
+    let Some(bed) = TestBed::private("faults::the_id_pool_exhausted", handler, "pool1")? else {
+        return Ok(());
+    };
+    let result = (|| -> Result<()> {
+        with_userns_keys(&bed, "count = 1\n")?;
+        let fds_before = warm_fd_count(&bed)?;
+        let first = bed.run_pod("only", handler)?;
+        let running = leftovers(&bed, &ids_in_log(&bed));
+        let err = match bed.run_pod("second", handler) {
+            Ok(pod) => bail!("a second pod {} ran in a pool of one range", pod.id),
+            Err(e) => format!("{e:#}"),
+        };
+        eprintln!("the second pod: {err}");
+        let first_line = err.lines().next().unwrap_or_default();
+        ensure!(
+            first_line.contains("ID pool is exhausted") && first_line.contains("userns.count"),
+            "the second pod's error does not name the pool and the remedy: {first_line}"
+        );
+        // What is on the host now is what the first pod holds, nothing of the second.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let now = leftovers(&bed, &ids_in_log(&bed));
+            let extra: Vec<&String> = now.iter().filter(|l| !running.contains(l)).collect();
+            if extra.is_empty() {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "the refused pod left: {extra:#?}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        first.teardown()?;
+        let again = bed.run_pod("again", handler)?;
+        again.teardown()?;
+        assert_nothing_left(&bed, &ids_in_log(&bed), fds_before, "an exhausted pool")
+    })();
+    result.map_err(|e| bed.with_log(e))
+}
+
+/// Mounts a small tmpfs on the pool's state dir, made full or read-only, runs a pod, which
+/// must fail naming the pool's path and the cause `cause`, and leave nothing.
+fn state_dir_fault(name: &str, handler: &str, make: &str, cause: &str) -> Result<()> {
+    let test = format!("faults::{name}");
+    let Some(bed) = TestBed::private(&test, handler, name)? else {
+        return Ok(());
+    };
+    let pool = bed.layout().dir.join("idranges");
+    std::fs::create_dir_all(&pool)?;
+    let mount = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k,mode=0700", "moat-e2e-faults"])
+        .arg(&pool)
+        .status()
+        .context("mount")?;
+    ensure!(mount.success(), "mounting a tmpfs on {}", pool.display());
+    let result = (|| -> Result<()> {
+        let fds_before = warm_fd_count(&bed)?;
+        match make {
+            "full" => {
+                // Every block taken (a write to a full tmpfs fails with ENOSPC).
+                let filler = pool.join("filler");
+                let _ = std::fs::write(&filler, vec![0u8; 1 << 20]);
+            }
+            _ => {
+                let ro = std::process::Command::new("mount")
+                    .args(["-o", "remount,ro"])
+                    .arg(&pool)
+                    .status()?;
+                ensure!(ro.success(), "remounting {} read-only", pool.display());
+            }
+        }
+        let err = match bed.run_pod(name, handler) {
+            Ok(pod) => bail!("pod {} ran with the ID pool's state dir {make}", pod.id),
+            Err(e) => format!("{e:#}"),
+        };
+        eprintln!("the pod with the state dir {make}: {err}");
+        let first_line = err.lines().next().unwrap_or_default();
+        ensure!(
+            first_line.contains(&pool.display().to_string()) && first_line.contains(cause),
+            "the error does not name the pool's state dir {} and {cause:?}: {first_line}",
+            pool.display()
+        );
+        remove_all_pods(&bed)?;
+        assert_nothing_left(&bed, &ids_in_log(&bed), fds_before, &format!("state dir {make}"))
+    })();
+    let _ = std::process::Command::new("umount").arg("-l").arg(&pool).status();
+    result.map_err(|e| bed.with_log(e))
+}
+
+fn the_id_pool_state_dir_full(_: &TestBed, handler: &str) -> Result<()> {
+    state_dir_fault("statedir-full", handler, "full", "No space left on device")
+}
+
+fn the_id_pool_state_dir_read_only(_: &TestBed, handler: &str) -> Result<()> {
+    state_dir_fault("statedir-ro", handler, "read-only", "Read-only file system")
+}
+
+/// A node reboot on the bed: containerd and every shim and pod process killed, containerd's
+/// state directory (under /run on a node) and the shim sockets lost, the pods' cgroups gone,
+/// containerd started again. The kubelet's cleanup of the old pods (StopPodSandbox +
+/// RemovePodSandbox of each) succeeds, and their ID ranges return to the pool once the next
+/// pod's shim starts (see seal_id_ranges.rs for the reclaim itself).
+fn a_node_reboot(_: &TestBed, handler: &str) -> Result<()> {
+    let Some(bed) = TestBed::private("faults::a_node_reboot", handler, "reboot")? else {
+        return Ok(());
+    };
+    let result = (|| -> Result<()> {
+        let mut old = Vec::new();
+        for i in 0..2 {
+            let pod = bed.run_pod(&format!("before-reboot{i}"), handler)?;
+            let c = pod.run("sleeper", &["sleep", "3600"])?;
+            old.push((pod, c));
+        }
+        let mut ids = Vec::new();
+        for (pod, c) in &old {
+            ids.push(pod.id.clone());
+            ids.push(c.id.clone());
+        }
+        let layout = bed.layout().clone();
+        bed.restart_containerd_after(|| {
+            // Everything running dies.
+            for _ in 0..50 {
+                let mut pids: Vec<i32> =
+                    moat_e2e::host::shims(&layout.socket).into_iter().map(|s| s.pid).collect();
+                pids.extend(moat_e2e::host::cgroup_procs(&moat_e2e::host::cgroup_tree(
+                    &layout.cgroup_parent,
+                )));
+                if pids.is_empty() {
+                    break;
+                }
+                for pid in pids {
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            // /run is a tmpfs: containerd's state (bundles, netns mounts) and the shim
+            // sockets are gone; so are the cgroups (a fresh cgroupfs).
+            moat_e2e::containerd::unmount_under(&layout.state);
+            std::fs::remove_dir_all(&layout.state)
+                .with_context(|| format!("removing {}", layout.state.display()))?;
+            for id in &ids {
+                let _ = std::fs::remove_file(shim_socket(&bed, id));
+            }
+            for dir in moat_e2e::host::cgroup_tree(&layout.cgroup_parent) {
+                let _ = std::fs::remove_dir(&dir);
+            }
+            Ok(())
+        })?;
+        let fds_before = fd_count_now(&bed)?;
+        let listed = bed.cri().pods()?;
+        for (pod, _) in &old {
+            ensure!(listed.contains(&pod.id), "pod {} is not listed after the reboot", pod.id);
+        }
+        // The kubelet's cleanup of the old pods.
+        for (pod, _) in &old {
+            bed.cri().stopp(&pod.id).context("StopPodSandbox of a pod from before the reboot")?;
+            bed.cri().rmp(&pod.id).context("RemovePodSandbox of a pod from before the reboot")?;
+        }
+        ensure!(
+            bed.cri().pods()?.is_empty(),
+            "pods listed after the cleanup: {:?}",
+            bed.cri().pods()?
+        );
+        // The next pod's shim gives the old pods' ranges back.
+        let next = bed.run_pod("after-reboot", handler)?;
+        let ranges = leftovers(&bed, &[])
+            .into_iter()
+            .filter(|l| l.starts_with("ID range") && !l.contains(&next.id))
+            .collect::<Vec<_>>();
+        ensure!(ranges.is_empty(), "ranges of the pods from before the reboot: {ranges:#?}");
+        next.teardown()?;
+        drop(old);
+        assert_nothing_left(&bed, &ids, fds_before, "a node reboot")
+    })();
+    result.map_err(|e| bed.with_log(e))
 }
