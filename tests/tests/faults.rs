@@ -356,14 +356,26 @@ fn containerd_killed_during_remove_pod_sandbox(_: &TestBed, handler: &str) -> Re
         let pod = bed.run_pod("cd-rmp", handler)?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
-        let cri = bed.cri();
-        let id = pod.id.clone();
-        // StopPodSandbox then RemovePodSandbox, with containerd killed in the middle.
-        let remove = std::thread::spawn(move || cri.stopp(&id).and_then(|()| cri.rmp(&id)));
+        // containerd killed in the middle of StopPodSandbox (the task's kill and delete in
+        // the shim), then in the middle of RemovePodSandbox (once stopped, a short call:
+        // killed a few ms in). Each time it is started again and the kubelet retries.
+        let stop = std::thread::spawn({
+            let (cri, id) = (bed.cri(), pod.id.clone());
+            move || cri.stopp(&id)
+        });
         std::thread::sleep(Duration::from_millis(60));
         bed.restart_containerd(Duration::from_millis(200))?;
-        let first = remove.join().map_err(|_| anyhow::anyhow!("the remove thread panicked"))?;
-        eprintln!("the interrupted StopPodSandbox + RemovePodSandbox: {first:?}");
+        let stopped = stop.join().map_err(|_| anyhow::anyhow!("the stop thread panicked"))?;
+        eprintln!("the interrupted StopPodSandbox: {stopped:?}");
+        bed.cri().stopp(&pod.id).context("StopPodSandbox after containerd's restart")?;
+        let remove = std::thread::spawn({
+            let (cri, id) = (bed.cri(), pod.id.clone());
+            move || cri.rmp(&id)
+        });
+        std::thread::sleep(Duration::from_millis(5));
+        bed.restart_containerd(Duration::from_millis(200))?;
+        let removed = remove.join().map_err(|_| anyhow::anyhow!("the remove thread panicked"))?;
+        eprintln!("the interrupted RemovePodSandbox: {removed:?}");
         let fds_before = fd_count_now(&bed)?;
         remove_all_pods(&bed)?;
         drop(pod);
