@@ -155,6 +155,7 @@ fn sandbox_fault(point: &str) -> Result<()> {
             Ok(pod) => bail!("RunPodSandbox succeeded though the shim died at {point}: {}", pod.id),
             Err(e) => format!("{e:#}"),
         };
+        eprintln!("RunPodSandbox with the shim killed {point}: {err}");
         let ids = killed_at(&bed, point);
         ensure!(!ids.is_empty(), "the shim never reached {point} (no MOAT_FAULT line in the log)");
         let first = err.lines().next().unwrap_or_default().to_string();
