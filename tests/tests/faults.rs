@@ -40,18 +40,25 @@ fn fault_bed(point: &str) -> Result<Option<TestBed>> {
     TestBed::private_with_shim_env(&test, "moat", point, &[("MOAT_FAULT", point)])
 }
 
-/// The containers whose shim died at `point`, from the hook's log line in containerd's log.
+/// The containers whose shim died at `point`, from the hook's log line in containerd's log
+/// (containerd copies a shim's log asynchronously: waits up to 5 s for a first line).
 fn killed_at(bed: &TestBed, point: &str) -> Vec<String> {
     let needle = format!("MOAT_FAULT={point}: container ");
-    let log = std::fs::read_to_string(&bed.layout().log).unwrap_or_default();
-    let mut ids: Vec<String> = log
-        .lines()
-        .filter_map(|l| l.split(&needle).nth(1))
-        .filter_map(|rest| rest.split(':').next())
-        .map(str::to_string)
-        .collect();
-    ids.dedup();
-    ids
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let log = std::fs::read_to_string(&bed.layout().log).unwrap_or_default();
+        let mut ids: Vec<String> = log
+            .lines()
+            .filter_map(|l| l.split(&needle).nth(1))
+            .filter_map(|rest| rest.split(':').next())
+            .map(str::to_string)
+            .collect();
+        ids.dedup();
+        if !ids.is_empty() || Instant::now() > deadline {
+            return ids;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 /// containerd's pid on `bed`.
@@ -196,11 +203,11 @@ fn shim_killed_during_an_exec(_: &TestBed, _: &str) -> Result<()> {
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
         let exec = pod.exec(&c, &["echo", "hi"]);
+        let killed = killed_at(&bed, point);
         ensure!(
-            killed_at(&bed, point) == vec![c.id.clone()],
-            "the shim did not die in the exec into {}: {:?}",
-            c.id,
-            killed_at(&bed, point)
+            killed == vec![c.id.clone()],
+            "the shim did not die in the exec into {}: {killed:?}",
+            c.id
         );
         match exec {
             Ok(out) if out.exit_code == 0 => bail!("the exec succeeded though its shim died"),

@@ -94,18 +94,15 @@ impl Confinement {
         let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
         let pod_id = PodContext::spec_pod_id(&spec, &req.id);
 
-        // Written before anything is taken (ID range, cgroup), rewritten with the init's pid
-        // once it is spawned: `shim delete` after a shim killed at any step in between finds
-        // the range and the cgroup to give back (the cgroup may not exist yet: then nothing).
-        let early_state = BundleState {
+        // Written before anything is taken (the ID range), again once the cgroup is made
+        // (only a cgroup this shim made is ever named there: `delete` kills what is in it),
+        // and with the init's pid once it is spawned: `shim delete` after a shim killed at any
+        // step in between finds what to give back.
+        let mut early_state = BundleState {
             container_id: req.id.clone(),
             pod_id: pod_id.clone(),
             is_sandbox,
-            cgroups_path: spec
-                .linux()
-                .as_ref()
-                .and_then(|l| l.cgroups_path().as_ref())
-                .map(|p| p.display().to_string()),
+            cgroups_path: None,
             pid: 0,
             pid_start_time: None,
             boot_id: None,
@@ -254,7 +251,6 @@ impl Confinement {
             }
         };
         plan.cgroup_procs = cgroup.as_ref().map(Cgroup::procs_files).unwrap_or_default();
-        crate::fault::point(crate::fault::AFTER_CGROUP, &req.id);
 
         let undo = |cgroup: &Option<Cgroup>| {
             if let Some(cg) = cgroup {
@@ -264,6 +260,14 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
+        if let Some(cg) = &cgroup {
+            early_state.cgroups_path = Some(cg.path());
+            if let Err(e) = early_state.write(&bundle) {
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
+        crate::fault::point(crate::fault::AFTER_CGROUP, &req.id);
         let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone()).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
