@@ -7,7 +7,8 @@
 //! cargo feature would do the same but needs every build the tests use to remember to enable
 //! it; `debug_assertions` is on exactly for the builds the tests run and off for `--release`.
 
-/// The environment variable naming the point to die at.
+/// The environment variable naming the point to die at (read by debug builds only).
+#[cfg(debug_assertions)]
 pub const FAULT_ENV: &str = "MOAT_FAULT";
 
 /// The points, in lifecycle order.
