@@ -12,6 +12,7 @@
 mod concurrency;
 mod filter_probe;
 mod lifecycle;
+mod long_run;
 mod machine;
 mod memory;
 mod options;
@@ -44,6 +45,9 @@ fn main() -> ExitCode {
     }
     if args.get(1).map(String::as_str) == Some(overlay_probe::SUBCOMMAND) {
         overlay_probe::main(&args[2..]);
+    }
+    if args.get(1).map(String::as_str) == Some(long_run::SUBCOMMAND) {
+        long_run::main(&args[2..]);
     }
     if args.get(1).map(String::as_str) == Some(share::SUBCOMMAND) {
         share::child_main(&args[2..]);

@@ -22,6 +22,8 @@ usage: moat-bench [--quick] [--pods N] [--execs N] [--burst-pods N] [--burst-par
   --share-iterations N  moat and bare-namespaces starts in the micro-benchmark (default 20)
   --skip PHASE          skip lifecycle, workload, burst or share
   --json PATH           where to write the JSON report (default target/moat-bench.json)
+
+moat-bench long-run --help: the long run (pod cycles and ExecSync, leak counters; not in CI)
 ";
 
 #[derive(Debug, Clone, Serialize)]

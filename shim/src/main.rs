@@ -13,6 +13,7 @@ mod bootstrap;
 mod check;
 mod config;
 mod error;
+mod fault;
 mod install;
 mod shim;
 mod task;

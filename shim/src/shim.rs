@@ -73,6 +73,10 @@ pub fn main() {
 
 struct MoatShim {
     namespace: String,
+    /// `-id` and `-address` (containerd's socket): with the bundle, they name the pod's
+    /// shim socket, which `delete` removes once its shim is dead.
+    id: String,
+    address: String,
     bundle: PathBuf,
     exit: Arc<ExitSignal>,
 }
@@ -89,6 +93,8 @@ impl Shim for MoatShim {
         };
         MoatShim {
             namespace: args.namespace.clone(),
+            id: args.id.clone(),
+            address: args.address.clone(),
             bundle,
             exit: Arc::new(ExitSignal::default()),
         }
@@ -101,9 +107,20 @@ impl Shim for MoatShim {
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         let bundle = self.bundle.clone();
-        let response = tokio::task::spawn_blocking(move || bootstrap::cleanup::delete(&bundle))
-            .await
-            .map_err(|e| containerd_shim::Error::Other(format!("delete: {e}")))??;
+        let socket = bootstrap::start::pod_socket_path(
+            &self.bundle,
+            &self.id,
+            &self.namespace,
+            &self.address,
+        );
+        let response = tokio::task::spawn_blocking(move || {
+            let response = bootstrap::cleanup::delete(&bundle);
+            // Whatever the rest did: a dead shim's socket file is removed (nothing else will).
+            bootstrap::cleanup::remove_dead_socket(&socket);
+            response
+        })
+        .await
+        .map_err(|e| containerd_shim::Error::Other(format!("delete: {e}")))??;
         Ok(response)
     }
 

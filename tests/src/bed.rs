@@ -96,6 +96,30 @@ impl TestBed {
         Self::start_in_with(layout, config).map(Some)
     }
 
+    /// A `private` test bed whose moat shims run with `env` added to their environment (the
+    /// debug shim's fault hook reads `MOAT_FAULT`): containerd runs a wrapper script in place
+    /// of the shim binary, which sets `env` and execs it.
+    pub fn private_with_shim_env(
+        test: &str,
+        handler: &str,
+        name: &str,
+        env: &[(&str, &str)],
+    ) -> Result<Option<Self>> {
+        let Some(bed) = Self::private(test, handler, name)? else {
+            return Ok(None);
+        };
+        let shim = bed.shim.clone().context("no moat shim to wrap (set MOAT_SHIM)")?;
+        let target = std::fs::canonicalize(&shim)
+            .with_context(|| format!("resolving the moat shim {}", shim.display()))?;
+        let exports: String = env.iter().map(|(k, v)| format!("export {k}='{v}'\n")).collect();
+        let script = format!("#!/bin/sh\n{exports}exec '{}' \"$@\"\n", target.display());
+        let link = bed.layout().bin_dir.join(paths::MOAT_SHIM_NAME);
+        let _ = std::fs::remove_file(&link);
+        std::fs::write(&link, script).with_context(|| format!("writing {}", link.display()))?;
+        std::fs::set_permissions(&link, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+        Ok(Some(bed))
+    }
+
     fn start_in(layout: Layout) -> Result<Self> {
         Self::start_in_with(layout, None)
     }

@@ -56,6 +56,22 @@ pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
     Ok(response)
 }
 
+/// Removes the pod shim's socket file at `path` once no shim listens there: a SIGKILLed shim
+/// cannot remove its own, and containerd never does. A socket something still answers on
+/// (containerd also runs `delete` after a failed start, the shim may live) stays.
+pub fn remove_dead_socket(path: &Path) {
+    use std::os::unix::fs::FileTypeExt;
+    let is_socket = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_socket());
+    if !is_socket || std::os::unix::net::UnixStream::connect(path).is_ok() {
+        return;
+    }
+    if let Err(e) = std::fs::remove_file(path) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            warn!("removing the dead shim socket {}: {e}", path.display());
+        }
+    }
+}
+
 /// The init's pid if that pid still names the process the shim started: same start time, same
 /// boot. State without an identity (an older shim's) is not signalled by bare pid.
 fn same_process(state: &BundleState) -> Option<i32> {
@@ -85,6 +101,22 @@ mod tests {
             boot_id: identity.map(|o| o.boot_id.clone()),
             config: ConfigSource::default(),
         }
+    }
+
+    #[test]
+    fn only_a_dead_shims_socket_is_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("s");
+        let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+        remove_dead_socket(&path);
+        assert!(path.exists(), "a socket a shim still listens on was removed");
+        drop(listener);
+        remove_dead_socket(&path);
+        assert!(!path.exists(), "a dead shim's socket was left");
+        // Input: a regular file at the socket's path is never removed.
+        std::fs::write(&path, "x").expect("write");
+        remove_dead_socket(&path);
+        assert!(path.exists(), "a file that is no socket was removed");
     }
 
     #[test]

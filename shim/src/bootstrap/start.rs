@@ -8,7 +8,7 @@
 
 use std::io::Read;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
@@ -70,6 +70,11 @@ fn join_running_shim_in(bundle: &Path, args: &[std::ffi::OsString]) -> Option<St
     start_input().as_ref().ok()?;
     write_address_file(bundle, &shim.address).ok()?;
     Some(shim.address)
+}
+
+/// The file the pod's shim of `id`'s container listens on (it may be dead).
+pub fn pod_socket_path(bundle: &Path, id: &str, namespace: &str, containerd: &str) -> PathBuf {
+    PathBuf::from(PodShim::locate(bundle, id, namespace, containerd).socket_path())
 }
 
 /// Where the pod's shim listens, or will: the id its containers group by, and the socket.
@@ -151,6 +156,10 @@ pub async fn start(
             shim.socket_path()
         )));
     }
+    // containerd-shim binds with the process umask (0755 here); the shim API is containerd's
+    // alone, as runc's shim makes it (0600 after listening, as containerd's Go `NewSocket`
+    // does: a 0755 socket already refuses others' connect, so the window grants nothing).
+    restrict_socket(shim.socket_path())?;
     write_address_file(&bundle, &shim.address)?;
     Ok(shim.address)
 }
@@ -186,6 +195,13 @@ fn pass_options(cmd: &mut Command, options: Option<&RuntimeOptions>) {
             cmd.env(CONFIG_BODY_ENV, body);
         }
     }
+}
+
+/// Makes the shim socket 0600.
+fn restrict_socket(path: &str) -> Result<(), ShimError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|e| ShimError::io(format!("making the shim socket {path} 0600"), e))
 }
 
 fn write_address_file(bundle: &Path, address: &str) -> Result<(), ShimError> {

@@ -112,6 +112,22 @@ impl Confinement {
         let is_sandbox = PodContext::spec_is_sandbox(&spec) || pod.is_none();
         let pod_id = PodContext::spec_pod_id(&spec, &req.id);
 
+        // Written before anything is taken (the ID range), again once the cgroup is made
+        // (only a cgroup this shim made is ever named there: `delete` kills what is in it),
+        // and with the init's pid once it is spawned: `shim delete` after a shim killed at any
+        // step in between finds what to give back.
+        let mut early_state = BundleState {
+            container_id: req.id.clone(),
+            pod_id: pod_id.clone(),
+            is_sandbox,
+            cgroups_path: None,
+            pid: 0,
+            pid_start_time: None,
+            boot_id: None,
+            config: config_source.clone(),
+        };
+        early_state.write(&bundle)?;
+
         // The pod's user namespace: handed over by containerd 2.x (`hostUsers: false`), else a
         // fresh range from moat's pool for the pod's first container, else the pod's.
         let handed_over = policy::spec_user_namespace(&spec);
@@ -151,6 +167,7 @@ impl Confinement {
                 Ok((Arc::new(pool), range.user_namespace_plan(UserNamespaceAction::Create)))
             })
             .await?;
+            crate::fault::point(crate::fault::AFTER_ID_RANGE, &req.id);
             let resources = PodResources {
                 pod_id: pod_id.clone(),
                 pod_uid: PodContext::spec_pod_uid(&spec),
@@ -303,6 +320,13 @@ impl Confinement {
             }
             release_range(&pod_resources);
         };
+        if let Some(cg) = &cgroup {
+            early_state.cgroups_path = Some(cg.path());
+            if let Err(e) = early_state.write(&bundle) {
+                undo(&cgroup);
+                return Err(e);
+            }
+        }
         // The egress guard goes into the pod's network namespace before any of its processes
         // runs: a namespace the spec names (CNI's) now, one the init makes once it exists.
         let egress = if is_sandbox { egress_target(&plan) } else { EgressTarget::Pod };
@@ -312,6 +336,7 @@ impl Confinement {
                 return Err(e);
             }
         }
+        crate::fault::point(crate::fault::AFTER_CGROUP, &req.id);
         let spawned = self.spawn_init(&plan, stdio_paths, userns_fd.clone(), io_owner).await;
         let (mut pending, plumbing) = match spawned {
             Ok(v) => v,
@@ -320,6 +345,7 @@ impl Confinement {
                 return Err(e);
             }
         };
+        crate::fault::point(crate::fault::AFTER_HELPER_SPAWNED, &req.id);
         if !is_sandbox {
             let joined = plan
                 .namespaces

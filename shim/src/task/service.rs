@@ -347,6 +347,9 @@ impl Task for MoatTask {
             };
             process.starting = false;
             if started.is_ok() {
+                if req.exec_id.is_empty() {
+                    crate::fault::point(crate::fault::AFTER_START, &req.id);
+                }
                 process.started = true;
                 if req.exec_id.is_empty() {
                     this.events.started(&req.id, pid as u32).await;
@@ -486,6 +489,7 @@ impl Task for MoatTask {
         let pid = container.init.pid;
         let exit = container.init.exit().unwrap_or(Exit { status: 137, at: SystemTime::now() });
         let pod = if container.is_sandbox { this.state.lock().await.pod.take() } else { None };
+        crate::fault::point(crate::fault::DURING_DELETE, &req.id);
         this.confinement.destroy_container(container.cgroup.take(), pod, &req.id).await?;
         this.events.deleted(&req.id, pid as u32, exit.status, exit.timestamp()).await;
         Ok(delete_response(pid, exit))
@@ -548,6 +552,7 @@ impl Task for MoatTask {
                 &stdio_paths,
             )
             .await?;
+        crate::fault::point(crate::fault::DURING_EXEC, &req.id);
         let pid = process.pid;
         let mut state = this.state.lock().await;
         let early_exit = Shared::claim_pid(&mut state, pid, &req.id, &req.exec_id);
