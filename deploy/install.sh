@@ -24,6 +24,10 @@
 #   --containerd FILE        containerd binary for `config dump` and `--version` (default containerd)
 #   --restart-cmd CMD        how to restart containerd (default: systemctl restart containerd)
 #   --node NAME              the Kubernetes node to label (default $NODE_NAME; none: no label)
+#   --check-prefix CMD       run `check` (the installed shim) under CMD, e.g. the installer pod's
+#                            `nsenter -t 1 -m -u -i -n -p --`: check then sees the host's /tmp,
+#                            cgroups and libraries, not the pod's (word-split, default none)
+#   --check-containerd FILE  the containerd `check` runs for its version (default --containerd)
 #
 # k3s: pass its template, --config /var/lib/rancher/k3s/agent/etc/containerd/config.toml.tmpl,
 #   with --containerd naming k3s's containerd (for its version) and --restart-cmd
@@ -48,6 +52,8 @@ restrict=""
 containerd=containerd
 restart_cmd="systemctl restart containerd"
 node="${NODE_NAME:-}"
+check_prefix=""
+check_containerd=""
 label=moat.io/runtime
 
 die() { echo "moat install: $*" >&2; exit 1; }
@@ -61,6 +67,8 @@ while [ $# -gt 0 ]; do
     --containerd) containerd="$2"; shift 2 ;;
     --restart-cmd) restart_cmd="$2"; shift 2 ;;
     --node) node="$2"; shift 2 ;;
+    --check-prefix) check_prefix="$2"; shift 2 ;;
+    --check-containerd) check_containerd="$2"; shift 2 ;;
     *) die "unknown argument $1 (see the comment at the top of $0)" ;;
   esac
 done
@@ -144,7 +152,8 @@ install)
     echo "moat install: $config already has the moat handler; containerd not restarted"
     [ -e "$installed" ] || cp -p "$config" "$installed"
   fi
-  if "$target" check --config "$check_config" --containerd "$containerd"; then
+  # $check_prefix is a command line: unquoted on purpose.
+  if $check_prefix "$target" check --config "$check_config" --containerd "${check_containerd:-$containerd}"; then
     label_node "$label=ready"
   else
     label_node "$label-" || true

@@ -9,6 +9,9 @@
 # privileged): `containerd --version` / `config dump` run as
 # `nsenter -t 1 -m -- containerd ...` (the host's binary, never one from the image), and the
 # restart is `nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd` by default.
+# `containerd-shim-moat-v2 check` runs the same way, as the shim just installed on the host: it
+# must probe the host (idmapped mounts in the host's /tmp, not the pod's overlay root; the
+# host's cgroups; the shared libraries the shim needs on the host), not this pod.
 #
 # Environment (the DaemonSet sets these; every one has a default for a systemd node):
 #   MOAT_MODE               install (default) or uninstall
@@ -24,6 +27,10 @@
 #                           the host's namespaces; k3s: ... systemctl restart k3s or k3s-agent)
 #   MOAT_RESTRICT_OOM_SCORE_ADJ=1  also set the CRI's restrict_oom_score_adj = true
 #   MOAT_EXIT=1             exit after the work instead of sleeping (a Job, or a test)
+#   MOAT_HOST_PID           the host process whose namespaces nsenter joins (default 1, the
+#                           host's init). A test harness whose PID 1 holds capabilities its
+#                           containers lack (the kernel then refuses to open /proc/1/ns/*)
+#                           names another process in the host's namespaces.
 #
 # After the work it sleeps: a DaemonSet's pod must stay up, and a restart of the pod must not
 # redo anything (install.sh is idempotent: a second run changes nothing and restarts nothing).
@@ -35,7 +42,8 @@ config="${MOAT_CONTAINERD_CONFIG:-/etc/containerd/config.toml}"
 bin_dir="${MOAT_BIN_DIR:-/usr/local/bin}"
 moat_config="${MOAT_CONFIG:-/etc/moat/config.toml}"
 host_containerd="${MOAT_CONTAINERD:-containerd}"
-restart_cmd="${MOAT_RESTART_CMD:-nsenter -t 1 -m -u -i -n -p -- systemctl restart containerd}"
+host_pid="${MOAT_HOST_PID:-1}"
+restart_cmd="${MOAT_RESTART_CMD:-nsenter -t $host_pid -m -u -i -n -p -- systemctl restart containerd}"
 image=/opt/moat
 example="$image/config.example.toml"
 example_marker="$moat_config.moat-example-installed"
@@ -45,7 +53,7 @@ say() { echo "moat installer: $*"; }
 # install.sh calls `--containerd FILE` as one program; this one runs the host's containerd in
 # the host's mount namespace (the config paths are the same there, see above).
 wrapper=/tmp/host-containerd
-printf '#!/bin/sh\nexec nsenter -t 1 -m -- %s "$@"\n' "$host_containerd" >"$wrapper"
+printf '#!/bin/sh\nexec nsenter -t %s -m -- %s "$@"\n' "$host_pid" "$host_containerd" >"$wrapper"
 chmod 0755 "$wrapper"
 
 restrict=""
@@ -55,7 +63,8 @@ run_install_sh() {
   # $restrict is empty or one word: unquoted on purpose.
   sh "$image/install.sh" "$1" --config "$config" --shim "$image/containerd-shim-moat-v2" \
     --bin-dir "$bin_dir" --moat-config "$moat_config" --containerd "$wrapper" \
-    --restart-cmd "$restart_cmd" --node "${NODE_NAME:-}" $restrict
+    --restart-cmd "$restart_cmd" --node "${NODE_NAME:-}" $restrict \
+    --check-prefix "nsenter -t $host_pid -m -u -i -n -p --" --check-containerd "$host_containerd"
 }
 
 case "$mode" in
