@@ -17,8 +17,10 @@
 //!   hostPID, the host mounts pointed at scratch dirs, never this machine's /etc/containerd or
 //!   /usr/local/bin): it merges the handler into the scratch config (the host's containerd,
 //!   reached with nsenter through PID 1, accepts it), installs the shim and the example config,
-//!   "restarts", says it could not label for want of kubectl, and sleeps; a second run changes
-//!   nothing; the uninstall mode gives back the original bytes and removes what it installed.
+//!   "restarts", says it could not label for want of kubectl, and sleeps; a second run, from
+//!   the image built with `--kubectl` (a stand-in that logs its arguments), changes nothing
+//!   and labels the node; the uninstall mode gives back the original bytes, removes what it
+//!   installed and the label.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,17 +50,15 @@ struct Built {
     tag: String,
 }
 
-fn build_image(out: &Path) -> Result<Built> {
+fn build_image(out: &Path, kubectl: Option<&Path>) -> Result<Built> {
     let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
     let script = repo_root().join("scripts/build-installer-image.sh");
-    let run = std::process::Command::new("bash")
-        .arg(&script)
-        .arg("--shim")
-        .arg(&shim)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .with_context(|| format!("running {}", script.display()))?;
+    let mut command = std::process::Command::new("bash");
+    command.arg(&script).arg("--shim").arg(&shim).arg("--out").arg(out);
+    if let Some(kubectl) = kubectl {
+        command.arg("--kubectl").arg(kubectl);
+    }
+    let run = command.output().with_context(|| format!("running {}", script.display()))?;
     let stdout = String::from_utf8_lossy(&run.stdout).into_owned();
     ensure!(
         run.status.success(),
@@ -105,7 +105,7 @@ fn the_script_builds_an_image_with_the_entrypoint_and_the_files() {
     }
     let dir = std::env::temp_dir().join(format!("moat-e2e-installer-image-{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let built = build_image(&dir.join("out"))?;
+        let built = build_image(&dir.join("out"), None)?;
         let daemonset = read("deploy/kubernetes/daemonset.yaml");
         ensure!(
             daemonset.lines().any(|l| l.trim() == format!("image: {}", built.image)),
@@ -358,18 +358,23 @@ fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
     };
     let scratch = bed.layout().dir.join("node");
     let result = (|| -> Result<()> {
-        let built = build_image(&bed.layout().dir.join("installer-image"))?;
-        let (base_name, _) =
-            built.image.rsplit_once(':').ok_or_else(|| anyhow!("image {}", built.image))?;
-        images::import(
-            &bed.layout().socket,
-            &ImageArchive {
-                reference: built.image.clone(),
-                base_name: base_name.to_string(),
-                path: built.archive.clone(),
-            },
-        )?;
-        ensure!(bed.cri().image_present(&built.image)?, "{} not in the CRI", built.image);
+        let import = |built: &Built| -> Result<()> {
+            let (base_name, _) =
+                built.image.rsplit_once(':').ok_or_else(|| anyhow!("image {}", built.image))?;
+            images::import(
+                &bed.layout().socket,
+                &ImageArchive {
+                    reference: built.image.clone(),
+                    base_name: base_name.to_string(),
+                    path: built.archive.clone(),
+                },
+            )?;
+            ensure!(bed.cri().image_present(&built.image)?, "{} not in the CRI", built.image);
+            Ok(())
+        };
+        // First the image as built by default, without kubectl.
+        let built = build_image(&bed.layout().dir.join("installer-image"), None)?;
+        import(&built)?;
 
         // The node's dirs, scratch: containerd's config dir, the shim dir, moat's config dir.
         let etc_containerd = scratch.join("etc/containerd");
@@ -471,11 +476,27 @@ fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
             "the example config was not put on the node"
         );
 
-        // The pod restarted: nothing changes, containerd is not restarted.
+        // The pod restarted, now from an image built with `--kubectl` (a stand-in that logs
+        // its arguments; no API server here): nothing changes, containerd is not restarted,
+        // and the node is labelled through kubectl.
+        let fake_kubectl = bed.layout().dir.join("fake-kubectl");
+        std::fs::write(&fake_kubectl, "#!/bin/sh\necho \"fake-kubectl $*\"\n")?;
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&fake_kubectl, std::fs::Permissions::from_mode(0o755))?;
+        }
+        let with_kubectl =
+            build_image(&bed.layout().dir.join("installer-image-kubectl"), Some(&fake_kubectl))?;
+        ensure!(with_kubectl.image == built.image, "{} vs {}", with_kubectl.image, built.image);
+        import(&with_kubectl)?;
         std::fs::remove_file(&restarted)?;
         let before = std::fs::read(&config)?;
         let log = run("installer-again", "install", "done; sleeping")?;
         ensure!(log.contains("already has the moat handler"), "{log}");
+        ensure!(
+            log.contains("fake-kubectl label node bed-node moat.io/runtime=ready --overwrite"),
+            "the node was not labelled:\n{log}"
+        );
         ensure!(
             !restarted.exists() && std::fs::read(&config)? == before,
             "second run changed:\n{log}"
@@ -484,6 +505,10 @@ fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
         // The uninstall DaemonSet's pod.
         let log = run("uninstaller", "uninstall", "done; sleeping")?;
         ensure!(log.contains("uninstalled from node bed-node"), "{log}");
+        ensure!(
+            log.contains("fake-kubectl label node bed-node moat.io/runtime- --overwrite"),
+            "the label was not removed:\n{log}"
+        );
         ensure!(std::fs::read(&config)? == original, "the original config is not back:\n{log}");
         ensure!(restarted.exists(), "not restarted after uninstall:\n{log}");
         ensure!(!bin.join("containerd-shim-moat-v2").exists(), "shim left:\n{log}");
