@@ -21,6 +21,10 @@
 //!   the image built with `--kubectl` (a stand-in that logs its arguments), changes nothing
 //!   and labels the node; the uninstall mode gives back the original bytes, removes what it
 //!   installed and the label.
+//! - `installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it`: the same pods
+//!   against a containerd that serves pods: a private bed's config with its moat handler taken
+//!   out; after the installer pod and a restart a moat pod runs; after the uninstaller pod the
+//!   config's bytes are back and, restarted, containerd refuses a moat pod.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -413,30 +417,9 @@ fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
         };
         let dirs = [etc_containerd.as_path(), bin.as_path(), etc_moat.as_path()];
 
-        let mut pod_config = bed.pod_config("installer")?;
-        {
-            let sc = configs::pod_security_context(&mut pod_config);
-            sc.privileged = true;
-            sc.namespace_options.get_or_insert_with(Default::default).pid =
-                NamespaceMode::Node as i32;
-        }
-        let pod = bed.run_pod_with(pod_config, "runc")?;
-        let run = |name: &str, mode: &str, done: &str| -> Result<String> {
-            let c =
-                pod.create(&installer_container(&pod.name, name, &built.image, &dirs, &env(mode)))?;
-            pod.start(&c)?;
-            let lines = pod.wait_for_log(&c, Duration::from_secs(60), |lines| {
-                lines.iter().any(|l| l.text.contains(done))
-            });
-            let text = match lines {
-                Ok(lines) => lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n"),
-                Err(e) => {
-                    let log = pod.log(&c).unwrap_or_default();
-                    let log: Vec<_> = log.iter().map(|l| l.text.clone()).collect();
-                    bail!("{e:#}\n{name}'s log:\n{}", log.join("\n"));
-                }
-            };
-            Ok(text)
+        let pod = installer_pod(&bed, "installer")?;
+        let run = |name: &str, mode: &str, done: &str| {
+            run_installer(&pod, name, &built.image, &dirs, &env(mode), done)
         };
 
         let log = run("installer", "install", "done; sleeping")?;
@@ -524,6 +507,143 @@ fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
         Ok(())
     })();
     let _ = std::fs::remove_dir_all(&scratch);
+    if let Err(e) = result {
+        let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(40));
+        bed.shutdown();
+        panic!("{test}: {message}");
+    }
+    bed.shutdown();
+}
+
+/// Starts the installer image's entrypoint in `pod` as container `name`; its log once it says
+/// `done` (or an error with the log so far).
+fn run_installer(
+    pod: &moat_e2e::bed::Pod<'_>,
+    name: &str,
+    image: &str,
+    dirs: &[&Path],
+    env: &[(&str, String)],
+    done: &str,
+) -> Result<String> {
+    let c = pod.create(&installer_container(&pod.name, name, image, dirs, env))?;
+    pod.start(&c)?;
+    match pod.wait_for_log(&c, Duration::from_secs(60), |lines| {
+        lines.iter().any(|l| l.text.contains(done))
+    }) {
+        Ok(lines) => Ok(lines.iter().map(|l| l.text.clone()).collect::<Vec<_>>().join("\n")),
+        Err(e) => {
+            let log = pod.log(&c).unwrap_or_default();
+            let log: Vec<_> = log.iter().map(|l| l.text.clone()).collect();
+            bail!("{e:#}\n{name}'s log:\n{}", log.join("\n"))
+        }
+    }
+}
+
+/// A privileged pod with the host's PID namespace, as the DaemonSet's.
+fn installer_pod<'a>(bed: &'a TestBed, base: &str) -> Result<moat_e2e::bed::Pod<'a>> {
+    let mut pod_config = bed.pod_config(base)?;
+    {
+        let sc = configs::pod_security_context(&mut pod_config);
+        sc.privileged = true;
+        sc.namespace_options.get_or_insert_with(Default::default).pid = NamespaceMode::Node as i32;
+    }
+    bed.run_pod_with(pod_config, "runc")
+}
+
+/// The whole round trip on a containerd that serves pods: the bed's own config with its moat
+/// handler taken out (by `config remove`), the installer image run in a runc pod on it
+/// installs the handler and shim into the bed's config and bin dir, containerd restarted runs
+/// a moat pod; the uninstaller pod gives back the config's bytes, and containerd restarted
+/// refuses a moat pod for want of the handler.
+#[test]
+fn installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it() {
+    let test = "installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it";
+    let bed = match TestBed::private(test, "moat", "imageroundtrip") {
+        Ok(Some(bed)) => bed,
+        Ok(None) => return,
+        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    };
+    let result = (|| -> Result<()> {
+        let layout = bed.layout();
+        let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
+        let stripped = std::process::Command::new(&shim)
+            .args(["config", "remove", "--config"])
+            .arg(&layout.config)
+            .output()?;
+        ensure!(stripped.status.success(), "config remove failed");
+        let original = stripped.stdout;
+        std::fs::write(&layout.config, &original)?;
+        bed.restart_containerd(Duration::from_millis(100))?;
+
+        let built = build_image(&layout.dir.join("installer-image"), None)?;
+        let (base_name, _) =
+            built.image.rsplit_once(':').ok_or_else(|| anyhow!("image {}", built.image))?;
+        images::import(
+            &layout.socket,
+            &ImageArchive {
+                reference: built.image.clone(),
+                base_name: base_name.to_string(),
+                path: built.archive.clone(),
+            },
+        )?;
+        let containerd = moat_e2e::paths::containerd_binary();
+        let env = |mode: &str| {
+            vec![
+                ("MOAT_MODE", mode.to_string()),
+                ("NODE_NAME", "bed-node".to_string()),
+                ("MOAT_CONTAINERD_CONFIG", layout.config.display().to_string()),
+                ("MOAT_BIN_DIR", layout.bin_dir.display().to_string()),
+                ("MOAT_CONFIG", layout.moat_config.display().to_string()),
+                ("MOAT_CONTAINERD", containerd.display().to_string()),
+                // This machine's containerd lacks CAP_SYS_RESOURCE (runc pods need it).
+                ("MOAT_RESTRICT_OOM_SCORE_ADJ", "1".to_string()),
+                // The test restarts its own containerd (see the other bed test for PID 1).
+                ("MOAT_RESTART_CMD", "echo restart-requested".to_string()),
+                ("MOAT_HOST_PID", std::process::id().to_string()),
+            ]
+        };
+        // config.toml and the moat config are in the bed's dir; the bin dir below it.
+        let dirs = [layout.dir.as_path()];
+
+        let pod = installer_pod(&bed, "imageinstaller")?;
+        let log = run_installer(
+            &pod,
+            "installer",
+            &built.image,
+            &dirs,
+            &env("install"),
+            "done; sleeping",
+        )?;
+        ensure!(log.contains("restart-requested") && log.contains("node ready for moat"), "{log}");
+        pod.teardown()?;
+        bed.restart_containerd(Duration::from_millis(100))?;
+        let moat_pod = bed.run_pod("installedbyimage", "moat")?;
+        moat_pod.run("app", &["sleep", "3600"])?;
+        moat_pod.teardown()?;
+
+        let pod = installer_pod(&bed, "imageuninstaller")?;
+        let log = run_installer(
+            &pod,
+            "uninstaller",
+            &built.image,
+            &dirs,
+            &env("uninstall"),
+            "done; sleeping",
+        )?;
+        ensure!(log.contains("restart-requested"), "{log}");
+        pod.teardown()?;
+        ensure!(std::fs::read(&layout.config)? == original, "the config is not back:\n{log}");
+        bed.restart_containerd(Duration::from_millis(100))?;
+        match bed.cri().runp(&bed.pod_config("uninstalledbyimage")?, "moat") {
+            Ok(id) => {
+                let _ = bed.cri().stopp(&id);
+                let _ = bed.cri().rmp(&id);
+                bail!("a moat pod ran after uninstall");
+            }
+            Err(e) => ensure!(format!("{e:#}").contains("moat"), "{e:#}"),
+        }
+        Ok(())
+    })();
     if let Err(e) = result {
         let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(40));
         bed.shutdown();
