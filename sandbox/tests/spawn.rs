@@ -182,9 +182,16 @@ fn wait_exit(pid: i32, timeout: Duration) -> Result<i32> {
     }
 }
 
+/// The prefix of this run's temporary directories (with the pid: a mount an earlier, killed
+/// run left must not fail this run's tests, which check for their own leaks).
+fn test_dir_prefix() -> String {
+    format!("moat-spawn-test-{}-", std::process::id())
+}
+
 fn no_test_mounts_on_host() -> Result<()> {
     let info = fs::read_to_string("/proc/self/mountinfo")?;
-    let leaked: Vec<&str> = info.lines().filter(|l| l.contains("moat-spawn-test")).collect();
+    let prefix = test_dir_prefix();
+    let leaked: Vec<&str> = info.lines().filter(|l| l.contains(&prefix)).collect();
     ensure!(leaked.is_empty(), "mounts left on the host: {leaked:#?}");
     Ok(())
 }
@@ -212,7 +219,7 @@ fn random_base() -> Result<u32> {
 }
 
 fn fixture() -> Result<Fixture> {
-    let dir = tempfile::Builder::new().prefix("moat-spawn-test-").tempdir_in("/var/tmp")?;
+    let dir = tempfile::Builder::new().prefix(&test_dir_prefix()).tempdir_in("/var/tmp")?;
     let d = dir.path();
     let lower = d.join("lower");
     for sub in ["bin", "proc", "sys", "dev", "tmp", "etc", "root", "home/user", "var/run-target"] {
