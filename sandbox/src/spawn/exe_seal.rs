@@ -26,7 +26,7 @@
 //! separate small helper executable is a second binary to install and keep in step.
 //!
 //! Overlayfs needs two layers when it has no upper one. The empty second layer is a detached,
-//! empty, read-only tmpfs (no node state; kernels since 6.15 accept a detached mount as a
+//! empty, read-only tmpfs (no node state; recent kernels, 6.18 here, accept a detached mount as a
 //! layer); on older kernels it is the empty directory `/run/moat/empty`, created once per node,
 //! root-owned and writable by nobody. Its content cannot matter: the binary's directory is the
 //! top layer and the file opened through the overlay is checked to be the running binary.
@@ -58,7 +58,7 @@ pub enum ExeSeal {
 /// The overlay's empty second layer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EmptyLayer {
-    /// A detached, empty, read-only tmpfs (Linux 6.15 and later accept it).
+    /// A detached, empty, read-only tmpfs (recent kernels accept it as a layer; 6.18 does).
     Detached,
     /// [`NODE_EMPTY_DIR`], made once per node.
     NodeDir,
