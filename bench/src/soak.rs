@@ -26,6 +26,9 @@ pub struct Soak {
     pub after: ShimState,
     /// ExecSync durations (ms) in order.
     pub exec_ms: Vec<f64>,
+    /// The shim's RSS (KiB) every 100 execs: a leak grows with the count, a heap settling
+    /// into its working size does not.
+    pub rss_every_100_kib: Vec<u64>,
 }
 
 fn state(pod: &BenchPod<'_>) -> Result<ShimState> {
@@ -43,12 +46,16 @@ pub fn run(bed: &TestBed, handler: &str, execs: usize) -> Result<Soak> {
     std::thread::sleep(Duration::from_millis(500));
     let before = state(&pod).context("shim state before")?;
     let mut exec_ms = Vec::with_capacity(execs);
+    let mut rss_every_100_kib = Vec::new();
     for i in 0..execs {
         exec_ms.push(pod.exec(&["true"]).with_context(|| format!("exec {}", i + 1))?);
+        if (i + 1) % 100 == 0 {
+            rss_every_100_kib.push(ShimMemory::of(&pod.shim_pids())?.rss_kib);
+        }
     }
     // Exec bookkeeping ends a moment after ExecSync returns.
     std::thread::sleep(Duration::from_millis(1000));
     let after = state(&pod).context("shim state after")?;
     pod.teardown()?;
-    Ok(Soak { execs, before, after, exec_ms })
+    Ok(Soak { execs, before, after, exec_ms, rss_every_100_kib })
 }
