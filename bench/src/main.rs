@@ -532,14 +532,14 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
         let fds = |s: &soak::Soak| s.after.fds as f64 - s.before.fds as f64;
         let label = format!("after {} ExecSync in one pod", m.execs);
         // A leak grows with the count; a heap settling into its working size stops growing.
-        let second_half =
-            |s: &soak::Soak| match (s.rss_every_100_kib.first(), s.rss_every_100_kib.last()) {
-                (Some(_), Some(&last)) => {
-                    let mid = s.rss_every_100_kib[s.rss_every_100_kib.len() / 2];
-                    mib(last) - mib(mid)
-                }
+        // The sample half-way through (after execs/2) against the last one.
+        let second_half = |s: &soak::Soak| {
+            let v = &s.rss_every_100_kib;
+            match (v.len().checked_div(2).and_then(|h| h.checked_sub(1)), v.last()) {
+                (Some(mid), Some(&last)) if v.len() >= 2 => mib(last) - mib(v[mid]),
                 _ => f64::NAN,
-            };
+            }
+        };
         rows.push(
             Row::new(
                 &format!("shim RSS growth over the second half of {} ExecSync", m.execs),
