@@ -280,7 +280,7 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
         rows.push(
             vs_runc("shim memfd copies held (not in RSS)", "MiB", |s| &s.shim_memfd_mib)
                 .target(Target::ValueAtMost { max: 0.0 })
-                .note("moat <= 0.1 kept a sealed copy of its binary per shim; now a read-only overlay view"),
+                .note("before issue 11 every moat shim kept a sealed copy of its binary; now a read-only overlay view"),
         );
         rows.push(
             vs_runc("shim threads, pod of 2 containers", "count", |s| &s.shim_threads).note(
@@ -632,7 +632,7 @@ fn rows(o: &Options, raw: &Raw) -> Vec<Row> {
                     &format!("memfd {:.1}M", s.shim_binary_bytes as f64 / 1048576.0),
                     &s.memfd_copy_ms,
                 )
-                .note("the sealed memfd copy of the shim binary is what moat <= 0.1 made"),
+                .note("the sealed memfd copy of the shim binary is what moat made before issue 11"),
             );
         }
     }

@@ -12,8 +12,8 @@ pub struct ShimMemory {
     pub rss_kib: u64,
     pub pss_kib: u64,
     pub threads: usize,
-    /// memfd files the shim holds open (moat's sealed copy of its binary): memory the pod
-    /// costs that neither Rss nor Pss shows, as the shim does not map them.
+    /// memfd files the shim holds open (before issue 11, moat's sealed copy of its binary):
+    /// memory the pod costs that neither Rss nor Pss shows, as the shim does not map them.
     pub memfd_kib: u64,
     /// Rss split (`RssAnon`, `RssFile`, `RssShmem` of /proc/<pid>/status).
     pub rss_anon_kib: u64,

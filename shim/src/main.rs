@@ -15,8 +15,9 @@ mod shim;
 mod task;
 
 fn main() {
-    // The sandbox helper: this binary re-executed (from a sealed copy) to build one container
-    // process. It must run before anything else, on the single thread it starts with.
+    // The sandbox helper: this binary re-executed (through a sealed, read-only view of it,
+    // `spawn::exe_seal`) to build one container process. It must run before anything else, on
+    // the single thread it starts with.
     if std::env::args_os().nth(1).as_deref()
         == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG))
     {

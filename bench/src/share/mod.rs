@@ -40,7 +40,7 @@ pub struct ShareResult {
     pub bare_ms: Vec<f64>,
     /// The bare start with a new cgroup (v1 hierarchies + v2) created and joined.
     pub bare_cgroup_ms: Vec<f64>,
-    /// Sealed memfd copies of the shim binary (what a shim did once at start up to 0.1).
+    /// Sealed memfd copies of the shim binary (what a shim did once at start before issue 11).
     pub memfd_copy_ms: Vec<f64>,
     /// `SealedExe::open`: the overlay view a shim makes once at start now.
     pub overlay_seal_ms: Vec<f64>,
