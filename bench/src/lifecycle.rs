@@ -25,6 +25,11 @@ pub struct Series {
     pub shim_threads: Vec<f64>,
     /// Sealed memfd copies the shim holds (moat): not in Rss or Pss, but memory all the same.
     pub shim_memfd_mib: Vec<f64>,
+    /// The shim's Rss split: anonymous, file-backed (mostly the binary and its libraries:
+    /// page cache shared by every shim of the node) and shmem pages.
+    pub shim_rss_anon_mib: Vec<f64>,
+    pub shim_rss_file_mib: Vec<f64>,
+    pub shim_rss_shmem_mib: Vec<f64>,
     /// Where the shim's Rss is (KiB per mapping), in the last pod.
     pub shim_rss_by_mapping: Vec<(String, u64)>,
 }
@@ -85,6 +90,9 @@ fn one_pod(bed: &TestBed, handler: &str, execs: usize, s: &mut Series) -> Result
     s.shim_pss_mib.push(memory.pss_mib());
     s.shim_threads.push(memory.threads as f64);
     s.shim_memfd_mib.push(memory.memfd_mib());
+    s.shim_rss_anon_mib.push(memory.rss_anon_kib as f64 / 1024.0);
+    s.shim_rss_file_mib.push(memory.rss_file_kib as f64 / 1024.0);
+    s.shim_rss_shmem_mib.push(memory.rss_shmem_kib as f64 / 1024.0);
     if let Some(pid) = pod.shim_pids().first() {
         s.shim_rss_by_mapping = crate::memory::rss_by_mapping(*pid, 8);
     }

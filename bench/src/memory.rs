@@ -1,4 +1,6 @@
-//! A shim's memory and threads: Rss and Pss from /proc/<pid>/smaps_rollup, /proc/<pid>/task.
+//! A shim's memory and threads: Rss and Pss from /proc/<pid>/smaps_rollup, Rss split into
+//! anonymous, file-backed and shmem pages from /proc/<pid>/status, /proc/<pid>/task; and the
+//! node's own view, /proc/meminfo after dropping the page cache (`NodeMemory`).
 
 use std::fs;
 
@@ -10,9 +12,13 @@ pub struct ShimMemory {
     pub rss_kib: u64,
     pub pss_kib: u64,
     pub threads: usize,
-    /// memfd files the shim holds open (moat's sealed copy of its binary): memory the pod
-    /// costs that neither Rss nor Pss shows, as the shim does not map them.
+    /// memfd files the shim holds open (before issue 11, moat's sealed copy of its binary):
+    /// memory the pod costs that neither Rss nor Pss shows, as the shim does not map them.
     pub memfd_kib: u64,
+    /// Rss split (`RssAnon`, `RssFile`, `RssShmem` of /proc/<pid>/status).
+    pub rss_anon_kib: u64,
+    pub rss_file_kib: u64,
+    pub rss_shmem_kib: u64,
 }
 
 impl ShimMemory {
@@ -31,6 +37,14 @@ impl ShimMemory {
             total.threads += moat_e2e::host::thread_count(pid)
                 .with_context(|| format!("counting the threads of {pid}"))?;
             total.memfd_kib += memfd_kib(pid);
+            let status = fs::read_to_string(format!("/proc/{pid}/status"))
+                .with_context(|| format!("reading /proc/{pid}/status"))?;
+            let field = |name: &str| {
+                kib_field(&status, name).with_context(|| format!("/proc/{pid}/status: {name}"))
+            };
+            total.rss_anon_kib += field("RssAnon")?;
+            total.rss_file_kib += field("RssFile")?;
+            total.rss_shmem_kib += field("RssShmem")?;
         }
         Ok(total)
     }
@@ -45,6 +59,52 @@ impl ShimMemory {
 
     pub fn pss_mib(&self) -> f64 {
         self.pss_kib as f64 / 1024.0
+    }
+}
+
+/// `Name:   123 kB` of a /proc file (status, meminfo), in KiB.
+pub fn kib_field(text: &str, name: &str) -> Result<u64> {
+    let line = text
+        .lines()
+        .find(|l| l.split(':').next() == Some(name))
+        .with_context(|| format!("no {name} line"))?;
+    let mut words = line.split_whitespace().skip(1);
+    let value = words.next().with_context(|| format!("no value on {line:?}"))?.parse::<u64>()?;
+    match words.next() {
+        Some("kB") => Ok(value),
+        other => bail!("unit {other:?} on {line:?}"),
+    }
+}
+
+/// The node's memory as an operator sees it: `Shmem` and `MemAvailable` of /proc/meminfo,
+/// read after the page cache was dropped (so that cached files the run read do not count).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct NodeMemory {
+    pub shmem_kib: u64,
+    pub mem_available_kib: u64,
+}
+
+impl NodeMemory {
+    /// `sync`, `echo 3 > /proc/sys/vm/drop_caches`, a moment to settle, then /proc/meminfo.
+    pub fn after_dropping_caches() -> Result<NodeMemory> {
+        nix::unistd::sync();
+        fs::write("/proc/sys/vm/drop_caches", "3").context("writing /proc/sys/vm/drop_caches")?;
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let text = fs::read_to_string("/proc/meminfo").context("reading /proc/meminfo")?;
+        Ok(NodeMemory {
+            shmem_kib: kib_field(&text, "Shmem")?,
+            mem_available_kib: kib_field(&text, "MemAvailable")?,
+        })
+    }
+
+    /// Per pod, in MiB, from `before` to `self` with `pods` more pods up: (Shmem growth,
+    /// MemAvailable fall).
+    pub fn per_pod_mib(&self, before: &NodeMemory, pods: usize) -> (f64, f64) {
+        let n = pods.max(1) as f64 * 1024.0;
+        (
+            (self.shmem_kib as f64 - before.shmem_kib as f64) / n,
+            (before.mem_available_kib as f64 - self.mem_available_kib as f64) / n,
+        )
     }
 }
 
@@ -143,6 +203,19 @@ mod tests {
             !top.is_empty() && top.len() <= 3 && top.windows(2).all(|w| w[0].1 >= w[1].1),
             "{top:?}"
         );
+    }
+
+    #[test]
+    fn status_and_meminfo_fields_are_read_in_kib() {
+        let text = "VmRSS:\t    7300 kB\nRssAnon:\t    1300 kB\nRssFile:\t    6000 kB\n";
+        assert_eq!(kib_field(text, "RssAnon").expect("anon"), 1300);
+        assert_eq!(kib_field(text, "RssFile").expect("file"), 6000);
+        assert!(kib_field(text, "RssShmem").is_err());
+        assert!(kib_field("Shmem: 12 MB\n", "Shmem").is_err());
+        let before = NodeMemory { shmem_kib: 1000, mem_available_kib: 100_000 };
+        let after =
+            NodeMemory { shmem_kib: 1000 + 2 * 1024, mem_available_kib: 100_000 - 10 * 1024 };
+        assert_eq!(after.per_pod_mib(&before, 2), (1.0, 5.0));
     }
 
     #[test]

@@ -11,16 +11,22 @@ pub const USAGE: &str = "\
 moat-bench: moat against runc under the test bed's private containerd (run as root)
 
 usage: moat-bench [--quick] [--pods N] [--execs N] [--burst-pods N] [--burst-parallel N]
-                  [--workload-runs N] [--share-iterations N] [--skip PHASE]... [--json PATH]
+                  [--workload-runs N] [--share-iterations N] [--scale-pods N] [--soak-execs N]
+                  [--skip PHASE]... [--json PATH]
 
-  --quick               short run for CI: 3 pods, 6 pods 3 at a time, 1 short workload run
+  --quick               short run for CI: 3 pods, 6 pods 3 at a time, 1 short workload run,
+                        no scale or soak phase (unless their count is given)
   --pods N              pods per handler for the lifecycle rows (default 20)
   --execs N             ExecSync `true` round trips per pod (default 5)
   --burst-pods N        pods per handler started concurrently (default 50)
   --burst-parallel N    how many at a time (default 10)
   --workload-runs N     in-pod loop runs per handler (default 9)
   --share-iterations N  moat and bare-namespaces starts in the micro-benchmark (default 20)
-  --skip PHASE          skip lifecycle, workload, burst or share
+  --scale-pods N        pods per handler started one by one and kept up (default 100): the
+                        1st-10th starts against the last ten
+  --soak-execs N        ExecSync `true` in one pod per handler, shim memory before/after
+                        (default 1000)
+  --skip PHASE          skip lifecycle, workload, burst, share, scale or soak
   --json PATH           where to write the JSON report (default target/moat-bench.json)
 
 moat-bench long-run --help: the long run (pod cycles and ExecSync, leak counters; not in CI)
@@ -37,11 +43,15 @@ pub struct Options {
     #[serde(skip)]
     pub iterations: Iterations,
     pub share_iterations: usize,
+    /// 0: no scale phase.
+    pub scale_pods: usize,
+    /// 0: no soak phase.
+    pub soak_execs: usize,
     pub skip: Vec<String>,
     pub json: PathBuf,
 }
 
-pub const PHASES: &[&str] = &["lifecycle", "workload", "burst", "share"];
+pub const PHASES: &[&str] = &["lifecycle", "workload", "burst", "share", "scale", "soak"];
 
 impl Options {
     /// `None` for --help.
@@ -56,6 +66,8 @@ impl Options {
             workload_runs: if quick { 1 } else { 9 },
             iterations: if quick { Iterations::quick() } else { Iterations::full() },
             share_iterations: if quick { 5 } else { 20 },
+            scale_pods: if quick { 0 } else { 100 },
+            soak_execs: if quick { 0 } else { 1000 },
             skip: Vec::new(),
             json: moat_e2e::paths::target_dir().join("moat-bench.json"),
         };
@@ -79,6 +91,13 @@ impl Options {
                 "--burst-parallel" => o.burst_parallel = count("--burst-parallel")?,
                 "--workload-runs" => o.workload_runs = count("--workload-runs")?,
                 "--share-iterations" => o.share_iterations = count("--share-iterations")?,
+                "--scale-pods" => {
+                    o.scale_pods = count("--scale-pods")?;
+                    if o.scale_pods < 20 {
+                        bail!("--scale-pods must be at least 20 (its rows compare the first ten with the last ten)");
+                    }
+                }
+                "--soak-execs" => o.soak_execs = count("--soak-execs")?,
                 "--json" => o.json = PathBuf::from(value("--json")?),
                 "--skip" => {
                     let phase = value("--skip")?;
@@ -94,7 +113,12 @@ impl Options {
     }
 
     pub fn runs(&self, phase: &str) -> bool {
-        !self.skip.iter().any(|s| s == phase)
+        let sized = match phase {
+            "scale" => self.scale_pods > 0,
+            "soak" => self.soak_execs > 0,
+            _ => true,
+        };
+        sized && !self.skip.iter().any(|s| s == phase)
     }
 }
 
@@ -111,8 +135,13 @@ mod tests {
         let o = parse(&["--pods", "7", "--quick"]).expect("parsed").expect("not help");
         assert!(o.quick);
         assert_eq!((o.pods, o.burst_pods, o.burst_parallel, o.workload_runs), (7, 6, 3, 1));
+        assert!(!o.runs("scale") && !o.runs("soak") && o.runs("burst"));
         let o = parse(&[]).expect("parsed").expect("not help");
         assert_eq!((o.pods, o.burst_pods, o.burst_parallel), (20, 50, 10));
+        assert_eq!((o.scale_pods, o.soak_execs), (100, 1000));
+        assert!(o.runs("scale") && o.runs("soak"));
+        let o = parse(&["--quick", "--soak-execs", "30"]).expect("parsed").expect("not help");
+        assert!(o.runs("soak") && !o.runs("scale"));
     }
 
     #[test]
@@ -121,6 +150,7 @@ mod tests {
         for (args, want) in [
             (&["--pods", "0"][..], "at least 1"),
             (&["--pods", "x"][..], "not a number"),
+            (&["--scale-pods", "10"][..], "at least 20"),
             (&["--skip", "everything"][..], "phases"),
             (&["--fast"][..], "unknown argument"),
             (&["--json"][..], "needs a value"),

@@ -1,7 +1,7 @@
 //! Root integration tests of process spawning: real namespaces, overlay with idmapped lower
 //! layers, a busybox rootfs, through `Launcher` exactly as the shim uses it.
 //!
-//! Harness: `harness = false`. The launcher re-executes the running binary (a sealed copy of
+//! Harness: `harness = false`. The launcher re-executes the running binary (a sealed view of
 //! it) with argv[1] == HELPER_ARG, so this binary's main() must dispatch to `helper_main()`
 //! first, like the shim's main() does; then it runs the tests itself, one after another. The
 //! test process is a child subreaper and a reaper thread collects every child (helpers and

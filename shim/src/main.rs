@@ -19,8 +19,9 @@ mod shim;
 mod task;
 
 fn main() {
-    // The sandbox helper: this binary re-executed (from a sealed copy) to build one container
-    // process. It must run before anything else, on the single thread it starts with.
+    // The sandbox helper: this binary re-executed (through a sealed, read-only view of it,
+    // `spawn::exe_seal`) to build one container process. It must run before anything else, on
+    // the single thread it starts with.
     if std::env::args_os().nth(1).as_deref()
         == Some(std::ffi::OsStr::new(moat_sandbox::spawn::HELPER_ARG))
     {
@@ -32,5 +33,22 @@ fn main() {
             std::env::args_os().skip(2).map(|a| a.to_string_lossy().into_owned()).collect();
         std::process::exit(audit::run(&args));
     }
+    tune_allocator();
     shim::main();
+}
+
+/// glibc's malloc, sized for a small, long-lived process with a few threads (one per pod on
+/// the node, so its anonymous memory is most of what a pod costs the node beyond its own
+/// processes, see docs/performance.md): one arena instead of one per thread that ever
+/// allocated (each keeps freed memory of its own), and freed memory at the top of the heap
+/// returned to the kernel from 128 KiB on instead of glibc's adaptive threshold (which grows up
+/// to 32 MiB after large frees). Measured by the bench's "RssAnon" rows.
+fn tune_allocator() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only sets malloc parameters; it runs before this process starts any
+    // other thread. A refused value (return 0) leaves glibc's default, which is still correct.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
 }

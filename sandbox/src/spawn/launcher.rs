@@ -9,7 +9,7 @@ use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, socketpair, sockopt, AddressFamily, SockFlag, SockType};
 use nix::sys::time::TimeVal;
 
-use super::memfd::SealedExe;
+use super::exe_seal::{ExeSeal, SealedExe};
 use super::pidfd::PidFd;
 use super::wire::{recv_msg, send_large, send_msg, Control, FdLayout, Report, Request, WireError};
 use super::{SpawnError, Stdio, HELPER_ARG};
@@ -18,7 +18,8 @@ use crate::plan::{ContainerPlan, ExecPlan, UserNamespaceAction};
 /// How long the launcher waits for one report before giving up on the helper.
 const REPORT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Starts helpers from a sealed copy of the running binary. Cheap to share between threads.
+/// Starts helpers from a sealed view of the running binary (see `exe_seal`). Cheap to share
+/// between threads.
 #[derive(Debug)]
 pub struct Launcher {
     exe: SealedExe,
@@ -95,16 +96,28 @@ impl Pending {
 }
 
 impl Launcher {
-    /// Makes the sealed copy of `/proc/self/exe` the helpers are started from.
+    /// Seals `/proc/self/exe` for the helpers: a read-only overlay view of it, or (logged as a
+    /// warning) a sealed memfd copy where no overlay can be made.
     pub fn new() -> Result<Launcher, SpawnError> {
-        let exe = SealedExe::copy_of_self().map_err(|(step, e)| SpawnError {
+        let (exe, fallback) = SealedExe::open().map_err(|e| SpawnError {
             container_id: "-".into(),
             exec_id: None,
-            step: step.into(),
-            errno: e.raw_os_error().map(Errno::from_raw),
-            detail: e.raw_os_error().is_none().then(|| e.to_string()),
+            step: e.step,
+            errno: e.errno,
+            detail: e.detail,
         })?;
+        if let Some(why) = fallback {
+            log::warn!(
+                "{why}; the helper runs from a sealed memfd copy of the shim binary instead, \
+                 which costs the node the binary's size in shared memory for every pod"
+            );
+        }
         Ok(Launcher { exe })
+    }
+
+    /// How the helper binary is sealed.
+    pub fn exe_seal(&self) -> ExeSeal {
+        self.exe.seal()
     }
 
     /// Blocking. Builds the container's init up to (not including) exec.

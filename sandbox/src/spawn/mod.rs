@@ -1,8 +1,9 @@
 //! Building the confined process: a sealed helper binary, namespaces, rootfs, privileges, exec.
 //!
 //! The shim (multi-threaded) never runs setup code after fork. [`Launcher::create`] and
-//! [`Launcher::exec`] start a single-threaded helper: a sealed memfd copy of the shim's own
-//! binary, re-executed with `argv[1] == HELPER_ARG`, whose `main()` calls [`helper_main`].
+//! [`Launcher::exec`] start a single-threaded helper: the shim's own binary, re-executed
+//! through a sealed, read-only view of it (`exe_seal`: a private overlayfs, nothing copied)
+//! with `argv[1] == HELPER_ARG`, whose `main()` calls [`helper_main`].
 //! The helper gets the plan over a `SOCK_SEQPACKET` socketpair on its fd 0 (stdio fds and the
 //! pod's user namespace beside it, `SCM_RIGHTS`), builds the process up to exec and reports
 //! back on the same socket. The process execs once [`Pending::start`] says so; the socket is
@@ -25,6 +26,7 @@
 //! ```
 
 mod container;
+mod exe_seal;
 mod exec;
 mod failure;
 mod finish;
@@ -41,6 +43,7 @@ use std::os::fd::OwnedFd;
 
 use nix::errno::Errno;
 
+pub use exe_seal::{EmptyLayer, ExeSeal, ExeSealError, SealedExe, NODE_EMPTY_DIR};
 pub use helper::helper_main;
 pub use launcher::{Launcher, Pending};
 pub use pidfd::PidFd;
