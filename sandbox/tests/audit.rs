@@ -1,6 +1,6 @@
 //! The denial audit with a real kernel (needs root): a process under the audited baseline
 //! tries keyctl, bpf and unshare(CLONE_NEWUSER); each fails with EPERM, answered by
-//! `audit::supervise` on the listener the process handed over, and the pod's counter file
+//! `audit::PodSupervisor` (the shim's) on the listener the process handed over, and the pod's counter file
 //! names all three.
 
 use std::io::IoSlice;
@@ -114,10 +114,8 @@ fn refused_syscalls_are_answered_eperm_and_counted_by_name() -> Result<()> {
                 }
             }
             let listener = listener.context("the child sent no listener")?;
-            let supervisor = {
-                let pod = pod.clone();
-                std::thread::spawn(move || audit::supervise(listener, pod, "ctr".into()))
-            };
+            let supervisor = audit::PodSupervisor::start(pod.clone())?;
+            supervisor.add(listener, "ctr".into());
             let mut report = [0u8; 11];
             let mut got = 0;
             while got < report.len() {
@@ -130,7 +128,7 @@ fn refused_syscalls_are_answered_eperm_and_counted_by_name() -> Result<()> {
                 matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
                 "child: {status:?}"
             );
-            supervisor.join().map_err(|_| anyhow::anyhow!("the supervisor panicked"))?;
+            supervisor.finish();
             let mut ns = [0u8; 8];
             ns.copy_from_slice(&report[3..]);
             let ns = u64::from_ne_bytes(ns);

@@ -3,7 +3,7 @@
 //!
 //! Owns: turning the baseline's EPERM rules into seccomp user-notification rules (`audited`,
 //! pure), the supervisor that answers each notification with the rule's errno and records it
-//! (`PodSupervisor`: one thread per pod for all its listeners; `supervise` for one listener), the per-pod rate limit (`Pace`), the JSON log line (`Denial`) and the
+//! (`PodSupervisor`: one thread per pod for all its listeners), the per-pod rate limit (`Pace`), the JSON log line (`Denial`) and the
 //! per-pod counter file under the shim's state directory (`Counters`, read back by
 //! `containerd-shim-moat-v2 audit <pod>`).
 //!
@@ -14,13 +14,11 @@
 //! the kernel answers the same syscalls ENOSYS: still refused.
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use serde::{Deserialize, Serialize};
 
 use crate::plan::{SeccompAction, SeccompPlan};
@@ -299,32 +297,6 @@ fn write_counts(path: &Path, counts: &CountFile) -> Result<(), AuditError> {
 /// The syscall name of number `nr` on this node's architecture.
 fn syscall_name(nr: i32) -> String {
     libseccomp::ScmpSyscall::from(nr).get_name().unwrap_or_else(|_| format!("syscall_{nr}"))
-}
-
-/// Answers every notification of `listener` (one container's or exec's filter) with EPERM and
-/// records it in `pod`, until every process under the filter is gone. Blocking: run it on a
-/// thread of its own.
-pub fn supervise(listener: OwnedFd, pod: Arc<PodAudit>, container: String) {
-    loop {
-        let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::NONE) {
-            Ok(_) => {}
-            Err(Errno::EINTR) => continue,
-            Err(e) => {
-                log::warn!("audit of {container}: poll: {e}");
-                break;
-            }
-        }
-        let revents = fds[0].revents().unwrap_or(PollFlags::empty());
-        if revents.contains(PollFlags::POLLIN) {
-            answer_one(&listener, &pod, &container);
-            continue;
-        }
-        if revents.intersects(PollFlags::POLLHUP | PollFlags::POLLERR | PollFlags::POLLNVAL) {
-            break;
-        }
-    }
-    pod.flush();
 }
 
 /// Receives one notification, waits as the pace says, answers EPERM. `None` when the caller

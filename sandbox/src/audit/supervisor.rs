@@ -25,6 +25,7 @@ type Queue = Arc<Mutex<Vec<(OwnedFd, String)>>>;
 pub struct PodSupervisor {
     queue: Queue,
     wake: OwnedFd,
+    thread: std::thread::JoinHandle<()>,
 }
 
 impl PodSupervisor {
@@ -33,12 +34,22 @@ impl PodSupervisor {
         let (wake_r, wake_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC | OFlag::O_NONBLOCK)?;
         let queue: Queue = Arc::default();
         let theirs = queue.clone();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("moat-audit".into())
             // poll, two ioctls, a name lookup and a log line: a small stack is plenty.
             .stack_size(256 * 1024)
             .spawn(move || run(pod, theirs, wake_r))?;
-        Ok(PodSupervisor { queue, wake: wake_w })
+        Ok(PodSupervisor { queue, wake: wake_w, thread })
+    }
+
+    /// Waits until every listener handed over has hung up (their processes are gone) and the
+    /// counts are written; then the thread ends.
+    pub fn finish(self) {
+        let PodSupervisor { wake, thread, .. } = self;
+        drop(wake);
+        if thread.join().is_err() {
+            log::warn!("the audit thread panicked");
+        }
     }
 
     /// Supervises `listener` (a process's seccomp listener; `label` names the container or

@@ -77,10 +77,8 @@ pub struct Owner {
 impl Owner {
     /// This process.
     pub fn current() -> Result<Owner, PoolError> {
-        let pid = std::process::id();
-        let start_time = process_start_time(pid)?
-            .ok_or_else(|| PoolError::Owner { reason: "this process has no /proc entry".into() })?;
-        Ok(Owner { pid, start_time, boot_id: boot_id()? })
+        Owner::of(std::process::id())?
+            .ok_or_else(|| PoolError::Owner { reason: "this process has no /proc entry".into() })
     }
 
     /// The process `pid` as it is now (`None` when there is no such live process): recorded
