@@ -15,6 +15,8 @@ mod config;
 mod error;
 mod fault;
 mod install;
+#[cfg(test)]
+mod readme_fixture;
 mod shim;
 mod task;
 

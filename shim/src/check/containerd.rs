@@ -180,19 +180,7 @@ mod tests {
     use super::*;
     use moat_sandbox::host_support::Status;
 
-    const README: &str = include_str!("../../../README.md");
-
-    /// The README's complete config between `<!-- {marker}:begin -->` and `:end`.
-    fn readme_config(marker: &str) -> String {
-        let begin = format!("<!-- {marker}:begin -->");
-        let from = README.find(&begin).expect("begin marker") + begin.len();
-        let to = README[from..].find(&format!("<!-- {marker}:end -->")).expect("end") + from;
-        README[from..to]
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("```"))
-            .map(|l| l.get(3..).unwrap_or("").to_string() + "\n")
-            .collect()
-    }
+    use crate::readme_fixture::readme_config;
 
     fn status(text: &str, major: Option<u32>) -> (Status, String) {
         let r = handler(text, Path::new("/etc/containerd/config.toml"), major);

@@ -207,18 +207,7 @@ mod tests {
 
     const STOCK: &str = "version = 2\n\n[plugins]\n  [plugins.\"io.containerd.grpc.v1.cri\"]\n    [plugins.\"io.containerd.grpc.v1.cri\".cni]\n      bin_dir = \"/usr/lib/cni\"\n      conf_dir = \"/etc/cni/net.d\"\n  [plugins.\"io.containerd.internal.v1.opt\"]\n    path = \"/var/lib/containerd/opt\"\n";
 
-    const README: &str = include_str!("../../../README.md");
-
-    fn readme_config(marker: &str) -> String {
-        let begin = format!("<!-- {marker}:begin -->");
-        let from = README.find(&begin).expect("begin marker") + begin.len();
-        let to = README[from..].find(&format!("<!-- {marker}:end -->")).expect("end") + from;
-        README[from..to]
-            .lines()
-            .filter(|l| !l.trim_start().starts_with("```"))
-            .map(|l| l.get(3..).unwrap_or("").to_string() + "\n")
-            .collect()
-    }
+    use crate::readme_fixture::readme_config;
 
     fn table(text: &str) -> toml::Table {
         text.parse().expect("valid TOML")
