@@ -10,20 +10,22 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test pid_reuse`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::sync::{Condvar, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{anyhow, bail, ensure, Context, Result};
+#[path = "common/reaper.rs"]
+mod reaper;
+
+use anyhow::{bail, ensure, Context, Result};
 use moat_sandbox::plan::*;
 use moat_sandbox::spawn::{helper_main, Launcher, Stdio, HELPER_ARG};
 use nix::sys::signal::{kill, Signal};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
+use reaper::{reaper, wait_exit};
 
 fn main() {
     if std::env::args().nth(1).as_deref() == Some(HELPER_ARG) {
@@ -73,38 +75,6 @@ fn main() {
 }
 
 type Test = (&'static str, fn(&Launcher) -> Result<()>);
-
-static EXITS: Mutex<Option<HashMap<i32, WaitStatus>>> = Mutex::new(None);
-static EXITED: Condvar = Condvar::new();
-
-fn reaper() {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(status) => {
-                if let Some(pid) = status.pid() {
-                    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
-                    map.get_or_insert_with(HashMap::new).insert(pid.as_raw(), status);
-                    EXITED.notify_all();
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-}
-
-fn wait_exit(pid: i32, timeout: Duration) -> Result<()> {
-    let deadline = Instant::now() + timeout;
-    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        if map.get_or_insert_with(HashMap::new).remove(&pid).is_some() {
-            return Ok(());
-        }
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .ok_or_else(|| anyhow!("pid {pid} was not reaped within {timeout:?}"))?;
-        map = EXITED.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
-    }
-}
 
 /// A busybox root as one overlay lower layer.
 struct Fixture {

@@ -9,20 +9,23 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test spawn [-- FILTER]`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Condvar, Mutex, OnceLock};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+#[path = "common/reaper.rs"]
+mod reaper;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use moat_sandbox::plan::*;
 use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
-use nix::sys::wait::{waitpid, WaitStatus};
 use nix::unistd::Pid;
+use reaper::{reaper, wait_exit};
 
 // ---------------------------------------------------------------------------------------
 // Harness
@@ -142,44 +145,6 @@ fn busybox_applets() -> Result<Vec<String>> {
         .map(str::to_string)
         .filter(|a| !a.is_empty())
         .collect())
-}
-
-/// Exit statuses collected by the reaper, by pid.
-static EXITS: Mutex<Option<HashMap<i32, WaitStatus>>> = Mutex::new(None);
-static EXITED: Condvar = Condvar::new();
-
-fn reaper() {
-    loop {
-        match waitpid(Pid::from_raw(-1), None) {
-            Ok(status) => {
-                if let Some(pid) = status.pid() {
-                    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
-                    map.get_or_insert_with(HashMap::new).insert(pid.as_raw(), status);
-                    EXITED.notify_all();
-                }
-            }
-            Err(_) => std::thread::sleep(Duration::from_millis(5)),
-        }
-    }
-}
-
-/// Exit code (or 128+signal) of `pid`, as reaped by the reaper.
-fn wait_exit(pid: i32, timeout: Duration) -> Result<i32> {
-    let deadline = Instant::now() + timeout;
-    let mut map = EXITS.lock().unwrap_or_else(|e| e.into_inner());
-    loop {
-        if let Some(status) = map.get_or_insert_with(HashMap::new).remove(&pid) {
-            return match status {
-                WaitStatus::Exited(_, code) => Ok(code),
-                WaitStatus::Signaled(_, sig, _) => Ok(128 + sig as i32),
-                other => bail!("unexpected status {other:?}"),
-            };
-        }
-        let left = deadline
-            .checked_duration_since(Instant::now())
-            .ok_or_else(|| anyhow!("pid {pid} did not exit in {timeout:?}"))?;
-        map = EXITED.wait_timeout(map, left).unwrap_or_else(|e| e.into_inner()).0;
-    }
 }
 
 /// The prefix of this run's temporary directories (with the pid: a mount an earlier, killed
