@@ -5,8 +5,8 @@
 //! they do": the sandbox code reads them (`policy::mounts` looks mount options up in
 //! [`MOUNT_OPTIONS`], `policy::namespaces` plans [`NAMESPACE_KINDS`], `seccomp` converts
 //! actions, operators and flags through [`SECCOMP_ACTIONS`], [`SECCOMP_OPERATORS`] and
-//! [`SECCOMP_FLAGS`] and accepts [`SECCOMP_ARCHS`]; capabilities come straight from
-//! `policy::capabilities::ALL`), and [`oci_features`] lists the same tables. The tests of this
+//! [`SECCOMP_FLAGS`] and accepts [`SECCOMP_ARCHS`]; policy reads [`CAPABILITIES`]
+//! through `policy::capabilities`), and [`oci_features`] lists the same tables. The tests of this
 //! module feed every entry through the real policy / seccomp code, which must accept it with
 //! the effect the table declares, and every name outside a table must be refused.
 //!
@@ -37,12 +37,63 @@ use oci_spec::runtime::{
 };
 
 use crate::plan::{NamespaceKind, SeccompAction, SeccompOp};
-use crate::policy::capabilities;
 
 /// The type URL containerd registers for `features.Features` (typeurl of the Go type in
 /// `github.com/opencontainers/runtime-spec/specs-go/features`). The Any's value is JSON.
 pub const FEATURES_TYPE_URL: &str =
     "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
+
+/// Every capability the kernel knows (as of Linux 6.x).
+pub const CAPABILITIES: [&str; 41] = [
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+];
+
+/// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` -> `CAP_NET_ADMIN`, if the kernel knows it.
+pub fn capability(name: &str) -> Option<String> {
+    let upper = name.trim().to_ascii_uppercase();
+    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
+    CAPABILITIES.contains(&full.as_str()).then_some(full)
+}
 
 /// Oldest spec version moat reads: containerd 1.6 writes "1.0.2-dev".
 pub const OCI_VERSION_MIN: &str = "1.0.0";
@@ -331,7 +382,7 @@ pub fn oci_features() -> Features {
     let mut linux = LinuxFeature::default();
     linux
         .set_namespaces(Some(namespaces()))
-        .set_capabilities(Some(names(&capabilities::ALL)))
+        .set_capabilities(Some(names(&CAPABILITIES)))
         .set_cgroup(Some(cgroup))
         .set_seccomp(Some(seccomp))
         .set_apparmor(Some(apparmor))
@@ -425,7 +476,7 @@ mod tests {
     fn capabilities_are_the_policy_list() {
         let v = features_json();
         let caps = v["linux"]["capabilities"].as_array().expect("caps");
-        assert_eq!(caps.len(), capabilities::ALL.len());
+        assert_eq!(caps.len(), CAPABILITIES.len());
         assert!(
             caps.contains(&json!("CAP_SYS_ADMIN"))
                 && caps.contains(&json!("CAP_CHECKPOINT_RESTORE"))

@@ -11,8 +11,12 @@ use std::path::PathBuf;
 use moat_sandbox::policy::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::bootstrap::start::{CONFIG_BODY_ENV, CONFIG_PATH_ENV};
 use crate::error::ShimError;
+
+/// Environment variables through which `start` hands the runtime options to the shim it
+/// launches (the serving shim never sees `start`'s stdin).
+pub const CONFIG_PATH_ENV: &str = "MOAT_CONFIG_PATH";
+pub const CONFIG_BODY_ENV: &str = "MOAT_CONFIG_BODY";
 
 /// Where the config comes from; recorded in each bundle so `delete` can find the ID pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -15,10 +15,23 @@ mod config;
 mod error;
 mod fault;
 mod install;
+mod options;
 #[cfg(test)]
 mod readme_fixture;
 mod shim;
 mod task;
+
+/// containerd's name for this runtime.
+///
+/// moat serves the task API v2 (`containerd.task.v2.Task`) only, and `start` answers with a
+/// bare socket address. Why not v3 as well: every containerd from 1.6 to 2.3 speaks v2 to a
+/// shim that answers this way (measured), 1.7 rejects a shim that claims v3, and a shim that
+/// claims v3 must really serve `containerd.task.v3.Task` (Rust ttrpc answers an unknown
+/// service with InvalidArgument, so containerd's fallback to v2 never happens). The
+/// containerd-shim crate 0.11 serves v2 and 0.12 only v3; serving both would mean two
+/// generated services over one implementation for no containerd that needs it. One task
+/// service, v2, is what every supported containerd can use.
+pub const RUNTIME_ID: &str = "io.containerd.moat.v2";
 
 fn main() {
     // The sandbox helper: this binary re-executed (through a sealed, read-only view of it,

@@ -27,6 +27,9 @@
 
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType};
 
+/// Major number of Unix98 pty slaves (/dev/pts/N).
+pub(crate) const PTS_MAJOR: u32 = 136;
+
 /// Access bits as the kernel passes them (`BPF_DEVCG_ACC_*`, same values as v1's m, r, w).
 pub const ACC_MKNOD: u8 = 1;
 pub const ACC_READ: u8 = 2;
@@ -164,7 +167,7 @@ impl DeviceRules {
         rules.apply(&Rule {
             allow: true,
             typ: Some(DevType::Char),
-            major: Some(super::resources::PTS_MAJOR),
+            major: Some(PTS_MAJOR),
             minor: None,
             access: ACC_ALL,
         });

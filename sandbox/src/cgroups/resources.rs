@@ -547,12 +547,9 @@ pub fn standard_device_rules_v1() -> Vec<String> {
         .map(|(_, major, minor)| format!("c {major}:{minor} rwm"))
         .collect();
     // /dev/pts/*: the container's own devpts instance.
-    lines.push(format!("c {PTS_MAJOR}:* rwm"));
+    lines.push(format!("c {}:* rwm", super::device_filter::PTS_MAJOR));
     lines
 }
-
-/// Major number of Unix98 pty slaves (/dev/pts/N).
-pub(crate) const PTS_MAJOR: u32 = 136;
 
 // ---------------------------------------------------------------- v2
 

@@ -49,50 +49,8 @@ pub const RUNTIME_DEFAULT: [&str; 14] = [
 /// them (Kubernetes' baseline level does not list them).
 pub const CAPPED: [&str; 1] = ["CAP_NET_RAW"];
 
-/// Every capability the kernel knows (as of Linux 6.x).
-pub const ALL: [&str; 41] = [
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_DAC_READ_SEARCH",
-    "CAP_FOWNER",
-    "CAP_FSETID",
-    "CAP_KILL",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETPCAP",
-    "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_NET_BROADCAST",
-    "CAP_NET_ADMIN",
-    "CAP_NET_RAW",
-    "CAP_IPC_LOCK",
-    "CAP_IPC_OWNER",
-    "CAP_SYS_MODULE",
-    "CAP_SYS_RAWIO",
-    "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE",
-    "CAP_SYS_PACCT",
-    "CAP_SYS_ADMIN",
-    "CAP_SYS_BOOT",
-    "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE",
-    "CAP_SYS_TIME",
-    "CAP_SYS_TTY_CONFIG",
-    "CAP_MKNOD",
-    "CAP_LEASE",
-    "CAP_AUDIT_WRITE",
-    "CAP_AUDIT_CONTROL",
-    "CAP_SETFCAP",
-    "CAP_MAC_OVERRIDE",
-    "CAP_MAC_ADMIN",
-    "CAP_SYSLOG",
-    "CAP_WAKE_ALARM",
-    "CAP_BLOCK_SUSPEND",
-    "CAP_AUDIT_READ",
-    "CAP_PERFMON",
-    "CAP_BPF",
-    "CAP_CHECKPOINT_RESTORE",
-];
+/// Every capability the kernel knows: the table is `features::CAPABILITIES`.
+pub use crate::features::CAPABILITIES as ALL;
 
 /// Capabilities that act on a namespace or on the host kernel, with what they would
 /// administer. Under moat every namespace of a pod but its user namespace belongs to the
@@ -134,12 +92,7 @@ pub fn acting_on_host_owned(plan: &CapabilityPlan) -> Vec<(&'static str, &'stati
         .collect()
 }
 
-/// `net_admin`, `NET_ADMIN`, `CAP_NET_ADMIN` -> `CAP_NET_ADMIN`, if the kernel knows it.
-pub fn normalize(name: &str) -> Option<String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let full = if upper.starts_with("CAP_") { upper } else { format!("CAP_{upper}") };
-    ALL.contains(&full.as_str()).then_some(full)
-}
+pub use crate::features::capability as normalize;
 
 /// The OCI name of an oci-spec capability (`CAP_SYS_ADMIN`).
 pub fn oci_name(cap: &oci_spec::runtime::Capability) -> String {

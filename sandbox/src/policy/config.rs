@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::userns::UsernsConfig;
+
 /// The file read when containerd gives no `ConfigPath`.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/moat/config.toml";
 
@@ -96,20 +98,6 @@ pub struct Config {
     pub source: String,
 }
 
-/// `[userns]`: the host uid/gid ranges handed to pods (pod N gets `base + N*size ..+size`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct UsernsConfig {
-    /// First host ID of the pool.
-    pub base: u32,
-    /// IDs per pod (container IDs `0..size`).
-    pub size: u32,
-    /// How many pods can hold a range at once.
-    pub count: u32,
-    /// Directory holding one file per allocated range (survives shim crashes).
-    pub state_dir: PathBuf,
-}
-
 /// One `allowed_host_paths` entry: a host directory bind mounts may come from, written as a
 /// plain path (`"/data"`, no ID mapping) or a table (`{ path = "/data", idmap = true }`).
 ///
@@ -170,24 +158,6 @@ impl<'de> Deserialize<'de> for AllowedHostPath {
             }
         }
         d.deserialize_any(Visitor)
-    }
-}
-
-impl Default for UsernsConfig {
-    /// Host IDs 2^30 .. 2^30 + 2^28 (1073741824 .. 1342177280): above the subordinate IDs
-    /// `useradd` hands to host users (100000 .. 600100000 by default) and the ranges operators
-    /// give kubelet for `hostUsers: false` pods (kubelet's docs: from 65536, 65536 per pod),
-    /// below 2^31 (some tools read IDs as signed), 65536-aligned like kubelet's ranges. kubelet
-    /// without a `kubelet` entry in /etc/subuid picks ranges at random from all of
-    /// 65536 .. 2^32, which no pool can avoid: moat refuses such a range when it overlaps the
-    /// pool (see `docs/config.example.toml`).
-    fn default() -> Self {
-        UsernsConfig {
-            base: 1 << 30,
-            size: 65_536,
-            count: 4_096,
-            state_dir: PathBuf::from("/var/lib/moat/userns"),
-        }
     }
 }
 
@@ -291,7 +261,7 @@ impl Config {
             message,
         };
         for cap in &self.allowed_capabilities {
-            if super::capabilities::normalize(cap).is_none() {
+            if crate::features::capability(cap).is_none() {
                 return Err(invalid("allowed_capabilities", format!("unknown capability {cap:?}")));
             }
         }

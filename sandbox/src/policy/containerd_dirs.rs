@@ -20,7 +20,7 @@
 
 use std::path::{Component, Path, PathBuf};
 
-use super::host_paths::normalize;
+use super::lexical::normalize;
 use crate::plan::RootfsMount;
 
 /// The directory containerd's task service keeps bundles in, below `state`.

@@ -24,7 +24,7 @@
 //! the bind must resolve the source without following symlinks (openat2 RESOLVE_NO_SYMLINKS)
 //! and mount through that fd, or a tenant-writable allowed directory could point elsewhere.
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use super::config::Config;
 use super::containerd_dirs::ContainerdDirs;
@@ -100,23 +100,7 @@ pub enum Verdict {
     NotAllowed,
 }
 
-/// Lexically normalises an absolute path; `None` for a relative one.
-pub fn normalize(path: &Path) -> Option<PathBuf> {
-    if !path.is_absolute() {
-        return None;
-    }
-    let mut out = PathBuf::from("/");
-    for c in path.components() {
-        match c {
-            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
-            Component::ParentDir => {
-                out.pop();
-            }
-            Component::Normal(n) => out.push(n),
-        }
-    }
-    Some(out)
-}
+pub use super::lexical::normalize;
 
 /// Classifies a (normalised) bind source for the container `container_id` of pod `pod_id`,
 /// run by the containerd whose directories are `containerd`.

@@ -37,6 +37,7 @@ mod context;
 pub mod devices;
 pub mod host_paths;
 pub mod levels;
+mod lexical;
 mod mounts;
 mod namespaces;
 mod process;

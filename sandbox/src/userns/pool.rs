@@ -27,8 +27,8 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::{Flock, FlockArg};
 
+use super::UsernsConfig;
 use crate::plan::{IdMapping, UserNamespaceAction, UserNamespacePlan};
-use crate::policy::UsernsConfig;
 
 const LOCK_FILE: &str = "lock";
 const SUFFIX: &str = ".range";

@@ -16,7 +16,7 @@ use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 use moat_sandbox::features::{oci_features_json, FEATURES_TYPE_URL};
 
 use crate::error::ShimError;
-use crate::shim::RUNTIME_ID;
+use crate::RUNTIME_ID;
 
 /// The OCI features as the Any containerd decodes.
 pub fn features_any() -> Result<Any, ShimError> {

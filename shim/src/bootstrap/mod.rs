@@ -2,5 +2,4 @@
 
 pub mod cleanup;
 pub mod info;
-pub mod options;
 pub mod start;

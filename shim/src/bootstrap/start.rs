@@ -16,15 +16,12 @@ use containerd_shim::{socket_address, StartOpts};
 use log::warn;
 use moat_sandbox::userns::pool::IdRangePool;
 
-use super::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
+use crate::config::{CONFIG_BODY_ENV, CONFIG_PATH_ENV};
 use crate::error::ShimError;
+use crate::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
 
 /// Annotation containerd's CRI puts on every container of a pod, naming the pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
-/// Environment variables through which `start` hands the runtime options to the shim it
-/// launches (the serving shim never sees `start`'s stdin).
-pub const CONFIG_PATH_ENV: &str = "MOAT_CONFIG_PATH";
-pub const CONFIG_BODY_ENV: &str = "MOAT_CONFIG_BODY";
 
 /// The id the pod's containers share a shim by: the sandbox id, else the container's own.
 pub fn grouping_id(bundle: &Path, id: &str) -> String {

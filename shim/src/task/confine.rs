@@ -26,9 +26,9 @@ use super::bundle_state::BundleState;
 use super::io_owner;
 use super::process::Process;
 use super::stdio::{self, StdioPaths};
-use crate::bootstrap::options::IoOwner;
 use crate::config::ConfigSource;
 use crate::error::ShimError;
+use crate::options::IoOwner;
 
 /// What the pod's first (sandbox) container leaves for the others.
 #[derive(Clone)]

@@ -18,8 +18,8 @@ use containerd_shim::api::CreateTaskRequest;
 use moat_sandbox::plan::{IdMapping, UserNamespacePlan};
 use moat_sandbox::spawn::Stdio;
 
-use crate::bootstrap::options::{decode_task_options, IoOwner, TaskOptions};
 use crate::error::ShimError;
+use crate::options::{decode_task_options, IoOwner, TaskOptions};
 
 /// The stdio owner the Create request asks for (runc options' `IoUid`/`IoGid`), checked
 /// against the pod's user namespace `user`. `None`: the stdio stays the shim's.
