@@ -64,6 +64,8 @@ mod pidfd;
 mod stdio;
 mod sysctl;
 mod terminal;
+#[cfg(test)]
+mod tests;
 mod wire;
 
 use std::os::fd::OwnedFd;
