@@ -76,6 +76,10 @@ const TESTS: &[Test] = &[
         "init_and_exec_enter_their_cgroup_and_see_only_it",
         init_and_exec_enter_their_cgroup_and_see_only_it,
     ),
+    (
+        "a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone",
+        a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone,
+    ),
     ("seccomp_filters_are_loaded_in_order", seccomp_filters_are_loaded_in_order),
     ("oom_score_adj_is_set_or_clamped", oom_score_adj_is_set_or_clamped),
     ("concurrent_creates_from_many_threads", concurrent_creates_from_many_threads),
@@ -1033,6 +1037,76 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
     })();
     let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
     let _ = wait_exit(init, Duration::from_secs(10));
+    drop(cg);
+    result
+}
+
+/// Waits until no process is left in `procs` (a cgroup.procs file).
+fn cgroup_empties(procs: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = fs::read_to_string(procs)?;
+        if left.trim().is_empty() {
+            return Ok(());
+        }
+        ensure!(Instant::now() < deadline, "{left:?} still in {}", procs.display());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The parent's side of the fork sequence (`spawn/child.rs`) failing after fork, for the init
+/// and for an exec: the child is in its first cgroup, the second cgroup.procs (/dev/full)
+/// refuses its pid. The error names that step; the child never runs anything and is gone.
+fn a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let cg = TestCgroup::new()?;
+    let procs = cg.procs();
+    let refusing = vec![procs[0].clone(), PathBuf::from("/dev/full")];
+    let mut p = plan(&fx, "c1", &["sh", "-c", "touch /init-ran"]);
+    p.cgroup_procs = refusing.clone();
+    let e = expect_spawn_error(l.create(&p, Stdio::default(), None), "/dev/full as cgroup.procs")?;
+    ensure!(
+        e.container_id == "c1"
+            && e.step.starts_with("write pid ")
+            && e.step.ends_with(" to /dev/full")
+            && e.errno == Some(nix::errno::Errno::ENOSPC),
+        "{e}"
+    );
+    cgroup_empties(&procs[0])?;
+    ensure!(!fx.upper.join("init-ran").exists(), "the init ran");
+
+    let mut p = plan(&fx, "c1", &["sleep", "30"]);
+    p.cgroup_procs = procs.clone();
+    let pending = l.create(&p, Stdio::default(), None)?;
+    let init = pending.pid;
+    let init_fd = pending.pidfd.clone();
+    pending.start()?;
+    let result = (|| -> Result<()> {
+        let mut x = exec_plan("e1", init, &["sh", "-c", "touch /exec-ran"]);
+        x.cgroup_procs = refusing;
+        let e = expect_spawn_error(l.exec(&x, Stdio::default(), &init_fd), "exec, /dev/full")?;
+        ensure!(
+            e.exec_id.as_deref() == Some("e1")
+                && e.step.ends_with(" to /dev/full")
+                && e.errno == Some(nix::errno::Errno::ENOSPC),
+            "{e}"
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = fs::read_to_string(&procs[0])?;
+            if left.trim() == init.to_string() {
+                break;
+            }
+            ensure!(Instant::now() < deadline, "{left:?} in the cgroup, not only init {init}");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        ensure!(!fx.upper.join("exec-ran").exists(), "the exec ran");
+        ensure!(init_fd.check_alive().is_ok(), "the init died with the exec");
+        Ok(())
+    })();
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    cgroup_empties(&procs[0])?;
     drop(cg);
     result
 }

@@ -2,66 +2,20 @@
 //! ones, moves it into its cgroup and reports its pid; the init builds the root, joins the
 //! pod's user namespace last and runs the shared final steps.
 
-use std::fs::File;
-use std::io::Write;
 use std::os::fd::{AsFd, OwnedFd};
-use std::path::PathBuf;
 
-use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, unshare, CloneFlags};
-use nix::sys::signal::{kill, Signal};
-use nix::sys::stat::Mode;
-use nix::unistd::{fork, pipe2, read, sethostname, write, ForkResult, Pid};
+use nix::unistd::sethostname;
 
+use super::channel::{Channel, ReceivedFds};
+use super::child::{self, oom_score_adj, CgroupProcs, Forked};
 use super::failure::{Failure, StepExt};
-use super::finish::{exec_process, StdioFds};
-use super::helper::{Channel, ReceivedFds};
+use super::finish::exec_process;
 use super::namespaces::{flag_and_name, user_namespace, Namespace};
+use super::stdio::{stdio_or_null, StdioFds};
 use super::sysctl;
 use crate::plan::{ContainerPlan, NamespaceAction, NamespaceKind};
-use crate::privileges::{set_oom_score_adj, OomOutcome};
 use crate::rootfs;
-
-/// stdio for the process, /dev/null (the host's, opened now) where none was given.
-pub(super) fn stdio_or_null(fds: &mut ReceivedFds) -> Result<StdioFds, Failure> {
-    let null = || {
-        open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /dev/null")
-    };
-    Ok(StdioFds {
-        stdin: fds.stdin.take().map_or_else(null, Ok)?,
-        stdout: fds.stdout.take().map_or_else(null, Ok)?,
-        stderr: fds.stderr.take().map_or_else(null, Ok)?,
-    })
-}
-
-/// Sets oom_score_adj in the helper (children inherit it); a refused lowering is logged once.
-pub(super) fn oom_score_adj(channel: &Channel, value: Option<i32>) -> Result<(), Failure> {
-    if let OomOutcome::Clamped { requested, kept } = set_oom_score_adj(value)? {
-        channel.log(format!(
-            "oom_score_adj {requested} refused by the host (no CAP_SYS_RESOURCE); keeping {kept}"
-        ));
-    }
-    Ok(())
-}
-
-/// The cgroup.procs files, opened by the helper before it changes namespaces.
-pub(super) fn open_cgroup_procs(paths: &[PathBuf]) -> Result<Vec<(PathBuf, File)>, Failure> {
-    paths
-        .iter()
-        .map(|p| {
-            let f = File::options().write(true).open(p).step(|| format!("open {}", p.display()))?;
-            Ok((p.clone(), f))
-        })
-        .collect()
-}
-
-pub(super) fn write_cgroup_procs(files: &mut [(PathBuf, File)], pid: Pid) -> Result<(), Failure> {
-    for (path, f) in files.iter_mut() {
-        f.write_all(pid.as_raw().to_string().as_bytes())
-            .step(|| format!("write pid {pid} to {}", path.display()))?;
-    }
-    Ok(())
-}
 
 /// What the init creates for itself.
 #[derive(Debug, Clone, Copy)]
@@ -103,7 +57,7 @@ pub(super) fn run(
             }
         }
     }
-    let mut cgroup_files = open_cgroup_procs(&plan.cgroup_procs)?;
+    let cgroup = CgroupProcs::open(&plan.cgroup_procs)?;
 
     // Host-owned namespaces first, while we are host root (net, ipc, uts, pid, cgroup).
     let order = [
@@ -120,25 +74,9 @@ pub(super) fn run(
     }
     unshare(new.before_fork).step(|| format!("unshare {:?}", new.before_fork))?;
 
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).step(|| "pipe")?;
-    // SAFETY: the helper is single-threaded, so the child may run any code (allocation included).
-    match unsafe { fork() }.step(|| "fork the init")? {
-        ForkResult::Child => {
-            drop(go_w);
-            drop(cgroup_files);
-            init(channel, plan, userns, stdio, go_r, new)
-        }
-        ForkResult::Parent { child } => {
-            drop(go_r);
-            let started = write_cgroup_procs(&mut cgroup_files, child)
-                .and_then(|()| channel.spawned(child.as_raw(), Some(userns.as_fd())))
-                .and_then(|()| write(&go_w, b"1").map(drop).step(|| "start the init"));
-            if started.is_err() {
-                // The init has not started anything yet; the shim's reaper collects it.
-                let _ = kill(child, Signal::SIGKILL);
-            }
-            started
-        }
+    match child::fork("the init", cgroup)? {
+        Forked::Child(go) => init(channel, plan, userns, stdio, go, new),
+        Forked::Parent(parent) => parent.start(channel, Some(userns.as_fd())),
     }
 }
 
@@ -148,15 +86,10 @@ fn init(
     plan: &ContainerPlan,
     userns: OwnedFd,
     stdio: StdioFds,
-    go: OwnedFd,
+    go: child::Child,
     new: NewNamespaces,
 ) -> ! {
-    let mut b = [0u8; 1];
-    if !matches!(read(&go, &mut b), Ok(1)) {
-        // The helper failed (and reported it) before letting us go.
-        std::process::exit(1);
-    }
-    drop(go);
+    go.wait_go();
     if let Err(f) = build(channel, plan, &userns, new) {
         channel.failed(&f);
         std::process::exit(1);

@@ -11,16 +11,14 @@
 
 use std::os::fd::{AsFd, OwnedFd};
 
-use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::{fork, pipe2, read, write, ForkResult};
 
-use super::container::{oom_score_adj, open_cgroup_procs, stdio_or_null, write_cgroup_procs};
-use super::failure::{Failure, StepExt};
-use super::finish::{exec_process, StdioFds};
-use super::helper::{Channel, ReceivedFds};
+use super::channel::{Channel, ReceivedFds};
+use super::child::{self, oom_score_adj, CgroupProcs, Forked};
+use super::failure::Failure;
+use super::finish::exec_process;
 use super::namespaces::join_process;
+use super::stdio::{stdio_or_null, StdioFds};
 use crate::plan::ExecPlan;
 
 /// Everything but the user namespace, joined by the helper while it is host root: these
@@ -42,26 +40,13 @@ pub(super) fn run(channel: &Channel, plan: &ExecPlan, mut fds: ReceivedFds) -> R
     })?;
     let stdio = stdio_or_null(&mut fds)?;
     oom_score_adj(channel, plan.process.oom_score_adj)?;
-    let mut cgroup_files = open_cgroup_procs(&plan.cgroup_procs)?;
+    let cgroup = CgroupProcs::open(&plan.cgroup_procs)?;
     join_process(init.as_fd(), host_owned(), &what)?;
-    let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).step(|| "pipe")?;
-    // SAFETY: the helper is single-threaded, so the child may run any code (allocation included).
-    match unsafe { fork() }.step(|| "fork the exec process")? {
-        ForkResult::Child => {
-            drop(go_w);
-            drop(cgroup_files);
-            process(channel, plan, init, &what, stdio, go_r)
-        }
-        ForkResult::Parent { child } => {
-            drop(go_r);
+    match child::fork("the exec process", cgroup)? {
+        Forked::Child(go) => process(channel, plan, init, &what, stdio, go),
+        Forked::Parent(parent) => {
             drop(init);
-            let started = write_cgroup_procs(&mut cgroup_files, child)
-                .and_then(|()| channel.spawned(child.as_raw(), None))
-                .and_then(|()| write(&go_w, b"1").map(drop).step(|| "start the exec process"));
-            if started.is_err() {
-                let _ = kill(child, Signal::SIGKILL);
-            }
-            started
+            parent.start(channel, None)
         }
     }
 }
@@ -72,13 +57,9 @@ fn process(
     init: OwnedFd,
     what: &str,
     stdio: StdioFds,
-    go: OwnedFd,
+    go: child::Child,
 ) -> ! {
-    let mut b = [0u8; 1];
-    if !matches!(read(&go, &mut b), Ok(1)) {
-        std::process::exit(1);
-    }
-    drop(go);
+    go.wait_go();
     // The init's user namespace, from the same pidfd: never skipped (the kernel refuses to
     // "join" the one we are in), and ESRCH if the init died since the helper joined the rest.
     if let Err(f) = join_process(init.as_fd(), CloneFlags::CLONE_NEWUSER, what) {

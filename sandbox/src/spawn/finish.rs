@@ -16,22 +16,15 @@ use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{chdir, execve, getcwd, setsid};
 
+use super::channel::Channel;
 use super::failure::{Failure, StepExt};
-use super::helper::Channel;
+use super::stdio::StdioFds;
 use super::terminal;
 use crate::plan::ProcessPlan;
 use crate::privileges;
 
 /// PATH used for the lookup when the process environment sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
-/// The process's stdio, `/dev/null` where the caller gave nothing.
-#[derive(Debug)]
-pub(super) struct StdioFds {
-    pub stdin: OwnedFd,
-    pub stdout: OwnedFd,
-    pub stderr: OwnedFd,
-}
 
 /// Runs the last steps and execs; on failure reports it and exits. Never returns.
 pub(super) fn exec_process(channel: &Channel, process: &ProcessPlan, stdio: StdioFds) -> ! {

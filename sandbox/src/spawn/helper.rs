@@ -1,15 +1,16 @@
-//! The helper process: a fresh, single-threaded exec of the sealed binary. It reads one
-//! request from the control socket (its fd 0) and builds that process.
+//! The helper process's `main`: a fresh, single-threaded exec of the sealed binary. It takes
+//! the control socket off fd 0 (see `channel`), reads one request and hands it to `container`
+//! or `exec`, which build that process.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::atomic::{AtomicI32, Ordering};
 
 use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
 
+use super::channel::{Channel, ReceivedFds};
 use super::failure::{Failure, StepExt};
-use super::pidfd::PidFd;
-use super::wire::{recv_large, recv_msg, send_msg, Control, FdLayout, Report, Request};
+use super::wire::{send_msg, Request};
 use super::{container, exec};
 
 /// The control socket's fd number, for the panic hook.
@@ -77,7 +78,7 @@ fn install_panic_hook() {
 }
 
 fn serve(channel: &Channel) -> Result<(), Failure> {
-    let Some((request, fds)) = recv_large::<Request>(channel.sock.as_fd())? else {
+    let Some((request, fds)) = channel.request()? else {
         return Err(Failure::refused("read the request", "the launcher closed the socket"));
     };
     match request {
@@ -88,83 +89,6 @@ fn serve(channel: &Channel) -> Result<(), Failure> {
         Request::Exec { plan, fds: layout } => {
             let fds = ReceivedFds::split(layout, fds)?;
             exec::run(channel, &plan, fds)
-        }
-    }
-}
-
-/// The fds that came with the request.
-#[derive(Debug)]
-pub(super) struct ReceivedFds {
-    pub stdin: Option<OwnedFd>,
-    pub stdout: Option<OwnedFd>,
-    pub stderr: Option<OwnedFd>,
-    pub userns: Option<OwnedFd>,
-    /// An exec's: the pidfd of the container's init.
-    pub init: Option<OwnedFd>,
-}
-
-impl ReceivedFds {
-    fn split(layout: FdLayout, fds: Vec<OwnedFd>) -> Result<Self, Failure> {
-        if fds.len() != layout.count() {
-            return Err(Failure::refused(
-                "read the request",
-                format!("{} fds for {layout:?}", fds.len()),
-            ));
-        }
-        let mut it = fds.into_iter();
-        let mut take = |present: bool| if present { it.next() } else { None };
-        Ok(ReceivedFds {
-            stdin: take(layout.stdin),
-            stdout: take(layout.stdout),
-            stderr: take(layout.stderr),
-            userns: take(layout.userns),
-            init: take(layout.init),
-        })
-    }
-}
-
-/// The helper's (and its child's) end of the control socket.
-#[derive(Debug)]
-pub(super) struct Channel {
-    pub sock: OwnedFd,
-}
-
-impl Channel {
-    pub fn log(&self, message: impl Into<String>) {
-        // Best effort: a log line that cannot be delivered changes nothing.
-        let _ = send_msg(self.sock.as_fd(), &Report::Log { message: message.into() }, &[]);
-    }
-    pub fn failed(&self, f: &Failure) {
-        // Best effort: if the launcher is gone there is nobody to tell.
-        let _ = send_msg(self.sock.as_fd(), &f.to_report(), &[]);
-    }
-    /// Reports the forked process: its pid, its pidfd and (optionally) its user namespace.
-    /// Called by the parent right after `fork`, before it lets the child go on: the child
-    /// cannot have been reaped yet (we are its parent and never wait), so the pidfd taken
-    /// here is the child's and no other process's (see `pidfd`).
-    pub fn spawned(&self, pid: i32, userns: Option<BorrowedFd<'_>>) -> Result<(), Failure> {
-        let pidfd = PidFd::open(pid).step(|| format!("pidfd_open of the new process {pid}"))?;
-        let mut fds: Vec<BorrowedFd<'_>> = vec![pidfd.as_fd()];
-        fds.extend(userns);
-        let report = Report::Spawned { pid, userns: fds.len() > 1 };
-        Ok(send_msg(self.sock.as_fd(), &report, &fds)?)
-    }
-    pub fn console(&self, master: BorrowedFd<'_>) -> Result<(), Failure> {
-        Ok(send_msg(self.sock.as_fd(), &Report::Console, &[master])?)
-    }
-    /// Audit (issue 15): hands the seccomp listener to the launcher.
-    pub fn seccomp_listener(&self, listener: BorrowedFd<'_>) -> Result<(), Failure> {
-        Ok(send_msg(self.sock.as_fd(), &Report::SeccompListener, &[listener])?)
-    }
-    pub fn ready(&self) -> Result<(), Failure> {
-        Ok(send_msg(self.sock.as_fd(), &Report::Ready, &[])?)
-    }
-    /// Waits for `Start`; `false` when the launcher went away instead.
-    pub fn wait_start(&self) -> Result<bool, Failure> {
-        // The launcher's receive timeout does not apply here: wait as long as it takes.
-        match recv_msg::<Control>(self.sock.as_fd())? {
-            Some((Control::Start, _)) => Ok(true),
-            None => Ok(false),
         }
     }
 }

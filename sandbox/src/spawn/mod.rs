@@ -12,6 +12,30 @@
 //! Nothing here waits for children: the shim is a child subreaper and reaps everything
 //! (helpers included) with `waitpid(-1)`. Status travels over the socket.
 //!
+//! The process model is in the file list (the shim's side, then the helper's roles):
+//! `launcher` starts the helper and collects its reports (in the shim); `helper` is the
+//! re-executed single-threaded helper's `main`; `container` builds a container's init; `exec`
+//! builds an exec'd process; `child` is the fork sequence both use; `finish` is the last
+//! steps up to execve; `channel` is the helper's socket to the shim.
+//! Which module uses which (`use super::...`; no circle, every arrow points down the list):
+//!
+//! ```text
+//! launcher   -> exe_seal, pidfd, wire, (this file: Stdio, SpawnError, HELPER_ARG)
+//! helper     -> container, exec, channel, failure, wire
+//! container  -> child, finish, namespaces, sysctl, stdio, channel, failure
+//! exec       -> child, finish, namespaces, stdio, channel, failure
+//! finish     -> terminal, stdio, channel, failure
+//! child      -> channel, pidfd, failure
+//! stdio      -> channel, failure
+//! namespaces -> failure
+//! sysctl     -> failure
+//! terminal   -> failure
+//! channel    -> failure, wire
+//! failure    -> wire
+//! exe_seal   -> memfd
+//! wire, pidfd, memfd -> (nothing in spawn)
+//! ```
+//!
 //! ```ignore
 //! pub const HELPER_ARG: &str = "__moat_init";
 //! pub fn helper_main() -> !;
@@ -25,6 +49,8 @@
 //! impl Pending { pub fn start(self) -> Result<(), SpawnError>; }
 //! ```
 
+mod channel;
+mod child;
 mod container;
 mod exe_seal;
 mod exec;
@@ -35,8 +61,11 @@ mod launcher;
 mod memfd;
 mod namespaces;
 mod pidfd;
+mod stdio;
 mod sysctl;
 mod terminal;
+#[cfg(test)]
+mod tests;
 mod wire;
 
 use std::os::fd::OwnedFd;
