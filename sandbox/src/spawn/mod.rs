@@ -64,8 +64,6 @@ mod pidfd;
 mod stdio;
 mod sysctl;
 mod terminal;
-#[cfg(test)]
-mod tests;
 mod wire;
 
 use std::os::fd::OwnedFd;
