@@ -11,6 +11,7 @@ pub(crate) mod metrics;
 mod oom;
 mod process;
 mod service;
+mod state;
 mod stdio;
 
 pub use bundle_state::BundleState;
