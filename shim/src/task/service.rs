@@ -82,9 +82,8 @@ impl MoatTask {
             confinement: Confinement::new()?,
             state: Mutex::new(PodState::default()),
         });
-        let mut subscription = monitor_subscribe(Topic::Pid)
-            .await
-            .map_err(|e| ShimError::Start(format!("subscribing to reaped exits: {e}")))?;
+        let mut subscription =
+            monitor_subscribe(Topic::Pid).await.map_err(ShimError::ExitSubscription)?;
         let reaper = shared.clone();
         tokio::spawn(async move {
             while let Some(event) = subscription.rx.recv().await {
@@ -548,7 +547,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         let state = self.shared.state.lock().await;
         let process = state.process(&req.id, &req.exec_id, &label)?;
-        process.io.resize(req.width, req.height)?;
+        process.io.resize(req.width, req.height).map_err(ShimError::from)?;
         Ok(Empty::new())
     }
 
@@ -591,7 +590,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, "");
         let cgroup = self.cgroup_of(&req.id, &label).await?;
         let stats = blocking_cgroup(&label, "stats", move || cgroup.stats()).await?;
-        let any = super::metrics::to_any(&stats)?;
+        let any = super::metrics::to_any(&stats).map_err(ShimError::from)?;
         Ok(StatsResponse { stats: Some(any).into(), ..Default::default() })
     }
 
