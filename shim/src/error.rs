@@ -6,6 +6,8 @@
 
 use containerd_shim_protos::ttrpc::{self, Code};
 
+use crate::task::{BundleStateError, IoOwnerError, MetricsError, StdioError};
+
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
     #[error("{0}")]
@@ -27,6 +29,21 @@ pub enum ShimError {
     Start(String),
     #[error("{0}")]
     Sandbox(String),
+    /// Subscribing to the exits containerd-shim's reaper sees.
+    #[error("subscribing to reaped exits: {0}")]
+    ExitSubscription(#[source] containerd_shim::Error),
+    /// A process's stdio fifos, pipes and pty.
+    #[error(transparent)]
+    Stdio(#[from] StdioError),
+    /// The bundle's `moat-state.json`.
+    #[error(transparent)]
+    BundleState(#[from] BundleStateError),
+    /// The stdio owner (`IoUid`/`IoGid`) of the task options.
+    #[error(transparent)]
+    IoOwner(#[from] IoOwnerError),
+    /// Packing a container's cgroup stats for Stats.
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 impl ShimError {
@@ -43,6 +60,33 @@ impl ShimError {
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
             ShimError::Refused(_) => Code::PERMISSION_DENIED,
             ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
+            ShimError::ExitSubscription(_) => Code::UNKNOWN,
+            ShimError::Stdio(e) => match e {
+                StdioError::NoTerminal => Code::FAILED_PRECONDITION,
+                StdioError::Pipe { .. }
+                | StdioError::OpenFifoReader { .. }
+                | StdioError::OpenFifo { .. }
+                | StdioError::OpenFile { .. }
+                | StdioError::Fcntl { .. }
+                | StdioError::DupPty(_)
+                | StdioError::NoPty { .. }
+                | StdioError::Thread { .. }
+                | StdioError::Resize(_) => Code::UNKNOWN,
+            },
+            ShimError::BundleState(e) => match e {
+                BundleStateError::Corrupt { .. } => Code::INVALID_ARGUMENT,
+                BundleStateError::Encode { .. }
+                | BundleStateError::Write { .. }
+                | BundleStateError::Rename { .. }
+                | BundleStateError::Read { .. } => Code::UNKNOWN,
+            },
+            ShimError::IoOwner(e) => match e {
+                IoOwnerError::Options { .. } | IoOwnerError::NotThePods { .. } => {
+                    Code::INVALID_ARGUMENT
+                }
+                IoOwnerError::Chown { .. } => Code::UNKNOWN,
+            },
+            ShimError::Metrics(MetricsError::Encode { .. }) => Code::UNKNOWN,
         }
     }
 }
@@ -62,6 +106,64 @@ impl From<ShimError> for containerd_shim::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::IoOwner;
+
+    fn enoent() -> std::io::Error {
+        std::io::Error::from_raw_os_error(libc::ENOENT)
+    }
+
+    fn json_err() -> serde_json::Error {
+        serde_json::from_str::<u32>("{").expect_err("not a number")
+    }
+
+    /// The typed errors print what the string errors they replaced printed: containerd's log
+    /// and CRI's messages are unchanged.
+    #[test]
+    fn typed_errors_keep_their_texts() {
+        let cases: [(ShimError, &str); 5] = [
+            (
+                StdioError::OpenFifoReader { path: "/run/c1/o".into(), source: enoent() }.into(),
+                "opening output fifo /run/c1/o for reading: No such file or directory (os error 2)",
+            ),
+            (
+                StdioError::Pipe { which: "stdin stop pipe", source: enoent() }.into(),
+                "creating the stdin stop pipe: No such file or directory (os error 2)",
+            ),
+            (
+                StdioError::Fcntl { op: "F_SETFL", source: enoent() }.into(),
+                "F_SETFL: No such file or directory (os error 2)",
+            ),
+            (
+                IoOwnerError::Chown {
+                    what: "container c1".into(),
+                    name: "stdout",
+                    owner: IoOwner { uid: 7, gid: 8 },
+                    source: enoent(),
+                }
+                .into(),
+                "container c1: giving its stdout to IoUid 7 / IoGid 8: No such file or directory \
+                 (os error 2)",
+            ),
+            (
+                IoOwnerError::NotThePods {
+                    id: "c1".into(),
+                    owner: IoOwner { uid: 0, gid: 5 },
+                    uid_map: vec![],
+                    gid_map: vec![],
+                }
+                .into(),
+                "container c1: the task options' IoUid 0 / IoGid 5 are not host IDs of the pod's \
+                 user namespace (uid map [], gid map []); refusing to hand the container stdio \
+                 owned by another user",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+        // The cause stays reachable for logs that walk the chain.
+        let err = ShimError::from(StdioError::Resize(enoent()));
+        assert!(std::error::Error::source(&err).is_some());
+    }
 
     #[test]
     fn each_kind_reaches_containerd_with_its_code() {
@@ -71,6 +173,42 @@ mod tests {
             (ShimError::FailedPrecondition("running".into()), Code::FAILED_PRECONDITION),
             (ShimError::Refused("refused".into()), Code::PERMISSION_DENIED),
             (ShimError::Unimplemented("checkpoint".into()), Code::UNIMPLEMENTED),
+            (StdioError::NoTerminal.into(), Code::FAILED_PRECONDITION),
+            (
+                StdioError::OpenFifo { path: "/run/c1/stdout".into(), source: enoent() }.into(),
+                Code::UNKNOWN,
+            ),
+            (StdioError::NoPty { what: "container c1".into() }.into(), Code::UNKNOWN),
+            (
+                BundleStateError::Corrupt { path: "/b/moat-state.json".into(), source: json_err() }
+                    .into(),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                BundleStateError::Read { path: "/b/moat-state.json".into(), source: enoent() }
+                    .into(),
+                Code::UNKNOWN,
+            ),
+            (
+                IoOwnerError::NotThePods {
+                    id: "c1".into(),
+                    owner: IoOwner { uid: 0, gid: 0 },
+                    uid_map: vec![],
+                    gid_map: vec![],
+                }
+                .into(),
+                Code::INVALID_ARGUMENT,
+            ),
+            (
+                IoOwnerError::Chown {
+                    what: "container c1".into(),
+                    name: "stdin",
+                    owner: IoOwner { uid: 1, gid: 2 },
+                    source: enoent(),
+                }
+                .into(),
+                Code::UNKNOWN,
+            ),
         ];
         for (err, code) in cases {
             let msg = err.to_string();

@@ -91,7 +91,10 @@ impl Shim for MoatShim {
 
     async fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
         let input = bootstrap::start::start_input();
-        Ok(bootstrap::start::start(opts, input).await?)
+        // `start` is a command, not a ttrpc call: containerd shows its error text as it is.
+        bootstrap::start::start(opts, input)
+            .await
+            .map_err(|e| containerd_shim::Error::Other(e.to_string()))
     }
 
     async fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {

@@ -15,17 +15,24 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::types::introspection::{RuntimeInfo, RuntimeVersion};
 use moat_sandbox::features::{oci_features_json, FEATURES_TYPE_URL};
 
-use crate::error::ShimError;
 use crate::RUNTIME_ID;
 
+/// Building the runtime info failed.
+#[derive(Debug, thiserror::Error)]
+pub enum InfoError {
+    #[error("encoding the OCI features as JSON: {0}")]
+    Features(#[source] serde_json::Error),
+    #[error("encoding runtime info: {0}")]
+    Encode(#[source] containerd_shim_protos::protobuf::Error),
+}
+
 /// The OCI features as the Any containerd decodes.
-pub fn features_any() -> Result<Any, ShimError> {
-    let value = oci_features_json()
-        .map_err(|e| ShimError::Sandbox(format!("encoding the OCI features as JSON: {e}")))?;
+pub fn features_any() -> Result<Any, InfoError> {
+    let value = oci_features_json().map_err(InfoError::Features)?;
     Ok(Any { type_url: FEATURES_TYPE_URL.to_string(), value, ..Default::default() })
 }
 
-pub fn runtime_info() -> Result<RuntimeInfo, ShimError> {
+pub fn runtime_info() -> Result<RuntimeInfo, InfoError> {
     Ok(RuntimeInfo {
         name: RUNTIME_ID.to_string(),
         version: MessageField::some(RuntimeVersion {
@@ -38,10 +45,8 @@ pub fn runtime_info() -> Result<RuntimeInfo, ShimError> {
 }
 
 /// The encoded `RuntimeInfo` written on stdout.
-pub fn encoded() -> Result<Vec<u8>, ShimError> {
-    runtime_info()?
-        .write_to_bytes()
-        .map_err(|e| ShimError::Sandbox(format!("encoding runtime info: {e}")))
+pub fn encoded() -> Result<Vec<u8>, InfoError> {
+    runtime_info()?.write_to_bytes().map_err(InfoError::Encode)
 }
 
 /// Writes the RuntimeInfo protobuf to stdout; returns the process exit code.

@@ -17,8 +17,31 @@ use log::warn;
 use moat_sandbox::userns::pool::IdRangePool;
 
 use crate::config::{CONFIG_BODY_ENV, CONFIG_PATH_ENV};
-use crate::error::ShimError;
 use crate::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
+
+/// `start` could not hand containerd the address of the pod's shim.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The runtime options on stdin do not decode: the container `id` is refused.
+    #[error("container {id}: {source}")]
+    Options { id: String, source: OptionsError },
+    #[error("current dir of start: {0}")]
+    CurrentDir(#[source] std::io::Error),
+    #[error("locating the shim binary: {0}")]
+    CurrentExe(#[source] std::io::Error),
+    #[error("launching the pod shim: {0}")]
+    Launch(#[source] std::io::Error),
+    /// The pod shim for `grouping` closed its stdout but nobody listens on `socket`.
+    #[error(
+        "the pod shim for {grouping} exited before listening on {socket}; see containerd's log"
+    )]
+    NotListening { grouping: String, socket: String },
+    /// `chmod 0600` of the shim socket `path`.
+    #[error("making the shim socket {path} 0600: {source}")]
+    Socket { path: String, source: std::io::Error },
+    #[error("writing the address file in the bundle: {0}")]
+    AddressFile(#[source] std::io::Error),
+}
 
 /// Annotation containerd's CRI puts on every container of a pod, naming the pod.
 pub const SANDBOX_ID_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
@@ -110,12 +133,12 @@ pub fn read_start_input() -> Result<StartInput, OptionsError> {
 pub async fn start(
     opts: StartOpts,
     input: &Result<StartInput, OptionsError>,
-) -> Result<String, ShimError> {
+) -> Result<String, StartError> {
     let input = input.as_ref().map_err(|e| {
         warn!("start {}: {e}", opts.id);
-        ShimError::InvalidArgument(format!("container {}: {e}", opts.id))
+        StartError::Options { id: opts.id.clone(), source: e.clone() }
     })?;
-    let bundle = std::env::current_dir().map_err(|e| ShimError::io("current dir of start", e))?;
+    let bundle = std::env::current_dir().map_err(StartError::CurrentDir)?;
     let shim = PodShim::locate(&bundle, &opts.id, &opts.namespace, &opts.address);
     if shim.is_alive() {
         write_address_file(&bundle, &shim.address)?;
@@ -125,7 +148,7 @@ pub async fn start(
     let _ = std::fs::remove_file(shim.socket_path());
     reclaim_id_ranges(input.runtime_options());
 
-    let exe = std::env::current_exe().map_err(|e| ShimError::io("locating the shim binary", e))?;
+    let exe = std::env::current_exe().map_err(StartError::CurrentExe)?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(&bundle)
         .args(["-namespace", &opts.namespace, "-id", &opts.id, "-address", &opts.address])
@@ -139,7 +162,7 @@ pub async fn start(
         cmd.arg("-debug");
     }
     pass_options(&mut cmd, input.runtime_options());
-    let mut child = cmd.spawn().map_err(|e| ShimError::io("launching the pod shim", e))?;
+    let mut child = cmd.spawn().map_err(StartError::Launch)?;
     // The shim closes its stdout once its server listens (containerd-shim's
     // signal_server_started); reading to EOF waits for exactly that.
     if let Some(mut out) = child.stdout.take() {
@@ -147,11 +170,10 @@ pub async fn start(
         let _ = out.read_to_end(&mut sink);
     }
     if !shim.is_alive() {
-        return Err(ShimError::Start(format!(
-            "the pod shim for {} exited before listening on {}; see containerd's log",
-            shim.grouping,
-            shim.socket_path()
-        )));
+        return Err(StartError::NotListening {
+            grouping: shim.grouping.to_string(),
+            socket: shim.socket_path().to_string(),
+        });
     }
     // containerd-shim binds with the process umask (0755 here); the shim API is containerd's
     // alone, as runc's shim makes it (0600 after listening, as containerd's Go `NewSocket`
@@ -172,11 +194,13 @@ fn reclaim_id_ranges(options: Option<&RuntimeOptions>) {
         body: options.and_then(|o| o.config_body.clone()).filter(|b| !b.is_empty()),
         unreadable: None,
     };
-    let reclaimed = source.load().and_then(|config| {
-        IdRangePool::open(&config.userns)
+    let reclaimed = match source.load() {
+        Ok(config) => IdRangePool::open(&config.userns)
             .and_then(|pool| pool.reclaim_dead())
-            .map_err(|e| ShimError::Sandbox(e.to_string()))
-    });
+            .map(drop)
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
     if let Err(e) = reclaimed {
         warn!("start: reclaiming the ID ranges of dead pods: {e}");
     }
@@ -195,15 +219,14 @@ fn pass_options(cmd: &mut Command, options: Option<&RuntimeOptions>) {
 }
 
 /// Makes the shim socket 0600.
-fn restrict_socket(path: &str) -> Result<(), ShimError> {
+fn restrict_socket(path: &str) -> Result<(), StartError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
-        .map_err(|e| ShimError::io(format!("making the shim socket {path} 0600"), e))
+        .map_err(|source| StartError::Socket { path: path.to_string(), source })
 }
 
-fn write_address_file(bundle: &Path, address: &str) -> Result<(), ShimError> {
-    std::fs::write(bundle.join("address"), address)
-        .map_err(|e| ShimError::io("writing the address file in the bundle", e))
+fn write_address_file(bundle: &Path, address: &str) -> Result<(), StartError> {
+    std::fs::write(bundle.join("address"), address).map_err(StartError::AddressFile)
 }
 
 #[cfg(test)]

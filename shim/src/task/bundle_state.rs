@@ -1,7 +1,7 @@
 //! What the shim writes into each bundle so that `containerd-shim-moat-v2 delete` can clean
 //! up after a shim that was killed: the pod, the cgroup and the ID pool to release from.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,6 +9,23 @@ use crate::config::ConfigSource;
 use crate::error::ShimError;
 
 pub const FILE_NAME: &str = "moat-state.json";
+
+/// Writing or reading a bundle's state file, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleStateError {
+    #[error("encoding {}: {source}", path.display())]
+    Encode { path: PathBuf, source: serde_json::Error },
+    /// Writing the temporary file (`path`) that is then renamed over the state file.
+    #[error("writing {}: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("renaming to {}: {source}", path.display())]
+    Rename { path: PathBuf, source: std::io::Error },
+    #[error("reading {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    /// The file is there but is not a state a shim wrote.
+    #[error("{} is not moat state: {source}", path.display())]
+    Corrupt { path: PathBuf, source: serde_json::Error },
+}
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BundleState {
@@ -28,26 +45,33 @@ pub struct BundleState {
 }
 
 impl BundleState {
+    /// (A `ShimError` for its caller in `confine`; the failure is a [`BundleStateError`].)
     pub fn write(&self, bundle: &Path) -> Result<(), ShimError> {
+        Ok(self.write_file(bundle)?)
+    }
+
+    fn write_file(&self, bundle: &Path) -> Result<(), BundleStateError> {
         let path = bundle.join(FILE_NAME);
-        let text = serde_json::to_vec(self)
-            .map_err(|e| ShimError::Sandbox(format!("encoding {}: {e}", path.display())))?;
+        let text = match serde_json::to_vec(self) {
+            Ok(text) => text,
+            Err(source) => return Err(BundleStateError::Encode { path, source }),
+        };
         let tmp = bundle.join(format!("{FILE_NAME}.tmp"));
-        std::fs::write(&tmp, text)
-            .map_err(|e| ShimError::io(format!("writing {}", tmp.display()), e))?;
-        std::fs::rename(&tmp, &path)
-            .map_err(|e| ShimError::io(format!("renaming to {}", path.display()), e))
+        if let Err(source) = std::fs::write(&tmp, text) {
+            return Err(BundleStateError::Write { path: tmp, source });
+        }
+        std::fs::rename(&tmp, &path).map_err(|source| BundleStateError::Rename { path, source })
     }
 
     /// `Ok(None)` when the bundle has no state (the container never got that far).
-    pub fn read(bundle: &Path) -> Result<Option<BundleState>, ShimError> {
+    pub fn read(bundle: &Path) -> Result<Option<BundleState>, BundleStateError> {
         let path = bundle.join(FILE_NAME);
         match std::fs::read(&path) {
-            Ok(raw) => serde_json::from_slice(&raw).map(Some).map_err(|e| {
-                ShimError::InvalidArgument(format!("{} is not moat state: {e}", path.display()))
-            }),
+            Ok(raw) => serde_json::from_slice(&raw)
+                .map(Some)
+                .map_err(|source| BundleStateError::Corrupt { path, source }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(ShimError::io(format!("reading {}", path.display()), e)),
+            Err(source) => Err(BundleStateError::Read { path, source }),
         }
     }
 }

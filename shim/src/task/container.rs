@@ -6,7 +6,7 @@ use moat_sandbox::cgroups::Cgroup;
 use moat_sandbox::plan::ContainerPlan;
 
 use super::oom::OomCount;
-use super::process::{Exit, Process};
+use super::process::Process;
 
 pub struct Container {
     pub bundle: String,
@@ -15,9 +15,6 @@ pub struct Container {
     pub cgroup: Option<Cgroup>,
     pub init: Process,
     pub execs: HashMap<String, Process>,
-    /// The init exited while execs still ran: its exit is held back until they are reaped,
-    /// so containerd sees exec exits before the container's.
-    pub deferred_init_exit: Option<Exit>,
     /// OOM kills reported so far.
     pub oom: OomCount,
 }
@@ -37,9 +34,5 @@ impl Container {
         } else {
             self.execs.get_mut(exec_id)
         }
-    }
-
-    pub fn running_execs(&self) -> usize {
-        self.execs.values().filter(|p| p.pid > 0 && p.exit().is_none()).count()
     }
 }

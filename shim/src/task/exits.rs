@@ -1,9 +1,10 @@
-//! Routing reaped exits to the process they belong to, once, in containerd's order.
+//! Exits nobody has claimed yet, and the exit status containerd is told.
 //!
 //! The shim is the child subreaper: containerd-shim's signal loop reaps every child
 //! (`waitpid(-1)`) and notifies the monitor. Helper processes exit too, and a container's
 //! process may die before the shim has registered its pid; such exits wait in a small
-//! bounded buffer until the pid is claimed.
+//! bounded buffer until the pid is claimed. The routing itself (which process, in which
+//! order, once) is `state::ExitRouter`'s.
 
 use std::collections::{HashMap, VecDeque};
 

@@ -19,17 +19,45 @@ use moat_sandbox::plan::{IdMapping, UserNamespacePlan};
 use moat_sandbox::spawn::Stdio;
 
 use crate::error::ShimError;
-use crate::options::{decode_task_options, IoOwner, TaskOptions};
+use crate::options::{decode_task_options, IoOwner, OptionsError, TaskOptions};
+
+/// The stdio owner of a container could not be taken or given.
+#[derive(Debug, thiserror::Error)]
+pub enum IoOwnerError {
+    /// The Create request's task options do not decode.
+    #[error("container {id}: {source}")]
+    Options { id: String, source: OptionsError },
+    /// `IoUid`/`IoGid` outside the pod's user namespace mappings.
+    #[error(
+        "container {id}: the task options' IoUid {} / IoGid {} are not host IDs of the pod's \
+         user namespace (uid map {uid_map:?}, gid map {gid_map:?}); refusing to hand the \
+         container stdio owned by another user",
+        owner.uid,
+        owner.gid
+    )]
+    NotThePods { id: String, owner: IoOwner, uid_map: Vec<IdMapping>, gid_map: Vec<IdMapping> },
+    /// `fchown` of the process's `name` fd (stdin, stdout, stderr); `what` names the process.
+    #[error("{what}: giving its {name} to IoUid {} / IoGid {}: {source}", owner.uid, owner.gid)]
+    Chown { what: String, name: &'static str, owner: IoOwner, source: std::io::Error },
+}
 
 /// The stdio owner the Create request asks for (runc options' `IoUid`/`IoGid`), checked
 /// against the pod's user namespace `user`. `None`: the stdio stays the shim's.
+/// (A `ShimError` for its caller in `confine`; the failure is an [`IoOwnerError`].)
 pub fn from_request(
     req: &CreateTaskRequest,
     user: &UserNamespacePlan,
 ) -> Result<Option<IoOwner>, ShimError> {
+    Ok(owner_of(req, user)?)
+}
+
+fn owner_of(
+    req: &CreateTaskRequest,
+    user: &UserNamespacePlan,
+) -> Result<Option<IoOwner>, IoOwnerError> {
     let Some(any) = req.options.as_ref() else { return Ok(None) };
     let options = decode_task_options(&any.type_url, &any.value)
-        .map_err(|e| ShimError::InvalidArgument(format!("container {}: {e}", req.id)))?;
+        .map_err(|source| IoOwnerError::Options { id: req.id.clone(), source })?;
     match options {
         TaskOptions::Runc { io_owner: Some(owner) } => {
             check(owner, user, &req.id)?;
@@ -44,23 +72,23 @@ pub fn from_request(
 }
 
 /// `owner` must be host IDs inside the pod's uid and gid mappings.
-fn check(owner: IoOwner, user: &UserNamespacePlan, id: &str) -> Result<(), ShimError> {
+fn check(owner: IoOwner, user: &UserNamespacePlan, id: &str) -> Result<(), IoOwnerError> {
     let inside = |host: u32, maps: &[IdMapping]| {
         maps.iter().any(|m| host.checked_sub(m.host_id).is_some_and(|off| off < m.size))
     };
     if inside(owner.uid, &user.uid_mappings) && inside(owner.gid, &user.gid_mappings) {
         return Ok(());
     }
-    Err(ShimError::InvalidArgument(format!(
-        "container {id}: the task options' IoUid {} / IoGid {} are not host IDs of the pod's \
-         user namespace (uid map {:?}, gid map {:?}); refusing to hand the container stdio \
-         owned by another user",
-        owner.uid, owner.gid, user.uid_mappings, user.gid_mappings
-    )))
+    Err(IoOwnerError::NotThePods {
+        id: id.to_string(),
+        owner,
+        uid_map: user.uid_mappings.clone(),
+        gid_map: user.gid_mappings.clone(),
+    })
 }
 
 /// Makes every fd of `stdio` owned by `owner` (`fchown`: the pipe or fifo itself).
-pub fn apply(stdio: &Stdio, owner: IoOwner, what: &str) -> Result<(), ShimError> {
+pub fn apply(stdio: &Stdio, owner: IoOwner, what: &str) -> Result<(), IoOwnerError> {
     let fds = [("stdin", &stdio.stdin), ("stdout", &stdio.stdout), ("stderr", &stdio.stderr)];
     for (name, fd) in fds {
         let Some(fd) = fd else { continue };
@@ -69,11 +97,11 @@ pub fn apply(stdio: &Stdio, owner: IoOwner, what: &str) -> Result<(), ShimError>
             Some(nix::unistd::Uid::from_raw(owner.uid)),
             Some(nix::unistd::Gid::from_raw(owner.gid)),
         )
-        .map_err(|e| {
-            ShimError::io(
-                format!("{what}: giving its {name} to IoUid {} / IoGid {}", owner.uid, owner.gid),
-                e.into(),
-            )
+        .map_err(|e| IoOwnerError::Chown {
+            what: what.to_string(),
+            name,
+            owner,
+            source: e.into(),
         })?;
     }
     Ok(())

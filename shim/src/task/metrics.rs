@@ -20,21 +20,26 @@ use containerd_shim_protos::protobuf::{Message, MessageField};
 use moat_sandbox::cgroups::stats::{BlkioEntry, MemoryEntry, V1Memory, V1Stats, V2Memory, V2Stats};
 use moat_sandbox::cgroups::CgroupStats;
 
-use crate::error::ShimError;
-
 /// containerd's type URL for cgroups v1 metrics.
 pub const V1_METRICS_TYPE_URL: &str = "io.containerd.cgroups.v1.Metrics";
 /// containerd's type URL for cgroups v2 metrics.
 pub const V2_METRICS_TYPE_URL: &str = "io.containerd.cgroups.v2.Metrics";
 
+/// Packing the stats failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MetricsError {
+    /// Protobuf encoding of the `Metrics` of type `type_url`.
+    #[error("encoding {type_url} for Stats: {source}")]
+    Encode { type_url: &'static str, source: containerd_shim_protos::protobuf::Error },
+}
+
 /// The stats as containerd's v1 or v2 `Metrics`, packed for `StatsResponse.stats`.
-pub fn to_any(stats: &CgroupStats) -> Result<Any, ShimError> {
+pub fn to_any(stats: &CgroupStats) -> Result<Any, MetricsError> {
     let (type_url, encoded) = match stats {
         CgroupStats::V1(s) => (V1_METRICS_TYPE_URL, v1_metrics(s).write_to_bytes()),
         CgroupStats::V2(s) => (V2_METRICS_TYPE_URL, v2_metrics(s).write_to_bytes()),
     };
-    let value =
-        encoded.map_err(|e| ShimError::Sandbox(format!("encoding {type_url} for Stats: {e}")))?;
+    let value = encoded.map_err(|source| MetricsError::Encode { type_url, source })?;
     Ok(Any { type_url: type_url.to_string(), value, ..Default::default() })
 }
 

@@ -11,9 +11,13 @@ pub(crate) mod metrics;
 mod oom;
 mod process;
 mod service;
+mod state;
 mod stdio;
 
-pub use bundle_state::BundleState;
+pub use bundle_state::{BundleState, BundleStateError};
 pub use events::EventSink;
+pub use io_owner::IoOwnerError;
+pub use metrics::MetricsError;
 pub use process::timestamp;
 pub use service::MoatTask;
+pub use stdio::StdioError;

@@ -43,10 +43,6 @@ pub struct Process {
     pub stdio: StdioPaths,
     /// Until Start: the process waits inside the sandbox for the word to exec.
     pub pending: Option<Pending>,
-    /// Start is under way (the task service's lock is not held across it): an exit reaped
-    /// meanwhile waits in `held_exit` until the start has been reported.
-    pub starting: bool,
-    pub held_exit: Option<Exit>,
     pub started: bool,
     pub paused: bool,
     pub io: IoHandle,
@@ -61,8 +57,6 @@ impl Process {
             pidfd: pending.pidfd.clone(),
             stdio,
             pending: Some(pending),
-            starting: false,
-            held_exit: None,
             started: false,
             paused: false,
             io,

@@ -40,8 +40,9 @@ use tokio::sync::Mutex;
 use super::confine::{Confinement, PodResources};
 use super::container::Container;
 use super::events::EventSink;
-use super::exits::{exit_status, UnclaimedExits};
+use super::exits::exit_status;
 use super::process::{Exit, Process};
+use super::state::{Effect, ExitRouter, ProcessKey};
 use super::stdio::StdioPaths;
 use crate::config::ConfigSource;
 use crate::error::ShimError;
@@ -68,9 +69,8 @@ struct PodState {
     config: Option<Arc<Config>>,
     pod: Option<PodResources>,
     containers: HashMap<String, Container>,
-    /// pid -> (container id, exec id; empty for the init).
-    pids: HashMap<i32, (String, String)>,
-    unclaimed: UnclaimedExits,
+    /// Which process each pid is, and when each exit is recorded and published.
+    exits: ExitRouter,
 }
 
 impl MoatTask {
@@ -82,9 +82,8 @@ impl MoatTask {
             confinement: Confinement::new()?,
             state: Mutex::new(PodState::default()),
         });
-        let mut subscription = monitor_subscribe(Topic::Pid)
-            .await
-            .map_err(|e| ShimError::Start(format!("subscribing to reaped exits: {e}")))?;
+        let mut subscription =
+            monitor_subscribe(Topic::Pid).await.map_err(ShimError::ExitSubscription)?;
         let reaper = shared.clone();
         tokio::spawn(async move {
             while let Some(event) = subscription.rx.recv().await {
@@ -115,8 +114,8 @@ impl Shared {
     async fn reaped(this: &Arc<Shared>, pid: i32, exit: Exit) {
         let drained = {
             let state = this.state.lock().await;
-            state.pids.get(&pid).and_then(|(cid, exec_id)| {
-                state.containers.get(cid)?.process(exec_id)?.io.output_drained()
+            state.exits.owner(pid).and_then(|key| {
+                state.containers.get(&key.container)?.process(&key.exec)?.io.output_drained()
             })
         };
         let Some(mut done) = drained else {
@@ -130,87 +129,62 @@ impl Shared {
         });
     }
 
-    /// Records an exit on its process and tells containerd, in order.
+    /// Records an exit on its process and tells containerd, in order (`state::ExitRouter`
+    /// decides what happens; this runs it).
     async fn on_exit(this: &Arc<Shared>, pid: i32, exit: Exit) {
-        let mut guard = this.state.lock().await;
-        let state = &mut *guard;
-        // The pid is reaped: it leaves the table now, before it can be given to a new process.
-        let Some((cid, exec_id)) = state.pids.remove(&pid) else {
-            state.unclaimed.record(pid, exit);
-            return;
-        };
-        if let Some(process) = state.containers.get_mut(&cid).and_then(|c| c.process_mut(&exec_id))
-        {
-            // Its stdin copy has nobody to feed any more.
-            process.io.close_stdin();
-            if process.starting {
-                // Reported by Start once containerd has seen the process start.
-                process.held_exit = Some(exit);
-                return;
-            }
-        }
-        Self::apply_exit(this, state, &cid, &exec_id, pid, exit).await;
+        let mut state = this.state.lock().await;
+        let effects = state.exits.reaped(pid, exit);
+        Self::run(this, &mut state, effects).await;
     }
 
-    /// The exit of the init (`exec_id` empty) or an exec of container `cid`.
-    async fn apply_exit(
-        this: &Arc<Shared>,
-        state: &mut PodState,
-        cid: &str,
-        exec_id: &str,
-        pid: i32,
-        exit: Exit,
-    ) {
-        let cid = cid.to_string();
-        let exec_id = exec_id.to_string();
-        let Some(container) = state.containers.get_mut(&cid) else { return };
-        if !exec_id.is_empty() {
-            if let Some(process) = container.execs.get(&exec_id) {
-                if process.set_exit(exit) {
-                    this.events
-                        .exited(&cid, &exec_id, pid as u32, exit.status, exit.timestamp())
-                        .await;
+    /// Runs the router's effects in order, with the state lock held as the caller holds it.
+    async fn run(this: &Arc<Shared>, state: &mut PodState, effects: Vec<Effect>) {
+        for effect in effects {
+            match effect {
+                Effect::CloseStdin(key) => {
+                    if let Some(process) = state.process_of(&key) {
+                        process.io.close_stdin();
+                    }
                 }
+                Effect::Record(key, exit) => {
+                    if let Some(process) = state.process_of(&key) {
+                        process.set_exit(exit);
+                    }
+                }
+                Effect::Publish { process, pid, exit } => {
+                    let id = if process.is_init() { &process.container } else { &process.exec };
+                    let (cid, status, at) = (&process.container, exit.status, exit.timestamp());
+                    this.events.exited(cid, id, pid as u32, status, at).await;
+                }
+                Effect::ReportOom(cid) => {
+                    if let Some(container) = state.containers.get(&cid) {
+                        if let Some(cgroup) = &container.cgroup {
+                            container.oom.report_new(cgroup, &this.events, &cid).await;
+                        }
+                    }
+                }
+                Effect::KillRemaining(cid) => {
+                    if let Some(cgroup) = state.containers.get(&cid).and_then(|c| c.cgroup.clone())
+                    {
+                        tokio::task::spawn_blocking(move || {
+                            cgroup.kill_all(nix::sys::signal::Signal::SIGKILL)
+                        });
+                    }
+                }
+                Effect::StartGrace(cid) => Self::start_grace(this, cid),
             }
-            if container.deferred_init_exit.is_some() && container.running_execs() == 0 {
-                Self::finish_init_exit(this, state, &cid).await;
-            }
-            return;
         }
-        // An OOM kill is reported before the exit it caused.
-        if let Some(cgroup) = &container.cgroup {
-            container.oom.report_new(cgroup, &this.events, &cid).await;
-        }
-        // The init exited: whatever else runs in the container goes with it.
-        if let Some(cgroup) = container.cgroup.clone() {
-            tokio::task::spawn_blocking(move || cgroup.kill_all(nix::sys::signal::Signal::SIGKILL));
-        }
-        container.deferred_init_exit = Some(exit);
-        if container.running_execs() == 0 {
-            Self::finish_init_exit(this, state, &cid).await;
-            return;
-        }
+    }
+
+    /// After EXEC_EXIT_GRACE, the container's init exit is published if it still waits.
+    fn start_grace(this: &Arc<Shared>, cid: String) {
         let this = this.clone();
         tokio::spawn(async move {
             tokio::time::sleep(EXEC_EXIT_GRACE).await;
             let mut state = this.state.lock().await;
-            Self::finish_init_exit(&this, &mut state, &cid).await;
+            let effects = state.exits.grace_over(&cid);
+            Self::run(&this, &mut state, effects).await;
         });
-    }
-
-    async fn finish_init_exit(this: &Arc<Shared>, state: &mut PodState, cid: &str) {
-        let Some(container) = state.containers.get_mut(cid) else { return };
-        let Some(exit) = container.deferred_init_exit.take() else { return };
-        if container.init.set_exit(exit) {
-            let pid = container.init.pid as u32;
-            this.events.exited(cid, cid, pid, exit.status, exit.timestamp()).await;
-        }
-    }
-
-    /// Registers a pid; if it was already reaped, applies that exit now.
-    fn claim_pid(state: &mut PodState, pid: i32, cid: &str, exec_id: &str) -> Option<Exit> {
-        state.pids.insert(pid, (cid.to_string(), exec_id.to_string()));
-        state.unclaimed.claim(pid)
     }
 }
 
@@ -227,6 +201,11 @@ impl PodState {
     /// The init (`exec_id` empty) or exec of container `id`, or NOT_FOUND naming `label`.
     fn process(&self, id: &str, exec_id: &str, label: &str) -> Result<&Process, ShimError> {
         self.container(id, label)?.process(exec_id).ok_or_else(|| not_found(label))
+    }
+
+    /// The process the router means, if it is still there.
+    fn process_of(&self, key: &ProcessKey) -> Option<&Process> {
+        self.containers.get(&key.container)?.process(&key.exec)
     }
 }
 
@@ -282,7 +261,7 @@ impl Task for MoatTask {
         if created.is_sandbox {
             state.pod = created.pod.clone();
         }
-        let early_exit = Shared::claim_pid(&mut state, pid, &req.id, "");
+        let claimed = state.exits.registered_init(&req.id, pid);
         let oom = super::oom::OomCount::default();
         if let Some(cgroup) = &created.cgroup {
             super::oom::watch(cgroup.clone(), oom.clone(), this.events.clone(), req.id.clone());
@@ -294,14 +273,10 @@ impl Task for MoatTask {
             cgroup: created.cgroup,
             init: created.process,
             execs: HashMap::new(),
-            deferred_init_exit: None,
             oom,
         };
-        if let Some(exit) = early_exit {
-            container.init.set_exit(exit);
-            container.init.io.close_stdin();
-        }
         state.containers.insert(req.id.clone(), container);
+        Shared::run(this, &mut state, claimed).await;
         drop(state);
         let io = TaskIO {
             stdin: req.stdin.clone(),
@@ -318,8 +293,8 @@ impl Task for MoatTask {
         let this = &self.shared;
         let label = process_label(&req.id, &req.exec_id);
         // The start waits for the process to exec, and the process is within the tenant's
-        // reach (it can be stopped or killed): the lock is released meanwhile. `starting`
-        // makes the reaper hold an exit that comes first until the start is reported.
+        // reach (it can be stopped or killed): the lock is released meanwhile. The router holds
+        // an exit that comes first until the start is reported (`start_began`/`start_ended`).
         let (pending, pid) = {
             let mut state = this.state.lock().await;
             let process = state
@@ -329,8 +304,9 @@ impl Task for MoatTask {
             let pending = process.pending.take().ok_or_else(|| {
                 ShimError::FailedPrecondition(format!("{label} was already started"))
             })?;
-            process.starting = true;
-            (pending, process.pid)
+            let pid = process.pid;
+            state.exits.start_began(&ProcessKey::new(&req.id, &req.exec_id));
+            (pending, pid)
         };
         let started = tokio::task::spawn_blocking(move || pending.start())
             .await
@@ -345,7 +321,6 @@ impl Task for MoatTask {
                     ShimError::NotFound(format!("{label} was deleted during its start")).into()
                 );
             };
-            process.starting = false;
             if started.is_ok() {
                 if req.exec_id.is_empty() {
                     crate::fault::point(crate::fault::AFTER_START, &req.id);
@@ -357,10 +332,9 @@ impl Task for MoatTask {
                     this.events.exec_started(&req.id, &req.exec_id, pid as u32).await;
                 }
             }
-            let held = process.held_exit.take();
-            if let Some(exit) = held {
-                Shared::apply_exit(this, &mut state, &req.id, &req.exec_id, pid, exit).await;
-            }
+            // An exit reaped during the start is applied now, after the start was reported.
+            let held = state.exits.start_ended(&ProcessKey::new(&req.id, &req.exec_id));
+            Shared::run(this, &mut state, held).await;
         }
         started?;
         Ok(StartResponse { pid: pid as u32, ..Default::default() })
@@ -454,34 +428,33 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         if !req.exec_id.is_empty() {
             let mut state = this.state.lock().await;
+            let starting = state.exits.is_starting(&ProcessKey::new(&req.id, &req.exec_id));
             let container = state.container_mut(&req.id, &label)?;
             let process = container.execs.get(&req.exec_id).ok_or_else(|| not_found(&label))?;
-            if process.is_running() || process.starting {
+            if process.is_running() || starting {
                 return Err(
                     ShimError::FailedPrecondition(format!("{label} is still running")).into()
                 );
             }
             let process = container.execs.remove(&req.exec_id).ok_or_else(|| not_found(&label))?;
             let exit = process.exit().unwrap_or(Exit { status: 0, at: SystemTime::now() });
-            // Only this exec's own entry: once it was reaped its pid may have gone to a newer
-            // process of the pod, whose registration must stay.
-            let ours = (req.id.clone(), req.exec_id.clone());
-            if state.pids.get(&process.pid) == Some(&ours) {
-                state.pids.remove(&process.pid);
-            }
+            // Only this exec's own pid entry: once it was reaped its pid may have gone to a
+            // newer process of the pod, whose registration must stay.
+            state.exits.deleted_exec(&req.id, &req.exec_id);
             return Ok(delete_response(process.pid, exit));
         }
         let mut container = {
             let mut state = this.state.lock().await;
+            let starting = state.exits.is_starting(&ProcessKey::new(&req.id, ""));
             let container = state.container(&req.id, &label)?;
-            if container.init.is_running() || container.init.starting {
+            if container.init.is_running() || starting {
                 return Err(ShimError::FailedPrecondition(format!(
                     "{label} is still running; kill it first"
                 ))
                 .into());
             }
             let container = state.containers.remove(&req.id).ok_or_else(|| not_found(&label))?;
-            state.pids.retain(|_, (cid, _)| cid != &req.id);
+            state.exits.deleted_container(&req.id);
             container
         };
         // A created-but-never-started init: dropping its pending start makes it exit.
@@ -555,19 +528,16 @@ impl Task for MoatTask {
         crate::fault::point(crate::fault::DURING_EXEC, &req.id);
         let pid = process.pid;
         let mut state = this.state.lock().await;
-        let early_exit = Shared::claim_pid(&mut state, pid, &req.id, &req.exec_id);
-        let Some(container) = state.containers.get_mut(&req.id) else {
+        let claimed = state.exits.registered_exec(&req.id, &req.exec_id, pid);
+        let (Some(claimed), Some(container)) = (claimed, state.containers.get_mut(&req.id)) else {
             return Err(ShimError::NotFound(format!(
                 "container {} was deleted during exec",
                 req.id
             ))
             .into());
         };
-        if let Some(exit) = early_exit {
-            process.set_exit(exit);
-            process.io.close_stdin();
-        }
         container.execs.insert(req.exec_id.clone(), process);
+        Shared::run(this, &mut state, claimed).await;
         drop(state);
         this.events.exec_added(&req.id, &req.exec_id).await;
         Ok(Empty::new())
@@ -577,7 +547,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, &req.exec_id);
         let state = self.shared.state.lock().await;
         let process = state.process(&req.id, &req.exec_id, &label)?;
-        process.io.resize(req.width, req.height)?;
+        process.io.resize(req.width, req.height).map_err(ShimError::from)?;
         Ok(Empty::new())
     }
 
@@ -620,7 +590,7 @@ impl Task for MoatTask {
         let label = process_label(&req.id, "");
         let cgroup = self.cgroup_of(&req.id, &label).await?;
         let stats = blocking_cgroup(&label, "stats", move || cgroup.stats()).await?;
-        let any = super::metrics::to_any(&stats)?;
+        let any = super::metrics::to_any(&stats).map_err(ShimError::from)?;
         Ok(StatsResponse { stats: Some(any).into(), ..Default::default() })
     }
 

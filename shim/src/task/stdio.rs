@@ -30,6 +30,35 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::error::ShimError;
 
+/// A failure to wire a process's stdio: which step, on which path or fd.
+#[derive(Debug, thiserror::Error)]
+pub enum StdioError {
+    /// `pipe2` for the stdin pipe or the stdin copy's stop pipe (`which` names it).
+    #[error("creating the {which}: {source}")]
+    Pipe { which: &'static str, source: std::io::Error },
+    #[error("opening output fifo {path} for reading: {source}")]
+    OpenFifoReader { path: String, source: std::io::Error },
+    #[error("opening output fifo {path}: {source}")]
+    OpenFifo { path: String, source: std::io::Error },
+    #[error("opening output file {path}: {source}")]
+    OpenFile { path: String, source: std::io::Error },
+    /// `fcntl(F_GETFL)` / `fcntl(F_SETFL)` (`op`) while setting O_NONBLOCK.
+    #[error("{op}: {source}")]
+    Fcntl { op: &'static str, source: std::io::Error },
+    #[error("dup of the pty master: {0}")]
+    DupPty(#[source] std::io::Error),
+    /// `what` names the process.
+    #[error("{what}: a terminal was asked for but no pty came back")]
+    NoPty { what: String },
+    #[error("starting the {name} thread: {source}")]
+    Thread { name: String, source: std::io::Error },
+    /// ResizePty on a process without a terminal.
+    #[error("the process has no terminal")]
+    NoTerminal,
+    #[error("resizing the pty: {0}")]
+    Resize(#[source] std::io::Error),
+}
+
 /// The stdio paths of a Create or Exec request.
 #[derive(Debug, Clone, Default)]
 pub struct StdioPaths {
@@ -66,7 +95,7 @@ pub struct IoHandle {
 }
 
 /// Opens the fifos. Returns the process's fds and the plumbing to start after spawn.
-pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
+pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), StdioError> {
     let mut fifo_readers = Vec::new();
     let stdout = open_output(&paths.stdout, &mut fifo_readers)?;
     let mut plumbing = Plumbing {
@@ -84,7 +113,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
     let stderr = open_output(&paths.stderr, &mut plumbing.fifo_readers)?;
     let stdin = if plumbing.stdin_fifo.is_some() {
         let (reader, writer) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-            .map_err(|e| ShimError::io("creating the stdin pipe", e.into()))?;
+            .map_err(|e| StdioError::Pipe { which: "stdin pipe", source: e.into() })?;
         // Only our end is non-blocking (the two ends are separate open files): the process
         // reads its stdin as usual.
         let writer = File::from(writer);
@@ -99,7 +128,12 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), ShimError> {
 
 impl Plumbing {
     /// Starts the copy threads. `console` is the pty master when the process has a terminal.
+    /// (A `ShimError` for its callers in `confine`; the failure is a [`StdioError`].)
     pub fn start(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, ShimError> {
+        Ok(self.start_copies(console, what)?)
+    }
+
+    fn start_copies(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, StdioError> {
         let mut handle = IoHandle { _fifo_readers: self.fifo_readers, ..IoHandle::default() };
         let stdin_target = match (self.terminal, console) {
             (true, Some(master)) => {
@@ -107,10 +141,8 @@ impl Plumbing {
                 // The dups share one open file, so both copies below see O_NONBLOCK: they
                 // wait in poll, never in read or write.
                 set_nonblock(&master, true)?;
-                let reader =
-                    master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
-                let writer =
-                    master.try_clone().map_err(|e| ShimError::io("dup of the pty master", e))?;
+                let reader = master.try_clone().map_err(StdioError::DupPty)?;
+                let writer = master.try_clone().map_err(StdioError::DupPty)?;
                 if let Some(out) = self.stdout_for_console {
                     let (done_tx, done_rx) = tokio::sync::watch::channel(false);
                     handle.output_done = Some(done_rx);
@@ -120,22 +152,20 @@ impl Plumbing {
                 Some(writer)
             }
             (true, None) => {
-                return Err(ShimError::Sandbox(format!(
-                    "{what}: a terminal was asked for but no pty came back"
-                )));
+                return Err(StdioError::NoPty { what: what.to_string() });
             }
             (false, _) => self.stdin_writer,
         };
         if let (Some(fifo), Some(target)) = (self.stdin_fifo, stdin_target) {
             let (stop_r, stop_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
-                .map_err(|e| ShimError::io("creating the stdin stop pipe", e.into()))?;
+                .map_err(|e| StdioError::Pipe { which: "stdin stop pipe", source: e.into() })?;
             handle.stdin_stop = Mutex::new(Some(stop_w));
             let name = format!("{what} stdin");
             let thread_name = name.clone();
             std::thread::Builder::new()
                 .name(name.clone())
                 .spawn(move || copy_stdin(&thread_name, &fifo, target, stop_r))
-                .map_err(|e| ShimError::io(format!("starting the {name} thread"), e))?;
+                .map_err(|source| StdioError::Thread { name, source })?;
         }
         Ok(handle)
     }
@@ -160,9 +190,9 @@ impl IoHandle {
     }
 
     /// ResizePty.
-    pub fn resize(&self, width: u32, height: u32) -> Result<(), ShimError> {
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), StdioError> {
         let Some(console) = &self.console else {
-            return Err(ShimError::FailedPrecondition("the process has no terminal".into()));
+            return Err(StdioError::NoTerminal);
         };
         let size = libc::winsize {
             ws_row: u16::try_from(height).unwrap_or(u16::MAX),
@@ -174,7 +204,7 @@ impl IoHandle {
         // the fd is the pty master this handle owns.
         let rc = unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &size) };
         if rc < 0 {
-            return Err(ShimError::io("resizing the pty", std::io::Error::last_os_error()));
+            return Err(StdioError::Resize(std::io::Error::last_os_error()));
         }
         Ok(())
     }
@@ -183,7 +213,7 @@ impl IoHandle {
 /// Opens an output path for writing without ever blocking. A fifo first gets the read end
 /// the shim keeps (pushed on `readers`; a non-blocking read open of a fifo never waits), so
 /// the write open finds a reader; should it not, O_RDWR keeps the open from hanging.
-fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, ShimError> {
+fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, StdioError> {
     if path.is_empty() {
         return Ok(None);
     }
@@ -194,7 +224,7 @@ fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, S
             .read(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(path)
-            .map_err(|e| ShimError::io(format!("opening output fifo {path} for reading"), e))?;
+            .map_err(|source| StdioError::OpenFifoReader { path: path.to_string(), source })?;
         readers.push(reader);
         match OpenOptions::new().write(true).custom_flags(libc::O_NONBLOCK).open(path) {
             Ok(f) => {
@@ -205,29 +235,31 @@ fn open_output(path: &str, readers: &mut Vec<File>) -> Result<Option<OwnedFd>, S
                 .read(true)
                 .write(true)
                 .open(path)
-                .map_err(|e| ShimError::io(format!("opening output fifo {path}"), e))?,
-            Err(e) => return Err(ShimError::io(format!("opening output fifo {path}"), e)),
+                .map_err(|source| StdioError::OpenFifo { path: path.to_string(), source })?,
+            Err(source) => return Err(StdioError::OpenFifo { path: path.to_string(), source }),
         }
     } else {
         OpenOptions::new()
             .append(true)
             .create(true)
             .open(path)
-            .map_err(|e| ShimError::io(format!("opening output file {path}"), e))?
+            .map_err(|source| StdioError::OpenFile { path: path.to_string(), source })?
     };
     Ok(Some(file.into()))
 }
 
-fn clear_nonblock(f: &File) -> Result<(), ShimError> {
+fn clear_nonblock(f: &File) -> Result<(), StdioError> {
     set_nonblock(f, false)
 }
 
-fn set_nonblock(f: &File, on: bool) -> Result<(), ShimError> {
+fn set_nonblock(f: &File, on: bool) -> Result<(), StdioError> {
     use nix::fcntl::{fcntl, FcntlArg, OFlag};
-    let flags = fcntl(f, FcntlArg::F_GETFL).map_err(|e| ShimError::io("F_GETFL", e.into()))?;
+    let flags = fcntl(f, FcntlArg::F_GETFL)
+        .map_err(|e| StdioError::Fcntl { op: "F_GETFL", source: e.into() })?;
     let mut flags = OFlag::from_bits_truncate(flags);
     flags.set(OFlag::O_NONBLOCK, on);
-    fcntl(f, FcntlArg::F_SETFL(flags)).map_err(|e| ShimError::io("F_SETFL", e.into()))?;
+    fcntl(f, FcntlArg::F_SETFL(flags))
+        .map_err(|e| StdioError::Fcntl { op: "F_SETFL", source: e.into() })?;
     Ok(())
 }
 
