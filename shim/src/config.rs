@@ -11,12 +11,21 @@ use std::path::PathBuf;
 use moat_sandbox::policy::Config;
 use serde::{Deserialize, Serialize};
 
-use crate::error::ShimError;
-
 /// Environment variables through which `start` hands the runtime options to the shim it
 /// launches (the serving shim never sees `start`'s stdin).
 pub const CONFIG_PATH_ENV: &str = "MOAT_CONFIG_PATH";
 pub const CONFIG_BODY_ENV: &str = "MOAT_CONFIG_BODY";
+
+/// Why the pod's config could not be had: the pod is refused (never run under the defaults).
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigLoadError {
+    /// The environment's `ConfigBody` was not UTF-8 (the text says which variable).
+    #[error("{0}")]
+    Unreadable(String),
+    /// The named file or body does not read or parse (the text names the file and line).
+    #[error(transparent)]
+    Invalid(#[from] moat_sandbox::policy::ConfigError),
+}
 
 /// Where the config comes from; recorded in each bundle so `delete` can find the ID pool.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -51,16 +60,16 @@ impl ConfigSource {
 
     /// `ConfigPath`, else `ConfigBody`, else /etc/moat/config.toml, else built-in defaults.
     /// A config that is named but cannot be read or parsed is an error, never the defaults.
-    pub fn load(&self) -> Result<Config, ShimError> {
+    pub fn load(&self) -> Result<Config, ConfigLoadError> {
         if let Some(why) = &self.unreadable {
-            return Err(ShimError::InvalidArgument(why.clone()));
+            return Err(ConfigLoadError::Unreadable(why.clone()));
         }
         let loaded = match (&self.path, &self.body) {
             (Some(path), _) => Config::load(Some(path)),
             (None, Some(body)) => Config::parse(body, "the runtime options' ConfigBody"),
             (None, None) => Config::load(None),
         };
-        loaded.map_err(|e| ShimError::InvalidArgument(e.to_string()))
+        Ok(loaded?)
     }
 }
 

@@ -12,7 +12,6 @@ mod audit;
 mod bootstrap;
 mod check;
 mod config;
-mod error;
 mod fault;
 mod install;
 mod options;

@@ -14,7 +14,7 @@ use log::warn;
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::userns::pool::{IdRangePool, Owner};
 
-use crate::error::ShimError;
+use crate::task::ShimError;
 use crate::task::{timestamp, BundleState};
 
 /// Exit status reported for a container whose shim is gone: as if SIGKILLed.

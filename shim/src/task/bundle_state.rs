@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::ConfigSource;
-use crate::error::ShimError;
 
 pub const FILE_NAME: &str = "moat-state.json";
 
@@ -45,12 +44,7 @@ pub struct BundleState {
 }
 
 impl BundleState {
-    /// (A `ShimError` for its caller in `confine`; the failure is a [`BundleStateError`].)
-    pub fn write(&self, bundle: &Path) -> Result<(), ShimError> {
-        Ok(self.write_file(bundle)?)
-    }
-
-    fn write_file(&self, bundle: &Path) -> Result<(), BundleStateError> {
+    pub fn write(&self, bundle: &Path) -> Result<(), BundleStateError> {
         let path = bundle.join(FILE_NAME);
         let text = match serde_json::to_vec(self) {
             Ok(text) => text,

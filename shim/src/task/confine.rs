@@ -23,11 +23,11 @@ use oci_spec::runtime::{Process as OciProcess, Spec};
 
 use super::audit_log;
 use super::bundle_state::BundleState;
+use super::error::ShimError;
 use super::io_owner;
 use super::process::Process;
 use super::stdio::{self, StdioPaths};
 use crate::config::ConfigSource;
-use crate::error::ShimError;
 use crate::options::IoOwner;
 
 /// What the pod's first (sandbox) container leaves for the others.
@@ -297,7 +297,7 @@ impl Confinement {
             Ok(owner) => owner,
             Err(e) => {
                 release_range(&pod_resources);
-                return Err(e);
+                return Err(e.into());
             }
         };
 
@@ -324,7 +324,7 @@ impl Confinement {
             early_state.cgroups_path = Some(cg.path());
             if let Err(e) = early_state.write(&bundle) {
                 undo(&cgroup);
-                return Err(e);
+                return Err(e.into());
             }
         }
         // The egress guard goes into the pod's network namespace before any of its processes
@@ -379,7 +379,7 @@ impl Confinement {
             Err(e) => {
                 drop(pending);
                 undo(&cgroup);
-                return Err(e);
+                return Err(e.into());
             }
         };
         let mut pod_out = None;
@@ -410,7 +410,7 @@ impl Confinement {
         if let Err(e) = state.write(&bundle) {
             drop(pending);
             undo(&cgroup);
-            return Err(e);
+            return Err(e.into());
         }
         let process = Process::new(pending.pid, stdio_paths.clone(), pending, io);
         if let (Some(owner), Ok(mut owners)) = (io_owner, self.io_owners.lock()) {

@@ -18,7 +18,6 @@ use containerd_shim::api::CreateTaskRequest;
 use moat_sandbox::plan::{IdMapping, UserNamespacePlan};
 use moat_sandbox::spawn::Stdio;
 
-use crate::error::ShimError;
 use crate::options::{decode_task_options, IoOwner, OptionsError, TaskOptions};
 
 /// The stdio owner of a container could not be taken or given.
@@ -43,15 +42,7 @@ pub enum IoOwnerError {
 
 /// The stdio owner the Create request asks for (runc options' `IoUid`/`IoGid`), checked
 /// against the pod's user namespace `user`. `None`: the stdio stays the shim's.
-/// (A `ShimError` for its caller in `confine`; the failure is an [`IoOwnerError`].)
 pub fn from_request(
-    req: &CreateTaskRequest,
-    user: &UserNamespacePlan,
-) -> Result<Option<IoOwner>, ShimError> {
-    Ok(owner_of(req, user)?)
-}
-
-fn owner_of(
     req: &CreateTaskRequest,
     user: &UserNamespacePlan,
 ) -> Result<Option<IoOwner>, IoOwnerError> {

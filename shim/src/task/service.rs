@@ -39,13 +39,13 @@ use tokio::sync::Mutex;
 
 use super::confine::{Confinement, PodResources};
 use super::container::Container;
+use super::error::ShimError;
 use super::events::EventSink;
 use super::exits::exit_status;
 use super::process::{Exit, Process};
 use super::state::{Effect, ExitRouter, ProcessKey};
 use super::stdio::StdioPaths;
 use crate::config::ConfigSource;
-use crate::error::ShimError;
 
 /// How long a container's exit waits for the exits of its execs before it is reported.
 const EXEC_EXIT_GRACE: Duration = Duration::from_secs(2);

@@ -28,8 +28,6 @@ use moat_sandbox::spawn::Stdio;
 use nix::errno::Errno;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
-use crate::error::ShimError;
-
 /// A failure to wire a process's stdio: which step, on which path or fd.
 #[derive(Debug, thiserror::Error)]
 pub enum StdioError {
@@ -128,12 +126,7 @@ pub fn prepare(paths: &StdioPaths) -> Result<(Stdio, Plumbing), StdioError> {
 
 impl Plumbing {
     /// Starts the copy threads. `console` is the pty master when the process has a terminal.
-    /// (A `ShimError` for its callers in `confine`; the failure is a [`StdioError`].)
-    pub fn start(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, ShimError> {
-        Ok(self.start_copies(console, what)?)
-    }
-
-    fn start_copies(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, StdioError> {
+    pub fn start(self, console: Option<OwnedFd>, what: &str) -> Result<IoHandle, StdioError> {
         let mut handle = IoHandle { _fifo_readers: self.fifo_readers, ..IoHandle::default() };
         let stdin_target = match (self.terminal, console) {
             (true, Some(master)) => {

@@ -6,7 +6,11 @@
 
 use containerd_shim_protos::ttrpc::{self, Code};
 
-use crate::task::{BundleStateError, IoOwnerError, MetricsError, StdioError};
+use super::bundle_state::BundleStateError;
+use super::io_owner::IoOwnerError;
+use super::metrics::MetricsError;
+use super::stdio::StdioError;
+use crate::config::ConfigLoadError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -41,6 +45,9 @@ pub enum ShimError {
     /// The stdio owner (`IoUid`/`IoGid`) of the task options.
     #[error(transparent)]
     IoOwner(#[from] IoOwnerError),
+    /// The pod's moat config does not read or parse (the pod is refused, naming the file).
+    #[error(transparent)]
+    Config(#[from] ConfigLoadError),
     /// Packing a container's cgroup stats for Stats.
     #[error(transparent)]
     Metrics(#[from] MetricsError),
@@ -86,6 +93,7 @@ impl ShimError {
                 }
                 IoOwnerError::Chown { .. } => Code::UNKNOWN,
             },
+            ShimError::Config(_) => Code::INVALID_ARGUMENT,
             ShimError::Metrics(MetricsError::Encode { .. }) => Code::UNKNOWN,
         }
     }
@@ -174,6 +182,10 @@ mod tests {
             (ShimError::Refused("refused".into()), Code::PERMISSION_DENIED),
             (ShimError::Unimplemented("checkpoint".into()), Code::UNIMPLEMENTED),
             (StdioError::NoTerminal.into(), Code::FAILED_PRECONDITION),
+            (
+                ConfigLoadError::Unreadable("ConfigBody is not UTF-8".into()).into(),
+                Code::INVALID_ARGUMENT,
+            ),
             (
                 StdioError::OpenFifo { path: "/run/c1/stdout".into(), source: enoent() }.into(),
                 Code::UNKNOWN,
