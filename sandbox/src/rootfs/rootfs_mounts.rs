@@ -14,9 +14,10 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 
-use super::{overlay, Context, RootfsError, Step};
+use super::{overlay, Context};
 use crate::plan::{ContainerPlan, RootfsMount};
-use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::sys::mount_api::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
 /// The flags every root mount gets: always `nodev`; `nosuid` when the process runs with
 /// no_new_privs (under which setuid/setgid bits and file capabilities do nothing anyway). A
@@ -41,7 +42,7 @@ fn root_attrs(plan: &ContainerPlan, readonly: bool) -> MountAttrs {
     }
 }
 
-pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), StepError> {
     let target = plan.rootfs.as_path();
     if plan.rootfs_mounts.is_empty() {
         return bind(target, target, false, root_attrs(plan, false), ctx);
@@ -55,7 +56,7 @@ pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), Rootfs
                 bind(Path::new(&m.source), target, recursive, root_attrs(plan, readonly), ctx)?
             }
             other => {
-                return Err(RootfsError::refused(
+                return Err(StepError::refused(
                     format!("mount rootfs {} on {}", m.source, target.display()),
                     format!("unsupported rootfs mount type {other:?} (options {:?})", m.options),
                 ))
@@ -77,7 +78,7 @@ fn bind(
     recursive: bool,
     attrs: MountAttrs,
     ctx: Context<'_>,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let step = || format!("bind rootfs {} on {}", source.display(), target.display());
     let tree = clone_tree(None, source, recursive).step(step)?;
     set_attrs(tree.as_fd(), attrs, Some(ctx.userns), recursive, source).step(step)?;

@@ -1,6 +1,9 @@
-//! Idmapped mounts: a detached copy of a mount tree whose ownership is shifted into a user
-//! namespace (`open_tree(OPEN_TREE_CLONE)` + `mount_setattr(MOUNT_ATTR_IDMAP)`), attached
-//! with `move_mount`. Also the small mount-API wrappers the rootfs code shares.
+//! The new mount API, wrapped: detached copies of mount trees (`open_tree(OPEN_TREE_CLONE)`),
+//! their attributes and propagation (`mount_setattr`, idmapping into a user namespace
+//! included), and attaching them onto an already resolved target (`move_mount`).
+//!
+//! Hand-written over `libc::syscall`: nix (0.31) has no `open_tree`, `move_mount` or
+//! `mount_setattr`. Errors are [`StepError`]s whose step is `{syscall} {path}`.
 
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -9,21 +12,14 @@ use std::path::Path;
 
 use nix::errno::Errno;
 
-/// A mount-API call that failed, with the path it was about.
-#[derive(Debug, thiserror::Error)]
-#[error("{op} {path}: {errno}")]
-pub struct IdmapError {
-    pub op: &'static str,
-    pub path: String,
-    pub errno: Errno,
+use super::StepError;
+
+fn err(op: &str, path: &Path, errno: Errno) -> StepError {
+    StepError::sys(format!("{op} {}", path.display()), errno)
 }
 
-fn err(op: &'static str, path: &Path, errno: Errno) -> IdmapError {
-    IdmapError { op, path: path.display().to_string(), errno }
-}
-
-fn cstring(op: &'static str, path: &Path) -> Result<CString, IdmapError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| err(op, path, Errno::EINVAL))
+fn cstring(op: &str, what: &Path, path: &Path) -> Result<CString, StepError> {
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| err(op, what, Errno::EINVAL))
 }
 
 /// Mount attributes to set on a detached or attached mount.
@@ -60,22 +56,8 @@ pub fn clone_tree(
     dirfd: Option<BorrowedFd<'_>>,
     path: &Path,
     recursive: bool,
-) -> Result<OwnedFd, IdmapError> {
-    let c_path = cstring("open_tree", path)?;
-    let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
-    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    if path.as_os_str().is_empty() {
-        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
-    }
-    // SAFETY: open_tree reads a NUL-terminated path that outlives the call; it returns a new fd or -1.
-    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dir, c_path.as_ptr(), flags) };
-    let fd = Errno::result(ret).map_err(|e| err("open_tree", path, e))?;
-    let fd = RawFd::try_from(fd).map_err(|_| err("open_tree", path, Errno::EBADF))?;
-    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+) -> Result<OwnedFd, StepError> {
+    open_tree_clone(dirfd, path, recursive, path)
 }
 
 /// A detached copy of the mount tree at what `fd` (an `O_PATH` fd, typically from
@@ -86,9 +68,32 @@ pub fn clone_tree_of_fd(
     fd: BorrowedFd<'_>,
     recursive: bool,
     what: &Path,
-) -> Result<OwnedFd, IdmapError> {
-    clone_tree(Some(fd), Path::new(""), recursive)
-        .map_err(|e| IdmapError { path: what.display().to_string(), ..e })
+) -> Result<OwnedFd, StepError> {
+    open_tree_clone(Some(fd), Path::new(""), recursive, what)
+}
+
+/// `open_tree(dirfd, path, OPEN_TREE_CLONE)`; errors name `what`.
+fn open_tree_clone(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &Path,
+    recursive: bool,
+    what: &Path,
+) -> Result<OwnedFd, StepError> {
+    let c_path = cstring("open_tree", what, path)?;
+    let dir: RawFd = dirfd.map_or(libc::AT_FDCWD, |fd| fd.as_raw_fd());
+    let mut flags = libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if path.as_os_str().is_empty() {
+        flags |= libc::AT_EMPTY_PATH as libc::c_uint;
+    }
+    // SAFETY: open_tree reads a NUL-terminated path that outlives the call; it returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_open_tree, dir, c_path.as_ptr(), flags) };
+    let fd = Errno::result(ret).map_err(|e| err("open_tree", what, e))?;
+    let fd = RawFd::try_from(fd).map_err(|_| err("open_tree", what, Errno::EBADF))?;
+    // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// `mount_setattr` on the mount `fd` refers to (and below it when `recursive`).
@@ -99,7 +104,7 @@ pub fn set_attrs(
     userns: Option<BorrowedFd<'_>>,
     recursive: bool,
     what: &Path,
-) -> Result<(), IdmapError> {
+) -> Result<(), StepError> {
     let mut attr =
         libc::mount_attr { attr_set: attrs.bits(), attr_clr: 0, propagation: 0, userns_fd: 0 };
     if let Some(ns) = userns {
@@ -134,7 +139,7 @@ pub fn set_attrs(
 /// from: `mount_setattr(propagation = MS_SLAVE, AT_RECURSIVE)`. A tree cloned from a shared
 /// mount of the host's mount namespace then receives what the host mounts below it, and
 /// nothing mounted in it propagates back.
-pub fn make_slave(fd: BorrowedFd<'_>, what: &Path) -> Result<(), IdmapError> {
+pub fn make_slave(fd: BorrowedFd<'_>, what: &Path) -> Result<(), StepError> {
     let attr =
         libc::mount_attr { attr_set: 0, attr_clr: 0, propagation: libc::MS_SLAVE, userns_fd: 0 };
     let empty = c"";
@@ -158,7 +163,7 @@ pub fn idmapped_tree(
     path: &Path,
     userns: BorrowedFd<'_>,
     recursive: bool,
-) -> Result<OwnedFd, IdmapError> {
+) -> Result<OwnedFd, StepError> {
     let tree = clone_tree(None, path, recursive)?;
     use std::os::fd::AsFd;
     set_attrs(tree.as_fd(), MountAttrs::default(), Some(userns), recursive, path)?;
@@ -167,7 +172,7 @@ pub fn idmapped_tree(
 
 /// Attaches the detached tree `tree` onto the file or directory `target` refers to (an
 /// `O_PATH` fd, so the target cannot be swapped for a symlink after it was resolved).
-pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &Path) -> Result<(), IdmapError> {
+pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &Path) -> Result<(), StepError> {
     let empty = c"";
     // SAFETY: move_mount reads two empty NUL-terminated paths that outlive the call; both fds
     // are borrowed for its duration.
