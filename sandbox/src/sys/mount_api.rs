@@ -1,11 +1,13 @@
 //! The new mount API, wrapped: detached copies of mount trees (`open_tree(OPEN_TREE_CLONE)`),
 //! their attributes and propagation (`mount_setattr`, idmapping into a user namespace
-//! included), and attaching them onto an already resolved target (`move_mount`).
+//! included), attaching them onto an already resolved target (`move_mount`), and new
+//! filesystems that start detached (`fsopen`/`fsconfig`/`fsmount`).
 //!
-//! Hand-written over `libc::syscall`: nix (0.31) has no `open_tree`, `move_mount` or
-//! `mount_setattr`. Errors are [`StepError`]s whose step is `{syscall} {path}`.
+//! Hand-written over `libc::syscall`: nix (0.31) has no `open_tree`, `move_mount`,
+//! `mount_setattr` or `fsopen`/`fsconfig`/`fsmount`. Errors are [`StepError`]s whose step names
+//! the syscall and what it was about (`open_tree /path`, `fsmount the overlay`).
 
-use std::ffi::CString;
+use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
@@ -187,4 +189,76 @@ pub fn attach(tree: BorrowedFd<'_>, target: BorrowedFd<'_>, what: &Path) -> Resu
         )
     };
     Errno::result(ret).map(drop).map_err(|e| err("move_mount", what, e))
+}
+
+/// A filesystem context (`fsopen`): options are set with `fsconfig`, and [`FsContext::mount`]
+/// creates the superblock and a detached mount of it (`fsmount`), in no mount namespace until
+/// attached. Errors name the filesystem type.
+#[derive(Debug)]
+pub struct FsContext {
+    fd: OwnedFd,
+    name: &'static str,
+}
+
+impl FsContext {
+    pub fn open(fstype: &'static CStr) -> Result<FsContext, StepError> {
+        let name = fstype.to_str().unwrap_or("?");
+        // SAFETY: fsopen reads a NUL-terminated literal; it returns a new fd or -1.
+        let ret = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) };
+        let raw = Errno::result(ret)
+            .and_then(|r| RawFd::try_from(r).map_err(|_| Errno::EBADF))
+            .map_err(|e| StepError::sys(format!("fsopen {name}"), e))?;
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+        Ok(FsContext { fd: unsafe { OwnedFd::from_raw_fd(raw) }, name })
+    }
+
+    /// `fsconfig(FSCONFIG_SET_STRING, key, value)`.
+    pub fn set(&self, key: &str, value: &str) -> Result<(), StepError> {
+        let step = || format!("fsconfig {} {key}={value}", self.name);
+        let k = CString::new(key).map_err(|_| StepError::refused(step(), "NUL in the key"))?;
+        let v = CString::new(OsStr::new(value).as_bytes())
+            .map_err(|_| StepError::refused(step(), "NUL in the value"))?;
+        // SAFETY: fsconfig reads two NUL-terminated strings that outlive the call.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.fd.as_raw_fd(),
+                libc::FSCONFIG_SET_STRING,
+                k.as_ptr(),
+                v.as_ptr(),
+                0,
+            )
+        };
+        Errno::result(ret).map(drop).map_err(|e| StepError::sys(step(), e))
+    }
+
+    /// Creates the superblock and a detached mount of it with `attrs`.
+    pub fn mount(self, attrs: MountAttrs) -> Result<OwnedFd, StepError> {
+        // SAFETY: fsconfig with a command and null key and value reads no memory.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsconfig,
+                self.fd.as_raw_fd(),
+                libc::FSCONFIG_CMD_CREATE,
+                std::ptr::null::<libc::c_char>(),
+                std::ptr::null::<libc::c_void>(),
+                0,
+            )
+        };
+        Errno::result(ret).map_err(|e| StepError::sys(format!("create the {}", self.name), e))?;
+        // SAFETY: fsmount takes an fd and two integers; it returns a new fd or -1.
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_fsmount,
+                self.fd.as_raw_fd(),
+                libc::FSMOUNT_CLOEXEC,
+                attrs.bits(),
+            )
+        };
+        let raw = Errno::result(ret)
+            .and_then(|r| RawFd::try_from(r).map_err(|_| Errno::EBADF))
+            .map_err(|e| StepError::sys(format!("fsmount the {}", self.name), e))?;
+        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
+        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
+    }
 }
