@@ -35,3 +35,37 @@ impl From<WireError> for StepError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use nix::errno::Errno;
+
+    use super::*;
+    use crate::sys::Step;
+
+    fn fields(r: Report) -> Option<(String, Option<i32>, Option<String>)> {
+        match r {
+            Report::Failed { step, errno, detail } => Some((step, errno, detail)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_failed_mount_api_call_reports_the_outer_step_then_the_call() {
+        let call: Result<(), StepError> = Err(StepError::sys("move_mount /a", Errno::EINVAL));
+        let e = call.step(|| "bind rootfs /a on /b").err();
+        let r = e.map(|e| fields(e.to_report()));
+        let want = ("bind rootfs /a on /b: move_mount /a".to_string(), Some(libc::EINVAL), None);
+        assert_eq!(r, Some(Some(want)));
+    }
+
+    #[test]
+    fn a_long_detail_is_cut_at_a_char_boundary() {
+        let e = StepError::refused("exec", "é".repeat(3000));
+        let detail = fields(e.to_report()).and_then(|(_, _, d)| d);
+        assert_eq!(detail.map(|d| d.len()), Some(4096));
+        let e = StepError::refused("exec", format!("x{}", "é".repeat(3000)));
+        let detail = fields(e.to_report()).and_then(|(_, _, d)| d);
+        assert_eq!(detail.map(|d| d.len()), Some(4095));
+    }
+}

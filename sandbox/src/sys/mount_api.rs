@@ -8,7 +8,7 @@
 //! the syscall and what it was about (`open_tree /path`, `fsmount the overlay`).
 
 use std::ffi::{CStr, CString, OsStr};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -167,7 +167,6 @@ pub fn idmapped_tree(
     recursive: bool,
 ) -> Result<OwnedFd, StepError> {
     let tree = clone_tree(None, path, recursive)?;
-    use std::os::fd::AsFd;
     set_attrs(tree.as_fd(), MountAttrs::default(), Some(userns), recursive, path)?;
     Ok(tree)
 }
