@@ -17,7 +17,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use moat_sandbox::plan::{IdMapping, UserNamespaceAction, UserNamespacePlan};
-use moat_sandbox::userns::{holder, idmap};
+use moat_sandbox::sys::mount_api;
+use moat_sandbox::userns::holder;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sched::{setns, unshare, CloneFlags};
@@ -75,10 +76,10 @@ fn run(args: &[String]) -> Result<std::convert::Infallible> {
     let userns = if idmapped { Some(user_namespace()?) } else { None };
     let lowerdir = match &userns {
         Some(ns) => {
-            let tree = idmap::idmapped_tree(&dir.join("lower"), ns.as_fd(), false)?;
+            let tree = mount_api::idmapped_tree(&dir.join("lower"), ns.as_fd(), false)?;
             let target =
                 open(&stage, OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())?;
-            idmap::attach(tree.as_fd(), target.as_fd(), &stage)?;
+            mount_api::attach(tree.as_fd(), target.as_fd(), &stage)?;
             // The container's root owns the top of the writable layer, as moat sets it up.
             for d in [&upper, &work] {
                 nix::unistd::chown(

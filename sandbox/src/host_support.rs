@@ -200,7 +200,7 @@ fn overlay_steps(dir: &Path, userns: &std::os::fd::OwnedFd) -> Result<(), String
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("making / private: {e}"))?;
     let lower = dir.join("lower");
-    let tree = crate::userns::idmap::idmapped_tree(&lower, userns.as_fd(), false)
+    let tree = crate::sys::mount_api::idmapped_tree(&lower, userns.as_fd(), false)
         .map_err(|e| format!("idmapping the layer: {e}"))?;
     let target = nix::fcntl::open(
         &dir.join("idlower"),
@@ -208,7 +208,7 @@ fn overlay_steps(dir: &Path, userns: &std::os::fd::OwnedFd) -> Result<(), String
         nix::sys::stat::Mode::empty(),
     )
     .map_err(|e| format!("open idlower: {e}"))?;
-    crate::userns::idmap::attach(tree.as_fd(), target.as_fd(), &dir.join("idlower"))
+    crate::sys::mount_api::attach(tree.as_fd(), target.as_fd(), &dir.join("idlower"))
         .map_err(|e| format!("attaching the idmapped layer: {e}"))?;
     let data = format!(
         "lowerdir={},upperdir={},workdir={}",

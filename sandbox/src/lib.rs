@@ -19,4 +19,5 @@ pub mod privileges;
 pub mod rootfs;
 pub mod seccomp;
 pub mod spawn;
+pub mod sys;
 pub mod userns;

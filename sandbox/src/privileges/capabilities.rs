@@ -4,8 +4,9 @@ use std::str::FromStr;
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-use super::{ids, PrivilegeError};
+use super::ids;
 use crate::plan::{CapabilityPlan, ProcessPlan};
+use crate::sys::StepError;
 
 /// The plan's capability names, parsed (unknown names are refused, never skipped).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -18,13 +19,13 @@ pub struct CapabilitySets {
 }
 
 impl CapabilitySets {
-    pub fn parse(plan: &CapabilityPlan) -> Result<Self, PrivilegeError> {
-        fn set(names: &[String], which: &str) -> Result<CapsHashSet, PrivilegeError> {
+    pub fn parse(plan: &CapabilityPlan) -> Result<Self, StepError> {
+        fn set(names: &[String], which: &str) -> Result<CapsHashSet, StepError> {
             names
                 .iter()
                 .map(|n| {
                     Capability::from_str(n).map_err(|_| {
-                        PrivilegeError::invalid(
+                        StepError::refused(
                             format!("{which} capabilities"),
                             format!("unknown capability {n:?}"),
                         )
@@ -42,16 +43,16 @@ impl CapabilitySets {
     }
 }
 
-fn caps_err(step: impl Into<String>, e: caps::errors::CapsError) -> PrivilegeError {
-    PrivilegeError::invalid(step, e.to_string())
+fn caps_err(step: impl Into<String>, e: caps::errors::CapsError) -> StepError {
+    StepError::refused(step, e.to_string())
 }
 
 /// Drops the bounding set to the plan, switches uid/gid/groups keeping the permitted set,
 /// then sets effective, inheritable, permitted and ambient exactly as planned.
-pub fn apply_with_ids(process: &ProcessPlan) -> Result<(), PrivilegeError> {
+pub fn apply_with_ids(process: &ProcessPlan) -> Result<(), StepError> {
     let sets = CapabilitySets::parse(&process.capabilities)?;
     nix::sys::prctl::set_keepcaps(true)
-        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 1)", e))?;
+        .map_err(|e| StepError::sys("prctl(PR_SET_KEEPCAPS, 1)", e))?;
 
     let supported = caps::runtime::thread_all_supported();
     for cap in supported.iter().filter(|c| !sets.bounding.contains(c)) {
@@ -61,7 +62,7 @@ pub fn apply_with_ids(process: &ProcessPlan) -> Result<(), PrivilegeError> {
 
     ids::set_ids(process.uid, process.gid, &process.additional_gids)?;
     nix::sys::prctl::set_keepcaps(false)
-        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_KEEPCAPS, 0)", e))?;
+        .map_err(|e| StepError::sys("prctl(PR_SET_KEEPCAPS, 0)", e))?;
 
     caps::clear(None, CapSet::Ambient).map_err(|e| caps_err("clear the ambient set", e))?;
     // Effective first: it must stay a subset of permitted at every step.

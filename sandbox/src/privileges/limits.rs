@@ -6,8 +6,8 @@ use nix::errno::Errno;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::stat::{umask, Mode};
 
-use super::PrivilegeError;
 use crate::plan::{RlimitPlan, RlimitResource};
+use crate::sys::StepError;
 
 fn resource(r: RlimitResource) -> Resource {
     match r {
@@ -31,28 +31,27 @@ fn resource(r: RlimitResource) -> Resource {
 }
 
 /// Sets every rlimit of the plan; raising one above the host's hard limit fails.
-pub fn set_rlimits(limits: &[RlimitPlan]) -> Result<(), PrivilegeError> {
+pub fn set_rlimits(limits: &[RlimitPlan]) -> Result<(), StepError> {
     for l in limits {
         setrlimit(resource(l.resource), l.soft, l.hard).map_err(|e| {
-            PrivilegeError::sys(format!("setrlimit {:?} {}:{}", l.resource, l.soft, l.hard), e)
+            StepError::sys(format!("setrlimit {:?} {}:{}", l.resource, l.soft, l.hard), e)
         })?;
     }
     Ok(())
 }
 
-pub fn set_umask(mask: Option<u32>) -> Result<(), PrivilegeError> {
+pub fn set_umask(mask: Option<u32>) -> Result<(), StepError> {
     if let Some(m) = mask {
         let mode = Mode::from_bits(m & 0o777)
-            .ok_or_else(|| PrivilegeError::invalid("umask", format!("{m:o}")))?;
+            .ok_or_else(|| StepError::refused("umask", format!("{m:o}")))?;
         umask(mode);
     }
     Ok(())
 }
 
 /// Always set under moat; a failure fails the process.
-pub fn set_no_new_privs() -> Result<(), PrivilegeError> {
-    nix::sys::prctl::set_no_new_privs()
-        .map_err(|e| PrivilegeError::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))
+pub fn set_no_new_privs() -> Result<(), StepError> {
+    nix::sys::prctl::set_no_new_privs().map_err(|e| StepError::sys("prctl(PR_SET_NO_NEW_PRIVS)", e))
 }
 
 /// What became of the requested oom_score_adj.
@@ -69,11 +68,11 @@ pub enum OomOutcome {
 
 /// Writes `/proc/self/oom_score_adj` (inherited by children). Lowering it needs
 /// CAP_SYS_RESOURCE on the host; when that is refused the current value is kept.
-pub fn set_oom_score_adj(value: Option<i32>) -> Result<OomOutcome, PrivilegeError> {
+pub fn set_oom_score_adj(value: Option<i32>) -> Result<OomOutcome, StepError> {
     let Some(v) = value else { return Ok(OomOutcome::Unchanged) };
     const PATH: &str = "/proc/self/oom_score_adj";
     let io = |e: std::io::Error| {
-        PrivilegeError::sys(
+        StepError::sys(
             format!("write {v} to {PATH}"),
             Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         )
@@ -87,7 +86,7 @@ pub fn set_oom_score_adj(value: Option<i32>) -> Result<OomOutcome, PrivilegeErro
             let kept = cur
                 .trim()
                 .parse()
-                .map_err(|_| PrivilegeError::invalid(format!("read {PATH}"), cur.clone()))?;
+                .map_err(|_| StepError::refused(format!("read {PATH}"), cur.clone()))?;
             Ok(OomOutcome::Clamped { requested: v, kept })
         }
         Err(e) => Err(io(e)),

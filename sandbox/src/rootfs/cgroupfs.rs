@@ -11,12 +11,13 @@ use std::os::fd::AsFd;
 
 use nix::unistd::symlinkat;
 
-use super::mount::{mount_fs, remount_readonly, Target};
+use super::mount::{mount_fs, remount_readonly, set_readonly, Target};
 use super::options::translate_ids;
-use super::resolve::{create_in_root, Kind};
-use super::{Context, Owner, RootfsError, Step};
+use super::resolve::{create_in_root, open_in_root, Kind};
+use super::{Context, Owner};
 use crate::plan::UserNamespacePlan;
-use crate::userns::idmap::MountAttrs;
+use crate::sys::mount_api::MountAttrs;
+use crate::sys::{Step, StepError};
 
 /// One line of /proc/self/cgroup.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,16 +44,16 @@ pub fn mount_cgroups(
     ctx: Context<'_>,
     owner: Owner,
     user: &UserNamespacePlan,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let dest = target.dest;
     if !ctx.new_cgroupns {
-        return Err(RootfsError::refused(
+        return Err(StepError::refused(
             format!("mount cgroup on {}", dest.display()),
             "a cgroup mount needs the container to have its own cgroup namespace",
         ));
     }
     let text = std::fs::read_to_string("/proc/self/cgroup").map_err(|e| {
-        RootfsError::sys(
+        StepError::sys(
             "read /proc/self/cgroup",
             nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
         )
@@ -90,20 +91,17 @@ pub fn mount_cgroups(
             .run(|| create_in_root(target.root, &sub, Kind::Dir))?
             .step(|| format!("create {}", sub.display()))?;
         let sub_target = Target { root: target.root, dest: &sub, fd: fd.as_fd() };
-        mount_fs(
-            fstype,
-            "cgroup",
-            sub_target,
-            MountAttrs { readonly: true, nosuid: true, nodev: true, noexec: true },
-            &data,
-        )
-        .map_err(|e| match e {
-            RootfsError::Sys { step, errno } => RootfsError::sys(format!("{step} ({data})"), errno),
-            other => other,
-        })?;
+        // The mount and the reopen for the read-only flag name the hierarchy's mount data.
+        let with_data = |e: StepError| StepError { step: format!("{} ({data})", e.step), ..e };
+        let sub_attrs = MountAttrs { readonly: false, nosuid: true, nodev: true, noexec: true };
+        mount_fs(fstype, "cgroup", sub_target, sub_attrs, &data).map_err(with_data)?;
+        let top = open_in_root(target.root, &sub)
+            .step(|| format!("reopen {}", sub.display()))
+            .map_err(with_data)?;
+        set_readonly(top.as_fd(), &sub)?;
         if h.controllers.contains(',') && !h.controllers.starts_with("name=") {
-            let dir = crate::rootfs::resolve::open_in_root(target.root, dest)
-                .step(|| format!("open {}", dest.display()))?;
+            let dir =
+                open_in_root(target.root, dest).step(|| format!("open {}", dest.display()))?;
             for c in h.controllers.split(',') {
                 owner
                     .run(|| symlinkat(name.as_str(), dir.as_fd(), c))?

@@ -12,7 +12,8 @@ use nix::unistd::symlinkat;
 
 use super::mount::fd_path;
 use super::resolve::{create_in_root, open_in_root, Kind};
-use super::{Owner, RootfsError, Step};
+use super::Owner;
+use crate::sys::{Step, StepError};
 
 /// (name, major, minor) of the device nodes every container gets.
 pub const NODES: [(&str, u64, u64); 6] = [
@@ -36,9 +37,9 @@ pub const LINKS: [(&str, &str); 5] = [
 /// (dir name, mode).
 pub const DIRS: [(&str, u32); 3] = [("pts", 0o755), ("shm", 0o1777), ("mqueue", 0o1777)];
 
-pub fn populate(root: BorrowedFd<'_>, owner: Owner, nodev: bool) -> Result<(), RootfsError> {
+pub fn populate(root: BorrowedFd<'_>, owner: Owner, nodev: bool) -> Result<(), StepError> {
     let dev = open_in_root(root, Path::new("/dev")).step(|| "open /dev")?;
-    owner.run(|| -> Result<(), RootfsError> {
+    owner.run(|| -> Result<(), StepError> {
         for (name, mode) in DIRS {
             mkdirat(dev.as_fd(), name, Mode::from_bits_truncate(mode))
                 .step(|| format!("mkdir /dev/{name}"))?;

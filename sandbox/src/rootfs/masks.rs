@@ -11,18 +11,18 @@ use nix::sys::stat::{fstat, SFlag};
 
 use super::mount::fd_path;
 use super::resolve::open_in_root;
-use super::{RootfsError, Step};
-use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::sys::mount_api::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
-fn existing(root: BorrowedFd<'_>, path: &Path) -> Result<Option<OwnedFd>, RootfsError> {
+fn existing(root: BorrowedFd<'_>, path: &Path) -> Result<Option<OwnedFd>, StepError> {
     match open_in_root(root, path) {
         Ok(fd) => Ok(Some(fd)),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(RootfsError::sys(format!("open {}", path.display()), e)),
+        Err(e) => Err(StepError::sys(format!("open {}", path.display()), e)),
     }
 }
 
-pub fn mask_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+pub fn mask_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), StepError> {
     for path in paths {
         let Some(fd) = existing(root, path)? else { continue };
         let st = fstat(fd.as_fd()).step(|| format!("stat {}", path.display()))?;
@@ -45,7 +45,7 @@ pub fn mask_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsE
     Ok(())
 }
 
-pub fn readonly_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), RootfsError> {
+pub fn readonly_paths(root: BorrowedFd<'_>, paths: &[PathBuf]) -> Result<(), StepError> {
     for path in paths {
         let Some(fd) = existing(root, path)? else { continue };
         let step = || format!("make {} read-only", path.display());

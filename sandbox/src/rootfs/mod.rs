@@ -2,6 +2,9 @@
 //! pivot_root. Runs in the container's init, host root, inside its new private mount
 //! namespace (owned by the host user namespace, so nothing set up here can be undone by the
 //! container's root once it has joined the pod's user namespace).
+//!
+//! Every step fails with a [`StepError`] naming it. The mount-API calls come from
+//! `sys::mount_api`; the pod's user namespace is only an fd here ([`Context::userns`]).
 
 mod cgroupfs;
 mod dev;
@@ -17,55 +20,14 @@ mod spec_mounts;
 
 use std::os::fd::{AsFd, BorrowedFd};
 
-use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{umask, Mode};
 
 use crate::plan::ContainerPlan;
-use crate::userns::idmap::IdmapError;
+use crate::sys::{Step, StepError};
 
 pub use owner::Owner;
-
-/// A rootfs step that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum RootfsError {
-    #[error("{step}: {errno}")]
-    Sys { step: String, errno: Errno },
-    #[error("{step}: {reason}")]
-    Refused { step: String, reason: String },
-    #[error("{step}: {source}")]
-    Idmap { step: String, source: IdmapError },
-}
-
-impl RootfsError {
-    pub(crate) fn sys(step: impl Into<String>, errno: Errno) -> Self {
-        RootfsError::Sys { step: step.into(), errno }
-    }
-    pub(crate) fn refused(step: impl Into<String>, reason: impl Into<String>) -> Self {
-        RootfsError::Refused { step: step.into(), reason: reason.into() }
-    }
-    pub(crate) fn idmap(step: impl Into<String>, source: IdmapError) -> Self {
-        RootfsError::Idmap { step: step.into(), source }
-    }
-}
-
-/// `.step(|| "what")` on syscall results.
-pub(crate) trait Step<T> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, RootfsError>;
-}
-
-impl<T> Step<T> for Result<T, Errno> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, RootfsError> {
-        self.map_err(|e| RootfsError::sys(what(), e))
-    }
-}
-
-impl<T> Step<T> for Result<T, IdmapError> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, RootfsError> {
-        self.map_err(|e| RootfsError::idmap(what(), e))
-    }
-}
 
 /// What the rootfs code needs besides the plan.
 #[derive(Debug, Clone, Copy)]
@@ -78,14 +40,14 @@ pub struct Context<'a> {
 
 /// Builds the root and pivots into it. Afterwards `/` is the container's root and the
 /// host's tree is no longer reachable from this mount namespace.
-pub fn prepare(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+pub fn prepare(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), StepError> {
     let old_umask = umask(Mode::empty());
     let result = prepare_inner(plan, ctx);
     umask(old_umask);
     result
 }
 
-fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), StepError> {
     // HostToContainer binds are cloned while this namespace is still a copy of the host's:
     // their clones are slaves of the host's mounts.
     let from_host = spec_mounts::clone_from_host(plan)?;
@@ -111,4 +73,17 @@ fn prepare_inner(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsErr
         pivot::remount_root_readonly()?;
     }
     Ok(())
+}
+
+/// The flags every root mount gets: always `nodev`; `nosuid` when the process runs with
+/// no_new_privs (under which setuid/setgid bits and file capabilities do nothing anyway). A
+/// plan that lets the container escalate through setuid binaries (no_new_privs off: policy
+/// allows it at level baseline, `policy::levels`) gets a root without `nosuid`; the image's
+/// files are owned by IDs of the pod's range, so a setuid bit raises a process to those only.
+fn root_flags(plan: &ContainerPlan) -> MsFlags {
+    let mut flags = MsFlags::MS_NODEV;
+    if plan.process.no_new_privileges {
+        flags |= MsFlags::MS_NOSUID;
+    }
+    flags
 }

@@ -9,8 +9,8 @@ use std::path::Path;
 use nix::mount::{mount, MsFlags};
 
 use super::resolve::open_in_root;
-use super::{RootfsError, Step};
-use crate::userns::idmap::{set_attrs, MountAttrs};
+use crate::sys::mount_api::{set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
 pub fn fd_path(fd: BorrowedFd<'_>) -> String {
     format!("/proc/self/fd/{}", fd.as_raw_fd())
@@ -32,7 +32,7 @@ pub fn mount_fs(
     target: Target<'_>,
     attrs: MountAttrs,
     data: &str,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let mut flags = MsFlags::empty();
     if attrs.nosuid {
         flags |= MsFlags::MS_NOSUID;
@@ -53,9 +53,14 @@ pub fn mount_fs(
 }
 
 /// Makes the topmost mount at `dest` read-only (that mount only, not its submounts).
-pub fn remount_readonly(root: BorrowedFd<'_>, dest: &Path) -> Result<(), RootfsError> {
+pub fn remount_readonly(root: BorrowedFd<'_>, dest: &Path) -> Result<(), StepError> {
     // A fresh lookup crosses into the mount now on top; the old fd names the one beneath.
     let top = open_in_root(root, dest).step(|| format!("reopen {}", dest.display()))?;
-    set_attrs(top.as_fd(), MountAttrs { readonly: true, ..Default::default() }, None, false, dest)
+    set_readonly(top.as_fd(), dest)
+}
+
+/// Makes the mount `top` (the topmost one at `dest`, freshly opened) read-only.
+pub fn set_readonly(top: BorrowedFd<'_>, dest: &Path) -> Result<(), StepError> {
+    set_attrs(top, MountAttrs { readonly: true, ..Default::default() }, None, false, dest)
         .step(|| format!("make {} read-only", dest.display()))
 }

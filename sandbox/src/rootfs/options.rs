@@ -2,8 +2,8 @@
 //! `uid=`/`gid=` options are container ids and must be translated to host ids (the kernel
 //! reads them in the mounter's user namespace).
 
-use super::RootfsError;
 use crate::plan::UserNamespacePlan;
+use crate::sys::StepError;
 
 /// Translates `uid=`/`gid=` in `data`; with `default_owner`, adds container root's host ids
 /// when the data names none (so a tmpfs's root belongs to root inside the container).
@@ -12,7 +12,7 @@ pub fn translate_ids(
     user: &UserNamespacePlan,
     default_owner: bool,
     what: &str,
-) -> Result<String, RootfsError> {
+) -> Result<String, StepError> {
     let mut out: Vec<String> = Vec::new();
     let (mut has_uid, mut has_gid) = (false, false);
     for opt in data.unwrap_or("").split(',').filter(|o| !o.is_empty()) {
@@ -42,12 +42,12 @@ fn map(
     f: impl Fn(u32) -> Option<u32>,
     kind: &str,
     what: &str,
-) -> Result<u32, RootfsError> {
+) -> Result<u32, StepError> {
     let id: u32 = value.parse().map_err(|_| {
-        RootfsError::refused(what.to_string(), format!("{kind}={value} is not a number"))
+        StepError::refused(what.to_string(), format!("{kind}={value} is not a number"))
     })?;
     f(id).ok_or_else(|| {
-        RootfsError::refused(
+        StepError::refused(
             what.to_string(),
             format!("{kind} {id} is not mapped in the pod's user namespace"),
         )

@@ -17,9 +17,10 @@ use nix::mount::{mount, MsFlags};
 use nix::sys::stat::{mkdirat, Mode};
 use nix::unistd::{fchownat, Gid, Uid};
 
-use super::{Context, RootfsError, Step};
+use super::Context;
 use crate::plan::{ContainerPlan, RootfsMount};
-use crate::userns::idmap::{attach, idmapped_tree};
+use crate::sys::mount_api::{attach, idmapped_tree};
+use crate::sys::{Step, StepError};
 
 /// The parsed options of an overlay mount.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -69,10 +70,10 @@ pub fn mount_overlay(
     m: &RootfsMount,
     plan: &ContainerPlan,
     ctx: Context<'_>,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let target = plan.rootfs.as_path();
     let step = |what: &str| format!("mount overlay on {}: {what}", target.display());
-    let opts = parse(&m.options).map_err(|e| RootfsError::refused(step("options"), e))?;
+    let opts = parse(&m.options).map_err(|e| StepError::refused(step("options"), e))?;
 
     // The staging tmpfs, on the rootfs directory (private to this mount namespace).
     mount(
@@ -109,7 +110,7 @@ pub fn mount_overlay(
     for dir in opts.upper.iter().chain(&opts.work) {
         if let (Some(uid), Some(gid)) = owner {
             chown_top(dir, uid, gid).map_err(|e| {
-                RootfsError::sys(step(&format!("chown {} to {uid}:{gid}", dir.display())), e)
+                StepError::sys(step(&format!("chown {} to {uid}:{gid}", dir.display())), e)
             })?;
         }
     }
@@ -123,12 +124,12 @@ pub fn mount_overlay(
     let data = data.join(",");
     let page = 4096;
     if data.len() >= page {
-        return Err(RootfsError::refused(
+        return Err(StepError::refused(
             step("options"),
             format!("{} bytes of options (limit {page})", data.len()),
         ));
     }
-    let mut flags = super::rootfs_mounts::root_flags(plan);
+    let mut flags = super::root_flags(plan);
     if opts.readonly {
         flags |= MsFlags::MS_RDONLY;
     }

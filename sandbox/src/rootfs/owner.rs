@@ -3,8 +3,8 @@
 //! so creation through an idmapped mount works (host uid 0 has no mapping there). Capabilities
 //! are kept across the fsuid change (SECBIT_NO_SETUID_FIXUP) for the duration.
 
-use super::RootfsError;
 use crate::plan::UserNamespacePlan;
+use crate::sys::StepError;
 
 /// Host ids of the container's root (none when root is not mapped: then files are created as
 /// host root).
@@ -22,14 +22,14 @@ impl Owner {
     }
 
     /// Runs `f` with fsuid/fsgid switched to the owner, then switches back.
-    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, RootfsError> {
+    pub fn run<T>(&self, f: impl FnOnce() -> T) -> Result<T, StepError> {
         let (Some(uid), Some(gid)) = (self.uid, self.gid) else { return Ok(f()) };
         // SAFETY: prctl(PR_GET_SECUREBITS) takes no pointers.
         let old = unsafe { libc::prctl(libc::PR_GET_SECUREBITS) };
         let old = nix::errno::Errno::result(old)
-            .map_err(|e| RootfsError::sys("prctl(PR_GET_SECUREBITS)", e))?;
+            .map_err(|e| StepError::sys("prctl(PR_GET_SECUREBITS)", e))?;
         let old = libc::c_ulong::try_from(old)
-            .map_err(|_| RootfsError::refused("prctl(PR_GET_SECUREBITS)", "negative"))?;
+            .map_err(|_| StepError::refused("prctl(PR_GET_SECUREBITS)", "negative"))?;
         set_securebits(old | SECBIT_NO_SETUID_FIXUP)?;
         // SAFETY: setfsgid/setfsuid take plain ids and cannot fail in a way that harms memory.
         unsafe {
@@ -45,18 +45,18 @@ impl Owner {
         }
         set_securebits(old)?;
         if current_fsuid() != 0 {
-            return Err(RootfsError::refused("setfsuid 0", "could not switch back to host root"));
+            return Err(StepError::refused("setfsuid 0", "could not switch back to host root"));
         }
-        value.ok_or_else(|| RootfsError::refused(format!("setfsuid {uid}"), "fsuid did not change"))
+        value.ok_or_else(|| StepError::refused(format!("setfsuid {uid}"), "fsuid did not change"))
     }
 }
 
-fn set_securebits(bits: libc::c_ulong) -> Result<(), RootfsError> {
+fn set_securebits(bits: libc::c_ulong) -> Result<(), StepError> {
     // SAFETY: prctl(PR_SET_SECUREBITS) takes an integer, no pointers.
     let ret = unsafe { libc::prctl(libc::PR_SET_SECUREBITS, bits) };
     nix::errno::Errno::result(ret)
         .map(drop)
-        .map_err(|e| RootfsError::sys(format!("prctl(PR_SET_SECUREBITS, {bits:#x})"), e))
+        .map_err(|e| StepError::sys(format!("prctl(PR_SET_SECUREBITS, {bits:#x})"), e))
 }
 
 fn current_fsuid() -> u32 {

@@ -8,12 +8,12 @@ use nix::mount::{umount2, MntFlags};
 use nix::sys::stat::Mode;
 use nix::unistd::{chdir, fchdir, pivot_root};
 
-use super::{RootfsError, Step};
-use crate::userns::idmap::{set_attrs, MountAttrs};
+use crate::sys::mount_api::{set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
 /// The `pivot_root(".", ".")` + `umount2(".", MNT_DETACH)` idiom: no directory for the old
 /// root is needed, and afterwards only the new root is reachable.
-pub fn pivot_into(root: OwnedFd) -> Result<(), RootfsError> {
+pub fn pivot_into(root: OwnedFd) -> Result<(), StepError> {
     fchdir(root.as_fd()).step(|| "chdir to the new root")?;
     pivot_root(".", ".").step(|| "pivot_root")?;
     umount2(".", MntFlags::MNT_DETACH).step(|| "detach the old root")?;
@@ -21,7 +21,7 @@ pub fn pivot_into(root: OwnedFd) -> Result<(), RootfsError> {
     Ok(())
 }
 
-pub fn remount_root_readonly() -> Result<(), RootfsError> {
+pub fn remount_root_readonly() -> Result<(), StepError> {
     let root = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .step(|| "open /")?;
     set_attrs(

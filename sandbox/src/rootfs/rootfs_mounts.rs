@@ -5,7 +5,7 @@
 //! unpacks them as real nodes, and the idmapped layer makes container root their owner, so
 //! without `nodev` an image holding `b 8 0` would open the host's disk wherever the device
 //! cgroup lets it. The minimal /dev is a mount of its own and is not affected. `nosuid`
-//! follows the plan's `no_new_privileges`, see [`root_flags`].
+//! follows the plan's `no_new_privileges`, see `root_flags` (in `rootfs`).
 
 use std::os::fd::AsFd;
 use std::path::Path;
@@ -14,25 +14,13 @@ use nix::fcntl::{open, OFlag};
 use nix::mount::MsFlags;
 use nix::sys::stat::Mode;
 
-use super::{overlay, Context, RootfsError, Step};
+use super::{overlay, Context};
 use crate::plan::{ContainerPlan, RootfsMount};
-use crate::userns::idmap::{attach, clone_tree, set_attrs, MountAttrs};
-
-/// The flags every root mount gets: always `nodev`; `nosuid` when the process runs with
-/// no_new_privs (under which setuid/setgid bits and file capabilities do nothing anyway). A
-/// plan that lets the container escalate through setuid binaries (no_new_privs off: policy
-/// allows it at level baseline, `policy::levels`) gets a root without `nosuid`; the image's
-/// files are owned by IDs of the pod's range, so a setuid bit raises a process to those only.
-pub(super) fn root_flags(plan: &ContainerPlan) -> MsFlags {
-    let mut flags = MsFlags::MS_NODEV;
-    if plan.process.no_new_privileges {
-        flags |= MsFlags::MS_NOSUID;
-    }
-    flags
-}
+use crate::sys::mount_api::{attach, clone_tree, set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
 fn root_attrs(plan: &ContainerPlan, readonly: bool) -> MountAttrs {
-    let flags = root_flags(plan);
+    let flags = super::root_flags(plan);
     MountAttrs {
         readonly,
         nodev: flags.contains(MsFlags::MS_NODEV),
@@ -41,7 +29,7 @@ fn root_attrs(plan: &ContainerPlan, readonly: bool) -> MountAttrs {
     }
 }
 
-pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), RootfsError> {
+pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), StepError> {
     let target = plan.rootfs.as_path();
     if plan.rootfs_mounts.is_empty() {
         return bind(target, target, false, root_attrs(plan, false), ctx);
@@ -55,7 +43,7 @@ pub fn mount_rootfs(plan: &ContainerPlan, ctx: Context<'_>) -> Result<(), Rootfs
                 bind(Path::new(&m.source), target, recursive, root_attrs(plan, readonly), ctx)?
             }
             other => {
-                return Err(RootfsError::refused(
+                return Err(StepError::refused(
                     format!("mount rootfs {} on {}", m.source, target.display()),
                     format!("unsupported rootfs mount type {other:?} (options {:?})", m.options),
                 ))
@@ -77,7 +65,7 @@ fn bind(
     recursive: bool,
     attrs: MountAttrs,
     ctx: Context<'_>,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let step = || format!("bind rootfs {} on {}", source.display(), target.display());
     let tree = clone_tree(None, source, recursive).step(step)?;
     set_attrs(tree.as_fd(), attrs, Some(ctx.userns), recursive, source).step(step)?;

@@ -13,14 +13,15 @@ use super::mount::{mount_fs, Target};
 use super::options::translate_ids;
 use super::resolve::{clean, create_in_root, free_of_symlinks, kind_of, open_host_path};
 use super::resolve::{HostPathError, Kind};
-use super::{cgroupfs, dev, Context, Owner, RootfsError, Step};
+use super::{cgroupfs, dev, Context, Owner};
 use crate::plan::{ContainerPlan, MountKind, MountPlan};
-use crate::userns::idmap::{attach, clone_tree_of_fd, make_slave, set_attrs, MountAttrs};
+use crate::sys::mount_api::{attach, clone_tree_of_fd, make_slave, set_attrs, MountAttrs};
+use crate::sys::{Step, StepError};
 
 /// For each of `plan.mounts`, in order: the slave clone of a `from_host` bind, else `None`.
 /// Must run while the mount namespace is still a copy of the host's (before it is made
 /// private), or the clone would be private too.
-pub fn clone_from_host(plan: &ContainerPlan) -> Result<Vec<Option<OwnedFd>>, RootfsError> {
+pub fn clone_from_host(plan: &ContainerPlan) -> Result<Vec<Option<OwnedFd>>, StepError> {
     plan.mounts
         .iter()
         .map(|m| match &m.kind {
@@ -37,10 +38,10 @@ pub fn clone_from_host(plan: &ContainerPlan) -> Result<Vec<Option<OwnedFd>>, Roo
 }
 
 /// Opens a bind's host source exactly as policy checked it (no symlink on the way).
-fn open_source(source: &Path, dest: &Path) -> Result<OwnedFd, RootfsError> {
+fn open_source(source: &Path, dest: &Path) -> Result<OwnedFd, StepError> {
     let step = || format!("bind {} on {}", source.display(), dest.display());
     open_host_path(source).map_err(|e| match e {
-        HostPathError::Symlink => RootfsError::refused(
+        HostPathError::Symlink => StepError::refused(
             step(),
             format!(
                 "host path {} is reached through a symlink (it, or a directory above it, is \
@@ -49,7 +50,7 @@ fn open_source(source: &Path, dest: &Path) -> Result<OwnedFd, RootfsError> {
                 source.display()
             ),
         ),
-        HostPathError::Sys(errno) => RootfsError::sys(step(), errno),
+        HostPathError::Sys(errno) => StepError::sys(step(), errno),
     })
 }
 
@@ -60,7 +61,7 @@ pub fn mount_all(
     ctx: Context<'_>,
     owner: Owner,
     mut from_host: Vec<Option<OwnedFd>>,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     for (i, m) in plan.mounts.iter().enumerate() {
         let cloned = from_host.get_mut(i).and_then(Option::take);
         mount_one(root, m, plan, ctx, owner, cloned)?;
@@ -81,7 +82,7 @@ fn target(
     dest: &Path,
     kind: Kind,
     owner: Owner,
-) -> Result<std::os::fd::OwnedFd, RootfsError> {
+) -> Result<std::os::fd::OwnedFd, StepError> {
     owner
         .run(|| create_in_root(root, dest, kind))?
         .step(|| format!("create mount target {}", dest.display()))
@@ -93,7 +94,7 @@ fn kernel_fs_target_is_real(
     root: BorrowedFd<'_>,
     dest: &Path,
     kind: &MountKind,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     if matches!(kind, MountKind::Bind { .. } | MountKind::Tmpfs) {
         return Ok(());
     }
@@ -101,10 +102,7 @@ fn kernel_fs_target_is_real(
     if free_of_symlinks(root, dest).step(step)? {
         Ok(())
     } else {
-        Err(RootfsError::refused(
-            step(),
-            "the destination is reached through a symlink in the image",
-        ))
+        Err(StepError::refused(step(), "the destination is reached through a symlink in the image"))
     }
 }
 
@@ -115,17 +113,17 @@ fn mount_one(
     ctx: Context<'_>,
     owner: Owner,
     cloned: Option<OwnedFd>,
-) -> Result<(), RootfsError> {
+) -> Result<(), StepError> {
     let dest = m.destination.as_path();
     if !dest.is_absolute() || clean(dest).is_empty() {
-        return Err(RootfsError::refused(
+        return Err(StepError::refused(
             format!("mount on {}", dest.display()),
             "destination must be an absolute path below /",
         ));
     }
     let data = m.data.as_deref();
     let what = |fs: &str| format!("{fs} on {}", dest.display());
-    let fs = |fstype: &str, data: String| -> Result<(), RootfsError> {
+    let fs = |fstype: &str, data: String| -> Result<(), StepError> {
         let fd = target(root, dest, Kind::Dir, owner)?;
         kernel_fs_target_is_real(root, dest, &m.kind)?;
         mount_fs(fstype, fstype, Target { root, dest, fd: fd.as_fd() }, attrs(m), &data)

@@ -6,8 +6,8 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use super::failure::Failure;
 use super::wire::{recv_large, recv_msg, send_msg, Control, FdLayout, Report, Request};
+use crate::sys::StepError;
 
 /// The fds that came with the request.
 #[derive(Debug)]
@@ -22,9 +22,9 @@ pub(super) struct ReceivedFds {
 
 impl ReceivedFds {
     /// Names the received fds by the request's layout (they come in its order).
-    pub fn split(layout: FdLayout, fds: Vec<OwnedFd>) -> Result<Self, Failure> {
+    pub fn split(layout: FdLayout, fds: Vec<OwnedFd>) -> Result<Self, StepError> {
         if fds.len() != layout.count() {
-            return Err(Failure::refused(
+            return Err(StepError::refused(
                 "read the request",
                 format!("{} fds for {layout:?}", fds.len()),
             ));
@@ -50,14 +50,14 @@ pub(super) struct Channel {
 impl Channel {
     /// The one request and the fds that came with it; `None` when the launcher closed the
     /// socket first.
-    pub fn request(&self) -> Result<Option<(Request, Vec<OwnedFd>)>, Failure> {
+    pub fn request(&self) -> Result<Option<(Request, Vec<OwnedFd>)>, StepError> {
         Ok(recv_large::<Request>(self.sock.as_fd())?)
     }
     pub fn log(&self, message: impl Into<String>) {
         // Best effort: a log line that cannot be delivered changes nothing.
         let _ = send_msg(self.sock.as_fd(), &Report::Log { message: message.into() }, &[]);
     }
-    pub fn failed(&self, f: &Failure) {
+    pub fn failed(&self, f: &StepError) {
         // Best effort: if the launcher is gone there is nobody to tell.
         let _ = send_msg(self.sock.as_fd(), &f.to_report(), &[]);
     }
@@ -69,24 +69,24 @@ impl Channel {
         pid: i32,
         pidfd: BorrowedFd<'_>,
         userns: Option<BorrowedFd<'_>>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StepError> {
         let mut fds: Vec<BorrowedFd<'_>> = vec![pidfd];
         fds.extend(userns);
         let report = Report::Spawned { pid, userns: fds.len() > 1 };
         Ok(send_msg(self.sock.as_fd(), &report, &fds)?)
     }
-    pub fn console(&self, master: BorrowedFd<'_>) -> Result<(), Failure> {
+    pub fn console(&self, master: BorrowedFd<'_>) -> Result<(), StepError> {
         Ok(send_msg(self.sock.as_fd(), &Report::Console, &[master])?)
     }
     /// Audit (issue 15): hands the seccomp listener to the launcher.
-    pub fn seccomp_listener(&self, listener: BorrowedFd<'_>) -> Result<(), Failure> {
+    pub fn seccomp_listener(&self, listener: BorrowedFd<'_>) -> Result<(), StepError> {
         Ok(send_msg(self.sock.as_fd(), &Report::SeccompListener, &[listener])?)
     }
-    pub fn ready(&self) -> Result<(), Failure> {
+    pub fn ready(&self) -> Result<(), StepError> {
         Ok(send_msg(self.sock.as_fd(), &Report::Ready, &[])?)
     }
     /// Waits for `Start`; `false` when the launcher went away instead.
-    pub fn wait_start(&self) -> Result<bool, Failure> {
+    pub fn wait_start(&self) -> Result<bool, StepError> {
         // The launcher's receive timeout does not apply here: wait as long as it takes.
         match recv_msg::<Control>(self.sock.as_fd())? {
             Some((Control::Start, _)) => Ok(true),

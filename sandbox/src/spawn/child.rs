@@ -36,12 +36,12 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::{self, pipe2, read, write, ForkResult, Pid};
 
 use super::channel::Channel;
-use super::failure::{Failure, StepExt};
 use super::pidfd::PidFd;
 use crate::privileges::{set_oom_score_adj, OomOutcome};
+use crate::sys::{Step, StepError};
 
 /// Sets oom_score_adj in the helper (children inherit it); a refused lowering is logged once.
-pub(super) fn oom_score_adj(channel: &Channel, value: Option<i32>) -> Result<(), Failure> {
+pub(super) fn oom_score_adj(channel: &Channel, value: Option<i32>) -> Result<(), StepError> {
     if let OomOutcome::Clamped { requested, kept } = set_oom_score_adj(value)? {
         channel.log(format!(
             "oom_score_adj {requested} refused by the host (no CAP_SYS_RESOURCE); keeping {kept}"
@@ -56,7 +56,7 @@ pub(super) fn oom_score_adj(channel: &Channel, value: Option<i32>) -> Result<(),
 pub(super) struct CgroupProcs(Vec<(PathBuf, File)>);
 
 impl CgroupProcs {
-    pub fn open(paths: &[PathBuf]) -> Result<CgroupProcs, Failure> {
+    pub fn open(paths: &[PathBuf]) -> Result<CgroupProcs, StepError> {
         let files = paths
             .iter()
             .map(|p| {
@@ -64,11 +64,11 @@ impl CgroupProcs {
                     File::options().write(true).open(p).step(|| format!("open {}", p.display()))?;
                 Ok((p.clone(), f))
             })
-            .collect::<Result<_, Failure>>()?;
+            .collect::<Result<_, StepError>>()?;
         Ok(CgroupProcs(files))
     }
 
-    fn join(&mut self, pid: Pid) -> Result<(), Failure> {
+    fn join(&mut self, pid: Pid) -> Result<(), StepError> {
         for (path, f) in self.0.iter_mut() {
             f.write_all(pid.as_raw().to_string().as_bytes())
                 .step(|| format!("write pid {pid} to {}", path.display()))?;
@@ -86,7 +86,7 @@ pub(super) enum Forked {
 
 /// Forks the process `what` names ("the init", "the exec process"), held back until the
 /// parent has put it in its cgroup and reported it (module doc, step 3).
-pub(super) fn fork(what: &'static str, cgroup: CgroupProcs) -> Result<Forked, Failure> {
+pub(super) fn fork(what: &'static str, cgroup: CgroupProcs) -> Result<Forked, StepError> {
     let (go_r, go_w) = pipe2(OFlag::O_CLOEXEC).step(|| "pipe")?;
     // SAFETY: the helper is single-threaded, so the child may run any code (allocation included).
     match unsafe { unistd::fork() }.step(|| format!("fork {what}"))? {
@@ -139,7 +139,7 @@ impl Parent {
         mut self,
         channel: &Channel,
         userns: Option<BorrowedFd<'_>>,
-    ) -> Result<(), Failure> {
+    ) -> Result<(), StepError> {
         let child = self.child;
         let what = self.what;
         let started = self
@@ -156,7 +156,7 @@ impl Parent {
 }
 
 /// Opens the child's pidfd (sound: we are its parent and have not reaped it) and reports it.
-fn report(channel: &Channel, child: Pid, userns: Option<BorrowedFd<'_>>) -> Result<(), Failure> {
+fn report(channel: &Channel, child: Pid, userns: Option<BorrowedFd<'_>>) -> Result<(), StepError> {
     let pid = child.as_raw();
     let pidfd = PidFd::open(pid).step(|| format!("pidfd_open of the new process {pid}"))?;
     channel.spawned(pid, pidfd.as_fd(), userns)

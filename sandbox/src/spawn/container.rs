@@ -9,13 +9,13 @@ use nix::unistd::sethostname;
 
 use super::channel::{Channel, ReceivedFds};
 use super::child::{self, oom_score_adj, CgroupProcs, Forked};
-use super::failure::{Failure, StepExt};
 use super::finish::exec_process;
 use super::namespaces::{flag_and_name, user_namespace, Namespace};
 use super::stdio::{stdio_or_null, StdioFds};
 use super::sysctl;
 use crate::plan::{ContainerPlan, NamespaceAction, NamespaceKind};
 use crate::rootfs;
+use crate::sys::{Step, StepError};
 
 /// What the init creates for itself.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +31,7 @@ pub(super) fn run(
     channel: &Channel,
     plan: &ContainerPlan,
     mut fds: ReceivedFds,
-) -> Result<(), Failure> {
+) -> Result<(), StepError> {
     let stdio = stdio_or_null(&mut fds)?;
     oom_score_adj(channel, plan.process.oom_score_adj)?;
     let userns = user_namespace(&plan.user, fds.userns.take())?;
@@ -41,7 +41,7 @@ pub(super) fn run(
     let mut seen = Vec::new();
     for ns in &plan.namespaces {
         if seen.contains(&ns.kind) {
-            return Err(Failure::refused(
+            return Err(StepError::refused(
                 "namespaces",
                 format!("{:?} namespace listed twice", ns.kind),
             ));
@@ -103,7 +103,7 @@ fn build(
     plan: &ContainerPlan,
     userns: &OwnedFd,
     new: NewNamespaces,
-) -> Result<(), Failure> {
+) -> Result<(), StepError> {
     if new.cgroup {
         unshare(CloneFlags::CLONE_NEWCGROUP).step(|| "unshare the cgroup namespace")?;
     }

@@ -34,9 +34,8 @@
 //! replaced on disk) does the helper fall back to the sealed memfd copy (`memfd`), with a
 //! warning: as safe, but it costs the binary's size per pod again.
 
-use std::ffi::{CString, OsStr};
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -44,6 +43,8 @@ use nix::fcntl::{open, openat, readlink, OFlag};
 use nix::sys::stat::{fstat, mkdirat, FileStat, Mode};
 
 use super::memfd::memfd_copy_of_self;
+use crate::sys::mount_api::{FsContext, MountAttrs};
+use crate::sys::{Step, StepError};
 
 /// How the helper binary is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,12 +80,9 @@ pub struct ExeSealError {
     pub detail: Option<String>,
 }
 
-impl ExeSealError {
-    fn sys(step: impl Into<String>, errno: Errno) -> Self {
-        ExeSealError { step: step.into(), errno: Some(errno), detail: None }
-    }
-    fn refused(step: impl Into<String>, detail: impl Into<String>) -> Self {
-        ExeSealError { step: step.into(), errno: None, detail: Some(detail.into()) }
+impl From<StepError> for ExeSealError {
+    fn from(e: StepError) -> Self {
+        ExeSealError { step: e.step, errno: e.errno, detail: e.detail }
     }
 }
 
@@ -106,11 +104,7 @@ impl SealedExe {
         match overlay {
             Ok(exe) => Ok((exe, None)),
             Err(why) => {
-                let fd = memfd_copy_of_self().map_err(|(step, e)| ExeSealError {
-                    step: step.into(),
-                    errno: e.raw_os_error().map(Errno::from_raw),
-                    detail: e.raw_os_error().is_none().then(|| e.to_string()),
-                })?;
+                let fd = memfd_copy_of_self().map_err(|(step, e)| StepError::io(step, &e))?;
                 Ok((SealedExe { fd, seal: ExeSeal::MemfdCopy }, Some(why)))
             }
         }
@@ -139,26 +133,24 @@ impl AsFd for SealedExe {
 }
 
 /// An `O_PATH` fd on the running binary as seen through a new, detached, read-only overlay.
-fn overlay_view(layer: EmptyLayer) -> Result<OwnedFd, ExeSealError> {
+fn overlay_view(layer: EmptyLayer) -> Result<OwnedFd, StepError> {
     let path_flags = OFlag::O_PATH | OFlag::O_CLOEXEC;
-    let exe = open("/proc/self/exe", path_flags, Mode::empty())
-        .map_err(|e| ExeSealError::sys("open /proc/self/exe", e))?;
-    let running = fstat(&exe).map_err(|e| ExeSealError::sys("fstat /proc/self/exe", e))?;
-    let target =
-        readlink("/proc/self/exe").map_err(|e| ExeSealError::sys("readlink /proc/self/exe", e))?;
+    let exe = open("/proc/self/exe", path_flags, Mode::empty()).step(|| "open /proc/self/exe")?;
+    let running = fstat(&exe).step(|| "fstat /proc/self/exe")?;
+    let target = readlink("/proc/self/exe").step(|| "readlink /proc/self/exe")?;
     let target = PathBuf::from(target);
     let (Some(dir), Some(name)) = (target.parent(), target.file_name()) else {
-        return Err(ExeSealError::refused("split /proc/self/exe", format!("{target:?}")));
+        return Err(StepError::refused("split /proc/self/exe", format!("{target:?}")));
     };
     // The binary's directory, and the binary in it: the running one (not a file that replaced
     // it since the shim started: then there is nothing on disk to show, and a copy is made).
     let dir_fd = open(dir, path_flags | OFlag::O_DIRECTORY, Mode::empty())
-        .map_err(|e| ExeSealError::sys(format!("open {}", dir.display()), e))?;
+        .step(|| format!("open {}", dir.display()))?;
     let on_disk = openat(&dir_fd, name, path_flags | OFlag::O_NOFOLLOW, Mode::empty())
         .and_then(|fd| fstat(&fd))
-        .map_err(|e| ExeSealError::sys(format!("open {}", target.display()), e))?;
+        .step(|| format!("open {}", target.display()))?;
     if (on_disk.st_dev, on_disk.st_ino) != (running.st_dev, running.st_ino) {
-        return Err(ExeSealError::refused(
+        return Err(StepError::refused(
             format!("open {}", target.display()),
             "it is not the running binary (replaced on disk since the shim started)",
         ));
@@ -167,7 +159,7 @@ fn overlay_view(layer: EmptyLayer) -> Result<OwnedFd, ExeSealError> {
         EmptyLayer::Detached => detached_empty_tmpfs()?,
         EmptyLayer::NodeDir => node_empty_dir()?,
     };
-    let fs = Fs::open(c"overlay")?;
+    let fs = FsContext::open(c"overlay")?;
     // The binary's directory on top, so nothing in the empty layer can hide the binary.
     // `/proc/self/fd/N` paths: no ':' or '\' to escape, and no path to race.
     let lower = format!("/proc/self/fd/{}:/proc/self/fd/{}", dir_fd.as_raw_fd(), empty.as_raw_fd());
@@ -175,12 +167,12 @@ fn overlay_view(layer: EmptyLayer) -> Result<OwnedFd, ExeSealError> {
     // xino would remap the inode numbers the check below compares (and logs to dmesg when the
     // layers are on different filesystems); older kernels without it are fine.
     let _ = fs.set("xino", "off");
-    let mnt = fs.mount()?;
+    let mnt = fs.mount(SEALED)?;
     let view = openat(&mnt, name, path_flags | OFlag::O_NOFOLLOW, Mode::empty())
-        .map_err(|e| ExeSealError::sys(format!("open {name:?} on the overlay"), e))?;
-    let seen = fstat(&view).map_err(|e| ExeSealError::sys("fstat the overlay's file", e))?;
+        .step(|| format!("open {name:?} on the overlay"))?;
+    let seen = fstat(&view).step(|| "fstat the overlay's file")?;
     if !same_file_content(&seen, &running) {
-        return Err(ExeSealError::refused(
+        return Err(StepError::refused(
             "check the overlay's file",
             format!("{name:?} there is not the running binary"),
         ));
@@ -198,21 +190,24 @@ fn same_file_content(a: &FileStat, b: &FileStat) -> bool {
             == (b.st_ino, b.st_size, b.st_mtime, b.st_mtime_nsec)
 }
 
+/// How the overlay and the empty tmpfs are mounted: read-only, nodev, nosuid.
+const SEALED: MountAttrs = MountAttrs { readonly: true, nodev: true, nosuid: true, noexec: false };
+
 /// A new, empty, read-only tmpfs in no mount namespace.
-fn detached_empty_tmpfs() -> Result<OwnedFd, ExeSealError> {
-    let fs = Fs::open(c"tmpfs")?;
+fn detached_empty_tmpfs() -> Result<OwnedFd, StepError> {
+    let fs = FsContext::open(c"tmpfs")?;
     // Nothing is ever written to it: the smallest size there is.
     fs.set("size", "4k")?;
     fs.set("mode", "0555")?;
-    fs.mount()
+    fs.mount(SEALED)
 }
 
 /// [`NODE_EMPTY_DIR`], created if missing; it and `/run/moat` must be directories owned by
 /// root and writable by nobody else (a symlink is not followed).
-fn node_empty_dir() -> Result<OwnedFd, ExeSealError> {
+fn node_empty_dir() -> Result<OwnedFd, StepError> {
     let dir = Path::new(NODE_EMPTY_DIR);
     let mut fd = open("/", OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-        .map_err(|e| ExeSealError::sys("open /", e))?;
+        .step(|| "open /")?;
     let mut so_far = PathBuf::from("/");
     let parts: Vec<&OsStr> = dir.iter().skip(1).collect();
     for (i, part) in parts.iter().enumerate() {
@@ -222,7 +217,7 @@ fn node_empty_dir() -> Result<OwnedFd, ExeSealError> {
             let mode = if i + 1 == parts.len() { 0o555 } else { 0o711 };
             match mkdirat(&fd, *part, Mode::from_bits_truncate(mode)) {
                 Ok(()) | Err(Errno::EEXIST) => {}
-                Err(e) => return Err(ExeSealError::sys(format!("mkdir {}", so_far.display()), e)),
+                Err(e) => return Err(StepError::sys(format!("mkdir {}", so_far.display()), e)),
             }
         }
         let next = openat(
@@ -231,11 +226,10 @@ fn node_empty_dir() -> Result<OwnedFd, ExeSealError> {
             OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         )
-        .map_err(|e| ExeSealError::sys(format!("open {}", so_far.display()), e))?;
-        let st = fstat(&next)
-            .map_err(|e| ExeSealError::sys(format!("fstat {}", so_far.display()), e))?;
+        .step(|| format!("open {}", so_far.display()))?;
+        let st = fstat(&next).step(|| format!("fstat {}", so_far.display()))?;
         if st.st_uid != 0 || st.st_mode & 0o022 != 0 {
-            return Err(ExeSealError::refused(
+            return Err(StepError::refused(
                 format!("check {}", so_far.display()),
                 format!(
                     "owned by uid {} with mode {:o}: not root's alone",
@@ -247,69 +241,4 @@ fn node_empty_dir() -> Result<OwnedFd, ExeSealError> {
         fd = next;
     }
     Ok(fd)
-}
-
-/// A filesystem context of the new mount API (nix has no wrappers for it).
-struct Fs {
-    fd: OwnedFd,
-    name: &'static str,
-}
-
-impl Fs {
-    fn open(fstype: &'static std::ffi::CStr) -> Result<Fs, ExeSealError> {
-        let name = fstype.to_str().unwrap_or("?");
-        // SAFETY: fsopen reads a NUL-terminated literal; it returns a new fd or -1.
-        let ret = unsafe { libc::syscall(libc::SYS_fsopen, fstype.as_ptr(), libc::FSOPEN_CLOEXEC) };
-        let raw = Errno::result(ret)
-            .and_then(|r| i32::try_from(r).map_err(|_| Errno::EBADF))
-            .map_err(|e| ExeSealError::sys(format!("fsopen {name}"), e))?;
-        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-        Ok(Fs { fd: unsafe { OwnedFd::from_raw_fd(raw) }, name })
-    }
-
-    fn set(&self, key: &str, value: &str) -> Result<(), ExeSealError> {
-        let step = || format!("fsconfig {} {key}={value}", self.name);
-        let k = CString::new(key).map_err(|_| ExeSealError::refused(step(), "NUL in the key"))?;
-        let v = CString::new(OsStr::new(value).as_bytes())
-            .map_err(|_| ExeSealError::refused(step(), "NUL in the value"))?;
-        // SAFETY: fsconfig reads two NUL-terminated strings that outlive the call.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                self.fd.as_raw_fd(),
-                libc::FSCONFIG_SET_STRING,
-                k.as_ptr(),
-                v.as_ptr(),
-                0,
-            )
-        };
-        Errno::result(ret).map(drop).map_err(|e| ExeSealError::sys(step(), e))
-    }
-
-    /// Creates the superblock and a detached, read-only, nodev, nosuid mount of it.
-    fn mount(self) -> Result<OwnedFd, ExeSealError> {
-        // SAFETY: fsconfig with a command and null key and value reads no memory.
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_fsconfig,
-                self.fd.as_raw_fd(),
-                libc::FSCONFIG_CMD_CREATE,
-                std::ptr::null::<libc::c_char>(),
-                std::ptr::null::<libc::c_void>(),
-                0,
-            )
-        };
-        Errno::result(ret)
-            .map_err(|e| ExeSealError::sys(format!("create the {}", self.name), e))?;
-        let attrs = libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NODEV | libc::MOUNT_ATTR_NOSUID;
-        // SAFETY: fsmount takes an fd and two integers; it returns a new fd or -1.
-        let ret = unsafe {
-            libc::syscall(libc::SYS_fsmount, self.fd.as_raw_fd(), libc::FSMOUNT_CLOEXEC, attrs)
-        };
-        let raw = Errno::result(ret)
-            .and_then(|r| i32::try_from(r).map_err(|_| Errno::EBADF))
-            .map_err(|e| ExeSealError::sys(format!("fsmount the {}", self.name), e))?;
-        // SAFETY: the kernel just returned this fd to us; nothing else owns it.
-        Ok(unsafe { OwnedFd::from_raw_fd(raw) })
-    }
 }

@@ -15,11 +15,11 @@ use nix::sched::CloneFlags;
 
 use super::channel::{Channel, ReceivedFds};
 use super::child::{self, oom_score_adj, CgroupProcs, Forked};
-use super::failure::Failure;
 use super::finish::exec_process;
 use super::namespaces::join_process;
 use super::stdio::{stdio_or_null, StdioFds};
 use crate::plan::ExecPlan;
+use crate::sys::StepError;
 
 /// Everything but the user namespace, joined by the helper while it is host root: these
 /// namespaces belong to the host's user namespace, so they cannot be joined from the pod's.
@@ -33,10 +33,14 @@ fn host_owned() -> CloneFlags {
         | CloneFlags::CLONE_NEWNS
 }
 
-pub(super) fn run(channel: &Channel, plan: &ExecPlan, mut fds: ReceivedFds) -> Result<(), Failure> {
+pub(super) fn run(
+    channel: &Channel,
+    plan: &ExecPlan,
+    mut fds: ReceivedFds,
+) -> Result<(), StepError> {
     let what = format!("the init (pid {}) of container {}", plan.init_pid, plan.container_id);
     let init = fds.init.take().ok_or_else(|| {
-        Failure::refused("exec", format!("no pidfd of {what} came with the request"))
+        StepError::refused("exec", format!("no pidfd of {what} came with the request"))
     })?;
     let stdio = stdio_or_null(&mut fds)?;
     oom_score_adj(channel, plan.process.oom_score_adj)?;

@@ -1,35 +1,14 @@
-//! The error of one step inside the helper or the process it builds, as it travels back.
-
-use nix::errno::Errno;
+//! The error of one step inside the helper or the process it builds, as it travels back: a
+//! `sys::StepError` (every layer the helper calls fails with one, so it travels as it is),
+//! sent to the launcher as `Report::Failed` with the same three fields.
 
 use super::wire::{Report, WireError};
-use crate::privileges::PrivilegeError;
-use crate::rootfs::RootfsError;
-use crate::userns::holder::HolderError;
-use crate::userns::idmap::IdmapError;
+use crate::sys::StepError;
 
-/// A failed step: what was being done, the errno if a syscall failed, and anything more.
-#[derive(Debug)]
-pub(crate) struct Failure {
-    pub step: String,
-    pub errno: Option<Errno>,
-    pub detail: Option<String>,
-}
-
-impl Failure {
-    pub fn sys(step: impl Into<String>, errno: Errno) -> Self {
-        Failure { step: step.into(), errno: Some(errno), detail: None }
-    }
-    pub fn refused(step: impl Into<String>, detail: impl Into<String>) -> Self {
-        Failure { step: step.into(), errno: None, detail: Some(detail.into()) }
-    }
-    pub fn io(step: impl Into<String>, e: &std::io::Error) -> Self {
-        match e.raw_os_error() {
-            Some(n) => Failure::sys(step, Errno::from_raw(n)),
-            None => Failure::refused(step, e.to_string()),
-        }
-    }
-    pub fn to_report(&self) -> Report {
+impl StepError {
+    /// The report the helper sends the launcher; a detail longer than 4096 bytes is cut (at a
+    /// char boundary).
+    pub(crate) fn to_report(&self) -> Report {
         let mut detail = self.detail.clone();
         if let Some(d) = detail.as_mut() {
             if d.len() > 4096 {
@@ -44,61 +23,45 @@ impl Failure {
     }
 }
 
-/// `.step(|| "what")` on syscall results.
-pub(crate) trait StepExt<T> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, Failure>;
-}
-
-impl<T> StepExt<T> for Result<T, Errno> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, Failure> {
-        self.map_err(|e| Failure::sys(what(), e))
-    }
-}
-
-impl<T> StepExt<T> for Result<T, std::io::Error> {
-    fn step<S: Into<String>>(self, what: impl FnOnce() -> S) -> Result<T, Failure> {
-        self.map_err(|e| Failure::io(what(), &e))
-    }
-}
-
-impl From<RootfsError> for Failure {
-    fn from(e: RootfsError) -> Self {
-        match e {
-            RootfsError::Sys { step, errno } => Failure::sys(step, errno),
-            RootfsError::Refused { step, reason } => Failure::refused(step, reason),
-            RootfsError::Idmap { step, source } => {
-                Failure::sys(format!("{step}: {} {}", source.op, source.path), source.errno)
-            }
-        }
-    }
-}
-
-impl From<PrivilegeError> for Failure {
-    fn from(e: PrivilegeError) -> Self {
-        match e {
-            PrivilegeError::Sys { step, errno } => Failure::sys(step, errno),
-            PrivilegeError::Invalid { step, reason } => Failure::refused(step, reason),
-        }
-    }
-}
-
-impl From<HolderError> for Failure {
-    fn from(e: HolderError) -> Self {
-        Failure { step: e.step, errno: e.errno, detail: e.detail }
-    }
-}
-
-impl From<IdmapError> for Failure {
-    fn from(e: IdmapError) -> Self {
-        Failure::sys(format!("{} {}", e.op, e.path), e.errno)
-    }
-}
-
-impl From<WireError> for Failure {
+impl From<WireError> for StepError {
     fn from(e: WireError) -> Self {
         match e {
-            WireError::Sys(errno) => Failure::sys("control socket", errno),
-            WireError::Malformed(m) => Failure::refused("control socket", m),
+            WireError::Sys(errno) => StepError::sys("control socket", errno),
+            WireError::Malformed(m) => StepError::refused("control socket", m),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use nix::errno::Errno;
+
+    use super::*;
+    use crate::sys::Step;
+
+    fn fields(r: Report) -> Option<(String, Option<i32>, Option<String>)> {
+        match r {
+            Report::Failed { step, errno, detail } => Some((step, errno, detail)),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn a_failed_mount_api_call_reports_the_outer_step_then_the_call() {
+        let call: Result<(), StepError> = Err(StepError::sys("move_mount /a", Errno::EINVAL));
+        let e = call.step(|| "bind rootfs /a on /b").err();
+        let r = e.map(|e| fields(e.to_report()));
+        let want = ("bind rootfs /a on /b: move_mount /a".to_string(), Some(libc::EINVAL), None);
+        assert_eq!(r, Some(Some(want)));
+    }
+
+    #[test]
+    fn a_long_detail_is_cut_at_a_char_boundary() {
+        let e = StepError::refused("exec", "é".repeat(3000));
+        let detail = fields(e.to_report()).and_then(|(_, _, d)| d);
+        assert_eq!(detail.map(|d| d.len()), Some(4096));
+        let e = StepError::refused("exec", format!("x{}", "é".repeat(3000)));
+        let detail = fields(e.to_report()).and_then(|(_, _, d)| d);
+        assert_eq!(detail.map(|d| d.len()), Some(4095));
     }
 }

@@ -17,11 +17,11 @@ use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::unistd::{chdir, execve, getcwd, setsid};
 
 use super::channel::Channel;
-use super::failure::{Failure, StepExt};
 use super::stdio::StdioFds;
 use super::terminal;
 use crate::plan::ProcessPlan;
 use crate::privileges;
+use crate::sys::{Step, StepError};
 
 /// PATH used for the lookup when the process environment sets none.
 const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -43,9 +43,9 @@ fn prepare_and_exec(
     channel: &Channel,
     process: &ProcessPlan,
     stdio: StdioFds,
-) -> Result<Option<Infallible>, Failure> {
+) -> Result<Option<Infallible>, StepError> {
     if process.args.is_empty() {
-        return Err(Failure::refused("exec", "the process has no args"));
+        return Err(StepError::refused("exec", "the process has no args"));
     }
     setsid().step(|| "setsid")?;
     let filters_first = !process.no_new_privileges;
@@ -100,22 +100,22 @@ fn prepare_and_exec(
         Err(e) => e,
         Ok(never) => match never {},
     };
-    Err(Failure::sys(format!("execve {}", program.to_string_lossy()), errno))
+    Err(StepError::sys(format!("execve {}", program.to_string_lossy()), errno))
 }
 
 /// Loads the filters in order; returns the listeners of the notifying ones (the audit's).
-fn load_filters(process: &ProcessPlan) -> Result<Vec<OwnedFd>, Failure> {
+fn load_filters(process: &ProcessPlan) -> Result<Vec<OwnedFd>, StepError> {
     let mut listeners = Vec::new();
     for filter in &process.seccomp {
         let listener = crate::seccomp::load(filter).map_err(|e| {
-            Failure::refused(format!("load seccomp filter {}", filter.name), e.to_string())
+            StepError::refused(format!("load seccomp filter {}", filter.name), e.to_string())
         })?;
         listeners.extend(listener);
     }
     Ok(listeners)
 }
 
-fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {
+fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), StepError> {
     if fd.as_raw_fd() == target {
         // Already there; clear close-on-exec so it survives exec.
         // SAFETY: F_SETFD on our own fd changes only its flags.
@@ -132,14 +132,14 @@ fn dup_onto(fd: &OwnedFd, target: i32) -> Result<(), Failure> {
 /// chdir to the plan's cwd, then make sure it resolved inside the root: a directory reached
 /// through an fd from outside the container (CVE-2024-21626) has no path from our root, and
 /// getcwd reports it "(unreachable)".
-fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
+fn enter_cwd(cwd: &Path) -> Result<(), StepError> {
     if !cwd.is_absolute() {
-        return Err(Failure::refused(format!("chdir {}", cwd.display()), "cwd is not absolute"));
+        return Err(StepError::refused(format!("chdir {}", cwd.display()), "cwd is not absolute"));
     }
     chdir(cwd).step(|| format!("chdir {}", cwd.display()))?;
     let now = getcwd().step(|| "getcwd")?;
     if !now.is_absolute() || now.as_os_str().as_bytes().starts_with(b"(unreachable)") {
-        return Err(Failure::refused(
+        return Err(StepError::refused(
             format!("verify cwd {}", cwd.display()),
             format!("cwd resolves outside the container root ({})", now.display()),
         ));
@@ -149,16 +149,17 @@ fn enter_cwd(cwd: &Path) -> Result<(), Failure> {
 
 /// The program to exec: `args[0]` as given when it has a slash, else searched in the
 /// process's own PATH (like runc).
-fn find_executable(arg0: &str, env: &[String]) -> Result<CString, Failure> {
+fn find_executable(arg0: &str, env: &[String]) -> Result<CString, StepError> {
     let step = || format!("exec {arg0}");
     let as_c = |p: &Path| {
-        CString::new(p.as_os_str().as_bytes()).map_err(|_| Failure::refused(step(), "NUL in path"))
+        CString::new(p.as_os_str().as_bytes())
+            .map_err(|_| StepError::refused(step(), "NUL in path"))
     };
     if arg0.contains('/') {
         return as_c(Path::new(arg0));
     }
     if arg0.is_empty() {
-        return Err(Failure::refused(step(), "empty program name"));
+        return Err(StepError::refused(step(), "empty program name"));
     }
     let path = env.iter().rev().find_map(|e| e.strip_prefix("PATH=")).unwrap_or(DEFAULT_PATH);
     for dir in path.split(':') {
@@ -169,19 +170,19 @@ fn find_executable(arg0: &str, env: &[String]) -> Result<CString, Failure> {
             }
         }
     }
-    Err(Failure {
+    Err(StepError {
         step: step(),
         errno: Some(Errno::ENOENT),
         detail: Some(format!("executable file not found in $PATH ({path})")),
     })
 }
 
-fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
+fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, StepError> {
     items
         .iter()
         .map(|s| {
             CString::new(s.as_bytes()).map_err(|_| {
-                Failure::refused(format!("exec: {what}"), format!("NUL byte in {s:?}"))
+                StepError::refused(format!("exec: {what}"), format!("NUL byte in {s:?}"))
             })
         })
         .collect()
@@ -190,7 +191,7 @@ fn cstrings(items: &[String], what: &str) -> Result<Vec<CString>, Failure> {
 /// Default dispositions and an empty mask: ignored signals (SIGPIPE is ignored by the Rust
 /// runtime) would otherwise stay ignored across exec. Every signal number is reset through
 /// the raw syscall: glibc's sigaction refuses its internal real-time signals (32, 33).
-fn reset_signals() -> Result<(), Failure> {
+fn reset_signals() -> Result<(), StepError> {
     let max = libc::SIGRTMAX();
     for sig in 1..=max {
         if sig == libc::SIGKILL || sig == libc::SIGSTOP {

@@ -9,9 +9,9 @@ use nix::fcntl::{fcntl, open, FcntlArg, OFlag};
 use nix::sys::stat::Mode;
 
 use super::channel::{Channel, ReceivedFds};
-use super::failure::{Failure, StepExt};
 use super::wire::{send_msg, Request};
 use super::{container, exec};
+use crate::sys::{Step, StepError};
 
 /// The control socket's fd number, for the panic hook.
 static CONTROL_FD: AtomicI32 = AtomicI32::new(-1);
@@ -41,7 +41,7 @@ pub fn helper_main() -> ! {
 
 /// Moves the control socket off fd 0 (close-on-exec) and makes sure 0, 1 and 2 are open,
 /// so fds received later never land on them.
-fn take_control_socket() -> Result<OwnedFd, Failure> {
+fn take_control_socket() -> Result<OwnedFd, StepError> {
     // SAFETY: fd 0 is the control socket the launcher handed us; we only borrow it to dup it.
     let stdin = unsafe { BorrowedFd::borrow_raw(0) };
     let raw = fcntl(stdin, FcntlArg::F_DUPFD_CLOEXEC(3)).step(|| "dup the control socket")?;
@@ -72,14 +72,14 @@ fn install_panic_hook() {
         }
         // SAFETY: the control socket stays open until exec or exit; a panic happens before either.
         let sock = unsafe { BorrowedFd::borrow_raw(raw) };
-        let f = Failure::refused("moat helper", format!("panicked: {info}"));
+        let f = StepError::refused("moat helper", format!("panicked: {info}"));
         let _ = send_msg(sock, &f.to_report(), &[]);
     }));
 }
 
-fn serve(channel: &Channel) -> Result<(), Failure> {
+fn serve(channel: &Channel) -> Result<(), StepError> {
     let Some((request, fds)) = channel.request()? else {
-        return Err(Failure::refused("read the request", "the launcher closed the socket"));
+        return Err(StepError::refused("read the request", "the launcher closed the socket"));
     };
     match request {
         Request::Container { plan, fds: layout } => {

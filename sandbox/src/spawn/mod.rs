@@ -17,23 +17,21 @@
 //! re-executed single-threaded helper's `main`; `container` builds a container's init; `exec`
 //! builds an exec'd process; `child` is the fork sequence both use; `finish` is the last
 //! steps up to execve; `channel` is the helper's socket to the shim.
-//! Which module uses which (`use super::...`; no circle, every arrow points down the list):
+//! Which module uses which (`use super::...`; no circle, every arrow points down the list).
+//! Every step fails with `sys::StepError`; `failure` is how one travels back (`Report`):
 //!
 //! ```text
 //! launcher   -> exe_seal, pidfd, wire, (this file: Stdio, SpawnError, HELPER_ARG)
-//! helper     -> container, exec, channel, failure, wire
-//! container  -> child, finish, namespaces, sysctl, stdio, channel, failure
-//! exec       -> child, finish, namespaces, stdio, channel, failure
-//! finish     -> terminal, stdio, channel, failure
-//! child      -> channel, pidfd, failure
-//! stdio      -> channel, failure
-//! namespaces -> failure
-//! sysctl     -> failure
-//! terminal   -> failure
-//! channel    -> failure, wire
+//! helper     -> container, exec, channel, wire
+//! container  -> child, finish, namespaces, sysctl, stdio, channel
+//! exec       -> child, finish, namespaces, stdio, channel
+//! finish     -> terminal, stdio, channel
+//! child      -> channel, pidfd
+//! stdio      -> channel
+//! channel    -> wire
 //! failure    -> wire
 //! exe_seal   -> memfd
-//! wire, pidfd, memfd -> (nothing in spawn)
+//! namespaces, sysctl, terminal, wire, pidfd, memfd -> (nothing in spawn)
 //! ```
 //!
 //! ```ignore

@@ -9,8 +9,8 @@ use nix::fcntl::{open, OFlag};
 use nix::sched::{setns, CloneFlags};
 use nix::sys::stat::{fstat, stat, Mode};
 
-use super::failure::{Failure, StepExt};
 use crate::plan::{NamespaceKind, UserNamespaceAction, UserNamespacePlan};
+use crate::sys::{Step, StepError};
 
 /// The clone flag and `/proc/<pid>/ns/<name>` of a namespace kind.
 pub(super) fn flag_and_name(kind: NamespaceKind) -> (CloneFlags, &'static str) {
@@ -33,7 +33,7 @@ pub(super) struct Namespace {
 }
 
 impl Namespace {
-    pub fn open(flag: CloneFlags, name: &'static str, path: &Path) -> Result<Namespace, Failure> {
+    pub fn open(flag: CloneFlags, name: &'static str, path: &Path) -> Result<Namespace, StepError> {
         let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
             .step(|| format!("open {name} namespace {}", path.display()))?;
         Ok(Namespace { flag, name, path: path.to_path_buf(), fd })
@@ -46,7 +46,7 @@ impl Namespace {
         flag: CloneFlags,
         name: &'static str,
         path: &Path,
-    ) -> Result<Namespace, Failure> {
+    ) -> Result<Namespace, StepError> {
         let ns = Namespace::open(flag, name, path)?;
         refuse_host(&ns.fd, name, path)?;
         Ok(ns)
@@ -58,12 +58,12 @@ impl Namespace {
     /// (the pod's process died and its pid was reused, or a wrong path). It is refused, the
     /// user namespace above all, instead of being skipped as "already joined": skipping
     /// would leave the container in the host's namespace (as host root, for the user one).
-    pub fn join(&self) -> Result<(), Failure> {
+    pub fn join(&self) -> Result<(), StepError> {
         let theirs = fstat(&self.fd).step(|| format!("stat {}", self.path.display()))?;
         let own = format!("/proc/self/ns/{}", self.name);
         let ours = stat(own.as_str()).step(|| format!("stat {own}"))?;
         if (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino) {
-            return Err(Failure::refused(
+            return Err(StepError::refused(
                 format!("join {} namespace {}", self.name, self.path.display()),
                 "it is the host's own (the helper's): the process it belonged to is gone \
                  and its pid now belongs to a host process, or the path is wrong",
@@ -84,22 +84,22 @@ pub(super) fn join_process(
     pidfd: BorrowedFd<'_>,
     flags: CloneFlags,
     what: &str,
-) -> Result<(), Failure> {
+) -> Result<(), StepError> {
     match setns(pidfd, flags) {
         Ok(()) => Ok(()),
-        Err(Errno::ESRCH) => Err(Failure {
+        Err(Errno::ESRCH) => Err(StepError {
             step: format!("join the namespaces of {what}"),
             errno: Some(Errno::ESRCH),
             detail: Some(format!("{what} has exited; its pid may belong to another process now")),
         }),
-        Err(Errno::EINVAL) if flags.contains(CloneFlags::CLONE_NEWUSER) => Err(Failure {
+        Err(Errno::EINVAL) if flags.contains(CloneFlags::CLONE_NEWUSER) => Err(StepError {
             step: format!("join the user namespace of {what}"),
             errno: Some(Errno::EINVAL),
             detail: Some(format!(
                 "{what} is not in a user namespace of its own (it is in the helper's, the host's)"
             )),
         }),
-        Err(e) => Err(Failure::sys(format!("join the namespaces {flags:?} of {what}"), e)),
+        Err(e) => Err(StepError::sys(format!("join the namespaces {flags:?} of {what}"), e)),
     }
 }
 
@@ -108,11 +108,11 @@ pub(super) fn join_process(
 pub(super) fn user_namespace(
     plan: &UserNamespacePlan,
     pod: Option<OwnedFd>,
-) -> Result<OwnedFd, Failure> {
+) -> Result<OwnedFd, StepError> {
     match &plan.action {
         UserNamespaceAction::Create => Ok(crate::userns::holder::create(plan)?),
         UserNamespaceAction::JoinPod => {
-            pod.ok_or_else(|| Failure::refused("join the pod's user namespace", "no fd passed"))
+            pod.ok_or_else(|| StepError::refused("join the pod's user namespace", "no fd passed"))
         }
         UserNamespaceAction::JoinPath(path) => {
             let fd = open(path, OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty())
@@ -127,7 +127,7 @@ pub(super) fn user_namespace(
 /// this process's own (the helper has joined nothing yet: it runs in the namespaces of the
 /// shim, which are the host's) and with `/proc/1/ns/<name>` (the host's init; skipped where
 /// it cannot be read: some hosts deny even root that).
-fn refuse_host(fd: &OwnedFd, name: &str, path: &Path) -> Result<(), Failure> {
+fn refuse_host(fd: &OwnedFd, name: &str, path: &Path) -> Result<(), StepError> {
     let theirs = fstat(fd).step(|| format!("stat {}", path.display()))?;
     let own = format!("/proc/self/ns/{name}");
     let mut hosts = vec![(own.clone(), stat(own.as_str()).step(|| format!("stat {own}"))?)];
@@ -137,7 +137,7 @@ fn refuse_host(fd: &OwnedFd, name: &str, path: &Path) -> Result<(), Failure> {
     }
     for (host, st) in hosts {
         if (theirs.st_dev, theirs.st_ino) == (st.st_dev, st.st_ino) {
-            return Err(Failure::refused(
+            return Err(StepError::refused(
                 format!("join {name} namespace {}", path.display()),
                 format!("it is the host's {name} namespace (the same as {host})"),
             ));

@@ -8,7 +8,7 @@ use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
 use super::channel::ReceivedFds;
-use super::failure::{Failure, StepExt};
+use crate::sys::{Step, StepError};
 
 /// The process's stdio, `/dev/null` where the caller gave nothing.
 #[derive(Debug)]
@@ -19,7 +19,7 @@ pub(super) struct StdioFds {
 }
 
 /// stdio for the process, /dev/null (the host's, opened now) where none was given.
-pub(super) fn stdio_or_null(fds: &mut ReceivedFds) -> Result<StdioFds, Failure> {
+pub(super) fn stdio_or_null(fds: &mut ReceivedFds) -> Result<StdioFds, StepError> {
     let null = || {
         open("/dev/null", OFlag::O_RDWR | OFlag::O_CLOEXEC, Mode::empty()).step(|| "open /dev/null")
     };

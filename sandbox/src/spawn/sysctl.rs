@@ -4,17 +4,17 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use super::failure::{Failure, StepExt};
 use crate::plan::UserNamespacePlan;
+use crate::sys::{Step, StepError};
 
 /// `/proc/sys/...` path of a sysctl name (`net.ipv4.ping_group_range`), refusing anything
 /// that could name a file outside /proc/sys.
-pub(super) fn sysctl_path(name: &str) -> Result<String, Failure> {
+pub(super) fn sysctl_path(name: &str) -> Result<String, StepError> {
     let ok = !name.is_empty()
         && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/'))
         && name.split(['.', '/']).all(|part| !part.is_empty());
     if !ok {
-        return Err(Failure::refused(format!("sysctl {name:?}"), "not a sysctl name"));
+        return Err(StepError::refused(format!("sysctl {name:?}"), "not a sysctl name"));
     }
     Ok(format!("/proc/sys/{}", name.replace('.', "/")))
 }
@@ -24,7 +24,7 @@ pub(super) fn sysctl_path(name: &str) -> Result<String, Failure> {
 pub(super) fn apply(
     sysctls: &BTreeMap<String, String>,
     user: &UserNamespacePlan,
-) -> Result<(), Failure> {
+) -> Result<(), StepError> {
     for (name, value) in sysctls {
         let path = sysctl_path(name)?;
         let value = match name.replace('/', ".").as_str() {
@@ -41,11 +41,11 @@ pub(super) fn apply(
 /// `lo hi` in container gids -> the host gids of the part of that range the pod's gid
 /// mapping covers (the mapping that holds `lo`). Kubernetes' usual "0 2147483647" becomes the
 /// pod's whole mapped range. `1 0` (nobody may ping) stays as it is.
-fn host_gid_range(value: &str, user: &UserNamespacePlan) -> Result<String, Failure> {
+fn host_gid_range(value: &str, user: &UserNamespacePlan) -> Result<String, StepError> {
     let step = || format!("sysctl net.ipv4.ping_group_range={value}");
     let mut parts = value.split_whitespace().map(str::parse::<u32>);
     let (Some(Ok(lo)), Some(Ok(hi)), None) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Failure::refused(step(), "expected two gids"));
+        return Err(StepError::refused(step(), "expected two gids"));
     };
     if lo > hi {
         return Ok(format!("{lo} {hi}"));
@@ -55,7 +55,10 @@ fn host_gid_range(value: &str, user: &UserNamespacePlan) -> Result<String, Failu
         .iter()
         .find(|m| lo >= m.container_id && lo - m.container_id < m.size)
         .ok_or_else(|| {
-            Failure::refused(step(), format!("gid {lo} is not mapped in the pod's user namespace"))
+            StepError::refused(
+                step(),
+                format!("gid {lo} is not mapped in the pod's user namespace"),
+            )
         })?;
     let last_mapped = m.container_id + (m.size - 1);
     let hi = hi.min(last_mapped);

@@ -7,13 +7,13 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
-use super::failure::{Failure, StepExt};
+use crate::sys::{Step, StepError};
 
 /// Opens a pty pair; the caller must already be a session leader. Returns (master, slave);
 /// the slave is the controlling terminal of this process.
 pub(super) fn open_controlling_pty(
     size: Option<(u16, u16)>,
-) -> Result<(OwnedFd, OwnedFd), Failure> {
+) -> Result<(OwnedFd, OwnedFd), StepError> {
     let master =
         open("/dev/ptmx", OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC, Mode::empty())
             .step(|| "open /dev/ptmx in the container")?;
