@@ -17,6 +17,7 @@ use moat_sandbox::plan::{
     UserNamespacePlan,
 };
 use moat_sandbox::policy::{self, Config, ContainerdDirs, PodContext};
+use moat_sandbox::seccomp::FilterCache;
 use moat_sandbox::spawn::{Launcher, PidFd};
 use moat_sandbox::userns::pool::{IdRange, IdRangePool};
 use oci_spec::runtime::{Process as OciProcess, Spec};
@@ -63,7 +64,7 @@ pub struct Confinement {
     layout: Result<Layout, String>,
     /// Seccomp filters compiled to BPF, by filter: the baseline is compiled once per shim
     /// instead of once per container start and exec.
-    compiled_filters: std::sync::Mutex<std::collections::HashMap<String, Vec<u8>>>,
+    filters: FilterCache,
     /// Who owns each container's stdio (containerd 2.x's IoUid/IoGid, see `io_owner`), by
     /// container id: its execs' stdio gets the same owner.
     io_owners: std::sync::Mutex<std::collections::HashMap<String, IoOwner>>,
@@ -84,7 +85,7 @@ impl Confinement {
         Ok(Confinement {
             launcher: Arc::new(launcher),
             layout,
-            compiled_filters: Default::default(),
+            filters: FilterCache::new(),
             io_owners: Default::default(),
             audits: Default::default(),
             supervisors: Default::default(),
@@ -302,7 +303,7 @@ impl Confinement {
         };
 
         audit_baseline(self.pod_audit(config, &pod_id), &mut plan.process.seccomp);
-        self.precompile(&mut plan.process.seccomp);
+        self.filters.precompile(&mut plan.process.seccomp);
         let cgroup = match self.create_cgroup(&spec, &req.id, config.default_pids_limit).await {
             Ok(cgroup) => cgroup,
             Err(e) => {
@@ -493,29 +494,6 @@ impl Confinement {
         }
     }
 
-    /// Fills each filter's precompiled BPF, from the cache or by compiling it now. A filter
-    /// that does not compile is left as it is: the helper compiles it and reports the error.
-    fn precompile(&self, filters: &mut [moat_sandbox::plan::SeccompPlan]) {
-        for filter in filters {
-            let mut source = filter.clone();
-            source.bpf = None;
-            let Ok(key) = serde_json::to_string(&source) else { continue };
-            let Ok(mut cache) = self.compiled_filters.lock() else { return };
-            if let Some(bpf) = cache.get(&key) {
-                filter.bpf = Some(bpf.clone());
-                continue;
-            }
-            match moat_sandbox::seccomp::precompile(filter) {
-                Ok(()) => {
-                    if let Some(bpf) = &filter.bpf {
-                        cache.insert(key, bpf.clone());
-                    }
-                }
-                Err(e) => warn!("{e}; the sandbox helper will compile it itself"),
-            }
-        }
-    }
-
     /// The container's cgroup with the spec's resources, and the config's `default_pids_limit`
     /// when the spec sets no pids limit (per container: see `resources::with_default_pids`).
     async fn create_cgroup(
@@ -599,7 +577,7 @@ impl Confinement {
         )?;
         plan.cgroup_procs = cgroup.map(Cgroup::procs_files).unwrap_or_default();
         audit_baseline(self.pod_audit(config, &container.pod_id), &mut plan.process.seccomp);
-        self.precompile(&mut plan.process.seccomp);
+        self.filters.precompile(&mut plan.process.seccomp);
         let (fds, plumbing) = stdio::prepare(stdio_paths)?;
         let label = format!("exec {exec_id} of container {id}");
         let init = init.clone();
