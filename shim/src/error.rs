@@ -5,6 +5,7 @@
 //! NOT_FOUND), so every variant maps explicitly.
 
 use containerd_shim_protos::ttrpc::{self, Code};
+use moat_sandbox::pod::PodError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -27,6 +28,12 @@ pub enum ShimError {
     Start(String),
     #[error("{0}")]
     Sandbox(String),
+    /// The pod (the sandbox side) refused or failed a create, exec or removal.
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    /// A blocking task of the shim did not complete (it panicked or was cancelled).
+    #[error("{context}: {source}")]
+    Task { context: String, source: tokio::task::JoinError },
 }
 
 impl ShimError {
@@ -43,7 +50,25 @@ impl ShimError {
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
             ShimError::Refused(_) => Code::PERMISSION_DENIED,
             ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
+            ShimError::Pod(e) => pod_code(e),
+            ShimError::Task { .. } => Code::UNKNOWN,
         }
+    }
+}
+
+/// A refusal is PERMISSION_DENIED (as `Refused`); a container whose pod has no (live) sandbox
+/// is FAILED_PRECONDITION; what failed on the node is UNKNOWN.
+fn pod_code(e: &PodError) -> Code {
+    match e {
+        PodError::Refused(_) | PodError::MappingsDiffer { .. } => Code::PERMISSION_DENIED,
+        PodError::NoSandbox { .. } | PodError::SandboxGone { .. } => Code::FAILED_PRECONDITION,
+        PodError::Pool(_)
+        | PodError::PodRange { .. }
+        | PodError::NoCgroupLayout { .. }
+        | PodError::Cgroup { .. }
+        | PodError::Egress { .. }
+        | PodError::Spawn(_)
+        | PodError::Helper(_) => Code::UNKNOWN,
     }
 }
 

@@ -37,7 +37,7 @@ use moat_sandbox::policy::Config;
 use oci_spec::runtime::LinuxResources;
 use tokio::sync::Mutex;
 
-use super::confine::{Confinement, PodResources};
+use super::confine::{Confinement, ExecTarget};
 use super::container::Container;
 use super::events::EventSink;
 use super::exits::{exit_status, UnclaimedExits};
@@ -66,7 +66,6 @@ struct Shared {
 #[derive(Default)]
 struct PodState {
     config: Option<Arc<Config>>,
-    pod: Option<PodResources>,
     containers: HashMap<String, Container>,
     /// pid -> (container id, exec id; empty for the init).
     pids: HashMap<i32, (String, String)>,
@@ -262,7 +261,7 @@ impl Task for MoatTask {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (config, pod) = {
+        let config = {
             let mut state = this.state.lock().await;
             if state.containers.contains_key(&req.id) {
                 return Err(ShimError::AlreadyExists(format!(
@@ -271,17 +270,14 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            (this.config(&mut state).await?, state.pod.clone())
+            this.config(&mut state).await?
         };
         let created = this
             .confinement
-            .create_container(&req, &config, pod.as_ref(), &stdio_paths, &this.config_source)
+            .create_container(&req, &config, &stdio_paths, &this.config_source)
             .await?;
         let pid = created.process.pid;
         let mut state = this.state.lock().await;
-        if created.is_sandbox {
-            state.pod = created.pod.clone();
-        }
         let early_exit = Shared::claim_pid(&mut state, pid, &req.id, "");
         let oom = super::oom::OomCount::default();
         if let Some(cgroup) = &created.cgroup {
@@ -488,9 +484,9 @@ impl Task for MoatTask {
         container.init.pending.take();
         let pid = container.init.pid;
         let exit = container.init.exit().unwrap_or(Exit { status: 137, at: SystemTime::now() });
-        let pod = if container.is_sandbox { this.state.lock().await.pod.take() } else { None };
         crate::fault::point(crate::fault::DURING_DELETE, &req.id);
-        this.confinement.destroy_container(container.cgroup.take(), pod, &req.id).await?;
+        let cgroup = container.cgroup.take();
+        this.confinement.destroy_container(cgroup, container.is_sandbox, &req.id).await?;
         this.events.deleted(&req.id, pid as u32, exit.status, exit.timestamp()).await;
         Ok(delete_response(pid, exit))
     }
@@ -516,13 +512,7 @@ impl Task for MoatTask {
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let this = &self.shared;
         let label = process_label(&req.id, &req.exec_id);
-        let stdio_paths = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        let (config, plan, init, cgroup) = {
+        let (config, target) = {
             let mut state = this.state.lock().await;
             let config = this.config(&mut state).await?;
             let container = state.container(&req.id, &label)?;
@@ -536,22 +526,14 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            (config, container.plan.clone(), container.init.pidfd.clone(), container.cgroup.clone())
+            let target = ExecTarget {
+                plan: container.plan.clone(),
+                init: container.init.pidfd.clone(),
+                cgroup: container.cgroup.clone(),
+            };
+            (config, target)
         };
-        let spec = req.spec.as_ref().map(|any| any.value.clone()).unwrap_or_default();
-        let process = this
-            .confinement
-            .create_exec(
-                &req.id,
-                &req.exec_id,
-                &spec,
-                &plan,
-                &config,
-                &init,
-                cgroup.as_ref(),
-                &stdio_paths,
-            )
-            .await?;
+        let process = this.confinement.create_exec(&req, config, target).await?;
         crate::fault::point(crate::fault::DURING_EXEC, &req.id);
         let pid = process.pid;
         let mut state = this.state.lock().await;
