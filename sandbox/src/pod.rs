@@ -14,7 +14,7 @@ mod create;
 mod error;
 mod exec;
 mod rollback;
-mod teardown;
+pub mod teardown;
 mod user;
 
 use std::path::PathBuf;
