@@ -5,7 +5,9 @@
 //! NOT_FOUND), so every variant maps explicitly.
 
 use containerd_shim_protos::ttrpc::{self, Code};
+use moat_sandbox::cgroups::CgroupError;
 use moat_sandbox::pod::PodError;
+use moat_sandbox::spawn::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -34,6 +36,15 @@ pub enum ShimError {
     /// A blocking task of the shim did not complete (it panicked or was cancelled).
     #[error("{context}: {source}")]
     Task { context: String, source: tokio::task::JoinError },
+    /// A verb on a container's cgroup (kill all, pids, stats, update, pause, resume).
+    #[error("{context}: {source}")]
+    Cgroup { context: String, source: CgroupError },
+    /// Starting a created process (the word to exec).
+    #[error("{context}: {source}")]
+    Spawn { context: String, source: Box<SpawnError> },
+    /// Signalling a process through its pidfd.
+    #[error("{context}: {errno}")]
+    Signal { context: String, errno: nix::errno::Errno },
 }
 
 impl ShimError {
@@ -51,7 +62,10 @@ impl ShimError {
             ShimError::Refused(_) => Code::PERMISSION_DENIED,
             ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
             ShimError::Pod(e) => pod_code(e),
-            ShimError::Task { .. } => Code::UNKNOWN,
+            ShimError::Task { .. }
+            | ShimError::Cgroup { .. }
+            | ShimError::Spawn { .. }
+            | ShimError::Signal { .. } => Code::UNKNOWN,
         }
     }
 }
@@ -99,6 +113,44 @@ mod tests {
         ];
         for (err, code) in cases {
             let msg = err.to_string();
+            match ttrpc::Error::from(err) {
+                ttrpc::Error::RpcStatus(status) => {
+                    assert_eq!(status.code(), code);
+                    assert_eq!(status.message(), msg);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pod_errors_keep_their_codes_and_messages() {
+        let pod = |e: PodError| ShimError::from(e);
+        let cases = [
+            (
+                pod(PodError::MappingsDiffer { container: "c2".into(), pod: "p1".into() }),
+                Code::PERMISSION_DENIED,
+                "moat refused container c2 of pod p1: linux.uidMappings, linux.gidMappings: \
+                 they differ from the mappings of the pod's sandbox",
+            ),
+            (
+                pod(PodError::NoSandbox { container: "c2".into(), pod: "p1".into() }),
+                Code::FAILED_PRECONDITION,
+                "container c2: its pod p1 has no sandbox in this shim",
+            ),
+            (
+                pod(PodError::NoCgroupLayout {
+                    container: "c2".into(),
+                    path: "/k8s.io/c2".into(),
+                    cause: "no cgroup filesystem found in /proc/self/mountinfo".into(),
+                }),
+                Code::UNKNOWN,
+                "container c2: its cgroup /k8s.io/c2 cannot be created: no cgroup filesystem \
+                 found in /proc/self/mountinfo; moat does not run a container without its \
+                 cgroup limits",
+            ),
+        ];
+        for (err, code, msg) in cases {
             match ttrpc::Error::from(err) {
                 ttrpc::Error::RpcStatus(status) => {
                     assert_eq!(status.code(), code);

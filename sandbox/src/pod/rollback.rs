@@ -51,3 +51,32 @@ impl Drop for Taken {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::UsernsConfig;
+
+    fn pool(dir: &std::path::Path) -> Arc<IdRangePool> {
+        let config =
+            UsernsConfig { base: 100_000, size: 1000, count: 4, state_dir: dir.join("pool") };
+        Arc::new(IdRangePool::open(&config).expect("pool"))
+    }
+
+    #[test]
+    fn an_uncommitted_create_gives_its_range_back_and_a_committed_one_keeps_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pool = pool(dir.path());
+        pool.allocate("p1").expect("range");
+        // Input: a create that took the range and then failed (dropped without commit).
+        let mut taken = Taken::new("c1");
+        taken.range(pool.clone(), "p1");
+        drop(taken);
+        assert_eq!(pool.lookup("p1").expect("lookup"), None, "the failed create kept its range");
+        pool.allocate("p2").expect("range");
+        let mut taken = Taken::new("c2");
+        taken.range(pool.clone(), "p2");
+        assert_eq!(taken.commit().map(|c| c.path()), None);
+        assert!(pool.lookup("p2").expect("lookup").is_some(), "a committed range was released");
+    }
+}

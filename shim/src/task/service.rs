@@ -330,8 +330,13 @@ impl Task for MoatTask {
         };
         let started = tokio::task::spawn_blocking(move || pending.start())
             .await
-            .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))
-            .and_then(|r| r.map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}"))));
+            .map_err(|source| ShimError::Task { context: format!("starting {label}"), source })
+            .and_then(|r| {
+                r.map_err(|e| ShimError::Spawn {
+                    context: format!("starting {label}"),
+                    source: Box::new(e),
+                })
+            });
         {
             let mut state = this.state.lock().await;
             let Some(process) =
@@ -437,10 +442,10 @@ impl Task for MoatTask {
             nix::errno::Errno::ESRCH => {
                 ShimError::NotFound(format!("{label}: process already finished"))
             }
-            other => ShimError::Sandbox(format!(
-                "signal {signal:?} to {label} (pid {}): {other}",
-                pidfd.pid()
-            )),
+            other => ShimError::Signal {
+                context: format!("signal {signal:?} to {label} (pid {})", pidfd.pid()),
+                errno: other,
+            },
         })?;
         Ok(Empty::new())
     }
@@ -684,8 +689,8 @@ async fn blocking_cgroup<T: Send + 'static>(
 ) -> Result<T, ShimError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))?
-        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))
+        .map_err(|source| ShimError::Task { context: format!("{verb} of {label}"), source })?
+        .map_err(|source| ShimError::Cgroup { context: format!("{verb} of {label}"), source })
 }
 
 fn delete_response(pid: i32, exit: Exit) -> DeleteResponse {
