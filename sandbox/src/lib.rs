@@ -14,6 +14,7 @@ pub mod egress;
 pub mod features;
 pub mod host_support;
 pub mod plan;
+pub mod pod;
 pub mod policy;
 pub mod privileges;
 pub mod rootfs;

@@ -8,10 +8,12 @@
 //! own filter (if any) second. The kernel runs every loaded filter and applies the most
 //! restrictive answer, so a later filter can only narrow what an earlier one allows.
 
+mod cache;
 mod profile;
 #[cfg(test)]
 mod tests;
 
+pub use cache::FilterCache;
 pub use profile::{baseline, from_oci, BASELINE_JSON, BASELINE_NAME};
 
 use std::io::{Read, Seek};

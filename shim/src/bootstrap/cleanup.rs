@@ -3,16 +3,17 @@
 //! containerd runs it in the bundle directory when the pod's shim died (SIGKILL, OOM, a
 //! crash). The bundle's `moat-state.json` names the container's cgroup and the pod; the
 //! cgroup's processes are killed and the cgroup removed, and the sandbox container's ID range
-//! goes back to the pool. Mounts need no cleanup: moat mounts only inside the container's
-//! own mount namespace, which dies with its last process.
+//! goes back to the pool, by the same teardown as the live shim's Delete
+//! (`moat_sandbox::pod::teardown`). Mounts need no cleanup: moat mounts only inside the
+//! container's own mount namespace, which dies with its last process.
 
 use std::path::Path;
 use std::time::SystemTime;
 
 use containerd_shim_protos::api::DeleteResponse;
 use log::warn;
-use moat_sandbox::cgroups::{Cgroup, Layout};
-use moat_sandbox::userns::pool::{IdRangePool, Owner};
+use moat_sandbox::pod::teardown::{self, CgroupToRemove, PoolOf, Teardown};
+use moat_sandbox::userns::pool::Owner;
 
 use crate::task::ShimError;
 use crate::task::{timestamp, BundleState};
@@ -30,28 +31,21 @@ pub fn delete(bundle: &Path) -> Result<DeleteResponse, ShimError> {
         return Ok(response);
     };
     response.pid = u32::try_from(state.pid).unwrap_or_default();
-    if let Some(path) = &state.cgroups_path {
-        match Layout::detect().and_then(|layout| Cgroup::open(&layout, path)) {
-            Ok(cgroup) => cgroup.destroy().map_err(|e| {
-                ShimError::Sandbox(format!("container {}: {e}", state.container_id))
-            })?,
-            Err(e) if e.is_not_found() => {}
-            Err(e) => warn!("container {}: cgroup {path}: {e}", state.container_id),
-        }
-    } else if let Some(init) = same_process(&state) {
-        // No cgroup: at least the init (its pid namespace takes the rest with it), and only
-        // while its pid still names it (the shim that held its pidfd is gone).
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(init),
-            nix::sys::signal::Signal::SIGKILL,
-        );
-    }
-    if state.is_sandbox {
-        let config = state.config.load()?;
-        let pool =
-            IdRangePool::open(&config.userns).map_err(|e| ShimError::Sandbox(e.to_string()))?;
-        pool.release(&state.pod_id)
-            .map_err(|e| ShimError::Sandbox(format!("pod {}: {e}", state.pod_id)))?;
+    // The config is read only for the sandbox's range; an unreadable one fails the delete
+    // once the cgroup is gone.
+    let userns = state.is_sandbox.then(|| state.config.load().map(|c| c.userns));
+    let range = match &userns {
+        Some(Ok(config)) => Some((PoolOf::Config(config.clone()), state.pod_id.clone())),
+        _ => None,
+    };
+    teardown::remove_container(Teardown {
+        container_id: &state.container_id,
+        cgroup: state.cgroups_path.clone().map_or(CgroupToRemove::None, CgroupToRemove::Recorded),
+        init: recorded_init(&state),
+        range,
+    })?;
+    if let Some(Err(e)) = userns {
+        return Err(e.into());
     }
     Ok(response)
 }
@@ -72,17 +66,21 @@ pub fn remove_dead_socket(path: &Path) {
     }
 }
 
-/// The init's pid if that pid still names the process the shim started: same start time, same
-/// boot. State without an identity (an older shim's) is not signalled by bare pid.
-fn same_process(state: &BundleState) -> Option<i32> {
+/// The init as the shim recorded it (pid, start time, boot). State without an identity (an
+/// older shim's) names no process: its pid is never signalled by bare number.
+fn recorded_init(state: &BundleState) -> Option<Owner> {
     let (Some(start_time), Some(boot)) = (state.pid_start_time, state.boot_id.clone()) else {
         return None;
     };
     let pid = u32::try_from(state.pid).ok().filter(|p| *p > 0)?;
-    let recorded = Owner { pid, start_time, boot_id: boot };
-    // Uncertain (unreadable /proc) means no signal: a wrong kill is worse than a leftover.
-    let now = Owner::of(pid).ok().flatten()?;
-    (now == recorded).then_some(state.pid)
+    Some(Owner { pid, start_time, boot_id: boot })
+}
+
+/// The init's pid if that pid still names the process the shim started: same start time, same
+/// boot. State without an identity (an older shim's) is not signalled by bare pid.
+#[cfg(test)]
+fn same_process(state: &BundleState) -> Option<i32> {
+    teardown::still_running(&recorded_init(state)?)
 }
 
 #[cfg(test)]

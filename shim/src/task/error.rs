@@ -11,6 +11,9 @@ use super::io_owner::IoOwnerError;
 use super::metrics::MetricsError;
 use super::stdio::StdioError;
 use crate::config::ConfigLoadError;
+use moat_sandbox::cgroups::CgroupError;
+use moat_sandbox::pod::PodError;
+use moat_sandbox::spawn::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -33,6 +36,21 @@ pub enum ShimError {
     Start(String),
     #[error("{0}")]
     Sandbox(String),
+    /// The pod (the sandbox side) refused or failed a create, exec or removal.
+    #[error(transparent)]
+    Pod(#[from] PodError),
+    /// A blocking task of the shim did not complete (it panicked or was cancelled).
+    #[error("{context}: {source}")]
+    Task { context: String, source: tokio::task::JoinError },
+    /// A verb on a container's cgroup (kill all, pids, stats, update, pause, resume).
+    #[error("{context}: {source}")]
+    Cgroup { context: String, source: CgroupError },
+    /// Starting a created process (the word to exec).
+    #[error("{context}: {source}")]
+    Spawn { context: String, source: Box<SpawnError> },
+    /// Signalling a process through its pidfd.
+    #[error("{context}: {errno}")]
+    Signal { context: String, errno: nix::errno::Errno },
     /// Subscribing to the exits containerd-shim's reaper sees.
     #[error("subscribing to reaped exits: {0}")]
     ExitSubscription(#[source] containerd_shim::Error),
@@ -68,6 +86,11 @@ impl ShimError {
             ShimError::Refused(_) => Code::PERMISSION_DENIED,
             ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
             ShimError::ExitSubscription(_) => Code::UNKNOWN,
+            ShimError::Pod(e) => pod_code(e),
+            ShimError::Task { .. }
+            | ShimError::Cgroup { .. }
+            | ShimError::Spawn { .. }
+            | ShimError::Signal { .. } => Code::UNKNOWN,
             ShimError::Stdio(e) => match e {
                 StdioError::NoTerminal => Code::FAILED_PRECONDITION,
                 StdioError::Pipe { .. }
@@ -96,6 +119,22 @@ impl ShimError {
             ShimError::Config(_) => Code::INVALID_ARGUMENT,
             ShimError::Metrics(MetricsError::Encode { .. }) => Code::UNKNOWN,
         }
+    }
+}
+
+/// A refusal is PERMISSION_DENIED (as `Refused`); a container whose pod has no (live) sandbox
+/// is FAILED_PRECONDITION; what failed on the node is UNKNOWN.
+fn pod_code(e: &PodError) -> Code {
+    match e {
+        PodError::Refused(_) | PodError::MappingsDiffer { .. } => Code::PERMISSION_DENIED,
+        PodError::NoSandbox { .. } | PodError::SandboxGone { .. } => Code::FAILED_PRECONDITION,
+        PodError::Pool(_)
+        | PodError::PodRange { .. }
+        | PodError::NoCgroupLayout { .. }
+        | PodError::Cgroup { .. }
+        | PodError::Egress { .. }
+        | PodError::Spawn(_)
+        | PodError::Helper(_) => Code::UNKNOWN,
     }
 }
 
@@ -224,6 +263,44 @@ mod tests {
         ];
         for (err, code) in cases {
             let msg = err.to_string();
+            match ttrpc::Error::from(err) {
+                ttrpc::Error::RpcStatus(status) => {
+                    assert_eq!(status.code(), code);
+                    assert_eq!(status.message(), msg);
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn pod_errors_keep_their_codes_and_messages() {
+        let pod = |e: PodError| ShimError::from(e);
+        let cases = [
+            (
+                pod(PodError::MappingsDiffer { container: "c2".into(), pod: "p1".into() }),
+                Code::PERMISSION_DENIED,
+                "moat refused container c2 of pod p1: linux.uidMappings, linux.gidMappings: \
+                 they differ from the mappings of the pod's sandbox",
+            ),
+            (
+                pod(PodError::NoSandbox { container: "c2".into(), pod: "p1".into() }),
+                Code::FAILED_PRECONDITION,
+                "container c2: its pod p1 has no sandbox in this shim",
+            ),
+            (
+                pod(PodError::NoCgroupLayout {
+                    container: "c2".into(),
+                    path: "/k8s.io/c2".into(),
+                    cause: "no cgroup filesystem found in /proc/self/mountinfo".into(),
+                }),
+                Code::UNKNOWN,
+                "container c2: its cgroup /k8s.io/c2 cannot be created: no cgroup filesystem \
+                 found in /proc/self/mountinfo; moat does not run a container without its \
+                 cgroup limits",
+            ),
+        ];
+        for (err, code, msg) in cases {
             match ttrpc::Error::from(err) {
                 ttrpc::Error::RpcStatus(status) => {
                     assert_eq!(status.code(), code);

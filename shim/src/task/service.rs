@@ -37,7 +37,7 @@ use moat_sandbox::policy::Config;
 use oci_spec::runtime::LinuxResources;
 use tokio::sync::Mutex;
 
-use super::confine::{Confinement, PodResources};
+use super::confine::{Confinement, ExecTarget};
 use super::container::Container;
 use super::error::ShimError;
 use super::events::EventSink;
@@ -67,7 +67,6 @@ struct Shared {
 #[derive(Default)]
 struct PodState {
     config: Option<Arc<Config>>,
-    pod: Option<PodResources>,
     containers: HashMap<String, Container>,
     /// Which process each pid is, and when each exit is recorded and published.
     exits: ExitRouter,
@@ -241,7 +240,7 @@ impl Task for MoatTask {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let (config, pod) = {
+        let config = {
             let mut state = this.state.lock().await;
             if state.containers.contains_key(&req.id) {
                 return Err(ShimError::AlreadyExists(format!(
@@ -250,17 +249,14 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            (this.config(&mut state).await?, state.pod.clone())
+            this.config(&mut state).await?
         };
         let created = this
             .confinement
-            .create_container(&req, &config, pod.as_ref(), &stdio_paths, &this.config_source)
+            .create_container(&req, &config, &stdio_paths, &this.config_source)
             .await?;
         let pid = created.process.pid;
         let mut state = this.state.lock().await;
-        if created.is_sandbox {
-            state.pod = created.pod.clone();
-        }
         let claimed = state.exits.registered_init(&req.id, pid);
         let oom = super::oom::OomCount::default();
         if let Some(cgroup) = &created.cgroup {
@@ -310,8 +306,13 @@ impl Task for MoatTask {
         };
         let started = tokio::task::spawn_blocking(move || pending.start())
             .await
-            .map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}")))
-            .and_then(|r| r.map_err(|e| ShimError::Sandbox(format!("starting {label}: {e}"))));
+            .map_err(|source| ShimError::Task { context: format!("starting {label}"), source })
+            .and_then(|r| {
+                r.map_err(|e| ShimError::Spawn {
+                    context: format!("starting {label}"),
+                    source: Box::new(e),
+                })
+            });
         {
             let mut state = this.state.lock().await;
             let Some(process) =
@@ -415,10 +416,10 @@ impl Task for MoatTask {
             nix::errno::Errno::ESRCH => {
                 ShimError::NotFound(format!("{label}: process already finished"))
             }
-            other => ShimError::Sandbox(format!(
-                "signal {signal:?} to {label} (pid {}): {other}",
-                pidfd.pid()
-            )),
+            other => ShimError::Signal {
+                context: format!("signal {signal:?} to {label} (pid {})", pidfd.pid()),
+                errno: other,
+            },
         })?;
         Ok(Empty::new())
     }
@@ -461,9 +462,9 @@ impl Task for MoatTask {
         container.init.pending.take();
         let pid = container.init.pid;
         let exit = container.init.exit().unwrap_or(Exit { status: 137, at: SystemTime::now() });
-        let pod = if container.is_sandbox { this.state.lock().await.pod.take() } else { None };
         crate::fault::point(crate::fault::DURING_DELETE, &req.id);
-        this.confinement.destroy_container(container.cgroup.take(), pod, &req.id).await?;
+        let cgroup = container.cgroup.take();
+        this.confinement.destroy_container(cgroup, container.is_sandbox, &req.id).await?;
         this.events.deleted(&req.id, pid as u32, exit.status, exit.timestamp()).await;
         Ok(delete_response(pid, exit))
     }
@@ -489,13 +490,7 @@ impl Task for MoatTask {
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let this = &self.shared;
         let label = process_label(&req.id, &req.exec_id);
-        let stdio_paths = StdioPaths {
-            stdin: req.stdin.clone(),
-            stdout: req.stdout.clone(),
-            stderr: req.stderr.clone(),
-            terminal: req.terminal,
-        };
-        let (config, plan, init, cgroup) = {
+        let (config, target) = {
             let mut state = this.state.lock().await;
             let config = this.config(&mut state).await?;
             let container = state.container(&req.id, &label)?;
@@ -509,22 +504,14 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            (config, container.plan.clone(), container.init.pidfd.clone(), container.cgroup.clone())
+            let target = ExecTarget {
+                plan: container.plan.clone(),
+                init: container.init.pidfd.clone(),
+                cgroup: container.cgroup.clone(),
+            };
+            (config, target)
         };
-        let spec = req.spec.as_ref().map(|any| any.value.clone()).unwrap_or_default();
-        let process = this
-            .confinement
-            .create_exec(
-                &req.id,
-                &req.exec_id,
-                &spec,
-                &plan,
-                &config,
-                &init,
-                cgroup.as_ref(),
-                &stdio_paths,
-            )
-            .await?;
+        let process = this.confinement.create_exec(&req, config, target).await?;
         crate::fault::point(crate::fault::DURING_EXEC, &req.id);
         let pid = process.pid;
         let mut state = this.state.lock().await;
@@ -672,8 +659,8 @@ async fn blocking_cgroup<T: Send + 'static>(
 ) -> Result<T, ShimError> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))?
-        .map_err(|e| ShimError::Sandbox(format!("{verb} of {label}: {e}")))
+        .map_err(|source| ShimError::Task { context: format!("{verb} of {label}"), source })?
+        .map_err(|source| ShimError::Cgroup { context: format!("{verb} of {label}"), source })
 }
 
 fn delete_response(pid: i32, exit: Exit) -> DeleteResponse {
