@@ -5,15 +5,15 @@
 //! NOT_FOUND), so every variant maps explicitly.
 
 use containerd_shim_protos::ttrpc::{self, Code};
+use moat_sandbox::cgroups::CgroupError;
+use moat_sandbox::pod::PodError;
+use moat_sandbox::spawn::SpawnError;
 
 use super::bundle_state::BundleStateError;
 use super::io_owner::IoOwnerError;
 use super::metrics::MetricsError;
 use super::stdio::StdioError;
 use crate::config::ConfigLoadError;
-use moat_sandbox::cgroups::CgroupError;
-use moat_sandbox::pod::PodError;
-use moat_sandbox::spawn::SpawnError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ShimError {
@@ -27,15 +27,6 @@ pub enum ShimError {
     InvalidArgument(String),
     #[error("{0}")]
     Unimplemented(String),
-    /// The policy refused the container or exec; the message names field, rule and config key.
-    #[error("{0}")]
-    Refused(String),
-    #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
-    #[error("{0}")]
-    Start(String),
-    #[error("{0}")]
-    Sandbox(String),
     /// The pod (the sandbox side) refused or failed a create, exec or removal.
     #[error(transparent)]
     Pod(#[from] PodError),
@@ -72,10 +63,6 @@ pub enum ShimError {
 }
 
 impl ShimError {
-    pub fn io(context: impl Into<String>, source: std::io::Error) -> Self {
-        ShimError::Io { context: context.into(), source }
-    }
-
     fn code(&self) -> Code {
         match self {
             ShimError::NotFound(_) => Code::NOT_FOUND,
@@ -83,8 +70,6 @@ impl ShimError {
             ShimError::FailedPrecondition(_) => Code::FAILED_PRECONDITION,
             ShimError::InvalidArgument(_) => Code::INVALID_ARGUMENT,
             ShimError::Unimplemented(_) => Code::UNIMPLEMENTED,
-            ShimError::Refused(_) => Code::PERMISSION_DENIED,
-            ShimError::Io { .. } | ShimError::Start(_) | ShimError::Sandbox(_) => Code::UNKNOWN,
             ShimError::ExitSubscription(_) => Code::UNKNOWN,
             ShimError::Pod(e) => pod_code(e),
             ShimError::Task { .. }
@@ -218,7 +203,6 @@ mod tests {
             (ShimError::NotFound("process already finished".into()), Code::NOT_FOUND),
             (ShimError::AlreadyExists("container c1".into()), Code::ALREADY_EXISTS),
             (ShimError::FailedPrecondition("running".into()), Code::FAILED_PRECONDITION),
-            (ShimError::Refused("refused".into()), Code::PERMISSION_DENIED),
             (ShimError::Unimplemented("checkpoint".into()), Code::UNIMPLEMENTED),
             (StdioError::NoTerminal.into(), Code::FAILED_PRECONDITION),
             (
