@@ -9,7 +9,7 @@ use log::{info, warn};
 
 use crate::cgroups::{Cgroup, Layout};
 use crate::policy::UsernsConfig;
-use crate::userns::pool::{IdRangePool, Owner};
+use crate::userns::pool::{IdRangePool, Owner, PoolError};
 
 use super::{Pod, PodError};
 
@@ -41,6 +41,12 @@ pub struct Teardown<'a> {
     pub init: Option<Owner>,
     /// The sandbox container's pod range: (pool, pod id).
     pub range: Option<(PoolOf, String)>,
+}
+
+/// Blocking. Gives back the ID ranges of pods whose shim is gone (killed, crashed, lost in a
+/// reboot: nobody runs `delete` for those); the ids of the pods reclaimed.
+pub fn reclaim_dead_ranges(config: &UsernsConfig) -> Result<Vec<String>, PoolError> {
+    IdRangePool::open(config)?.reclaim_dead()
 }
 
 /// Blocking. Removes what `t` names: the cgroup (killing what is in it) or else the recorded

@@ -14,7 +14,7 @@ use std::sync::OnceLock;
 
 use containerd_shim::{socket_address, StartOpts};
 use log::warn;
-use moat_sandbox::userns::pool::IdRangePool;
+use moat_sandbox::pod::teardown::reclaim_dead_ranges;
 
 use crate::config::{CONFIG_BODY_ENV, CONFIG_PATH_ENV};
 use crate::options::{parse_start_input, OptionsError, RuntimeOptions, StartInput};
@@ -195,10 +195,7 @@ fn reclaim_id_ranges(options: Option<&RuntimeOptions>) {
         unreadable: None,
     };
     let reclaimed = match source.load() {
-        Ok(config) => IdRangePool::open(&config.userns)
-            .and_then(|pool| pool.reclaim_dead())
-            .map(drop)
-            .map_err(|e| e.to_string()),
+        Ok(config) => reclaim_dead_ranges(&config.userns).map(drop).map_err(|e| e.to_string()),
         Err(e) => Err(e.to_string()),
     };
     if let Err(e) = reclaimed {
