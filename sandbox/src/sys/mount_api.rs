@@ -121,20 +121,7 @@ pub fn set_attrs(
     if recursive {
         flags |= libc::AT_RECURSIVE;
     }
-    let empty = c"";
-    // SAFETY: mount_setattr reads `attr` (a live, correctly sized struct) and an empty
-    // NUL-terminated path; both outlive the call.
-    let ret = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            flags,
-            &attr as *const libc::mount_attr,
-            std::mem::size_of::<libc::mount_attr>(),
-        )
-    };
-    Errno::result(ret).map(drop).map_err(|e| err("mount_setattr", what, e))
+    mount_setattr(fd, flags, &attr).map_err(|e| err("mount_setattr", what, e))
 }
 
 /// Makes the detached tree `fd` (and every mount below it) a slave of the mounts it was cloned
@@ -144,6 +131,16 @@ pub fn set_attrs(
 pub fn make_slave(fd: BorrowedFd<'_>, what: &Path) -> Result<(), StepError> {
     let attr =
         libc::mount_attr { attr_set: 0, attr_clr: 0, propagation: libc::MS_SLAVE, userns_fd: 0 };
+    mount_setattr(fd, libc::AT_EMPTY_PATH | libc::AT_RECURSIVE, &attr)
+        .map_err(|e| err("mount_setattr(MS_SLAVE)", what, e))
+}
+
+/// `mount_setattr(fd, "", flags, attr)`: the attributes of the mount (tree) `fd` itself.
+fn mount_setattr(
+    fd: BorrowedFd<'_>,
+    flags: libc::c_int,
+    attr: &libc::mount_attr,
+) -> Result<(), Errno> {
     let empty = c"";
     // SAFETY: mount_setattr reads `attr` (a live, correctly sized struct) and an empty
     // NUL-terminated path; both outlive the call.
@@ -152,12 +149,12 @@ pub fn make_slave(fd: BorrowedFd<'_>, what: &Path) -> Result<(), StepError> {
             libc::SYS_mount_setattr,
             fd.as_raw_fd(),
             empty.as_ptr(),
-            libc::AT_EMPTY_PATH | libc::AT_RECURSIVE,
-            &attr as *const libc::mount_attr,
+            flags,
+            attr as *const libc::mount_attr,
             std::mem::size_of::<libc::mount_attr>(),
         )
     };
-    Errno::result(ret).map(drop).map_err(|e| err("mount_setattr(MS_SLAVE)", what, e))
+    Errno::result(ret).map(drop)
 }
 
 /// A detached, idmapped copy of `path` (a directory or file on the host).
