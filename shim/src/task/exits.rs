@@ -14,15 +14,17 @@ use super::process::Exit;
 /// are never claimed.
 #[derive(Default)]
 pub struct UnclaimedExits {
-    by_pid: HashMap<i32, Exit>,
+    /// Each exit with the sequence number of its reaping (see `claim`).
+    by_pid: HashMap<i32, (Exit, u64)>,
     order: VecDeque<i32>,
 }
 
 const UNCLAIMED_LIMIT: usize = 1024;
 
 impl UnclaimedExits {
-    pub fn record(&mut self, pid: i32, exit: Exit) {
-        if self.by_pid.insert(pid, exit).is_none() {
+    /// Keeps the exit of `pid`, the `seq`-th reaping the shim saw.
+    pub fn record(&mut self, pid: i32, exit: Exit, seq: u64) {
+        if self.by_pid.insert(pid, (exit, seq)).is_none() {
             self.order.push_back(pid);
         }
         while self.order.len() > UNCLAIMED_LIMIT {
@@ -32,11 +34,13 @@ impl UnclaimedExits {
         }
     }
 
-    /// Takes the exit of `pid` if it was reaped before being claimed.
-    pub fn claim(&mut self, pid: i32) -> Option<Exit> {
-        let exit = self.by_pid.remove(&pid)?;
+    /// Takes the exit of `pid` if it was reaped before being claimed, by a process spawned
+    /// when `after` reapings had been seen. An exit reaped no later than that is another
+    /// process's that had the pid before (a helper's, the pid since reused): it is dropped.
+    pub fn claim(&mut self, pid: i32, after: u64) -> Option<Exit> {
+        let (exit, seq) = self.by_pid.remove(&pid)?;
         self.order.retain(|p| *p != pid);
-        Some(exit)
+        (seq > after).then_some(exit)
     }
 }
 
@@ -55,18 +59,18 @@ mod tests {
     fn an_early_exit_is_kept_until_claimed_once() {
         let mut exits = UnclaimedExits::default();
         let exit = Exit { status: 3, at: SystemTime::now() };
-        exits.record(42, exit);
-        assert_eq!(exits.claim(42), Some(exit));
-        assert_eq!(exits.claim(42), None);
+        exits.record(42, exit, 1);
+        assert_eq!(exits.claim(42, 0), Some(exit));
+        assert_eq!(exits.claim(42, 0), None);
     }
 
     #[test]
     fn the_buffer_forgets_the_oldest_beyond_its_bound() {
         let mut exits = UnclaimedExits::default();
         for pid in 0..(UNCLAIMED_LIMIT as i32 + 10) {
-            exits.record(pid, Exit { status: 0, at: SystemTime::now() });
+            exits.record(pid, Exit { status: 0, at: SystemTime::now() }, 1);
         }
-        assert_eq!(exits.claim(0), None);
-        assert!(exits.claim(UNCLAIMED_LIMIT as i32 + 9).is_some());
+        assert_eq!(exits.claim(0, 0), None);
+        assert!(exits.claim(UNCLAIMED_LIMIT as i32 + 9, 0).is_some());
     }
 }

@@ -240,7 +240,8 @@ impl Task for MoatTask {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let config = {
+        // Taken before the init is spawned: an exit kept under its pid from before is not its.
+        let (config, ticket) = {
             let mut state = this.state.lock().await;
             if state.containers.contains_key(&req.id) {
                 return Err(ShimError::AlreadyExists(format!(
@@ -249,7 +250,7 @@ impl Task for MoatTask {
                 ))
                 .into());
             }
-            this.config(&mut state).await?
+            (this.config(&mut state).await?, state.exits.spawn_ticket())
         };
         let created = this
             .confinement
@@ -257,7 +258,7 @@ impl Task for MoatTask {
             .await?;
         let pid = created.process.pid;
         let mut state = this.state.lock().await;
-        let claimed = state.exits.registered_init(&req.id, pid);
+        let claimed = state.exits.registered_init(&req.id, pid, ticket);
         let oom = super::oom::OomCount::default();
         if let Some(cgroup) = &created.cgroup {
             super::oom::watch(cgroup.clone(), oom.clone(), this.events.clone(), req.id.clone());
@@ -490,7 +491,7 @@ impl Task for MoatTask {
     async fn exec(&self, _ctx: &TtrpcContext, req: ExecProcessRequest) -> TtrpcResult<Empty> {
         let this = &self.shared;
         let label = process_label(&req.id, &req.exec_id);
-        let (config, target) = {
+        let (config, target, ticket) = {
             let mut state = this.state.lock().await;
             let config = this.config(&mut state).await?;
             let container = state.container(&req.id, &label)?;
@@ -509,13 +510,14 @@ impl Task for MoatTask {
                 init: container.init.pidfd.clone(),
                 cgroup: container.cgroup.clone(),
             };
-            (config, target)
+            // Taken before the exec is spawned (see `create`).
+            (config, target, state.exits.spawn_ticket())
         };
         let process = this.confinement.create_exec(&req, config, target).await?;
         crate::fault::point(crate::fault::DURING_EXEC, &req.id);
         let pid = process.pid;
         let mut state = this.state.lock().await;
-        let claimed = state.exits.registered_exec(&req.id, &req.exec_id, pid);
+        let claimed = state.exits.registered_exec(&req.id, &req.exec_id, pid, ticket);
         let (Some(claimed), Some(container)) = (claimed, state.containers.get_mut(&req.id)) else {
             return Err(ShimError::NotFound(format!(
                 "container {} was deleted during exec",

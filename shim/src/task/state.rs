@@ -13,6 +13,8 @@
 //!   shim registered it) has its exit kept in a bounded buffer ([`UnclaimedExits`]); when the
 //!   pid is registered the exit is recorded on the process and its stdin closed, but not
 //!   published (containerd never saw it start). Helper pids are never claimed and age out.
+//! - Only an exit reaped after a process was spawned can be its: an exit kept under the pid
+//!   from before (a helper's, the pid since given to the new process) is dropped.
 //! - A process's stdin copy is closed as soon as its exit is reaped.
 //! - An exit reaped while Start is under way is held and applied once Start has been
 //!   reported, so containerd hears of the start before the exit.
@@ -29,6 +31,10 @@ use std::collections::HashMap;
 
 use super::exits::UnclaimedExits;
 use super::process::Exit;
+
+/// When a process was spawned, in the router's count of reapings (`ExitRouter::spawn_ticket`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SpawnTicket(u64);
 
 /// A container's init (`exec` empty) or one of its execs.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -109,6 +115,8 @@ impl Routed {
 pub struct ExitRouter {
     pids: HashMap<i32, ProcessKey>,
     unclaimed: UnclaimedExits,
+    /// How many exits were reaped so far: orders an exit against a process's spawn.
+    reapings: u64,
     containers: HashMap<String, Routed>,
 }
 
@@ -123,37 +131,57 @@ impl ExitRouter {
         self.tracked(key).is_some_and(|p| p.starting)
     }
 
-    /// Create registered the init of `container` as `pid`. The container's process must be
-    /// in the service's table before the effects run.
-    pub fn registered_init(&mut self, container: &str, pid: i32) -> Vec<Effect> {
+    /// Taken right before a process is spawned and handed back with its pid when it is
+    /// registered: only an exit reaped after it can be that process's.
+    pub fn spawn_ticket(&self) -> SpawnTicket {
+        SpawnTicket(self.reapings)
+    }
+
+    /// Create registered the init of `container` as `pid` (spawned after `ticket`). The
+    /// container's process must be in the service's table before the effects run.
+    pub fn registered_init(
+        &mut self,
+        container: &str,
+        pid: i32,
+        ticket: SpawnTicket,
+    ) -> Vec<Effect> {
         let key = ProcessKey::new(container, "");
         let mut init = Tracked::new(pid);
-        let effects = self.claim(&key, pid, &mut init);
+        let effects = self.claim(&key, pid, ticket, &mut init);
         let routed = Routed { init, execs: HashMap::new(), deferred_init_exit: None };
         self.containers.insert(container.to_string(), routed);
         effects
     }
 
-    /// Exec registered `exec` of `container` as `pid`. `None` when the container is gone
-    /// (deleted during the exec): the pid stays registered and its early exit is dropped.
+    /// Exec registered `exec` of `container` as `pid` (spawned after `ticket`). `None` when
+    /// the container is gone (deleted during the exec): the pid stays registered and its early
+    /// exit is dropped.
     pub fn registered_exec(
         &mut self,
         container: &str,
         exec: &str,
         pid: i32,
+        ticket: SpawnTicket,
     ) -> Option<Vec<Effect>> {
         let key = ProcessKey::new(container, exec);
         let mut tracked = Tracked::new(pid);
-        let effects = self.claim(&key, pid, &mut tracked);
+        let effects = self.claim(&key, pid, ticket, &mut tracked);
         let routed = self.containers.get_mut(container)?;
         routed.execs.insert(exec.to_string(), tracked);
         Some(effects)
     }
 
-    /// Registers `pid` for `key`; an exit reaped before is recorded now, not published.
-    fn claim(&mut self, key: &ProcessKey, pid: i32, tracked: &mut Tracked) -> Vec<Effect> {
+    /// Registers `pid` for `key`; an exit reaped before (but after the process's spawn) is
+    /// recorded now, not published.
+    fn claim(
+        &mut self,
+        key: &ProcessKey,
+        pid: i32,
+        ticket: SpawnTicket,
+        tracked: &mut Tracked,
+    ) -> Vec<Effect> {
         self.pids.insert(pid, key.clone());
-        match self.unclaimed.claim(pid) {
+        match self.unclaimed.claim(pid, ticket.0) {
             Some(exit) => {
                 tracked.exit = Some(exit);
                 vec![Effect::Record(key.clone(), exit), Effect::CloseStdin(key.clone())]
@@ -164,9 +192,10 @@ impl ExitRouter {
 
     /// The reaper saw `pid` exit (after its terminal output, if any, was drained).
     pub fn reaped(&mut self, pid: i32, exit: Exit) -> Vec<Effect> {
+        self.reapings += 1;
         // The pid is reaped: it leaves the table now, before it can go to a new process.
         let Some(key) = self.pids.remove(&pid) else {
-            self.unclaimed.record(pid, exit);
+            self.unclaimed.record(pid, exit, self.reapings);
             return Vec::new();
         };
         let mut effects = Vec::new();
@@ -314,8 +343,8 @@ mod tests {
     /// A container `c` with init pid 10, started, and an exec `e` with pid 20, started.
     fn running_with_exec() -> ExitRouter {
         let mut r = ExitRouter::default();
-        assert!(r.registered_init("c", 10).is_empty());
-        assert_eq!(r.registered_exec("c", "e", 20), Some(vec![]));
+        assert!(r.registered_init("c", 10, r.spawn_ticket()).is_empty());
+        assert_eq!(r.registered_exec("c", "e", 20, r.spawn_ticket()), Some(vec![]));
         r
     }
 
@@ -341,7 +370,7 @@ mod tests {
     #[test]
     fn the_init_exit_waits_for_the_last_running_exec() {
         let mut r = running_with_exec();
-        assert_eq!(r.registered_exec("c", "f", 30), Some(vec![]));
+        assert_eq!(r.registered_exec("c", "f", 30, r.spawn_ticket()), Some(vec![]));
         r.reaped(10, exit(1));
         assert_eq!(published(&r.reaped(20, exit(2))), vec![(exec("c", "e"), 20, 2)]);
         assert_eq!(
@@ -353,8 +382,8 @@ mod tests {
     #[test]
     fn an_init_exit_with_no_running_exec_is_published_at_once() {
         let mut r = ExitRouter::default();
-        r.registered_init("c", 10);
-        assert_eq!(r.registered_exec("c", "e", 20), Some(vec![]));
+        r.registered_init("c", 10, r.spawn_ticket());
+        assert_eq!(r.registered_exec("c", "e", 20, r.spawn_ticket()), Some(vec![]));
         r.reaped(20, exit(0));
         let effects = r.reaped(10, exit(1));
         assert_eq!(published(&effects), vec![(init("c"), 10, 1)]);
@@ -364,7 +393,7 @@ mod tests {
     #[test]
     fn oom_kills_are_reported_and_the_rest_killed_before_the_init_exit() {
         let mut r = ExitRouter::default();
-        r.registered_init("c", 10);
+        r.registered_init("c", 10, r.spawn_ticket());
         assert_eq!(
             r.reaped(10, exit(137)),
             vec![
@@ -400,10 +429,11 @@ mod tests {
     #[test]
     fn a_second_exit_for_a_recorded_process_is_dropped() {
         let mut r = ExitRouter::default();
-        r.registered_init("c", 10);
-        r.reaped(99, exit(5)); // an unregistered pid, kept
-        r.registered_exec("c", "e", 99); // claims it: recorded, and 99 stays registered
-                                         // Another exit under that pid: stdin closed again, nothing recorded or published.
+        r.registered_init("c", 10, r.spawn_ticket());
+        let ticket = r.spawn_ticket(); // the exec is spawned
+        r.reaped(99, exit(5)); // and dies before it is registered: kept
+        r.registered_exec("c", "e", 99, ticket); // claims it: recorded, and 99 stays registered
+                                                 // Another exit under that pid: stdin closed again, nothing recorded or published.
         let effects = r.reaped(99, exit(6));
         assert_eq!(effects, vec![Effect::CloseStdin(exec("c", "e"))]);
     }
@@ -411,26 +441,46 @@ mod tests {
     #[test]
     fn an_exit_reaped_before_registration_is_applied_once_claimed() {
         let mut r = ExitRouter::default();
+        let ticket = r.spawn_ticket();
         assert!(r.reaped(10, exit(3)).is_empty(), "nobody to tell yet");
         assert_eq!(
-            r.registered_init("c", 10),
+            r.registered_init("c", 10, ticket),
             vec![Effect::Record(init("c"), exit(3)), Effect::CloseStdin(init("c"))]
         );
+        let ticket = r.spawn_ticket();
         assert!(r.reaped(20, exit(4)).is_empty());
         assert_eq!(
-            r.registered_exec("c", "e", 20),
+            r.registered_exec("c", "e", 20, ticket),
             Some(vec![Effect::Record(exec("c", "e"), exit(4)), Effect::CloseStdin(exec("c", "e"))])
         );
         // Claimed once: a new process with the pid does not get the old exit.
         r.deleted_exec("c", "e");
-        assert_eq!(r.registered_exec("c", "e3", 20), Some(vec![]));
+        assert_eq!(r.registered_exec("c", "e3", 20, r.spawn_ticket()), Some(vec![]));
+    }
+
+    #[test]
+    fn an_exit_reaped_before_the_process_was_spawned_is_not_its_exit() {
+        let mut r = ExitRouter::default();
+        // A helper with pid 10 exits; nobody claims it.
+        r.reaped(10, exit(0));
+        // Later the pid space wraps and a new container's init, spawned now, is given pid 10.
+        let ticket = r.spawn_ticket();
+        let effects = r.registered_init("c", 10, ticket);
+        assert!(effects.is_empty(), "the new process took the old exit: {effects:?}");
+        assert_eq!(r.owner(10), Some(&init("c")));
     }
 
     #[test]
     fn a_claimed_early_exit_is_recorded_but_not_published() {
         let mut r = ExitRouter::default();
+        let ticket = r.spawn_ticket();
         r.reaped(10, exit(3));
-        assert!(published(&r.registered_init("c", 10)).is_empty());
+        let effects = r.registered_init("c", 10, ticket);
+        assert_eq!(
+            effects,
+            vec![Effect::Record(init("c"), exit(3)), Effect::CloseStdin(init("c"))]
+        );
+        assert!(published(&effects).is_empty());
         // The pid stays registered; an exit reaped under it again is not published either.
         assert!(published(&r.reaped(10, exit(3))).is_empty());
     }
@@ -438,7 +488,7 @@ mod tests {
     #[test]
     fn helper_pids_are_never_claimed() {
         let mut r = ExitRouter::default();
-        r.registered_init("c", 10);
+        r.registered_init("c", 10, r.spawn_ticket());
         // A helper's exit: no process of the pod, no effect.
         assert!(r.reaped(7, exit(0)).is_empty());
         assert_eq!(r.owner(7), None);
@@ -480,7 +530,7 @@ mod tests {
         let mut r = running_with_exec();
         r.reaped(20, exit(1));
         assert_eq!(r.owner(20), None);
-        assert_eq!(r.registered_exec("c", "f", 20), Some(vec![]));
+        assert_eq!(r.registered_exec("c", "f", 20, r.spawn_ticket()), Some(vec![]));
         assert_eq!(published(&r.reaped(20, exit(2))), vec![(exec("c", "f"), 20, 2)]);
     }
 
@@ -488,7 +538,7 @@ mod tests {
     fn deleting_an_exec_keeps_the_newer_owner_of_its_pid() {
         let mut r = running_with_exec();
         r.reaped(20, exit(1));
-        r.registered_exec("c", "f", 20);
+        r.registered_exec("c", "f", 20, r.spawn_ticket());
         r.deleted_exec("c", "e");
         assert_eq!(r.owner(20), Some(&exec("c", "f")));
         r.deleted_exec("c", "f");
@@ -498,7 +548,7 @@ mod tests {
     #[test]
     fn deleting_a_container_forgets_its_pids() {
         let mut r = running_with_exec();
-        r.registered_init("d", 30);
+        r.registered_init("d", 30, r.spawn_ticket());
         r.deleted_container("c");
         assert_eq!((r.owner(10), r.owner(20)), (None, None));
         assert_eq!(r.owner(30), Some(&init("d")));
@@ -509,7 +559,7 @@ mod tests {
     #[test]
     fn an_exec_registered_after_its_container_was_deleted_is_refused() {
         let mut r = ExitRouter::default();
-        assert_eq!(r.registered_exec("gone", "e", 20), None);
+        assert_eq!(r.registered_exec("gone", "e", 20, r.spawn_ticket()), None);
         // Its pid stays registered; its exit changes nothing.
         assert_eq!(r.owner(20), Some(&exec("gone", "e")));
         assert!(r.reaped(20, exit(0)).is_empty());
