@@ -55,7 +55,7 @@ echo "== tests took $(( $(date +%s) - start ))s"
 read -r passed failed ignored < <(awk '
     /^test .* \.\.\. ok( |$)/ { p++ }
     /^test .* \.\.\. FAILED( |$)/ { f++ }
-    /^test .* \.\.\. ignored( |$)/ { g++ }
+    /^test .* \.\.\. ignored([ ,]|$)/ { g++ }
     END { print p+0, f+0, g+0 }' "$log")
 if [ "$failed" -gt 0 ] || [ "$status" -ne 0 ]; then
     echo

@@ -3,10 +3,16 @@
 //! `audit::PodSupervisor` (the shim's) on the listener the process handed over, and the pod's counter file
 //! names all three.
 
+#[path = "common/harness.rs"]
+mod harness;
+#[path = "common/root.rs"]
+mod root;
+
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::process::ExitCode;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use moat_sandbox::audit;
 use nix::sys::socket::{
     recvmsg, sendmsg, socketpair, AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags,
@@ -14,18 +20,14 @@ use nix::sys::socket::{
 };
 use nix::unistd::{fork, ForkResult};
 
-fn main() -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("MOAT_E2E").is_some() {
-            bail!("the audit tests need root, and MOAT_E2E=1 forbids skipping them");
-        }
-        eprintln!("audit tests need root; skipped");
-        return Ok(());
+fn main() -> ExitCode {
+    if !root::root_or_skip("audit") {
+        return ExitCode::SUCCESS;
     }
-    refused_syscalls_are_answered_eperm_and_counted_by_name()?;
-    eprintln!("test refused_syscalls_are_answered_eperm_and_counted_by_name ... ok");
-    println!("1 passed, 0 failed");
-    Ok(())
+    harness::run(&[(
+        "refused_syscalls_are_answered_eperm_and_counted_by_name",
+        refused_syscalls_are_answered_eperm_and_counted_by_name,
+    )])
 }
 
 const ATTEMPTS: [&str; 3] = ["keyctl", "bpf", "unshare"];

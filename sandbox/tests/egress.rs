@@ -3,11 +3,16 @@
 //! allowed and unlisted ones are answered. Every address lives on the namespace's own
 //! loopback, so no packet leaves it.
 
+#[path = "common/harness.rs"]
+mod harness;
+#[path = "common/root.rs"]
+mod root;
+
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::process::Command;
+use std::process::{Command, ExitCode};
 use std::time::Duration;
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use moat_sandbox::egress::{self, Cidr, EgressConfig, Ruleset};
 
 /// Runs `f` on a thread of its own in a new network namespace with `addrs` on its loopback.
@@ -46,20 +51,17 @@ fn reaches(addr: &str, port: u16) -> Result<bool> {
     }
 }
 
-fn main() -> Result<()> {
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var_os("MOAT_E2E").is_some() {
-            bail!("the egress tests need root, and MOAT_E2E=1 forbids skipping them");
-        }
-        eprintln!("egress tests need root; skipped");
-        return Ok(());
+fn main() -> ExitCode {
+    if !root::root_or_skip("egress") {
+        return ExitCode::SUCCESS;
     }
-    denied_destinations_do_not_answer_allowed_ones_do()?;
-    eprintln!("test denied_destinations_do_not_answer_allowed_ones_do ... ok");
-    the_host_namespace_is_refused()?;
-    eprintln!("test the_host_namespace_is_refused ... ok");
-    println!("2 passed, 0 failed");
-    Ok(())
+    harness::run(&[
+        (
+            "denied_destinations_do_not_answer_allowed_ones_do",
+            denied_destinations_do_not_answer_allowed_ones_do,
+        ),
+        ("the_host_namespace_is_refused", the_host_namespace_is_refused),
+    ])
 }
 
 fn cidrs(list: &[&str]) -> Vec<Cidr> {

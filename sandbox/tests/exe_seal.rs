@@ -9,16 +9,19 @@
 //! reported and the fd closed). The control, the binary exec'd straight from its installed
 //! path, is where the delayed re-open succeeds.
 //!
-//! The live process is this test binary itself, exec'd from the seal to run the ignored test
-//! `child_waits_for_stdin_eof`.
+//! The live process is this test binary itself, exec'd from the seal with `argv[1] ==`
+//! [`WAIT_FOR_STDIN_EOF`] (its own `main()` dispatches: `harness = false`).
 //!
 //! Run as root: `cargo test -p moat-sandbox --test exe_seal`.
+
+#[path = "common/harness.rs"]
+mod harness;
 
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 
 use anyhow::{bail, ensure, Context, Result};
 use moat_sandbox::spawn::{EmptyLayer, ExeSeal, SealedExe, NODE_EMPTY_DIR};
@@ -26,22 +29,44 @@ use nix::errno::Errno;
 use nix::fcntl::{open, OFlag};
 use nix::sys::stat::Mode;
 
-fn need_root() {
-    assert!(nix::unistd::geteuid().is_root(), "the exe_seal tests need root");
-}
+/// `argv[1]` of this binary exec'd from the seal: it lives until its stdin closes.
+const WAIT_FOR_STDIN_EOF: &str = "__wait_for_stdin_eof";
 
-/// Run as a child exec'd from the seal: lives until its stdin closes.
-#[test]
-#[ignore = "a child process of the tests below, not a test"]
-fn child_waits_for_stdin_eof() {
-    let mut buf = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut buf);
+fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some(WAIT_FOR_STDIN_EOF) {
+        let mut buf = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut buf);
+        return ExitCode::SUCCESS;
+    }
+    // Needs root everywhere (never skips).
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("the exe_seal tests need root");
+        return ExitCode::FAILURE;
+    }
+    harness::run(&[
+        (
+            "the_helper_binary_is_an_overlay_view_not_a_copy",
+            the_helper_binary_is_an_overlay_view_not_a_copy,
+        ),
+        (
+            "host_root_cannot_write_the_helper_binary_through_proc_pid_exe",
+            host_root_cannot_write_the_helper_binary_through_proc_pid_exe,
+        ),
+        (
+            "the_control_exec_from_the_installed_path_is_writable_after_exit",
+            the_control_exec_from_the_installed_path_is_writable_after_exit,
+        ),
+        (
+            "the_node_empty_layer_is_root_owned_and_writable_by_nobody_else",
+            the_node_empty_layer_is_root_owned_and_writable_by_nobody_else,
+        ),
+    ])
 }
 
 /// What the attacker got: `None` when every attempt was refused.
 fn attack_exe_of(exe_path: &Path) -> Result<(Option<String>, Vec<String>)> {
     let mut child = Command::new(exe_path)
-        .args(["--exact", "child_waits_for_stdin_eof", "--ignored", "--quiet"])
+        .arg(WAIT_FOR_STDIN_EOF)
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -96,9 +121,7 @@ fn attack_fails_on(seal: &SealedExe) -> Result<()> {
     Ok(())
 }
 
-#[test]
 fn the_helper_binary_is_an_overlay_view_not_a_copy() -> Result<()> {
-    need_root();
     let (seal, fallback) = SealedExe::open()?;
     ensure!(fallback.is_none(), "fell back to a copy: {fallback:?}");
     ensure!(
@@ -119,9 +142,7 @@ fn the_helper_binary_is_an_overlay_view_not_a_copy() -> Result<()> {
     Ok(())
 }
 
-#[test]
 fn host_root_cannot_write_the_helper_binary_through_proc_pid_exe() -> Result<()> {
-    need_root();
     let sha_before = sha_of_self()?;
     attack_fails_on(&SealedExe::open_with(EmptyLayer::Detached)?)?;
     attack_fails_on(&SealedExe::open_with(EmptyLayer::NodeDir)?)?;
@@ -129,9 +150,7 @@ fn host_root_cannot_write_the_helper_binary_through_proc_pid_exe() -> Result<()>
     Ok(())
 }
 
-#[test]
 fn the_control_exec_from_the_installed_path_is_writable_after_exit() -> Result<()> {
-    need_root();
     // Without the seal the attack works. The installed binary is a copy of this one: this
     // test process runs from its own file, which makes that file busy (ETXTBSY) for as long
     // as it lives, like a shim's; the copy is busy only while the child runs from it (a
@@ -147,9 +166,7 @@ fn the_control_exec_from_the_installed_path_is_writable_after_exit() -> Result<(
     Ok(())
 }
 
-#[test]
 fn the_node_empty_layer_is_root_owned_and_writable_by_nobody_else() -> Result<()> {
-    need_root();
     let _seal = SealedExe::open_with(EmptyLayer::NodeDir)?;
     for dir in [Path::new(NODE_EMPTY_DIR), Path::new(NODE_EMPTY_DIR).parent().context("parent")?] {
         let m = std::fs::symlink_metadata(dir)?;

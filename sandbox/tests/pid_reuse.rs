@@ -19,6 +19,8 @@ use std::time::Duration;
 
 #[path = "common/reaper.rs"]
 mod reaper;
+#[path = "common/root.rs"]
+mod root;
 
 use anyhow::{bail, ensure, Context, Result};
 use moat_sandbox::plan::*;
@@ -31,12 +33,7 @@ fn main() {
     if std::env::args().nth(1).as_deref() == Some(HELPER_ARG) {
         helper_main();
     }
-    if !nix::unistd::geteuid().is_root() {
-        if std::env::var("MOAT_E2E").as_deref() == Ok("1") {
-            eprintln!("pid_reuse tests need root, and MOAT_E2E=1 forbids skipping them");
-            std::process::exit(1);
-        }
-        eprintln!("pid_reuse tests need root; skipped");
+    if !root::root_or_skip("pid_reuse") {
         return;
     }
     nix::sys::prctl::set_child_subreaper(true).expect("PR_SET_CHILD_SUBREAPER");

@@ -34,7 +34,7 @@
 //! namespaces, sysctl, terminal, wire, pidfd, memfd -> (nothing in spawn)
 //! ```
 //!
-//! ```ignore
+//! ```text
 //! pub const HELPER_ARG: &str = "__moat_init";
 //! pub fn helper_main() -> !;
 //! impl Launcher {
