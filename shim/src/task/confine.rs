@@ -105,7 +105,7 @@ impl Confinement {
             req: req.clone(),
             bundle,
             spec: spec.clone(),
-            stdio_paths: stdio_paths.clone(),
+            stdio: StdioSetup::new(stdio_paths.clone(), format!("container {}", req.id), None),
             state: BundleState {
                 container_id: req.id.clone(),
                 pod_id: String::new(),
@@ -116,9 +116,6 @@ impl Confinement {
                 boot_id: None,
                 config: config_source.clone(),
             },
-            io_owner: None,
-            plumbing: None,
-            io: None,
         };
         let pod = self.pod.clone();
         let (created, journal) = blocking(move || {
@@ -126,10 +123,11 @@ impl Confinement {
             Ok((created, journal))
         })
         .await?;
-        let io = journal.io.ok_or_else(|| journal_incomplete(&req.id))?;
+        let owner = journal.stdio.owner;
+        let io = journal.stdio.into_io()?;
         let pid = created.pending.pid;
         let process = Process::new(pid, stdio_paths.clone(), created.pending, io);
-        if let (Some(owner), Ok(mut owners)) = (journal.io_owner, self.io_owners.lock()) {
+        if let (Some(owner), Ok(mut owners)) = (owner, self.io_owners.lock()) {
             owners.insert(req.id.clone(), owner);
         }
         let who = audit_log::Subject {
@@ -172,15 +170,16 @@ impl Confinement {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
+        let owner = self.io_owners.lock().ok().and_then(|owners| owners.get(id).copied());
         let mut journal = ExecJournal {
             container_id: id.clone(),
             exec_id: exec_id.clone(),
             pod_id: container.plan.pod_id.clone(),
-            label: format!("exec {exec_id} of container {id}"),
-            stdio_paths: stdio_paths.clone(),
-            io_owner: self.io_owners.lock().ok().and_then(|owners| owners.get(id).copied()),
-            plumbing: None,
-            io: None,
+            stdio: StdioSetup::new(
+                stdio_paths.clone(),
+                format!("exec {exec_id} of container {id}"),
+                owner,
+            ),
         };
         let request = ExecRequest {
             container_id: id.clone(),
@@ -197,7 +196,7 @@ impl Confinement {
             Ok((pending, journal))
         })
         .await?;
-        let io = journal.io.ok_or_else(|| journal_incomplete(&journal.label))?;
+        let io = journal.stdio.into_io()?;
         Ok(Process::new(pending.pid, stdio_paths, pending, io))
     }
 
@@ -217,17 +216,61 @@ impl Confinement {
     }
 }
 
+/// A process's stdio as a Create or Exec sets it up: the fifos opened right before the spawn
+/// (handed to the container's IoUid/IoGid when it has one), the copies started once the
+/// process is ready.
+struct StdioSetup {
+    paths: StdioPaths,
+    /// `container <id>` or `exec <id> of container <id>`, for errors and thread names.
+    label: String,
+    owner: Option<IoOwner>,
+    plumbing: Option<Plumbing>,
+    io: Option<IoHandle>,
+}
+
+impl StdioSetup {
+    fn new(paths: StdioPaths, label: String, owner: Option<IoOwner>) -> StdioSetup {
+        StdioSetup { paths, label, owner, plumbing: None, io: None }
+    }
+
+    fn open(&mut self) -> Result<Stdio, ShimError> {
+        let (fds, plumbing) = stdio::prepare(&self.paths)?;
+        if let Some(owner) = self.owner {
+            io_owner::apply(&fds, owner, &self.label)?;
+        }
+        self.plumbing = Some(plumbing);
+        Ok(fds)
+    }
+
+    fn start(&mut self, pending: &mut Pending) -> Result<(), ShimError> {
+        let plumbing = self.plumbing.take().ok_or_else(|| self.incomplete())?;
+        let console = pending.console.take();
+        self.io = Some(plumbing.start(console, &self.label)?);
+        Ok(())
+    }
+
+    fn into_io(self) -> Result<IoHandle, ShimError> {
+        let incomplete = self.incomplete();
+        self.io.ok_or(incomplete)
+    }
+
+    /// The pod returned a process without asking for its stdio (not expected to happen).
+    fn incomplete(&self) -> ShimError {
+        ShimError::FailedPrecondition(format!(
+            "{}: the process was built without its stdio",
+            self.label
+        ))
+    }
+}
+
 /// What a Create records as the pod goes: `moat-state.json` in the bundle, the fault points,
 /// the stdio fifos and their owner.
 struct CreateJournal {
     req: CreateTaskRequest,
     bundle: PathBuf,
     spec: Arc<Spec>,
-    stdio_paths: StdioPaths,
+    stdio: StdioSetup,
     state: BundleState,
-    io_owner: Option<IoOwner>,
-    plumbing: Option<Plumbing>,
-    io: Option<IoHandle>,
 }
 
 impl Journal for CreateJournal {
@@ -258,7 +301,7 @@ impl Journal for CreateJournal {
     }
 
     fn planned(&mut self, plan: &ContainerPlan) -> Result<(), ShimError> {
-        self.io_owner = io_owner::from_request(&self.req, &plan.user)?;
+        self.stdio.owner = io_owner::from_request(&self.req, &plan.user)?;
         Ok(())
     }
 
@@ -269,12 +312,7 @@ impl Journal for CreateJournal {
 
     fn stdio(&mut self) -> Result<Stdio, ShimError> {
         crate::fault::point(crate::fault::AFTER_CGROUP, &self.req.id);
-        let (fds, plumbing) = stdio::prepare(&self.stdio_paths)?;
-        if let Some(owner) = self.io_owner {
-            io_owner::apply(&fds, owner, &format!("container {}", self.req.id))?;
-        }
-        self.plumbing = Some(plumbing);
-        Ok(fds)
+        self.stdio.open()
     }
 
     fn spawned(&mut self, _pid: i32) {
@@ -282,9 +320,7 @@ impl Journal for CreateJournal {
     }
 
     fn ready(&mut self, pending: &mut Pending) -> Result<(), ShimError> {
-        let plumbing = self.plumbing.take().ok_or_else(|| journal_incomplete(&self.req.id))?;
-        let console = pending.console.take();
-        let io = plumbing.start(console, &format!("container {}", self.req.id))?;
+        self.stdio.start(pending)?;
         let identity = u32::try_from(pending.pid)
             .ok()
             .and_then(|pid| moat_sandbox::userns::pool::Owner::of(pid).ok().flatten());
@@ -292,9 +328,7 @@ impl Journal for CreateJournal {
         // The process is ours and waiting for Start: its identity is certain now.
         self.state.pid_start_time = identity.as_ref().map(|o| o.start_time);
         self.state.boot_id = identity.map(|o| o.boot_id);
-        self.state.write(&self.bundle)?;
-        self.io = Some(io);
-        Ok(())
+        Ok(self.state.write(&self.bundle)?)
     }
 }
 
@@ -303,11 +337,7 @@ struct ExecJournal {
     container_id: String,
     exec_id: String,
     pod_id: String,
-    label: String,
-    stdio_paths: StdioPaths,
-    io_owner: Option<IoOwner>,
-    plumbing: Option<Plumbing>,
-    io: Option<IoHandle>,
+    stdio: StdioSetup,
 }
 
 impl Journal for ExecJournal {
@@ -324,25 +354,12 @@ impl Journal for ExecJournal {
     }
 
     fn stdio(&mut self) -> Result<Stdio, ShimError> {
-        let (fds, plumbing) = stdio::prepare(&self.stdio_paths)?;
-        if let Some(owner) = self.io_owner {
-            io_owner::apply(&fds, owner, &self.label)?;
-        }
-        self.plumbing = Some(plumbing);
-        Ok(fds)
+        self.stdio.open()
     }
 
     fn ready(&mut self, pending: &mut Pending) -> Result<(), ShimError> {
-        let plumbing = self.plumbing.take().ok_or_else(|| journal_incomplete(&self.label))?;
-        let console = pending.console.take();
-        self.io = Some(plumbing.start(console, &self.label)?);
-        Ok(())
+        self.stdio.start(pending)
     }
-}
-
-/// The pod returned a process without asking for its stdio (not expected to happen).
-fn journal_incomplete(what: &str) -> ShimError {
-    ShimError::FailedPrecondition(format!("{what}: the process was built without its stdio"))
 }
 
 /// The spec's root path, relative to the bundle unless absolute.
