@@ -444,24 +444,8 @@ fn read_fields(data: &[u8]) -> Result<Vec<Field>, String> {
 
 #[cfg(test)]
 mod tests {
+    use super::encode::{ld, varint};
     use super::*;
-
-    /// Hand-encodes a length-delimited field.
-    fn ld(number: u32, payload: &[u8]) -> Vec<u8> {
-        let mut out = vec![((number << 3) | 2) as u8];
-        let mut len = payload.len();
-        loop {
-            let byte = (len & 0x7f) as u8;
-            len >>= 7;
-            if len == 0 {
-                out.push(byte);
-                break;
-            }
-            out.push(byte | 0x80);
-        }
-        out.extend_from_slice(payload);
-        out
-    }
 
     fn options_msg(path: &str) -> Vec<u8> {
         [ld(1, b"io.containerd.moat.v1.Config"), ld(2, path.as_bytes())].concat()
@@ -694,20 +678,6 @@ mod tests {
         assert_eq!(opts.config_path.as_deref(), Some("/srv/moat.toml"));
     }
 
-    /// Hand-encodes a varint field.
-    fn varint(number: u32, mut value: u64) -> Vec<u8> {
-        let mut out = vec![(number << 3) as u8];
-        loop {
-            let byte = (value & 0x7f) as u8;
-            value >>= 7;
-            if value == 0 {
-                out.push(byte);
-                return out;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-
     #[test]
     fn task_options_of_runc_type_carry_the_io_owner() {
         // Input: what containerd 2.x's CRI sets for hostUsers: false (IoUid/IoGid = the host
@@ -825,6 +795,38 @@ mod tests {
                 });
                 let _ = parse_start_input(data.to_string().as_bytes());
             }
+        }
+    }
+}
+
+/// Protobuf fields encoded by hand, for the tests that feed the decoders above (here and in
+/// `task::io_owner`).
+#[cfg(test)]
+pub(crate) mod encode {
+    /// A varint field (wire type 0).
+    pub fn varint(number: u32, value: u64) -> Vec<u8> {
+        let mut out = vec![(number << 3) as u8];
+        push_varint(&mut out, value);
+        out
+    }
+
+    /// A length-delimited field (wire type 2).
+    pub fn ld(number: u32, payload: &[u8]) -> Vec<u8> {
+        let mut out = vec![((number << 3) | 2) as u8];
+        push_varint(&mut out, payload.len() as u64);
+        out.extend_from_slice(payload);
+        out
+    }
+
+    fn push_varint(out: &mut Vec<u8>, mut value: u64) {
+        loop {
+            let byte = (value & 0x7f) as u8;
+            value >>= 7;
+            if value == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
         }
     }
 }

@@ -101,6 +101,7 @@ pub fn apply(stdio: &Stdio, owner: IoOwner, what: &str) -> Result<(), IoOwnerErr
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::options::encode::varint;
     use moat_sandbox::plan::UserNamespaceAction;
     use std::os::fd::OwnedFd;
     use std::os::unix::fs::MetadataExt;
@@ -124,20 +125,7 @@ mod tests {
 
     /// runc options { io_uid = 4; io_gid = 5 } as varints.
     fn runc_options(uid: u32, gid: u32) -> Vec<u8> {
-        let mut out = Vec::new();
-        for (field, mut v) in [(4u8, uid), (5u8, gid)] {
-            out.push(field << 3);
-            loop {
-                let byte = (v & 0x7f) as u8;
-                v >>= 7;
-                if v == 0 {
-                    out.push(byte);
-                    break;
-                }
-                out.push(byte | 0x80);
-            }
-        }
-        out
+        [varint(4, uid.into()), varint(5, gid.into())].concat()
     }
 
     #[test]
