@@ -191,6 +191,65 @@ static int userns_mount(void)
 	return ok("mounted a tmpfs on /tmp as root of a new user namespace");
 }
 
+/* Writes the header of one nfnetlink message (with its nfgenmsg) at AT, which is zeroed; the
+ * caller appends attributes and grows nlmsg_len, nft_batch sets the sequence number. */
+static struct nlmsghdr *nfnl_msg(char *at, uint16_t type, uint16_t flags, uint8_t family,
+				 uint16_t res_id)
+{
+	struct nlmsghdr *nh = (struct nlmsghdr *)at;
+	struct nfgenmsg *nf = NLMSG_DATA(nh);
+	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
+	nh->nlmsg_type = type;
+	nh->nlmsg_flags = flags;
+	nf->nfgen_family = family;
+	nf->version = NFNETLINK_V0;
+	nf->res_id = res_id;
+	return nh;
+}
+
+/* Sends MSG (one nf_tables message asking for an ack) on the NETLINK_NETFILTER socket S as a
+ * batch (BATCH_BEGIN, MSG, BATCH_END) and reads the kernel's ack. Prints the result line:
+ * `done` when acknowledged, the kernel's refusal at `refused_at`, EPROTO at `no_ack`. */
+static int nft_batch(int s, const struct nlmsghdr *msg, const char *refused_at, const char *no_ack,
+		     const char *done)
+{
+	char buf[512] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(buf, 0, sizeof buf);
+	if (msg->nlmsg_len > sizeof buf - 2 * NLMSG_ALIGN(NLMSG_LENGTH(sizeof(struct nfgenmsg))))
+		return denied_at(EMSGSIZE, "building the nftables batch");
+	uint32_t seq = (uint32_t)time(NULL);
+	size_t off = 0;
+	struct nlmsghdr *nh = nfnl_msg(buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, AF_UNSPEC,
+				       htons(NFNL_SUBSYS_NFTABLES));
+	nh->nlmsg_seq = seq;
+	off += NLMSG_ALIGN(nh->nlmsg_len);
+	nh = (struct nlmsghdr *)(buf + off);
+	memcpy(nh, msg, msg->nlmsg_len);
+	nh->nlmsg_seq = seq + 1;
+	off += NLMSG_ALIGN(nh->nlmsg_len);
+	nh = nfnl_msg(buf + off, NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC,
+		      htons(NFNL_SUBSYS_NFTABLES));
+	nh->nlmsg_seq = seq + 2;
+	off += NLMSG_ALIGN(nh->nlmsg_len);
+
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	if (sendto(s, buf, off, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
+		return denied("sendto(nftables batch)");
+	char reply[4096];
+	ssize_t n = recv(s, reply, sizeof reply, 0);
+	if (n < 0)
+		return denied("recv(nftables ack)");
+	for (nh = (struct nlmsghdr *)reply; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
+		if (nh->nlmsg_type == NLMSG_ERROR) {
+			struct nlmsgerr *err = NLMSG_DATA(nh);
+			if (err->error != 0)
+				return denied_at(-err->error, refused_at);
+			return ok("%s", done);
+		}
+	}
+	return denied_at(EPROTO, no_ack);
+}
+
 /* unshare a user + network namespace and create an nftables table in it. */
 static int userns_nft(void)
 {
@@ -207,67 +266,18 @@ static int userns_nft(void)
 	if (s < 0)
 		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
 
-	char buf[512];
-	memset(buf, 0, sizeof buf);
-	size_t off = 0;
-	uint32_t seq = (uint32_t)time(NULL);
-	struct nlmsghdr *nh;
-	struct nfgenmsg *nf;
-
-	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-	nh->nlmsg_type = NFNL_MSG_BATCH_BEGIN;
-	nh->nlmsg_flags = NLM_F_REQUEST;
-	nh->nlmsg_seq = seq;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = AF_UNSPEC;
-	nf->version = NFNETLINK_V0;
-	nf->res_id = htons(NFNL_SUBSYS_NFTABLES);
-	off += NLMSG_ALIGN(nh->nlmsg_len);
-
-	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE;
-	nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
-	nh->nlmsg_seq = seq + 1;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = 1 /* NFPROTO_INET */;
-	nf->version = NFNETLINK_V0;
-	size_t len = NLMSG_LENGTH(sizeof *nf);
+	char msg[64] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(msg, 0, sizeof msg);
+	struct nlmsghdr *nh = nfnl_msg(msg, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE,
+				       NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, 1 /* NFPROTO_INET */, 0);
 	const char name[] = "moat_attack";
-	struct nlattr *a = (struct nlattr *)((char *)nh + NLMSG_ALIGN(len));
+	struct nlattr *a = (struct nlattr *)((char *)nh + NLMSG_ALIGN(nh->nlmsg_len));
 	a->nla_type = NFTA_TABLE_NAME;
 	a->nla_len = NLA_HDRLEN + sizeof name;
 	memcpy((char *)a + NLA_HDRLEN, name, sizeof name);
-	nh->nlmsg_len = NLMSG_ALIGN(len) + NLA_ALIGN(a->nla_len);
-	off += NLMSG_ALIGN(nh->nlmsg_len);
-
-	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-	nh->nlmsg_type = NFNL_MSG_BATCH_END;
-	nh->nlmsg_flags = NLM_F_REQUEST;
-	nh->nlmsg_seq = seq + 2;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = AF_UNSPEC;
-	nf->version = NFNETLINK_V0;
-	nf->res_id = htons(NFNL_SUBSYS_NFTABLES);
-	off += NLMSG_ALIGN(nh->nlmsg_len);
-
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	if (sendto(s, buf, off, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return denied("sendto(nftables batch)");
-	char reply[4096];
-	ssize_t n = recv(s, reply, sizeof reply, 0);
-	if (n < 0)
-		return denied("recv(nftables ack)");
-	for (nh = (struct nlmsghdr *)reply; NLMSG_OK(nh, (size_t)n); nh = NLMSG_NEXT(nh, n)) {
-		if (nh->nlmsg_type == NLMSG_ERROR) {
-			struct nlmsgerr *err = NLMSG_DATA(nh);
-			if (err->error != 0)
-				return denied_at(-err->error, "NFT_MSG_NEWTABLE");
-			return ok("created nftables table inet moat_attack in a new user+network namespace");
-		}
-	}
-	return denied_at(EPROTO, "no ack for NFT_MSG_NEWTABLE");
+	nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + NLA_ALIGN(a->nla_len);
+	return nft_batch(s, nh, "NFT_MSG_NEWTABLE", "no ack for NFT_MSG_NEWTABLE",
+			 "created nftables table inet moat_attack in a new user+network namespace");
 }
 
 static int child_exits(void *arg)
@@ -830,41 +840,12 @@ static int egress_flush(void)
 	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
 	if (s < 0)
 		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
-	char buf[256];
-	memset(buf, 0, sizeof buf);
-	size_t off = 0;
-	uint32_t seq = (uint32_t)time(NULL);
-	uint16_t types[3] = {NFNL_MSG_BATCH_BEGIN, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE,
-			     NFNL_MSG_BATCH_END};
-	for (int i = 0; i < 3; i++) {
-		struct nlmsghdr *nh = (struct nlmsghdr *)(buf + off);
-		struct nfgenmsg *nf = NLMSG_DATA(nh);
-		nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-		nh->nlmsg_type = types[i];
-		nh->nlmsg_flags = NLM_F_REQUEST | (i == 1 ? NLM_F_ACK : 0);
-		nh->nlmsg_seq = seq + (uint32_t)i;
-		nf->nfgen_family = AF_UNSPEC;
-		nf->version = NFNETLINK_V0;
-		nf->res_id = i == 1 ? 0 : htons(NFNL_SUBSYS_NFTABLES);
-		off += NLMSG_ALIGN(nh->nlmsg_len);
-	}
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	if (sendto(s, buf, off, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return denied("sendto(nftables batch)");
-	char reply[4096];
-	ssize_t n = recv(s, reply, sizeof reply, 0);
-	if (n < 0)
-		return denied("recv(nftables ack)");
-	for (struct nlmsghdr *nh = (struct nlmsghdr *)reply; NLMSG_OK(nh, (size_t)n);
-	     nh = NLMSG_NEXT(nh, n)) {
-		if (nh->nlmsg_type == NLMSG_ERROR) {
-			struct nlmsgerr *err = NLMSG_DATA(nh);
-			if (err->error != 0)
-				return denied_at(-err->error, "NFT_MSG_DELTABLE (flush ruleset)");
-			return ok("flushed every nftables table of the pod's network namespace");
-		}
-	}
-	return denied_at(EPROTO, "no ack for NFT_MSG_DELTABLE");
+	char msg[32] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(msg, 0, sizeof msg);
+	struct nlmsghdr *nh = nfnl_msg(msg, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE,
+				       NLM_F_REQUEST | NLM_F_ACK, AF_UNSPEC, 0);
+	return nft_batch(s, nh, "NFT_MSG_DELTABLE (flush ruleset)", "no ack for NFT_MSG_DELTABLE",
+			 "flushed every nftables table of the pod's network namespace");
 }
 
 /* N keyctl calls (refused by the baseline, answered by the shim's audit): ok with the time. */
