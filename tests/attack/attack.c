@@ -157,9 +157,14 @@ static int write_file(const char *path, const char *data, size_t len)
 	return n < 0 ? -1 : 0;
 }
 
-/* Maps uid/gid 0 of the new user namespace to the caller's ids. */
-static const char *map_root(uid_t uid, gid_t gid)
+/* Unshares a user namespace and maps its uid/gid 0 to the caller's ids. Returns NULL, or the
+ * step that failed (errno set). */
+static const char *userns_root(void)
 {
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	if (unshare(CLONE_NEWUSER) < 0)
+		return "unshare(CLONE_NEWUSER)";
 	char buf[64];
 	int n = snprintf(buf, sizeof buf, "0 %d 1\n", uid);
 	if (write_file("/proc/self/uid_map", buf, n) < 0)
@@ -175,11 +180,7 @@ static const char *map_root(uid_t uid, gid_t gid)
 /* unshare a user (+mount) namespace, become its root, mount a tmpfs in it. */
 static int userns_mount(void)
 {
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	if (unshare(CLONE_NEWUSER) < 0)
-		return denied("unshare(CLONE_NEWUSER)");
-	const char *step = map_root(uid, gid);
+	const char *step = userns_root();
 	if (step)
 		return denied(step);
 	if (unshare(CLONE_NEWNS) < 0)
@@ -253,11 +254,7 @@ static int nft_batch(int s, const struct nlmsghdr *msg, const char *refused_at, 
 /* unshare a user + network namespace and create an nftables table in it. */
 static int userns_nft(void)
 {
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	if (unshare(CLONE_NEWUSER) < 0)
-		return denied("unshare(CLONE_NEWUSER)");
-	const char *step = map_root(uid, gid);
+	const char *step = userns_root();
 	if (step)
 		return denied(step);
 	if (unshare(CLONE_NEWNET) < 0)
