@@ -294,19 +294,33 @@ static int clone_user(void)
 	return ok("child %d ran in a new user namespace", pid);
 }
 
-/* clone3(2) with CLONE_NEWUSER. */
-static int clone3_user(void)
+/* After a fork-like system call that returned PID: the child exits at once, the parent reaps
+ * it. Returns PID (negative, errno untouched, when the call failed). */
+static long reaped(long pid)
+{
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid((pid_t)pid, NULL, 0);
+	return pid;
+}
+
+/* clone3(2) with FLAGS and SIGCHLD, the child reaped at once. */
+static long clone3_reaped(uint64_t flags)
 {
 	struct clone_args args;
 	memset(&args, 0, sizeof args);
-	args.flags = CLONE_NEWUSER;
+	args.flags = flags;
 	args.exit_signal = SIGCHLD;
-	long pid = syscall(SYS_clone3, &args, sizeof args);
+	return reaped(syscall(SYS_clone3, &args, sizeof args));
+}
+
+/* clone3(2) with CLONE_NEWUSER. */
+static int clone3_user(void)
+{
+	long pid = clone3_reaped(CLONE_NEWUSER);
 	if (pid < 0)
 		return denied("clone3(CLONE_NEWUSER)");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld ran in a new user namespace", pid);
 }
 
@@ -710,27 +724,18 @@ static int seal_clone(const char *name)
 	unsigned long flag;
 	if (seal_ns_flag(name, &flag) < 0)
 		return denied_at(EINVAL, "unknown namespace flag");
-	long pid = syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0);
+	long pid = reaped(syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0));
 	if (pid < 0)
 		return denied("clone");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld in a new CLONE_%s namespace", pid, name);
 }
 
 /* clone3 with no flags at all: a plain fork. */
 static int seal_clone3(void)
 {
-	struct clone_args args;
-	memset(&args, 0, sizeof args);
-	args.exit_signal = SIGCHLD;
-	long pid = syscall(SYS_clone3, &args, sizeof args);
+	long pid = clone3_reaped(0);
 	if (pid < 0)
 		return denied("clone3");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld", pid);
 }
 
