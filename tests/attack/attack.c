@@ -508,6 +508,16 @@ static const char *reach(const char *pid)
 	return NULL;
 }
 
+/* exe_race's verdict line when `reach` got into process PID: prints it and returns 1. */
+static int reported_reach(const char *pid)
+{
+	const char *how = reach(pid);
+	if (!how)
+		return 0;
+	printf("%s: ok REACHED %s of pid %s\n", mode, how, pid);
+	return 1;
+}
+
 /*
  * CVE-2019-5736 and CVE-2024-21626: for SECONDS, watches every process of the pid namespace;
  * each one whose executable is not the container's own (a runtime process entering the
@@ -539,11 +549,8 @@ static int exe_race(int seconds)
 				if (errno != ENOENT)
 					path_denied++;
 				/* Non-dumpable processes refuse O_PATH: still try the rest. */
-				const char *how = reach(e->d_name);
-				if (how) {
-					printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+				if (reported_reach(e->d_name))
 					return 0;
-				}
 				int w = open(link, O_WRONLY);
 				if (w >= 0 && !own_file(w)) {
 					printf("%s: ok OPENED %s for writing\n", mode, link);
@@ -560,11 +567,8 @@ static int exe_race(int seconds)
 				continue;
 			}
 			/* A runtime process: its root, cwd and open files must be out of reach too. */
-			const char *how = reach(e->d_name);
-			if (how) {
-				printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+			if (reported_reach(e->d_name))
 				return 0;
-			}
 			char fdlink[64];
 			snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", p);
 			ssize_t n = readlink(fdlink, target, sizeof target - 1);
