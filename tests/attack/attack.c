@@ -157,9 +157,14 @@ static int write_file(const char *path, const char *data, size_t len)
 	return n < 0 ? -1 : 0;
 }
 
-/* Maps uid/gid 0 of the new user namespace to the caller's ids. */
-static const char *map_root(uid_t uid, gid_t gid)
+/* Unshares a user namespace and maps its uid/gid 0 to the caller's ids. Returns NULL, or the
+ * step that failed (errno set). */
+static const char *userns_root(void)
 {
+	uid_t uid = getuid();
+	gid_t gid = getgid();
+	if (unshare(CLONE_NEWUSER) < 0)
+		return "unshare(CLONE_NEWUSER)";
 	char buf[64];
 	int n = snprintf(buf, sizeof buf, "0 %d 1\n", uid);
 	if (write_file("/proc/self/uid_map", buf, n) < 0)
@@ -175,11 +180,7 @@ static const char *map_root(uid_t uid, gid_t gid)
 /* unshare a user (+mount) namespace, become its root, mount a tmpfs in it. */
 static int userns_mount(void)
 {
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	if (unshare(CLONE_NEWUSER) < 0)
-		return denied("unshare(CLONE_NEWUSER)");
-	const char *step = map_root(uid, gid);
+	const char *step = userns_root();
 	if (step)
 		return denied(step);
 	if (unshare(CLONE_NEWNS) < 0)
@@ -191,65 +192,45 @@ static int userns_mount(void)
 	return ok("mounted a tmpfs on /tmp as root of a new user namespace");
 }
 
-/* unshare a user + network namespace and create an nftables table in it. */
-static int userns_nft(void)
+/* Writes the header of one nfnetlink message (with its nfgenmsg) at AT, which is zeroed; the
+ * caller appends attributes and grows nlmsg_len, nft_batch sets the sequence number. */
+static struct nlmsghdr *nfnl_msg(char *at, uint16_t type, uint16_t flags, uint8_t family,
+				 uint16_t res_id)
 {
-	uid_t uid = getuid();
-	gid_t gid = getgid();
-	if (unshare(CLONE_NEWUSER) < 0)
-		return denied("unshare(CLONE_NEWUSER)");
-	const char *step = map_root(uid, gid);
-	if (step)
-		return denied(step);
-	if (unshare(CLONE_NEWNET) < 0)
-		return denied("unshare(CLONE_NEWNET) in the new user namespace");
-	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
-	if (s < 0)
-		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
+	struct nlmsghdr *nh = (struct nlmsghdr *)at;
+	struct nfgenmsg *nf = NLMSG_DATA(nh);
+	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
+	nh->nlmsg_type = type;
+	nh->nlmsg_flags = flags;
+	nf->nfgen_family = family;
+	nf->version = NFNETLINK_V0;
+	nf->res_id = res_id;
+	return nh;
+}
 
-	char buf[512];
+/* Sends MSG (one nf_tables message asking for an ack) on the NETLINK_NETFILTER socket S as a
+ * batch (BATCH_BEGIN, MSG, BATCH_END) and reads the kernel's ack. Prints the result line:
+ * `done` when acknowledged, the kernel's refusal at `refused_at`, EPROTO at `no_ack`. */
+static int nft_batch(int s, const struct nlmsghdr *msg, const char *refused_at, const char *no_ack,
+		     const char *done)
+{
+	char buf[512] __attribute__((aligned(NLMSG_ALIGNTO)));
 	memset(buf, 0, sizeof buf);
-	size_t off = 0;
+	if (msg->nlmsg_len > sizeof buf - 2 * NLMSG_ALIGN(NLMSG_LENGTH(sizeof(struct nfgenmsg))))
+		return denied_at(EMSGSIZE, "building the nftables batch");
 	uint32_t seq = (uint32_t)time(NULL);
-	struct nlmsghdr *nh;
-	struct nfgenmsg *nf;
-
-	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-	nh->nlmsg_type = NFNL_MSG_BATCH_BEGIN;
-	nh->nlmsg_flags = NLM_F_REQUEST;
+	size_t off = 0;
+	struct nlmsghdr *nh = nfnl_msg(buf, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, AF_UNSPEC,
+				       htons(NFNL_SUBSYS_NFTABLES));
 	nh->nlmsg_seq = seq;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = AF_UNSPEC;
-	nf->version = NFNETLINK_V0;
-	nf->res_id = htons(NFNL_SUBSYS_NFTABLES);
 	off += NLMSG_ALIGN(nh->nlmsg_len);
-
 	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_type = (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE;
-	nh->nlmsg_flags = NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK;
+	memcpy(nh, msg, msg->nlmsg_len);
 	nh->nlmsg_seq = seq + 1;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = 1 /* NFPROTO_INET */;
-	nf->version = NFNETLINK_V0;
-	size_t len = NLMSG_LENGTH(sizeof *nf);
-	const char name[] = "moat_attack";
-	struct nlattr *a = (struct nlattr *)((char *)nh + NLMSG_ALIGN(len));
-	a->nla_type = NFTA_TABLE_NAME;
-	a->nla_len = NLA_HDRLEN + sizeof name;
-	memcpy((char *)a + NLA_HDRLEN, name, sizeof name);
-	nh->nlmsg_len = NLMSG_ALIGN(len) + NLA_ALIGN(a->nla_len);
 	off += NLMSG_ALIGN(nh->nlmsg_len);
-
-	nh = (struct nlmsghdr *)(buf + off);
-	nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-	nh->nlmsg_type = NFNL_MSG_BATCH_END;
-	nh->nlmsg_flags = NLM_F_REQUEST;
+	nh = nfnl_msg(buf + off, NFNL_MSG_BATCH_END, NLM_F_REQUEST, AF_UNSPEC,
+		      htons(NFNL_SUBSYS_NFTABLES));
 	nh->nlmsg_seq = seq + 2;
-	nf = NLMSG_DATA(nh);
-	nf->nfgen_family = AF_UNSPEC;
-	nf->version = NFNETLINK_V0;
-	nf->res_id = htons(NFNL_SUBSYS_NFTABLES);
 	off += NLMSG_ALIGN(nh->nlmsg_len);
 
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
@@ -263,11 +244,37 @@ static int userns_nft(void)
 		if (nh->nlmsg_type == NLMSG_ERROR) {
 			struct nlmsgerr *err = NLMSG_DATA(nh);
 			if (err->error != 0)
-				return denied_at(-err->error, "NFT_MSG_NEWTABLE");
-			return ok("created nftables table inet moat_attack in a new user+network namespace");
+				return denied_at(-err->error, refused_at);
+			return ok("%s", done);
 		}
 	}
-	return denied_at(EPROTO, "no ack for NFT_MSG_NEWTABLE");
+	return denied_at(EPROTO, no_ack);
+}
+
+/* unshare a user + network namespace and create an nftables table in it. */
+static int userns_nft(void)
+{
+	const char *step = userns_root();
+	if (step)
+		return denied(step);
+	if (unshare(CLONE_NEWNET) < 0)
+		return denied("unshare(CLONE_NEWNET) in the new user namespace");
+	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
+	if (s < 0)
+		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
+
+	char msg[64] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(msg, 0, sizeof msg);
+	struct nlmsghdr *nh = nfnl_msg(msg, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_NEWTABLE,
+				       NLM_F_REQUEST | NLM_F_CREATE | NLM_F_ACK, 1 /* NFPROTO_INET */, 0);
+	const char name[] = "moat_attack";
+	struct nlattr *a = (struct nlattr *)((char *)nh + NLMSG_ALIGN(nh->nlmsg_len));
+	a->nla_type = NFTA_TABLE_NAME;
+	a->nla_len = NLA_HDRLEN + sizeof name;
+	memcpy((char *)a + NLA_HDRLEN, name, sizeof name);
+	nh->nlmsg_len = NLMSG_ALIGN(nh->nlmsg_len) + NLA_ALIGN(a->nla_len);
+	return nft_batch(s, nh, "NFT_MSG_NEWTABLE", "no ack for NFT_MSG_NEWTABLE",
+			 "created nftables table inet moat_attack in a new user+network namespace");
 }
 
 static int child_exits(void *arg)
@@ -287,19 +294,33 @@ static int clone_user(void)
 	return ok("child %d ran in a new user namespace", pid);
 }
 
-/* clone3(2) with CLONE_NEWUSER. */
-static int clone3_user(void)
+/* After a fork-like system call that returned PID: the child exits at once, the parent reaps
+ * it. Returns PID (negative, errno untouched, when the call failed). */
+static long reaped(long pid)
+{
+	if (pid == 0)
+		_exit(0);
+	if (pid > 0)
+		waitpid((pid_t)pid, NULL, 0);
+	return pid;
+}
+
+/* clone3(2) with FLAGS and SIGCHLD, the child reaped at once. */
+static long clone3_reaped(uint64_t flags)
 {
 	struct clone_args args;
 	memset(&args, 0, sizeof args);
-	args.flags = CLONE_NEWUSER;
+	args.flags = flags;
 	args.exit_signal = SIGCHLD;
-	long pid = syscall(SYS_clone3, &args, sizeof args);
+	return reaped(syscall(SYS_clone3, &args, sizeof args));
+}
+
+/* clone3(2) with CLONE_NEWUSER. */
+static int clone3_user(void)
+{
+	long pid = clone3_reaped(CLONE_NEWUSER);
 	if (pid < 0)
 		return denied("clone3(CLONE_NEWUSER)");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld ran in a new user namespace", pid);
 }
 
@@ -487,6 +508,16 @@ static const char *reach(const char *pid)
 	return NULL;
 }
 
+/* exe_race's verdict line when `reach` got into process PID: prints it and returns 1. */
+static int reported_reach(const char *pid)
+{
+	const char *how = reach(pid);
+	if (!how)
+		return 0;
+	printf("%s: ok REACHED %s of pid %s\n", mode, how, pid);
+	return 1;
+}
+
 /*
  * CVE-2019-5736 and CVE-2024-21626: for SECONDS, watches every process of the pid namespace;
  * each one whose executable is not the container's own (a runtime process entering the
@@ -518,11 +549,8 @@ static int exe_race(int seconds)
 				if (errno != ENOENT)
 					path_denied++;
 				/* Non-dumpable processes refuse O_PATH: still try the rest. */
-				const char *how = reach(e->d_name);
-				if (how) {
-					printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+				if (reported_reach(e->d_name))
 					return 0;
-				}
 				int w = open(link, O_WRONLY);
 				if (w >= 0 && !own_file(w)) {
 					printf("%s: ok OPENED %s for writing\n", mode, link);
@@ -539,11 +567,8 @@ static int exe_race(int seconds)
 				continue;
 			}
 			/* A runtime process: its root, cwd and open files must be out of reach too. */
-			const char *how = reach(e->d_name);
-			if (how) {
-				printf("%s: ok REACHED %s of pid %s\n", mode, how, e->d_name);
+			if (reported_reach(e->d_name))
 				return 0;
-			}
 			char fdlink[64];
 			snprintf(fdlink, sizeof fdlink, "/proc/self/fd/%d", p);
 			ssize_t n = readlink(fdlink, target, sizeof target - 1);
@@ -703,27 +728,18 @@ static int seal_clone(const char *name)
 	unsigned long flag;
 	if (seal_ns_flag(name, &flag) < 0)
 		return denied_at(EINVAL, "unknown namespace flag");
-	long pid = syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0);
+	long pid = reaped(syscall(SYS_clone, flag | SIGCHLD, 0, 0, 0, 0));
 	if (pid < 0)
 		return denied("clone");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld in a new CLONE_%s namespace", pid, name);
 }
 
 /* clone3 with no flags at all: a plain fork. */
 static int seal_clone3(void)
 {
-	struct clone_args args;
-	memset(&args, 0, sizeof args);
-	args.exit_signal = SIGCHLD;
-	long pid = syscall(SYS_clone3, &args, sizeof args);
+	long pid = clone3_reaped(0);
 	if (pid < 0)
 		return denied("clone3");
-	if (pid == 0)
-		_exit(0);
-	waitpid((pid_t)pid, NULL, 0);
 	return ok("child %ld", pid);
 }
 
@@ -830,41 +846,12 @@ static int egress_flush(void)
 	int s = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_NETFILTER);
 	if (s < 0)
 		return denied("socket(AF_NETLINK, NETLINK_NETFILTER)");
-	char buf[256];
-	memset(buf, 0, sizeof buf);
-	size_t off = 0;
-	uint32_t seq = (uint32_t)time(NULL);
-	uint16_t types[3] = {NFNL_MSG_BATCH_BEGIN, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE,
-			     NFNL_MSG_BATCH_END};
-	for (int i = 0; i < 3; i++) {
-		struct nlmsghdr *nh = (struct nlmsghdr *)(buf + off);
-		struct nfgenmsg *nf = NLMSG_DATA(nh);
-		nh->nlmsg_len = NLMSG_LENGTH(sizeof *nf);
-		nh->nlmsg_type = types[i];
-		nh->nlmsg_flags = NLM_F_REQUEST | (i == 1 ? NLM_F_ACK : 0);
-		nh->nlmsg_seq = seq + (uint32_t)i;
-		nf->nfgen_family = AF_UNSPEC;
-		nf->version = NFNETLINK_V0;
-		nf->res_id = i == 1 ? 0 : htons(NFNL_SUBSYS_NFTABLES);
-		off += NLMSG_ALIGN(nh->nlmsg_len);
-	}
-	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
-	if (sendto(s, buf, off, 0, (struct sockaddr *)&sa, sizeof sa) < 0)
-		return denied("sendto(nftables batch)");
-	char reply[4096];
-	ssize_t n = recv(s, reply, sizeof reply, 0);
-	if (n < 0)
-		return denied("recv(nftables ack)");
-	for (struct nlmsghdr *nh = (struct nlmsghdr *)reply; NLMSG_OK(nh, (size_t)n);
-	     nh = NLMSG_NEXT(nh, n)) {
-		if (nh->nlmsg_type == NLMSG_ERROR) {
-			struct nlmsgerr *err = NLMSG_DATA(nh);
-			if (err->error != 0)
-				return denied_at(-err->error, "NFT_MSG_DELTABLE (flush ruleset)");
-			return ok("flushed every nftables table of the pod's network namespace");
-		}
-	}
-	return denied_at(EPROTO, "no ack for NFT_MSG_DELTABLE");
+	char msg[32] __attribute__((aligned(NLMSG_ALIGNTO)));
+	memset(msg, 0, sizeof msg);
+	struct nlmsghdr *nh = nfnl_msg(msg, (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_DELTABLE,
+				       NLM_F_REQUEST | NLM_F_ACK, AF_UNSPEC, 0);
+	return nft_batch(s, nh, "NFT_MSG_DELTABLE (flush ruleset)", "no ack for NFT_MSG_DELTABLE",
+			 "flushed every nftables table of the pod's network namespace");
 }
 
 /* N keyctl calls (refused by the baseline, answered by the shim's audit): ok with the time. */
