@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ mod reaper;
 
 use anyhow::{bail, ensure, Context, Result};
 use moat_sandbox::plan::*;
-use moat_sandbox::spawn::{helper_main, Launcher, Stdio, HELPER_ARG};
+use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reaper::{reaper, wait_exit};
@@ -230,6 +230,50 @@ fn read_all(fd: OwnedFd) -> String {
     s
 }
 
+/// A `sh -c` script printing the namespaces of its process, in the order of [`namespaces_of`].
+const PRINT_NAMESPACES: &str =
+    "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done";
+
+/// Kills `victim` (a container's init), waits until it is reaped, has a host process (the
+/// impostor) take its pid number and runs `attack(impostor)`; then kills and reaps the
+/// impostor, whatever the attack returned.
+fn once_its_pid_is_reused(victim: i32, attack: impl FnOnce(i32) -> Result<()>) -> Result<()> {
+    kill(Pid::from_raw(victim), Signal::SIGKILL)?;
+    wait_exit(victim, Duration::from_secs(10))?;
+    let impostor = impostor_with_pid(victim)?;
+    let result = attack(impostor);
+    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
+    let _ = wait_exit(impostor, Duration::from_secs(10));
+    result
+}
+
+/// What became of a process that should have been refused.
+enum Attempt {
+    /// It ran (and has exited): the lines it printed.
+    Ran(Vec<String>),
+    /// Refused: the error, and what reached its stdout all the same.
+    Refused(SpawnError, String),
+}
+
+/// `spawn` (a create or an exec) with stdout on a pipe, then its start; waits for the process
+/// when it ran.
+fn attempt(spawn: impl FnOnce(Stdio) -> Result<Pending, SpawnError>) -> Result<Attempt> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
+    let outcome = spawn(stdio).and_then(|pending| {
+        let pid = pending.pid;
+        pending.start().map(|()| pid)
+    });
+    let out = read_all(out_r);
+    Ok(match outcome {
+        Ok(pid) => {
+            let _ = wait_exit(pid, Duration::from_secs(10));
+            Attempt::Ran(out.lines().map(str::to_string).collect())
+        }
+        Err(e) => Attempt::Refused(e, out),
+    })
+}
+
 fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let pending = l.create(&plan(&fx, &["sleep", "3600"]), Stdio::default(), None)?;
@@ -238,42 +282,25 @@ fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result
     let init_fd = pending.pidfd.clone();
     pending.start()?;
     // The container's init dies and is reaped: its pid number is free again.
-    kill(Pid::from_raw(init), Signal::SIGKILL)?;
-    wait_exit(init, Duration::from_secs(10))?;
-    let impostor = impostor_with_pid(init)?;
-    let result = (|| -> Result<()> {
+    once_its_pid_is_reused(init, |impostor| {
         let host = namespaces_of("self")?;
         ensure!(namespaces_of(&impostor.to_string())? == host, "the impostor is a host process");
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let exec = ExecPlan {
             container_id: "victim".into(),
             exec_id: "e1".into(),
             init_pid: init,
             cgroup_procs: vec![],
-            process: process(&[
-                "sh",
-                "-c",
-                "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done",
-            ]),
+            process: process(&["sh", "-c", PRINT_NAMESPACES]),
         };
-        let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
-        let outcome = l.exec(&exec, stdio, &init_fd).and_then(|pending| {
-            let pid = pending.pid;
-            pending.start().map(|()| pid)
-        });
-        match outcome {
-            Ok(pid) => {
-                let out = read_all(out_r);
-                let _ = wait_exit(pid, Duration::from_secs(10));
-                let seen: Vec<String> = out.lines().map(str::to_string).collect();
+        match attempt(|stdio| l.exec(&exec, stdio, &init_fd))? {
+            Attempt::Ran(seen) => {
                 let landed = if seen == host { "in the host's namespaces" } else { "somewhere" };
                 bail!(
                     "the exec into dead container victim (init pid {init}, now the host's \
                      `sleep` {impostor}) ran {landed}: its namespaces {seen:?}, the host's {host:?}"
                 );
             }
-            Err(e) => {
-                let out = read_all(out_r);
+            Attempt::Refused(e, out) => {
                 ensure!(out.is_empty(), "the refused exec still printed {out:?}");
                 ensure!(
                     e.container_id == "victim" && e.errno == Some(nix::errno::Errno::ESRCH),
@@ -297,10 +324,7 @@ fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result
             "the impostor {impostor} died during the attempt"
         );
         Ok(())
-    })();
-    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
-    let _ = wait_exit(impostor, Duration::from_secs(10));
-    result
+    })
 }
 
 fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
@@ -310,19 +334,12 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
     let pod_userns = pending.userns.take().context("no user namespace from the pause")?;
     let pause = pending.pid;
     pending.start()?;
-    kill(Pid::from_raw(pause), Signal::SIGKILL)?;
-    wait_exit(pause, Duration::from_secs(10))?;
-    let impostor = impostor_with_pid(pause)?;
-    let result = (|| -> Result<()> {
+    once_its_pid_is_reused(pause, |impostor| {
         let host = namespaces_of("self")?;
         // The app container of the pod, as containerd's spec asks for it: the pause's ipc and
         // uts namespaces by path (its own rootfs: a second overlay upper dir is not needed,
         // the pause is gone).
-        let mut app = plan_for(
-            &fx,
-            "app",
-            &["sh", "-c", "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done"],
-        );
+        let mut app = plan_for(&fx, "app", &["sh", "-c", PRINT_NAMESPACES]);
         app.hostname = None;
         app.user.action = UserNamespaceAction::JoinPod;
         let join = |kind, name: &str| NamespacePlan {
@@ -336,19 +353,8 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
             NamespacePlan { kind: NamespaceKind::Network, action: NamespaceAction::Create },
             NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
         ];
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
-        let outcome = l.create(&app, stdio, Some(std::os::fd::AsFd::as_fd(&pod_userns))).and_then(
-            |pending| {
-                let pid = pending.pid;
-                pending.start().map(|()| pid)
-            },
-        );
-        match outcome {
-            Ok(pid) => {
-                let out = read_all(out_r);
-                let _ = wait_exit(pid, Duration::from_secs(10));
-                let seen: Vec<String> = out.lines().map(str::to_string).collect();
+        match attempt(|stdio| l.create(&app, stdio, Some(pod_userns.as_fd())))? {
+            Attempt::Ran(seen) => {
                 let shared: Vec<&String> = seen.iter().filter(|n| host.contains(n)).collect();
                 bail!(
                     "the app container joined the dead pause (pid {pause}, now the host's \
@@ -356,8 +362,7 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
                      (its namespaces {seen:?})"
                 );
             }
-            Err(e) => {
-                let out = read_all(out_r);
+            Attempt::Refused(e, out) => {
                 ensure!(out.is_empty(), "the refused container still printed {out:?}");
                 ensure!(
                     e.container_id == "app" && e.step.contains(&format!("/proc/{pause}/ns/")),
@@ -367,8 +372,5 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
             }
         }
         Ok(())
-    })();
-    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
-    let _ = wait_exit(impostor, Duration::from_secs(10));
-    result
+    })
 }
