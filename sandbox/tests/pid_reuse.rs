@@ -10,17 +10,19 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test pid_reuse`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::time::Duration;
 
+#[path = "common/container.rs"]
+mod container;
 #[path = "common/reaper.rs"]
 mod reaper;
 
 use anyhow::{bail, ensure, Context, Result};
+use container::{own_container, random_base, OverlayRoot};
 use moat_sandbox::plan::*;
 use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
 use nix::sys::signal::{kill, Signal};
@@ -98,9 +100,7 @@ fn fixture() -> Result<Fixture> {
     for d in ["upper", "work", "bundle/rootfs"] {
         fs::create_dir_all(dir.path().join(d))?;
     }
-    let mut b = [0u8; 4];
-    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(Fixture { base: 2_000_000_000 + (u32::from_le_bytes(b) % 30_000) * 65_536, dir })
+    Ok(Fixture { base: random_base()?, dir })
 }
 
 fn process(args: &[&str]) -> ProcessPlan {
@@ -135,51 +135,24 @@ fn plan(fx: &Fixture, args: &[&str]) -> ContainerPlan {
 
 fn plan_for(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
     let d = fx.dir.path();
-    let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: 65_536 }];
-    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
-    let m = |dest: &str, kind| MountPlan {
-        destination: dest.into(),
-        kind,
-        readonly: false,
-        nosuid: true,
-        nodev: true,
-        noexec: true,
-        data: None,
+    let root = OverlayRoot {
+        lower: &d.join("lower"),
+        upper: &d.join("upper"),
+        work: &d.join("work"),
+        rootfs: &d.join("bundle/rootfs"),
     };
     ContainerPlan {
-        container_id: id.into(),
-        pod_id: "pod".into(),
-        rootfs: d.join("bundle/rootfs"),
-        rootfs_mounts: vec![RootfsMount {
-            fstype: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                format!("workdir={}", d.join("work").display()),
-                format!("upperdir={}", d.join("upper").display()),
-                format!("lowerdir={}", d.join("lower").display()),
-            ],
-        }],
-        readonly_rootfs: false,
-        namespaces: vec![
-            ns(NamespaceKind::Pid),
-            ns(NamespaceKind::Ipc),
-            ns(NamespaceKind::Uts),
-            ns(NamespaceKind::Network),
-            ns(NamespaceKind::Cgroup),
-        ],
-        user: UserNamespacePlan {
-            action: UserNamespaceAction::Create,
-            uid_mappings: map(fx.base),
-            gid_mappings: map(fx.base),
-        },
         hostname: Some("victim".into()),
-        mounts: vec![m("/proc", MountKind::Proc)],
-        masked_paths: vec![],
-        readonly_paths: vec![],
-        sysctls: BTreeMap::new(),
-        cgroup_procs: vec![],
-        process: process(args),
+        mounts: vec![MountPlan {
+            destination: "/proc".into(),
+            kind: MountKind::Proc,
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+            data: None,
+        }],
+        ..own_container(id, root, fx.base, process(args))
     }
 }
 

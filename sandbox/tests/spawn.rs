@@ -9,7 +9,6 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test spawn [-- FILTER]`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,10 +17,13 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[path = "common/container.rs"]
+mod container;
 #[path = "common/reaper.rs"]
 mod reaper;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use container::{own_container, random_base, OverlayRoot, RANGE};
 use moat_sandbox::plan::*;
 use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
 use nix::unistd::Pid;
@@ -179,14 +181,6 @@ struct Fixture {
     base: u32,
 }
 
-const RANGE: u32 = 65_536;
-
-fn random_base() -> Result<u32> {
-    let mut b = [0u8; 4];
-    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(2_000_000_000 + (u32::from_le_bytes(b) % 30_000) * RANGE)
-}
-
 fn fixture() -> Result<Fixture> {
     let dir = tempfile::Builder::new().prefix(&test_dir_prefix()).tempdir_in("/var/tmp")?;
     let d = dir.path();
@@ -285,35 +279,9 @@ fn mount(
 }
 
 fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
-    let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: RANGE }];
-    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
+    let root =
+        OverlayRoot { lower: &fx.lower, upper: &fx.upper, work: &fx.work, rootfs: &fx.rootfs };
     ContainerPlan {
-        container_id: id.into(),
-        pod_id: "pod".into(),
-        rootfs: fx.rootfs.clone(),
-        rootfs_mounts: vec![RootfsMount {
-            fstype: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                format!("workdir={}", fx.work.display()),
-                format!("upperdir={}", fx.upper.display()),
-                format!("lowerdir={}", fx.lower.display()),
-            ],
-        }],
-        readonly_rootfs: false,
-        namespaces: vec![
-            ns(NamespaceKind::Pid),
-            ns(NamespaceKind::Ipc),
-            ns(NamespaceKind::Uts),
-            ns(NamespaceKind::Network),
-            ns(NamespaceKind::Cgroup),
-        ],
-        user: UserNamespacePlan {
-            action: UserNamespaceAction::Create,
-            uid_mappings: map(fx.base),
-            gid_mappings: map(fx.base),
-        },
         hostname: Some("moat-test".into()),
         mounts: vec![
             mount("/proc", MountKind::Proc, None, false, true, true, true),
@@ -363,9 +331,7 @@ fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
             .iter()
             .map(PathBuf::from)
             .collect(),
-        sysctls: BTreeMap::new(),
-        cgroup_procs: vec![],
-        process: process(args),
+        ..own_container(id, root, fx.base, process(args))
     }
 }
 
