@@ -25,7 +25,7 @@ mod reaper;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use container::{own_container, random_base, OverlayRoot, RANGE};
 use moat_sandbox::plan::*;
-use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
+use moat_sandbox::spawn::{helper_main, Launcher, Pending, PidFd, SpawnError, Stdio, HELPER_ARG};
 use nix::unistd::Pid;
 use reaper::{reaper, wait_exit};
 
@@ -515,14 +515,27 @@ fn exec_plan(id: &str, init_pid: i32, args: &[&str]) -> ExecPlan {
     }
 }
 
-fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
-    let fx = fixture()?;
-    let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
-    let pending = l.create(&p, Stdio::default(), None)?;
+/// Creates and starts `p`, an init that keeps running, and runs `body` with its pid and pidfd;
+/// then kills and reaps the init, whatever `body` returned.
+fn with_running_init(
+    l: &Launcher,
+    p: &ContainerPlan,
+    body: impl FnOnce(i32, &PidFd) -> Result<()>,
+) -> Result<()> {
+    let pending = l.create(p, Stdio::default(), None)?;
     let init = pending.pid;
     let init_fd = pending.pidfd.clone();
     pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = body(init, &init_fd);
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    result
+}
+
+fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
+    with_running_init(l, &p, |init, init_fd| {
         let host_pidns = fs::read_link(format!("/proc/{init}/ns/pid"))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !fx.upper.join("tmp/marker").exists() {
@@ -532,7 +545,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
         let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, init_fd)?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
@@ -548,7 +561,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         ensure!(lines.get(3) == Some(&"0") && lines.get(4) == Some(&"moat-test"), "{out}");
         // An exec whose binary is missing fails at start, the container keeps running.
         let e = exec_plan("e2", init, &["/no/such/binary"]);
-        let pending = l.exec(&e, Stdio::default(), &init_fd)?;
+        let pending = l.exec(&e, Stdio::default(), init_fd)?;
         let err =
             pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
         ensure!(
@@ -557,10 +570,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         );
         ensure!(fs::read_link(format!("/proc/{init}/ns/pid")).is_ok(), "init died");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
-    result
+    })
 }
 
 fn expect_spawn_error(r: Result<Pending, SpawnError>, what: &str) -> Result<SpawnError> {
@@ -967,11 +977,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
     let cg = TestCgroup::new()?;
     let mut p = plan(&fx, "c1", &["sleep", "30"]);
     p.cgroup_procs = cg.procs();
-    let pending = l.create(&p, Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = with_running_init(l, &p, |init, init_fd| {
         let host_procs = fs::read_to_string(cg.0[0].join("cgroup.procs"))?;
         ensure!(
             host_procs.lines().any(|l| l == init.to_string()),
@@ -981,7 +987,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
         let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
         e.cgroup_procs = cg.procs();
         let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
+            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, init_fd)?;
         let pid = pending.pid;
         pending.start()?;
         let out = read_all(out_r)?;
@@ -1000,9 +1006,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
             "{out}"
         );
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
+    });
     drop(cg);
     result
 }
@@ -1043,14 +1047,10 @@ fn a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone(l: &Launcher) ->
 
     let mut p = plan(&fx, "c1", &["sleep", "30"]);
     p.cgroup_procs = procs.clone();
-    let pending = l.create(&p, Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = with_running_init(l, &p, |init, init_fd| {
         let mut x = exec_plan("e1", init, &["sh", "-c", "touch /exec-ran"]);
         x.cgroup_procs = refusing;
-        let e = expect_spawn_error(l.exec(&x, Stdio::default(), &init_fd), "exec, /dev/full")?;
+        let e = expect_spawn_error(l.exec(&x, Stdio::default(), init_fd), "exec, /dev/full")?;
         ensure!(
             e.exec_id.as_deref() == Some("e1")
                 && e.step.ends_with(" to /dev/full")
@@ -1069,9 +1069,7 @@ fn a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone(l: &Launcher) ->
         ensure!(!fx.upper.join("exec-ran").exists(), "the exec ran");
         ensure!(init_fd.check_alive().is_ok(), "the init died with the exec");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
+    });
     cgroup_empties(&procs[0])?;
     drop(cg);
     result
@@ -1194,15 +1192,11 @@ fn bind_rootfs_and_prepopulated_rootfs_are_idmapped(l: &Launcher) -> Result<()> 
 
 fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
-    let pending = l.create(&plan(&fx, "c1", &["sleep", "30"]), Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    with_running_init(l, &plan(&fx, "c1", &["sleep", "30"]), |init, init_fd| {
         let mut e = exec_plan("e1", init, &["sh", "-c", "tty; stty size; echo $$"]);
         e.process.terminal = true;
         e.process.console_size = Some((12, 34));
-        let mut pending = l.exec(&e, Stdio::default(), &init_fd)?;
+        let mut pending = l.exec(&e, Stdio::default(), init_fd)?;
         let master = pending.console.take().ok_or_else(|| anyhow!("no console fd"))?;
         let pid = pending.pid;
         pending.start()?;
@@ -1219,10 +1213,7 @@ fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
         let out = String::from_utf8_lossy(&out);
         ensure!(out.contains("/dev/pts/0") && out.contains("12 34"), "{out}");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
-    result
+    })
 }
 
 /// An image layer holding a device node (`c 1 3` at /opt/null-copy, as containerd unpacks one):
