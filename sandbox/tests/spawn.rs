@@ -25,6 +25,7 @@ mod reaper;
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use container::{own_container, random_base, OverlayRoot, RANGE};
 use moat_sandbox::plan::*;
+use moat_sandbox::policy::capabilities::RUNTIME_DEFAULT;
 use moat_sandbox::spawn::{helper_main, Launcher, Pending, PidFd, SpawnError, Stdio, HELPER_ARG};
 use nix::unistd::Pid;
 use reaper::{reaper, wait_exit};
@@ -215,25 +216,9 @@ fn caps(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 fn process(args: &[&str]) -> ProcessPlan {
-    let set = caps(DEFAULT_CAPS);
+    // containerd's default set, as a spec that asks for nothing carries it.
+    let set = caps(&RUNTIME_DEFAULT);
     ProcessPlan {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec!["PATH=/bin".into(), "HOME=/root".into()],
