@@ -752,6 +752,21 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     Ok(())
 }
 
+/// What the master end of a terminal holds once its process exited and the slave is closed:
+/// read until the end (EIO marks it).
+fn read_console(master: OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut f = fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let mut p = plan(&fx, "c1", &["sh", "-c", "tty; stty size; stat -c '%u %g' $(tty)"]);
@@ -762,17 +777,7 @@ fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
     let pid = pending.pid;
     pending.start()?;
     let code = wait_exit(pid, Duration::from_secs(10))?;
-    // The slave is closed now; read what is buffered (EIO marks the end).
-    let mut out = Vec::new();
-    let mut f = fs::File::from(master);
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = read_console(master);
     ensure!(code == 0, "{code} {out}");
     ensure!(out.contains("/dev/pts/0") && out.contains("33 101") && out.contains("0 5"), "{out}");
     Ok(())
@@ -1186,16 +1191,7 @@ fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
         let pid = pending.pid;
         pending.start()?;
         ensure!(wait_exit(pid, Duration::from_secs(10))? == 0);
-        let mut out = Vec::new();
-        let mut f = fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        let out = String::from_utf8_lossy(&out);
+        let out = read_console(master);
         ensure!(out.contains("/dev/pts/0") && out.contains("12 34"), "{out}");
         Ok(())
     })
