@@ -357,6 +357,19 @@ fn run_plan(
     Ok((Outcome { code, stdout, stderr }, ns))
 }
 
+/// exec + start + collect output + exit code (waited for 10 s).
+fn run_exec(launcher: &Launcher, exec: &ExecPlan, init: &PidFd) -> Result<Outcome> {
+    let ((out_r, out_w), (err_r, err_w)) = pipes()?;
+    let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) };
+    let pending = launcher.exec(exec, stdio, init)?;
+    let pid = pending.pid;
+    pending.start()?;
+    let stdout = read_all(out_r)?;
+    let stderr = read_all(err_r)?;
+    let code = wait_exit(pid, Duration::from_secs(10))?;
+    Ok(Outcome { code, stdout, stderr })
+}
+
 fn run(launcher: &Launcher, fx: &Fixture, script: &str) -> Result<Outcome> {
     let p = plan(fx, "c1", &["sh", "-c", script]);
     Ok(run_plan(launcher, &p, None)?.0)
@@ -527,15 +540,9 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
             ensure!(Instant::now() < deadline, "init never wrote its marker");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
-        let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, init_fd)?;
-        let pid = pending.pid;
-        pending.start()?;
-        let out = read_all(out_r)?;
-        let err = read_all(err_r)?;
-        ensure!(wait_exit(pid, Duration::from_secs(10))? == 0, "exec failed: {out} {err}");
+        let Outcome { code, stdout: out, stderr: err } = run_exec(l, &e, init_fd)?;
+        ensure!(code == 0, "exec failed: {out} {err}");
         let lines: Vec<&str> = out.lines().collect();
         ensure!(lines.first() == Some(&"marker"), "{out}");
         ensure!(
@@ -973,16 +980,9 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
             host_procs.lines().any(|l| l == init.to_string()),
             "init {init} not in {host_procs:?}"
         );
-        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
         e.cgroup_procs = cg.procs();
-        let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, init_fd)?;
-        let pid = pending.pid;
-        pending.start()?;
-        let out = read_all(out_r)?;
-        let err = read_all(err_r)?;
-        wait_exit(pid, Duration::from_secs(10))?;
+        let Outcome { stdout: out, stderr: err, .. } = run_exec(l, &e, init_fd)?;
         let lines: Vec<&str> = out.lines().collect();
         ensure!(
             lines.first().is_some_and(|l| l.ends_with(":pids:/")) && lines.get(1) == Some(&"0::/"),
