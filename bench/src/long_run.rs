@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use moat_e2e::{host, TestBed};
 
+use crate::options::{count, value};
 use crate::pods::BenchPod;
 use crate::stats::{fmt, Summary};
 
@@ -41,22 +42,13 @@ fn parse(args: &[String]) -> Result<Option<Args>> {
     let mut a = Args { cycles: 1000, execs: 10_000, parallel: 20, handler: "moat".into() };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
-        let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
-        let mut count = |name: &str| -> Result<usize> {
-            let v = value(name)?;
-            let n: usize = v.parse().with_context(|| format!("{name} {v:?}: not a number"))?;
-            if n == 0 {
-                bail!("{name} must be at least 1");
-            }
-            Ok(n)
-        };
         match arg.as_str() {
             "-h" | "--help" => return Ok(None),
-            "--cycles" => a.cycles = count("--cycles")?,
-            "--execs" => a.execs = count("--execs")?,
-            "--parallel" => a.parallel = count("--parallel")?,
+            "--cycles" => a.cycles = count(&mut it, "--cycles")?,
+            "--execs" => a.execs = count(&mut it, "--execs")?,
+            "--parallel" => a.parallel = count(&mut it, "--parallel")?,
             "--handler" => {
-                let h = value("--handler")?;
+                let h = value(&mut it, "--handler")?;
                 if h != "moat" && h != "runc" {
                     bail!("--handler {h:?}: moat or runc");
                 }

@@ -73,34 +73,25 @@ impl Options {
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
-            let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
-            let mut count = |name: &str| -> Result<usize> {
-                let v = value(name)?;
-                let n: usize = v.parse().with_context(|| format!("{name} {v:?}: not a number"))?;
-                if n == 0 {
-                    bail!("{name} must be at least 1");
-                }
-                Ok(n)
-            };
             match arg.as_str() {
                 "--quick" => {}
                 "-h" | "--help" => return Ok(None),
-                "--pods" => o.pods = count("--pods")?,
-                "--execs" => o.execs = count("--execs")?,
-                "--burst-pods" => o.burst_pods = count("--burst-pods")?,
-                "--burst-parallel" => o.burst_parallel = count("--burst-parallel")?,
-                "--workload-runs" => o.workload_runs = count("--workload-runs")?,
-                "--share-iterations" => o.share_iterations = count("--share-iterations")?,
+                "--pods" => o.pods = count(&mut it, "--pods")?,
+                "--execs" => o.execs = count(&mut it, "--execs")?,
+                "--burst-pods" => o.burst_pods = count(&mut it, "--burst-pods")?,
+                "--burst-parallel" => o.burst_parallel = count(&mut it, "--burst-parallel")?,
+                "--workload-runs" => o.workload_runs = count(&mut it, "--workload-runs")?,
+                "--share-iterations" => o.share_iterations = count(&mut it, "--share-iterations")?,
                 "--scale-pods" => {
-                    o.scale_pods = count("--scale-pods")?;
+                    o.scale_pods = count(&mut it, "--scale-pods")?;
                     if o.scale_pods < 20 {
                         bail!("--scale-pods must be at least 20 (its rows compare the first ten with the last ten)");
                     }
                 }
-                "--soak-execs" => o.soak_execs = count("--soak-execs")?,
-                "--json" => o.json = PathBuf::from(value("--json")?),
+                "--soak-execs" => o.soak_execs = count(&mut it, "--soak-execs")?,
+                "--json" => o.json = PathBuf::from(value(&mut it, "--json")?),
                 "--skip" => {
-                    let phase = value("--skip")?;
+                    let phase = value(&mut it, "--skip")?;
                     if !PHASES.contains(&phase.as_str()) {
                         bail!("--skip {phase:?}: the phases are {PHASES:?}");
                     }
@@ -120,6 +111,21 @@ impl Options {
         };
         sized && !self.skip.iter().any(|s| s == phase)
     }
+}
+
+/// The value after flag `name` (the iterator stands on the flag).
+pub fn value<'a>(it: &mut std::slice::Iter<'a, String>, name: &str) -> Result<&'a String> {
+    it.next().with_context(|| format!("{name} needs a value"))
+}
+
+/// The count after flag `name`: a whole number, at least 1.
+pub fn count(it: &mut std::slice::Iter<'_, String>, name: &str) -> Result<usize> {
+    let v = value(it, name)?;
+    let n: usize = v.parse().with_context(|| format!("{name} {v:?}: not a number"))?;
+    if n == 0 {
+        bail!("{name} must be at least 1");
+    }
+    Ok(n)
 }
 
 #[cfg(test)]

@@ -10,21 +10,23 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test pid_reuse`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::time::Duration;
 
+#[path = "common/container.rs"]
+mod container;
 #[path = "common/reaper.rs"]
 mod reaper;
 #[path = "common/root.rs"]
 mod root;
 
 use anyhow::{bail, ensure, Context, Result};
+use container::{own_container, random_base, OverlayRoot};
 use moat_sandbox::plan::*;
-use moat_sandbox::spawn::{helper_main, Launcher, Stdio, HELPER_ARG};
+use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use reaper::{reaper, wait_exit};
@@ -95,9 +97,7 @@ fn fixture() -> Result<Fixture> {
     for d in ["upper", "work", "bundle/rootfs"] {
         fs::create_dir_all(dir.path().join(d))?;
     }
-    let mut b = [0u8; 4];
-    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(Fixture { base: 2_000_000_000 + (u32::from_le_bytes(b) % 30_000) * 65_536, dir })
+    Ok(Fixture { base: random_base()?, dir })
 }
 
 fn process(args: &[&str]) -> ProcessPlan {
@@ -132,51 +132,24 @@ fn plan(fx: &Fixture, args: &[&str]) -> ContainerPlan {
 
 fn plan_for(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
     let d = fx.dir.path();
-    let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: 65_536 }];
-    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
-    let m = |dest: &str, kind| MountPlan {
-        destination: dest.into(),
-        kind,
-        readonly: false,
-        nosuid: true,
-        nodev: true,
-        noexec: true,
-        data: None,
+    let root = OverlayRoot {
+        lower: &d.join("lower"),
+        upper: &d.join("upper"),
+        work: &d.join("work"),
+        rootfs: &d.join("bundle/rootfs"),
     };
     ContainerPlan {
-        container_id: id.into(),
-        pod_id: "pod".into(),
-        rootfs: d.join("bundle/rootfs"),
-        rootfs_mounts: vec![RootfsMount {
-            fstype: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                format!("workdir={}", d.join("work").display()),
-                format!("upperdir={}", d.join("upper").display()),
-                format!("lowerdir={}", d.join("lower").display()),
-            ],
-        }],
-        readonly_rootfs: false,
-        namespaces: vec![
-            ns(NamespaceKind::Pid),
-            ns(NamespaceKind::Ipc),
-            ns(NamespaceKind::Uts),
-            ns(NamespaceKind::Network),
-            ns(NamespaceKind::Cgroup),
-        ],
-        user: UserNamespacePlan {
-            action: UserNamespaceAction::Create,
-            uid_mappings: map(fx.base),
-            gid_mappings: map(fx.base),
-        },
         hostname: Some("victim".into()),
-        mounts: vec![m("/proc", MountKind::Proc)],
-        masked_paths: vec![],
-        readonly_paths: vec![],
-        sysctls: BTreeMap::new(),
-        cgroup_procs: vec![],
-        process: process(args),
+        mounts: vec![MountPlan {
+            destination: "/proc".into(),
+            kind: MountKind::Proc,
+            readonly: false,
+            nosuid: true,
+            nodev: true,
+            noexec: true,
+            data: None,
+        }],
+        ..own_container(id, root, fx.base, process(args))
     }
 }
 
@@ -227,6 +200,50 @@ fn read_all(fd: OwnedFd) -> String {
     s
 }
 
+/// A `sh -c` script printing the namespaces of its process, in the order of [`namespaces_of`].
+const PRINT_NAMESPACES: &str =
+    "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done";
+
+/// Kills `victim` (a container's init), waits until it is reaped, has a host process (the
+/// impostor) take its pid number and runs `attack(impostor)`; then kills and reaps the
+/// impostor, whatever the attack returned.
+fn once_its_pid_is_reused(victim: i32, attack: impl FnOnce(i32) -> Result<()>) -> Result<()> {
+    kill(Pid::from_raw(victim), Signal::SIGKILL)?;
+    wait_exit(victim, Duration::from_secs(10))?;
+    let impostor = impostor_with_pid(victim)?;
+    let result = attack(impostor);
+    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
+    let _ = wait_exit(impostor, Duration::from_secs(10));
+    result
+}
+
+/// What became of a process that should have been refused.
+enum Attempt {
+    /// It ran (and has exited): the lines it printed.
+    Ran(Vec<String>),
+    /// Refused: the error, and what reached its stdout all the same.
+    Refused(SpawnError, String),
+}
+
+/// `spawn` (a create or an exec) with stdout on a pipe, then its start; waits for the process
+/// when it ran.
+fn attempt(spawn: impl FnOnce(Stdio) -> Result<Pending, SpawnError>) -> Result<Attempt> {
+    let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
+    let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
+    let outcome = spawn(stdio).and_then(|pending| {
+        let pid = pending.pid;
+        pending.start().map(|()| pid)
+    });
+    let out = read_all(out_r);
+    Ok(match outcome {
+        Ok(pid) => {
+            let _ = wait_exit(pid, Duration::from_secs(10));
+            Attempt::Ran(out.lines().map(str::to_string).collect())
+        }
+        Err(e) => Attempt::Refused(e, out),
+    })
+}
+
 fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let pending = l.create(&plan(&fx, &["sleep", "3600"]), Stdio::default(), None)?;
@@ -235,42 +252,25 @@ fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result
     let init_fd = pending.pidfd.clone();
     pending.start()?;
     // The container's init dies and is reaped: its pid number is free again.
-    kill(Pid::from_raw(init), Signal::SIGKILL)?;
-    wait_exit(init, Duration::from_secs(10))?;
-    let impostor = impostor_with_pid(init)?;
-    let result = (|| -> Result<()> {
+    once_its_pid_is_reused(init, |impostor| {
         let host = namespaces_of("self")?;
         ensure!(namespaces_of(&impostor.to_string())? == host, "the impostor is a host process");
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
         let exec = ExecPlan {
             container_id: "victim".into(),
             exec_id: "e1".into(),
             init_pid: init,
             cgroup_procs: vec![],
-            process: process(&[
-                "sh",
-                "-c",
-                "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done",
-            ]),
+            process: process(&["sh", "-c", PRINT_NAMESPACES]),
         };
-        let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
-        let outcome = l.exec(&exec, stdio, &init_fd).and_then(|pending| {
-            let pid = pending.pid;
-            pending.start().map(|()| pid)
-        });
-        match outcome {
-            Ok(pid) => {
-                let out = read_all(out_r);
-                let _ = wait_exit(pid, Duration::from_secs(10));
-                let seen: Vec<String> = out.lines().map(str::to_string).collect();
+        match attempt(|stdio| l.exec(&exec, stdio, &init_fd))? {
+            Attempt::Ran(seen) => {
                 let landed = if seen == host { "in the host's namespaces" } else { "somewhere" };
                 bail!(
                     "the exec into dead container victim (init pid {init}, now the host's \
                      `sleep` {impostor}) ran {landed}: its namespaces {seen:?}, the host's {host:?}"
                 );
             }
-            Err(e) => {
-                let out = read_all(out_r);
+            Attempt::Refused(e, out) => {
                 ensure!(out.is_empty(), "the refused exec still printed {out:?}");
                 ensure!(
                     e.container_id == "victim" && e.errno == Some(nix::errno::Errno::ESRCH),
@@ -294,10 +294,7 @@ fn exec_into_a_dead_container_whose_pid_was_reused_fails(l: &Launcher) -> Result
             "the impostor {impostor} died during the attempt"
         );
         Ok(())
-    })();
-    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
-    let _ = wait_exit(impostor, Duration::from_secs(10));
-    result
+    })
 }
 
 fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
@@ -307,19 +304,12 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
     let pod_userns = pending.userns.take().context("no user namespace from the pause")?;
     let pause = pending.pid;
     pending.start()?;
-    kill(Pid::from_raw(pause), Signal::SIGKILL)?;
-    wait_exit(pause, Duration::from_secs(10))?;
-    let impostor = impostor_with_pid(pause)?;
-    let result = (|| -> Result<()> {
+    once_its_pid_is_reused(pause, |impostor| {
         let host = namespaces_of("self")?;
         // The app container of the pod, as containerd's spec asks for it: the pause's ipc and
         // uts namespaces by path (its own rootfs: a second overlay upper dir is not needed,
         // the pause is gone).
-        let mut app = plan_for(
-            &fx,
-            "app",
-            &["sh", "-c", "for n in user mnt pid net ipc uts; do readlink /proc/self/ns/$n; done"],
-        );
+        let mut app = plan_for(&fx, "app", &["sh", "-c", PRINT_NAMESPACES]);
         app.hostname = None;
         app.user.action = UserNamespaceAction::JoinPod;
         let join = |kind, name: &str| NamespacePlan {
@@ -333,19 +323,8 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
             NamespacePlan { kind: NamespaceKind::Network, action: NamespaceAction::Create },
             NamespacePlan { kind: NamespaceKind::Cgroup, action: NamespaceAction::Create },
         ];
-        let (out_r, out_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)?;
-        let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: None };
-        let outcome = l.create(&app, stdio, Some(std::os::fd::AsFd::as_fd(&pod_userns))).and_then(
-            |pending| {
-                let pid = pending.pid;
-                pending.start().map(|()| pid)
-            },
-        );
-        match outcome {
-            Ok(pid) => {
-                let out = read_all(out_r);
-                let _ = wait_exit(pid, Duration::from_secs(10));
-                let seen: Vec<String> = out.lines().map(str::to_string).collect();
+        match attempt(|stdio| l.create(&app, stdio, Some(pod_userns.as_fd())))? {
+            Attempt::Ran(seen) => {
                 let shared: Vec<&String> = seen.iter().filter(|n| host.contains(n)).collect();
                 bail!(
                     "the app container joined the dead pause (pid {pause}, now the host's \
@@ -353,8 +332,7 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
                      (its namespaces {seen:?})"
                 );
             }
-            Err(e) => {
-                let out = read_all(out_r);
+            Attempt::Refused(e, out) => {
                 ensure!(out.is_empty(), "the refused container still printed {out:?}");
                 ensure!(
                     e.container_id == "app" && e.step.contains(&format!("/proc/{pause}/ns/")),
@@ -364,8 +342,5 @@ fn joining_a_dead_pause_by_a_reused_pid_path_fails(l: &Launcher) -> Result<()> {
             }
         }
         Ok(())
-    })();
-    let _ = kill(Pid::from_raw(impostor), Signal::SIGKILL);
-    let _ = wait_exit(impostor, Duration::from_secs(10));
-    result
+    })
 }

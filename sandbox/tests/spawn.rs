@@ -9,7 +9,6 @@
 //!
 //! Run as root: `cargo test -p moat-sandbox --test spawn [-- FILTER]`.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
 use std::os::fd::{AsFd, OwnedFd};
@@ -18,14 +17,18 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
+#[path = "common/container.rs"]
+mod container;
 #[path = "common/reaper.rs"]
 mod reaper;
 #[path = "common/root.rs"]
 mod root;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
+use container::{own_container, random_base, OverlayRoot, RANGE};
 use moat_sandbox::plan::*;
-use moat_sandbox::spawn::{helper_main, Launcher, Pending, SpawnError, Stdio, HELPER_ARG};
+use moat_sandbox::policy::capabilities::RUNTIME_DEFAULT;
+use moat_sandbox::spawn::{helper_main, Launcher, Pending, PidFd, SpawnError, Stdio, HELPER_ARG};
 use nix::unistd::Pid;
 use reaper::{reaper, wait_exit};
 
@@ -175,14 +178,6 @@ struct Fixture {
     base: u32,
 }
 
-const RANGE: u32 = 65_536;
-
-fn random_base() -> Result<u32> {
-    let mut b = [0u8; 4];
-    fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
-    Ok(2_000_000_000 + (u32::from_le_bytes(b) % 30_000) * RANGE)
-}
-
 fn fixture() -> Result<Fixture> {
     let dir = tempfile::Builder::new().prefix(&test_dir_prefix()).tempdir_in("/var/tmp")?;
     let d = dir.path();
@@ -217,25 +212,9 @@ fn caps(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
 
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 fn process(args: &[&str]) -> ProcessPlan {
-    let set = caps(DEFAULT_CAPS);
+    // containerd's default set, as a spec that asks for nothing carries it.
+    let set = caps(&RUNTIME_DEFAULT);
     ProcessPlan {
         args: args.iter().map(|s| s.to_string()).collect(),
         env: vec!["PATH=/bin".into(), "HOME=/root".into()],
@@ -281,35 +260,9 @@ fn mount(
 }
 
 fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
-    let map = |base| vec![IdMapping { container_id: 0, host_id: base, size: RANGE }];
-    let ns = |kind| NamespacePlan { kind, action: NamespaceAction::Create };
+    let root =
+        OverlayRoot { lower: &fx.lower, upper: &fx.upper, work: &fx.work, rootfs: &fx.rootfs };
     ContainerPlan {
-        container_id: id.into(),
-        pod_id: "pod".into(),
-        rootfs: fx.rootfs.clone(),
-        rootfs_mounts: vec![RootfsMount {
-            fstype: "overlay".into(),
-            source: "overlay".into(),
-            options: vec![
-                "index=off".into(),
-                format!("workdir={}", fx.work.display()),
-                format!("upperdir={}", fx.upper.display()),
-                format!("lowerdir={}", fx.lower.display()),
-            ],
-        }],
-        readonly_rootfs: false,
-        namespaces: vec![
-            ns(NamespaceKind::Pid),
-            ns(NamespaceKind::Ipc),
-            ns(NamespaceKind::Uts),
-            ns(NamespaceKind::Network),
-            ns(NamespaceKind::Cgroup),
-        ],
-        user: UserNamespacePlan {
-            action: UserNamespaceAction::Create,
-            uid_mappings: map(fx.base),
-            gid_mappings: map(fx.base),
-        },
         hostname: Some("moat-test".into()),
         mounts: vec![
             mount("/proc", MountKind::Proc, None, false, true, true, true),
@@ -359,9 +312,7 @@ fn plan(fx: &Fixture, id: &str, args: &[&str]) -> ContainerPlan {
             .iter()
             .map(PathBuf::from)
             .collect(),
-        sysctls: BTreeMap::new(),
-        cgroup_procs: vec![],
-        process: process(args),
+        ..own_container(id, root, fx.base, process(args))
     }
 }
 
@@ -400,6 +351,19 @@ fn run_plan(
     let stderr = read_all(err_r)?;
     let code = wait_exit(pid, Duration::from_secs(20))?;
     Ok((Outcome { code, stdout, stderr }, ns))
+}
+
+/// exec + start + collect output + exit code (waited for 10 s).
+fn run_exec(launcher: &Launcher, exec: &ExecPlan, init: &PidFd) -> Result<Outcome> {
+    let ((out_r, out_w), (err_r, err_w)) = pipes()?;
+    let stdio = Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) };
+    let pending = launcher.exec(exec, stdio, init)?;
+    let pid = pending.pid;
+    pending.start()?;
+    let stdout = read_all(out_r)?;
+    let stderr = read_all(err_r)?;
+    let code = wait_exit(pid, Duration::from_secs(10))?;
+    Ok(Outcome { code, stdout, stderr })
 }
 
 fn run(launcher: &Launcher, fx: &Fixture, script: &str) -> Result<Outcome> {
@@ -545,29 +509,36 @@ fn exec_plan(id: &str, init_pid: i32, args: &[&str]) -> ExecPlan {
     }
 }
 
-fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
-    let fx = fixture()?;
-    let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
-    let pending = l.create(&p, Stdio::default(), None)?;
+/// Creates and starts `p`, an init that keeps running, and runs `body` with its pid and pidfd;
+/// then kills and reaps the init, whatever `body` returned.
+fn with_running_init(
+    l: &Launcher,
+    p: &ContainerPlan,
+    body: impl FnOnce(i32, &PidFd) -> Result<()>,
+) -> Result<()> {
+    let pending = l.create(p, Stdio::default(), None)?;
     let init = pending.pid;
     let init_fd = pending.pidfd.clone();
     pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = body(init, &init_fd);
+    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
+    let _ = wait_exit(init, Duration::from_secs(10));
+    result
+}
+
+fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
+    let fx = fixture()?;
+    let p = plan(&fx, "c1", &["sh", "-c", "echo marker > /tmp/marker; exec sleep 30"]);
+    with_running_init(l, &p, |init, init_fd| {
         let host_pidns = fs::read_link(format!("/proc/{init}/ns/pid"))?;
         let deadline = Instant::now() + Duration::from_secs(5);
         while !fx.upper.join("tmp/marker").exists() {
             ensure!(Instant::now() < deadline, "init never wrote its marker");
             std::thread::sleep(Duration::from_millis(10));
         }
-        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let e = exec_plan("e1", init, &["sh", "-c", "cat /tmp/marker; readlink /proc/self/ns/pid; cat /proc/1/cmdline | tr '\\0' ' '; echo; id -u; hostname"]);
-        let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
-        let pid = pending.pid;
-        pending.start()?;
-        let out = read_all(out_r)?;
-        let err = read_all(err_r)?;
-        ensure!(wait_exit(pid, Duration::from_secs(10))? == 0, "exec failed: {out} {err}");
+        let Outcome { code, stdout: out, stderr: err } = run_exec(l, &e, init_fd)?;
+        ensure!(code == 0, "exec failed: {out} {err}");
         let lines: Vec<&str> = out.lines().collect();
         ensure!(lines.first() == Some(&"marker"), "{out}");
         ensure!(
@@ -578,7 +549,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         ensure!(lines.get(3) == Some(&"0") && lines.get(4) == Some(&"moat-test"), "{out}");
         // An exec whose binary is missing fails at start, the container keeps running.
         let e = exec_plan("e2", init, &["/no/such/binary"]);
-        let pending = l.exec(&e, Stdio::default(), &init_fd)?;
+        let pending = l.exec(&e, Stdio::default(), init_fd)?;
         let err =
             pending.start().err().ok_or_else(|| anyhow!("exec of a missing binary succeeded"))?;
         ensure!(
@@ -587,10 +558,7 @@ fn exec_joins_the_running_container(l: &Launcher) -> Result<()> {
         );
         ensure!(fs::read_link(format!("/proc/{init}/ns/pid")).is_ok(), "init died");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
-    result
+    })
 }
 
 fn expect_spawn_error(r: Result<Pending, SpawnError>, what: &str) -> Result<SpawnError> {
@@ -787,6 +755,21 @@ fn bind_mounts_idmapped_or_not(l: &Launcher) -> Result<()> {
     Ok(())
 }
 
+/// What the master end of a terminal holds once its process exited and the slave is closed:
+/// read until the end (EIO marks it).
+fn read_console(master: OwnedFd) -> String {
+    let mut out = Vec::new();
+    let mut f = fs::File::from(master);
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = f.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
     let mut p = plan(&fx, "c1", &["sh", "-c", "tty; stty size; stat -c '%u %g' $(tty)"]);
@@ -797,17 +780,7 @@ fn terminal_gives_a_controlling_pty(l: &Launcher) -> Result<()> {
     let pid = pending.pid;
     pending.start()?;
     let code = wait_exit(pid, Duration::from_secs(10))?;
-    // The slave is closed now; read what is buffered (EIO marks the end).
-    let mut out = Vec::new();
-    let mut f = fs::File::from(master);
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = f.read(&mut buf) {
-        if n == 0 {
-            break;
-        }
-        out.extend_from_slice(&buf[..n]);
-    }
-    let out = String::from_utf8_lossy(&out);
+    let out = read_console(master);
     ensure!(code == 0, "{code} {out}");
     ensure!(out.contains("/dev/pts/0") && out.contains("33 101") && out.contains("0 5"), "{out}");
     Ok(())
@@ -997,26 +970,15 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
     let cg = TestCgroup::new()?;
     let mut p = plan(&fx, "c1", &["sleep", "30"]);
     p.cgroup_procs = cg.procs();
-    let pending = l.create(&p, Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = with_running_init(l, &p, |init, init_fd| {
         let host_procs = fs::read_to_string(cg.0[0].join("cgroup.procs"))?;
         ensure!(
             host_procs.lines().any(|l| l == init.to_string()),
             "init {init} not in {host_procs:?}"
         );
-        let ((out_r, out_w), (err_r, err_w)) = pipes()?;
         let mut e = exec_plan("e1", init, &["sh", "-c", "grep -E ':pids:|^0::' /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max; wc -l < /sys/fs/cgroup/pids/cgroup.procs; ls /sys/fs/cgroup; touch /sys/fs/cgroup/pids/x 2>/dev/null && echo WRITABLE"]);
         e.cgroup_procs = cg.procs();
-        let pending =
-            l.exec(&e, Stdio { stdin: None, stdout: Some(out_w), stderr: Some(err_w) }, &init_fd)?;
-        let pid = pending.pid;
-        pending.start()?;
-        let out = read_all(out_r)?;
-        let err = read_all(err_r)?;
-        wait_exit(pid, Duration::from_secs(10))?;
+        let Outcome { stdout: out, stderr: err, .. } = run_exec(l, &e, init_fd)?;
         let lines: Vec<&str> = out.lines().collect();
         ensure!(
             lines.first().is_some_and(|l| l.ends_with(":pids:/")) && lines.get(1) == Some(&"0::/"),
@@ -1030,9 +992,7 @@ fn init_and_exec_enter_their_cgroup_and_see_only_it(l: &Launcher) -> Result<()> 
             "{out}"
         );
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
+    });
     drop(cg);
     result
 }
@@ -1073,14 +1033,10 @@ fn a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone(l: &Launcher) ->
 
     let mut p = plan(&fx, "c1", &["sleep", "30"]);
     p.cgroup_procs = procs.clone();
-    let pending = l.create(&p, Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    let result = with_running_init(l, &p, |init, init_fd| {
         let mut x = exec_plan("e1", init, &["sh", "-c", "touch /exec-ran"]);
         x.cgroup_procs = refusing;
-        let e = expect_spawn_error(l.exec(&x, Stdio::default(), &init_fd), "exec, /dev/full")?;
+        let e = expect_spawn_error(l.exec(&x, Stdio::default(), init_fd), "exec, /dev/full")?;
         ensure!(
             e.exec_id.as_deref() == Some("e1")
                 && e.step.ends_with(" to /dev/full")
@@ -1099,9 +1055,7 @@ fn a_child_that_cannot_join_its_cgroup_runs_nothing_and_is_gone(l: &Launcher) ->
         ensure!(!fx.upper.join("exec-ran").exists(), "the exec ran");
         ensure!(init_fd.check_alive().is_ok(), "the init died with the exec");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
+    });
     cgroup_empties(&procs[0])?;
     drop(cg);
     result
@@ -1224,35 +1178,19 @@ fn bind_rootfs_and_prepopulated_rootfs_are_idmapped(l: &Launcher) -> Result<()> 
 
 fn exec_with_a_terminal(l: &Launcher) -> Result<()> {
     let fx = fixture()?;
-    let pending = l.create(&plan(&fx, "c1", &["sleep", "30"]), Stdio::default(), None)?;
-    let init = pending.pid;
-    let init_fd = pending.pidfd.clone();
-    pending.start()?;
-    let result = (|| -> Result<()> {
+    with_running_init(l, &plan(&fx, "c1", &["sleep", "30"]), |init, init_fd| {
         let mut e = exec_plan("e1", init, &["sh", "-c", "tty; stty size; echo $$"]);
         e.process.terminal = true;
         e.process.console_size = Some((12, 34));
-        let mut pending = l.exec(&e, Stdio::default(), &init_fd)?;
+        let mut pending = l.exec(&e, Stdio::default(), init_fd)?;
         let master = pending.console.take().ok_or_else(|| anyhow!("no console fd"))?;
         let pid = pending.pid;
         pending.start()?;
         ensure!(wait_exit(pid, Duration::from_secs(10))? == 0);
-        let mut out = Vec::new();
-        let mut f = fs::File::from(master);
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = f.read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            out.extend_from_slice(&buf[..n]);
-        }
-        let out = String::from_utf8_lossy(&out);
+        let out = read_console(master);
         ensure!(out.contains("/dev/pts/0") && out.contains("12 34"), "{out}");
         Ok(())
-    })();
-    let _ = nix::sys::signal::kill(Pid::from_raw(init), nix::sys::signal::Signal::SIGKILL);
-    let _ = wait_exit(init, Duration::from_secs(10));
-    result
+    })
 }
 
 /// An image layer holding a device node (`c 1 3` at /opt/null-copy, as containerd unpacks one):

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use moat_sandbox::cgroups::{Cgroup, Layout};
 use moat_sandbox::plan::*;
+use moat_sandbox::policy::capabilities::{CAPPED, RUNTIME_DEFAULT};
 use moat_sandbox::spawn::{Launcher, Stdio};
 use nix::errno::Errno;
 use nix::sys::wait::{waitpid, WaitStatus};
@@ -34,22 +35,11 @@ impl MoatStart {
     }
 }
 
-/// containerd's default capabilities (what a kubelet container gets).
-const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
+/// containerd's default capabilities as moat's policy leaves them (CAP_NET_RAW capped): what
+/// a kubelet container whose pod asks for nothing gets.
+fn default_caps() -> Vec<String> {
+    RUNTIME_DEFAULT.iter().filter(|c| !CAPPED.contains(c)).map(|c| c.to_string()).collect()
+}
 
 /// The plan of a pod's first container running /bin/true: new user namespace (container
 /// 0..65535 -> host `base`..), new pid/ipc/uts/net namespaces, idmapped overlay rootfs,
@@ -71,7 +61,7 @@ pub fn plan(fx: &Fixture, layer: &Layer, id: &str, base: u32) -> ContainerPlan {
         noexec,
         data: data.map(str::to_string),
     };
-    let caps: Vec<String> = DEFAULT_CAPS.iter().map(|c| c.to_string()).collect();
+    let caps = default_caps();
     let paths = |list: &[&str]| list.iter().map(PathBuf::from).collect::<Vec<_>>();
     ContainerPlan {
         container_id: id.into(),
