@@ -254,18 +254,6 @@ fn shim_socket(bed: &TestBed, id: &str) -> PathBuf {
     PathBuf::from("/run/containerd/s").join(hash)
 }
 
-/// Waits until `pid` is gone (or a zombie: the shim's parent is gone, init reaps it).
-fn wait_dead(pid: i32, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moat_e2e::host::state(pid).is_some_and(|s| s != 'Z') {
-        if Instant::now() > deadline {
-            bail!("{what} (pid {pid}) is still alive 10 s after SIGKILL");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 /// The leak already seen: a SIGKILLed shim's ttrpc socket stayed in containerd's shim socket
 /// directory after its pod was removed; and the socket was 0755 where runc's shim makes 0600.
 fn a_killed_shims_socket_is_removed_with_its_pod(bed: &TestBed, handler: &str) -> Result<()> {
@@ -280,7 +268,7 @@ fn a_killed_shims_socket_is_removed_with_its_pod(bed: &TestBed, handler: &str) -
     let shims = pod.shims();
     ensure!(shims.len() == 1, "expected one shim for pod {}: {shims:?}", pod.id);
     kill(Pid::from_raw(shims[0].pid), Signal::SIGKILL).context("SIGKILL to the shim")?;
-    wait_dead(shims[0].pid, "the pod's shim")?;
+    moat_e2e::host::wait_dead(shims[0].pid, "the pod's shim")?;
     // containerd sees the shim gone and reports the containers exited.
     bed.cri().wait_exited(&c.id, Duration::from_secs(20))?;
     pod.teardown()?;

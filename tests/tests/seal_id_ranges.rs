@@ -18,7 +18,6 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{sh, uid_map};
@@ -50,18 +49,6 @@ fn allocations(dir: &Path) -> Result<BTreeMap<String, (u32, PathBuf)>> {
         out.insert(pod, (base.parse().context("host_base")?, path));
     }
     Ok(out)
-}
-
-/// Waits until `pid` is gone (or a zombie nobody reaps: the shim's children are reparented).
-fn wait_dead(pid: i32, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moat_e2e::host::state(pid).is_some_and(|s| s != 'Z') {
-        if Instant::now() > deadline {
-            bail!("{what} (pid {pid}) is still alive 10 s after SIGKILL");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
@@ -103,7 +90,7 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
             for (pid, what) in &victims {
                 kill(Pid::from_raw(*pid), Signal::SIGKILL)
                     .with_context(|| format!("kill {what}"))?;
-                wait_dead(*pid, what)?;
+                moat_e2e::host::wait_dead(*pid, what)?;
             }
             for pod in &lost {
                 let bundle = bundles.join(&pod.id);
