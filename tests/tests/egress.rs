@@ -66,6 +66,18 @@ fn egress_bed_with(
     Ok(Some(bed))
 }
 
+/// The pod's IPv4 address on eth0, as `c` in it sees it.
+fn pod_ip(pod: &Pod, c: &Container) -> Result<String> {
+    let out = sh(pod, c, "ip -4 -o addr show eth0")?;
+    out.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .with_context(|| format!("the pod's address: {out:?}"))
+}
+
 /// Runs `cmd args...`, failing with its stderr.
 fn run(cmd: &str, args: &[&str]) -> Result<String> {
     let out = Command::new(cmd).args(args).output().with_context(|| format!("running {cmd}"))?;
@@ -159,15 +171,7 @@ impl MetadataHost {
 
     /// Routes what `pod`'s address sends to the servers into the test namespace.
     fn route_pod(&mut self, pod: &Pod, c: &Container) -> Result<()> {
-        let out = sh(pod, c, "ip -4 -o addr show eth0")?;
-        let ip = out
-            .stdout
-            .split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .and_then(|cidr| cidr.split('/').next())
-            .map(str::to_string)
-            .with_context(|| format!("the pod's address: {out:?}"))?;
+        let ip = pod_ip(pod, c)?;
         run("ip", &["rule", "add", "from", &ip, "lookup", &self.table])?;
         self.pods.push(ip);
         Ok(())
@@ -399,15 +403,7 @@ fn node_addresses_are_closed_when_asked_but_the_node_still_reaches_the_pod(
     }
     // The node (kubelet's probes) still reaches a server in the pod: its replies go to a node
     // address, and pass as replies.
-    let ip_out = sh(&pod, &c, "ip -4 -o addr show eth0")?;
-    let pod_ip = ip_out
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .map(str::to_string)
-        .with_context(|| format!("the pod's address: {ip_out:?}"))?;
+    let pod_ip = pod_ip(&pod, &c)?;
     let serve = "mkdir -p /tmp/www && echo pod-side-server > /tmp/www/index.html && \
                  httpd -p 8080 -h /tmp/www && echo started";
     let out = sh(&pod, &c, serve)?;
