@@ -41,6 +41,16 @@ pub fn bed(test: &str, handler: &str) -> Option<&'static TestBed> {
     }
 }
 
+/// Runs `body` on `bed`, a private bed (`TestBed::private*`; `None`: the test is skipped, see
+/// `prereq`), which is shut down when it returns. A failure carries this bed's containerd log
+/// tail: the one `run_e2e` adds is the shared bed's, which saw nothing of it.
+pub fn on_private(bed: Option<TestBed>, body: impl FnOnce(&TestBed) -> Result<()>) -> Result<()> {
+    let Some(bed) = bed else {
+        return Ok(());
+    };
+    body(&bed).map_err(|e| bed.with_log(e))
+}
+
 extern "C" fn shut_down_at_exit() {
     if let Some(Ok(bed)) = BED.get() {
         // On a fresh thread: the exiting thread's thread-locals (tokio's context among them)

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use k8s_cri::v1::{ContainerState, LinuxContainerResources};
+use moat_e2e::bed::on_private;
 use moat_e2e::stream::Session;
 use moat_e2e::{e2e_tests, host, Container, Pod, TestBed};
 use sha2::{Digest, Sha256};
@@ -673,10 +674,7 @@ fn execs_leak_no_fds_or_threads_in_the_shim(bed: &TestBed, handler: &str) -> Res
 
 fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> Result<()> {
     let test = format!("containerd_restart_keeps_pods_reachable::{handler}");
-    let Some(bed) = TestBed::private(&test, handler, "restart")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private(&test, handler, "restart")?, |bed| {
         let pod = bed.run_pod("restart", handler)?;
         let c = pod.run(
             "ticker",
@@ -744,8 +742,7 @@ fn containerd_restart_keeps_pods_reachable(_shared: &TestBed, handler: &str) -> 
         let left = before.wait_gone(Duration::from_secs(10));
         ensure!(left.is_empty(), "after the restart and teardown these remain: {left:#?}");
         Ok(())
-    })();
-    result.map_err(|e| bed.with_log(e))
+    })
 }
 
 fn a_shim_killed_with_sigkill_is_cleaned_up_by_remove_pod_sandbox(

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{sh, uid_map};
+use moat_e2e::bed::on_private;
 use moat_e2e::{configs, Container, Pod, TestBed};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -56,10 +57,7 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
     handler: &str,
 ) -> Result<()> {
     let test = format!("ranges_of_pods_lost_in_a_crash_return_to_the_pool::{handler}");
-    let Some(bed) = TestBed::private(&test, handler, "idranges")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private(&test, handler, "idranges")?, |bed| {
         let pool = bed.layout().dir.join("idranges");
         let live = bed.run_pod("live", handler)?;
         let sleeper = live.run("sleeper", &["sleep", "3600"])?;
@@ -136,8 +134,7 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
         fresh.teardown()?;
         live.teardown()?;
         Ok(())
-    })();
-    result.map_err(|e| bed.with_log(e))
+    })
 }
 
 fn a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path(
