@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, ensure, Context, Result};
 use common::{attack, attack_volume, must_fail_with, must_succeed, sh, sleeper};
 use k8s_cri::v1::{security_profile::ProfileType, Capability, SecurityProfile};
-use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, moat_config, Container, Pod, TestBed};
 
 e2e_tests!(
     metadata_and_denied_addresses_answer_under_runc_not_under_moat,
@@ -54,15 +54,12 @@ fn egress_bed_with(
     let Some(bed) = TestBed::private(&format!("{test}::{handler}"), handler, "egress")? else {
         return Ok(None);
     };
-    let path = bed.layout().moat_config.clone();
-    let mut text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    // Top-level keys come before the first table.
-    let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
-    text.insert_str(first_table, top_level);
-    text.push_str(EGRESS_CONFIG);
-    text.push_str(egress);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    moat_config::edit(bed.layout(), |text| {
+        let mut text = moat_config::with_top_level_keys(text, top_level);
+        text.push_str(EGRESS_CONFIG);
+        text.push_str(egress);
+        Ok(text)
+    })?;
     Ok(Some(bed))
 }
 

@@ -19,7 +19,7 @@ use common::{
 };
 use k8s_cri::v1::Capability;
 use moat_e2e::stream::Session;
-use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, moat_config, Container, Pod, TestBed};
 
 e2e_tests!(
     vsock_and_alg_sockets_fail_but_unix_inet_and_netlink_route_work,
@@ -79,14 +79,9 @@ fn no_namespace_can_be_made_even_with_sys_admin(_shared: &TestBed, handler: &str
     let Some(bed) = TestBed::private(&test, handler, "sysadmin")? else {
         return Ok(());
     };
-    let config_path = bed.layout().moat_config.clone();
-    let mut text = std::fs::read_to_string(&config_path)
-        .with_context(|| format!("reading {}", config_path.display()))?;
-    // Top-level keys come before the first table.
-    let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
-    text.insert_str(first_table, "allowed_capabilities = [\"CAP_SYS_ADMIN\"]\n");
-    std::fs::write(&config_path, text)
-        .with_context(|| format!("writing {}", config_path.display()))?;
+    moat_config::edit(bed.layout(), |text| {
+        Ok(moat_config::with_top_level_keys(text, "allowed_capabilities = [\"CAP_SYS_ADMIN\"]\n"))
+    })?;
 
     let pod = bed.run_pod("sysadmin", handler)?;
     let attack_dir = attack_volume(&bed)?;
