@@ -51,6 +51,56 @@ pub fn on_private(bed: Option<TestBed>, body: impl FnOnce(&TestBed) -> Result<()
     body(&bed).map_err(|e| bed.with_log(e))
 }
 
+/// `TestBed::private` for a `#[test]` of its own (not one per handler, see `run_e2e`): `None`
+/// when the test is skipped; panics naming `test` when the bed does not start.
+pub fn private_bed_or_panic(test: &str, handler: &str, name: &str) -> Option<TestBed> {
+    private_bed_with_config_or_panic(test, handler, name, |_| None)
+}
+
+fn private_bed_with_config_or_panic(
+    test: &str,
+    handler: &str,
+    name: &str,
+    config: impl FnOnce(&Layout) -> Option<String>,
+) -> Option<TestBed> {
+    match TestBed::private_with_config(test, handler, name, config) {
+        Ok(bed) => bed,
+        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    }
+}
+
+/// For a `#[test]` of its own: runs `body` on a private bed (`private_bed_or_panic`), shut down
+/// afterwards; when `body` fails, panics naming `test` with its error and the bed's log tail.
+pub fn test_on_private_bed(
+    test: &str,
+    handler: &str,
+    name: &str,
+    body: impl FnOnce(&TestBed) -> Result<()>,
+) {
+    test_on_private_bed_with_config(test, handler, name, |_| None, body)
+}
+
+/// `test_on_private_bed` with containerd's config written by `config` (as
+/// `TestBed::private_with_config`).
+pub fn test_on_private_bed_with_config(
+    test: &str,
+    handler: &str,
+    name: &str,
+    config: impl FnOnce(&Layout) -> Option<String>,
+    body: impl FnOnce(&TestBed) -> Result<()>,
+) {
+    let Some(bed) = private_bed_with_config_or_panic(test, handler, name, config) else {
+        return;
+    };
+    let result = body(&bed);
+    if let Err(e) = result {
+        let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(60));
+        bed.shutdown();
+        panic!("{test}: {message}");
+    }
+    bed.shutdown();
+}
+
 extern "C" fn shut_down_at_exit() {
     if let Some(Ok(bed)) = BED.get() {
         // On a fresh thread: the exiting thread's thread-locals (tokio's context among them)

@@ -51,6 +51,28 @@ pub fn run_e2e(test: &str, handler: &str, body: fn(&TestBed, &str) -> anyhow::Re
     }
 }
 
+/// For a `#[test]` that needs no containerd: runs `body` in a scratch directory of its own
+/// (`<tmp>/moat-e2e-<name>-<pid>`, made first and removed afterwards) when `handler`'s
+/// prerequisites are met (see `prereq`), and fails the test with the error's whole chain.
+pub fn run_in_scratch_dir(
+    test: &str,
+    handler: &str,
+    name: &str,
+    body: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+) {
+    if !prereq::gate(test, handler) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("moat-e2e-{name}-{}", std::process::id()));
+    let result = std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))
+        .and_then(|()| body(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        panic!("{test}: {e:#}");
+    }
+}
+
 /// Declares, for each `fn name(bed: &TestBed, handler: &str) -> anyhow::Result<()>` listed,
 /// a module `name` with one test per runtime handler: `name::moat` and `name::runc`.
 #[macro_export]
