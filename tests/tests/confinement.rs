@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use common::{
     attack, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows, must_fail,
-    must_fail_with, must_succeed, sh, sleeper, uid_map, verdict, ATTACK,
+    must_fail_with, must_succeed, sh, sleeper, sleeper_sharing, uid_map, verdict, ATTACK,
 };
 use k8s_cri::v1::{security_profile::ProfileType, SecurityProfile};
 use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
@@ -616,13 +616,7 @@ fn pods_with_different_id_ranges_cannot_read_each_others_files(
 ) -> Result<()> {
     // A host directory both pods may write (like /tmp), shared as a volume.
     let shared = host_dir(bed, "shared", 0o1777, 0, 0)?;
-    let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
-        let mut config = pod.container_config(name, &["sleep", "3600"]);
-        config.mounts.push(configs::volume(&shared, "/shared", false));
-        let c = pod.create(&config)?;
-        pod.start(&c)?;
-        Ok(c)
-    };
+    let with_shared = |pod: &Pod, name: &str| sleeper_sharing(pod, name, &shared);
     let pod_a = bed.run_pod("range-a", handler)?;
     let pod_b = bed.run_pod("range-b", handler)?;
     let a = with_shared(&pod_a, "a")?;

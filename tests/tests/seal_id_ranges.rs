@@ -20,9 +20,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::{sh, uid_map};
+use common::{sh, sleeper_sharing, uid_map};
 use moat_e2e::bed::on_private;
-use moat_e2e::{configs, Container, Pod, TestBed};
+use moat_e2e::{Pod, TestBed};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -144,13 +144,7 @@ fn a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path(
     // A host directory every pod may write (like /tmp), shared as a volume.
     let shared = bed.volume_dir("left-behind")?;
     std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
-    let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
-        let mut config = pod.container_config(name, &["sleep", "3600"]);
-        config.mounts.push(configs::volume(&shared, "/shared", false));
-        let c = pod.create(&config)?;
-        pod.start(&c)?;
-        Ok(c)
-    };
+    let with_shared = |pod: &Pod, name: &str| sleeper_sharing(pod, name, &shared);
     let first = bed.run_pod("first", handler)?;
     let a = with_shared(&first, "a")?;
     let first_range = uid_map(first.container_pid(&a)?)?;

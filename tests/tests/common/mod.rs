@@ -103,6 +103,16 @@ pub fn sleeper(
     Ok(c)
 }
 
+/// Creates and starts a container `sleep 3600` with the host directory `shared` (one several
+/// pods write, like /tmp) mounted read-write at /shared.
+pub fn sleeper_sharing(pod: &Pod, name: &str, shared: &Path) -> Result<Container> {
+    let mut config = pod.container_config(name, &["sleep", "3600"]);
+    config.mounts.push(configs::volume(shared, "/shared", false));
+    let c = pod.create(&config)?;
+    pod.start(&c)?;
+    Ok(c)
+}
+
 /// What one `attack MODE ...` run said.
 #[derive(Debug, Clone)]
 pub struct Attempt {
