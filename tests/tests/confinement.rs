@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{
-    attack, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows, must_fail,
-    must_fail_with, must_succeed, sh, sleeper, sleeper_sharing, uid_map, verdict, ATTACK,
+    attack, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows,
+    moat_refuses_with, must_fail, must_fail_with, must_succeed, sh, sleeper, sleeper_sharing,
+    uid_map, verdict, ATTACK,
 };
 use k8s_cri::v1::{security_profile::ProfileType, SecurityProfile};
 use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
@@ -248,10 +249,7 @@ fn unsharing_a_user_namespace_fails(bed: &TestBed, handler: &str) -> Result<()> 
         _ => ensure!(mounted, "under runc unshare -U -r -m + mount was expected to work: {out:?}"),
     }
     let a = attack(&pod, &c, &["userns-mount"])?;
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     moat_refuses_runc_allows(&attack(&pod, &c, &["clone-user"])?, handler)?;
     moat_refuses_runc_allows(&attack(&pod, &c, &["clone3-user"])?, handler)?;
     // The ordinary thing: child processes still start (clone without CLONE_NEWUSER).
@@ -281,20 +279,14 @@ fn perf_event_open_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "perf")?;
     let a = attack(&pod, &c, &["perf"])?;
     // runc: allowed for the process's own user-space counters (kernel.perf_event_paranoid=2).
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 
 fn io_uring_setup_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "iouring")?;
     let a = attack(&pod, &c, &["io_uring"])?;
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 
@@ -302,10 +294,7 @@ fn keyctl_and_add_key_fail(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "keyctl")?;
     for mode in ["add_key", "keyctl"] {
         let a = attack(&pod, &c, &[mode])?;
-        moat_refuses_runc_allows(&a, handler)?;
-        if handler == "moat" {
-            must_fail_with(&a, handler, &["EPERM"])?;
-        }
+        moat_refuses_with(&a, handler, &["EPERM"])?;
     }
     pod.teardown()
 }
@@ -314,10 +303,7 @@ fn userfaultfd_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "uffd")?;
     let a = attack(&pod, &c, &["userfaultfd"])?;
     // runc: UFFD_USER_MODE_ONLY is open to everyone even with vm.unprivileged_userfaultfd=0.
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 

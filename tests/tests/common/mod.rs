@@ -203,6 +203,15 @@ pub fn moat_refuses_runc_allows(a: &Attempt, handler: &str) -> Result<()> {
     }
 }
 
+/// `moat_refuses_runc_allows`, and moat's refusal is one of `errnos`.
+pub fn moat_refuses_with(a: &Attempt, handler: &str, errnos: &[&str]) -> Result<()> {
+    moat_refuses_runc_allows(a, handler)?;
+    if handler == "moat" {
+        must_fail_with(a, handler, errnos)?;
+    }
+    Ok(())
+}
+
 /// `sh -c script` in `c`.
 pub fn sh(pod: &Pod, c: &Container, script: &str) -> Result<ExecOutput> {
     pod.exec(c, &["sh", "-c", script]).with_context(|| format!("exec sh -c {script:?}"))
