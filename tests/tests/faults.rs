@@ -303,6 +303,21 @@ fn fd_count_now(bed: &TestBed) -> Result<usize> {
     moat_e2e::host::fd_count(containerd_pid(bed)?).context("containerd's fd count")
 }
 
+/// Runs `call` (a CRI call, `what` in messages) on a thread of its own, SIGKILLs containerd
+/// `after` it began and starts containerd again (down for 200 ms); what `call` returned.
+fn killed_during<T: Send + 'static>(
+    bed: &TestBed,
+    what: &str,
+    after: Duration,
+    call: impl FnOnce(moat_e2e::Cri) -> Result<T> + Send + 'static,
+) -> Result<Result<T>> {
+    let cri = bed.cri();
+    let thread = std::thread::spawn(move || call(cri));
+    std::thread::sleep(after);
+    bed.restart_containerd(Duration::from_millis(200))?;
+    thread.join().map_err(|_| anyhow::anyhow!("the {what} thread panicked"))
+}
+
 /// containerd is SIGKILLed while an ExecSync runs in a pod, and started again: the pod is
 /// still running and reachable, and its removal leaves nothing.
 fn containerd_killed_during_an_exec(_: &TestBed, handler: &str) -> Result<()> {
@@ -311,14 +326,10 @@ fn containerd_killed_during_an_exec(_: &TestBed, handler: &str) -> Result<()> {
         let pod = bed.run_pod("cd-exec", handler)?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
-        let cri = bed.cri();
         let id = c.id.clone();
-        let exec = std::thread::spawn(move || {
+        let lost = killed_during(bed, "exec", Duration::from_millis(500), move |cri| {
             cri.exec_sync(&id, &["sh", "-c", "sleep 2; echo late"], Duration::from_secs(20))
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let lost = exec.join().map_err(|_| anyhow::anyhow!("the exec thread panicked"))?;
+        })?;
         ensure!(lost.is_err(), "the exec went on through a containerd that was killed: {lost:?}");
         let fds_before = fd_count_now(bed)?;
         let out = pod.exec(&c, &["echo", "reachable"])?;
@@ -342,22 +353,14 @@ fn containerd_killed_during_remove_pod_sandbox(_: &TestBed, handler: &str) -> Re
         // containerd killed in the middle of StopPodSandbox (the task's kill and delete in
         // the shim), then in the middle of RemovePodSandbox (once stopped, a short call:
         // killed a few ms in). Each time it is started again and the kubelet retries.
-        let stop = std::thread::spawn({
-            let (cri, id) = (bed.cri(), pod.id.clone());
-            move || cri.stopp(&id)
-        });
-        std::thread::sleep(Duration::from_millis(60));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let stopped = stop.join().map_err(|_| anyhow::anyhow!("the stop thread panicked"))?;
+        let id = pod.id.clone();
+        let stopped =
+            killed_during(bed, "stop", Duration::from_millis(60), move |cri| cri.stopp(&id))?;
         eprintln!("the interrupted StopPodSandbox: {stopped:?}");
         bed.cri().stopp(&pod.id).context("StopPodSandbox after containerd's restart")?;
-        let remove = std::thread::spawn({
-            let (cri, id) = (bed.cri(), pod.id.clone());
-            move || cri.rmp(&id)
-        });
-        std::thread::sleep(Duration::from_millis(5));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let removed = remove.join().map_err(|_| anyhow::anyhow!("the remove thread panicked"))?;
+        let id = pod.id.clone();
+        let removed =
+            killed_during(bed, "remove", Duration::from_millis(5), move |cri| cri.rmp(&id))?;
         eprintln!("the interrupted RemovePodSandbox: {removed:?}");
         let fds_before = fd_count_now(bed)?;
         remove_all_pods(bed)?;
