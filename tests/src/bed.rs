@@ -1,7 +1,9 @@
 //! The shared fixture: one private containerd per test process, started on first use with
 //! the test images imported, stopped (and everything it left removed) when the process exits.
 //! Tests get it through `bed(test_name, handler)` and run pods through `Pod`, which removes
-//! its pod when dropped and prints containerd's log tail when the test is failing.
+//! its pod when dropped and prints containerd's log tail when the test is failing. Tests that
+//! disturb containerd or change its config run on a private bed of their own: `on_private`
+//! (per handler) and `test_on_private_bed` (a `#[test]` of its own) run a body on one.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, RwLock};
