@@ -19,12 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{
-    attack, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows,
+    attack, attack_pod, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows,
     moat_refuses_with, must_fail, must_fail_with, must_succeed, sh, sleeper, sleeper_sharing,
     uid_map, verdict, ATTACK,
 };
 use k8s_cri::v1::{security_profile::ProfileType, SecurityProfile};
-use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, Pod, TestBed};
 
 e2e_tests!(
     container_root_maps_to_an_unprivileged_host_range,
@@ -53,14 +53,6 @@ e2e_tests!(
     a_volume_is_writable_by_its_container_user,
     a_read_only_root_rejects_writes_except_to_its_tmpfs_mounts,
 );
-
-/// A pod with one root container `sleep 3600` that has the attack program.
-fn attack_pod<'a>(bed: &'a TestBed, handler: &str, base: &str) -> Result<(Pod<'a>, Container)> {
-    let pod = bed.run_pod(base, handler)?;
-    let attack = attack_volume(bed)?;
-    let c = sleeper(&pod, "attacker", &attack, |_| {})?;
-    Ok((pod, c))
-}
 
 /// A new host directory under the bed's volumes dir with `mode` and host owner `uid:gid`.
 fn host_dir(

@@ -14,12 +14,12 @@ use std::time::Duration;
 
 use anyhow::{ensure, Context, Result};
 use common::{
-    attack, attack_volume, moat_refuses_with, must_fail, must_fail_with, must_succeed, sh, sleeper,
-    verdict, ATTACK,
+    attack, attack_pod, attack_volume, moat_refuses_with, must_fail, must_fail_with, must_succeed,
+    sh, sleeper, verdict, ATTACK,
 };
 use k8s_cri::v1::Capability;
 use moat_e2e::stream::Session;
-use moat_e2e::{configs, e2e_tests, moat_config, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, moat_config, TestBed};
 
 e2e_tests!(
     vsock_and_alg_sockets_fail_but_unix_inet_and_netlink_route_work,
@@ -32,14 +32,6 @@ e2e_tests!(
 /// The namespace flags of clone/unshare, by the names `attack seal-unshare` takes.
 const NAMESPACE_FLAGS: [&str; 8] =
     ["NEWUSER", "NEWNS", "NEWNET", "NEWPID", "NEWIPC", "NEWUTS", "NEWCGROUP", "NEWTIME"];
-
-/// A pod with one root container `sleep 3600` that has the attack program.
-fn attack_pod<'a>(bed: &'a TestBed, handler: &str, base: &str) -> Result<(Pod<'a>, Container)> {
-    let pod = bed.run_pod(base, handler)?;
-    let attack = attack_volume(bed)?;
-    let c = sleeper(&pod, "attacker", &attack, |_| {})?;
-    Ok((pod, c))
-}
 
 fn vsock_and_alg_sockets_fail_but_unix_inet_and_netlink_route_work(
     bed: &TestBed,

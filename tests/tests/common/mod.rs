@@ -113,6 +113,14 @@ pub fn sleeper_sharing(pod: &Pod, name: &str, shared: &Path) -> Result<Container
     Ok(c)
 }
 
+/// A pod with one root container `sleep 3600` that has the attack program.
+pub fn attack_pod<'a>(bed: &'a TestBed, handler: &str, base: &str) -> Result<(Pod<'a>, Container)> {
+    let pod = bed.run_pod(base, handler)?;
+    let attack = attack_volume(bed)?;
+    let c = sleeper(&pod, "attacker", &attack, |_| {})?;
+    Ok((pod, c))
+}
+
 /// What one `attack MODE ...` run said.
 #[derive(Debug, Clone)]
 pub struct Attempt {
