@@ -1,7 +1,9 @@
 //! The shared fixture: one private containerd per test process, started on first use with
 //! the test images imported, stopped (and everything it left removed) when the process exits.
 //! Tests get it through `bed(test_name, handler)` and run pods through `Pod`, which removes
-//! its pod when dropped and prints containerd's log tail when the test is failing.
+//! its pod when dropped and prints containerd's log tail when the test is failing. Tests that
+//! disturb containerd or change its config run on a private bed of their own: `on_private`
+//! (per handler) and `test_on_private_bed` (a `#[test]` of its own) run a body on one.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, OnceLock, RwLock};
@@ -39,6 +41,66 @@ pub fn bed(test: &str, handler: &str) -> Option<&'static TestBed> {
         Ok(bed) => Some(bed),
         Err(e) => panic!("{test}: the test bed did not start: {e}"),
     }
+}
+
+/// Runs `body` on `bed`, a private bed (`TestBed::private*`; `None`: the test is skipped, see
+/// `prereq`), which is shut down when it returns. A failure carries this bed's containerd log
+/// tail: the one `run_e2e` adds is the shared bed's, which saw nothing of it.
+pub fn on_private(bed: Option<TestBed>, body: impl FnOnce(&TestBed) -> Result<()>) -> Result<()> {
+    let Some(bed) = bed else {
+        return Ok(());
+    };
+    body(&bed).map_err(|e| bed.with_log(e))
+}
+
+/// `TestBed::private` for a `#[test]` of its own (not one per handler, see `run_e2e`): `None`
+/// when the test is skipped; panics naming `test` when the bed does not start.
+pub fn private_bed_or_panic(test: &str, handler: &str, name: &str) -> Option<TestBed> {
+    private_bed_with_config_or_panic(test, handler, name, |_| None)
+}
+
+fn private_bed_with_config_or_panic(
+    test: &str,
+    handler: &str,
+    name: &str,
+    config: impl FnOnce(&Layout) -> Option<String>,
+) -> Option<TestBed> {
+    match TestBed::private_with_config(test, handler, name, config) {
+        Ok(bed) => bed,
+        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    }
+}
+
+/// For a `#[test]` of its own: runs `body` on a private bed (`private_bed_or_panic`), shut down
+/// afterwards; when `body` fails, panics naming `test` with its error and the bed's log tail.
+pub fn test_on_private_bed(
+    test: &str,
+    handler: &str,
+    name: &str,
+    body: impl FnOnce(&TestBed) -> Result<()>,
+) {
+    test_on_private_bed_with_config(test, handler, name, |_| None, body)
+}
+
+/// `test_on_private_bed` with containerd's config written by `config` (as
+/// `TestBed::private_with_config`).
+pub fn test_on_private_bed_with_config(
+    test: &str,
+    handler: &str,
+    name: &str,
+    config: impl FnOnce(&Layout) -> Option<String>,
+    body: impl FnOnce(&TestBed) -> Result<()>,
+) {
+    let Some(bed) = private_bed_with_config_or_panic(test, handler, name, config) else {
+        return;
+    };
+    let result = body(&bed);
+    if let Err(e) = result {
+        let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(60));
+        bed.shutdown();
+        panic!("{test}: {message}");
+    }
+    bed.shutdown();
 }
 
 extern "C" fn shut_down_at_exit() {

@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 /// One line of /proc/self/mountinfo.
 #[derive(Debug, Clone)]
@@ -144,6 +145,20 @@ pub fn start_time(pid: i32) -> Option<u64> {
 pub fn state(pid: i32) -> Option<char> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat[stat.rfind(')')? + 2..].chars().next()
+}
+
+/// Waits until `pid`, just sent SIGKILL, is gone or a zombie (a killed shim's parent, or
+/// nobody for the shim's reparented children, may not reap it at once); fails naming `what`
+/// after 10 s.
+pub fn wait_dead(pid: i32, what: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while state(pid).is_some_and(|s| s != 'Z') {
+        if Instant::now() > deadline {
+            anyhow::bail!("{what} (pid {pid}) is still alive 10 s after SIGKILL");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
 }
 
 /// A process identity that survives pid reuse.

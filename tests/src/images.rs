@@ -96,18 +96,13 @@ pub fn build(cache_dir: &Path) -> Result<Vec<ImageArchive>> {
         fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
     let applets = applets(&busybox)?;
 
-    let mut hasher = Sha256::new();
-    for part in [
+    let key = cache_key(&[
         BUILDER_VERSION.as_bytes(),
         &busybox_bytes,
         PAUSE_C.as_bytes(),
         PASSWD.as_bytes(),
         GROUP.as_bytes(),
-    ] {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    ]);
     let done = cache_dir.join(&key);
     let archives = |dir: &Path| {
         vec![
@@ -123,51 +118,78 @@ pub fn build(cache_dir: &Path) -> Result<Vec<ImageArchive>> {
             },
         ]
     };
-    if archives(&done).iter().all(|a| a.path.is_file()) {
+    let built = || archives(&done).iter().all(|a| a.path.is_file());
+    if built() {
         return Ok(archives(&done));
     }
 
     let work = cache_dir.join(format!(".build-{key}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = (|| -> Result<()> {
-        let out = work.join("out");
-        fs::create_dir_all(&out)?;
+    build_into(&work, &done, built, "the test images", |work, out| {
         let rootfs = work.join("busybox-rootfs");
         busybox_rootfs(&rootfs, &busybox, &applets)?;
         oci_archive(
             &work.join("busybox-layout"),
             &rootfs,
-            &[
-                "--config.env",
-                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                "--config.cmd",
-                "/bin/sh",
-                "--config.workingdir",
-                "/",
-            ],
+            &BUSYBOX_CONFIG,
             &out.join("busybox.tar"),
         )?;
         let rootfs = work.join("pause-rootfs");
-        pause_rootfs(&rootfs, &work)?;
+        pause_rootfs(&rootfs, work)?;
         oci_archive(
             &work.join("pause-layout"),
             &rootfs,
             &["--config.entrypoint", "/pause"],
             &out.join("pause.tar"),
-        )?;
-        match fs::rename(&out, &done) {
+        )
+    })?;
+    Ok(archives(&done))
+}
+
+/// The image config of the busybox-based images (`umoci config` arguments).
+const BUSYBOX_CONFIG: [&str; 6] = [
+    "--config.env",
+    "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
+    "--config.cmd",
+    "/bin/sh",
+    "--config.workingdir",
+    "/",
+];
+
+/// The cache directory name for a build from `parts`: the first 8 bytes, in hex, of a SHA-256
+/// over each part preceded by its length.
+fn cache_key(parts: &[&[u8]]) -> String {
+    let mut hasher = Sha256::new();
+    for part in parts {
+        hasher.update((part.len() as u64).to_le_bytes());
+        hasher.update(part);
+    }
+    hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect()
+}
+
+/// Runs `fill(work, out)` in a fresh work directory `work` (removed afterwards) and moves
+/// `out` to `done` when it is complete; `built()` says another test process finished the same
+/// build first, which is no failure. `what` names the images in errors.
+fn build_into(
+    work: &Path,
+    done: &Path,
+    built: impl Fn() -> bool,
+    what: &str,
+    fill: impl FnOnce(&Path, &Path) -> Result<()>,
+) -> Result<()> {
+    let _ = fs::remove_dir_all(work);
+    fs::create_dir_all(work).with_context(|| format!("creating {}", work.display()))?;
+    let result = (|| -> Result<()> {
+        let out = work.join("out");
+        fs::create_dir_all(&out)?;
+        fill(work, &out)?;
+        match fs::rename(&out, done) {
             Ok(()) => Ok(()),
-            // Another test process finished the same build first.
-            Err(_) if archives(&done).iter().all(|a| a.path.is_file()) => Ok(()),
-            Err(e) => {
-                Err(e).with_context(|| format!("moving the built images to {}", done.display()))
-            }
+            Err(_) if built() => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("moving {what} to {}", done.display())),
         }
     })();
-    let _ = fs::remove_dir_all(&work);
-    result.with_context(|| format!("building the test images in {}", work.display()))?;
-    Ok(archives(&done))
+    let _ = fs::remove_dir_all(work);
+    result.with_context(|| format!("building {what} in {}", work.display()))
 }
 
 fn applets(busybox: &Path) -> Result<Vec<String>> {
@@ -281,18 +303,13 @@ pub fn build_devices(cache_dir: &Path) -> Result<ImageArchive> {
         fs::read(&busybox).with_context(|| format!("reading {}", busybox.display()))?;
     let applets = applets(&busybox)?;
     let (major, minor) = host_root_device()?;
-    let mut hasher = Sha256::new();
-    for part in [
+    let key = cache_key(&[
         b"moat-e2e-devices-image-v1".as_slice(),
         &busybox_bytes,
         PASSWD.as_bytes(),
         GROUP.as_bytes(),
         format!("{major}:{minor}").as_bytes(),
-    ] {
-        hasher.update((part.len() as u64).to_le_bytes());
-        hasher.update(part);
-    }
-    let key: String = hasher.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    ]);
     let done = cache_dir.join(format!("devices-{key}"));
     let archive = ImageArchive {
         reference: DEVICES.to_string(),
@@ -303,50 +320,36 @@ pub fn build_devices(cache_dir: &Path) -> Result<ImageArchive> {
         return Ok(archive);
     }
     let work = cache_dir.join(format!(".build-devices-{key}-{}", std::process::id()));
-    let _ = fs::remove_dir_all(&work);
-    fs::create_dir_all(&work).with_context(|| format!("creating {}", work.display()))?;
-    let result = (|| -> Result<()> {
-        let out = work.join("out");
-        fs::create_dir_all(&out)?;
-        let rootfs = work.join("devices-rootfs");
-        busybox_rootfs(&rootfs, &busybox, &applets)?;
-        mkdir(&rootfs.join("opt"), 0o755, 0)?;
-        for (path, kind, major, minor) in [
-            (DEVICES_CHAR_NODE, nix::sys::stat::SFlag::S_IFCHR, 1, 3),
-            (DEVICES_BLOCK_NODE, nix::sys::stat::SFlag::S_IFBLK, major, minor),
-        ] {
-            let node = rootfs.join(path.trim_start_matches('/'));
-            nix::sys::stat::mknod(
-                &node,
-                kind,
-                nix::sys::stat::Mode::from_bits_truncate(0o666),
-                nix::sys::stat::makedev(major, minor),
-            )
-            .with_context(|| format!("mknod {} (needs root)", node.display()))?;
-        }
-        oci_archive(
-            &work.join("devices-layout"),
-            &rootfs,
-            &[
-                "--config.env",
-                "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-                "--config.cmd",
-                "/bin/sh",
-                "--config.workingdir",
-                "/",
-            ],
-            &out.join("devices.tar"),
-        )?;
-        match fs::rename(&out, &done) {
-            Ok(()) => Ok(()),
-            Err(_) if archive.path.is_file() => Ok(()),
-            Err(e) => {
-                Err(e).with_context(|| format!("moving the built image to {}", done.display()))
+    build_into(
+        &work,
+        &done,
+        || archive.path.is_file(),
+        "the devices image",
+        |work, out| {
+            let rootfs = work.join("devices-rootfs");
+            busybox_rootfs(&rootfs, &busybox, &applets)?;
+            mkdir(&rootfs.join("opt"), 0o755, 0)?;
+            for (path, kind, major, minor) in [
+                (DEVICES_CHAR_NODE, nix::sys::stat::SFlag::S_IFCHR, 1, 3),
+                (DEVICES_BLOCK_NODE, nix::sys::stat::SFlag::S_IFBLK, major, minor),
+            ] {
+                let node = rootfs.join(path.trim_start_matches('/'));
+                nix::sys::stat::mknod(
+                    &node,
+                    kind,
+                    nix::sys::stat::Mode::from_bits_truncate(0o666),
+                    nix::sys::stat::makedev(major, minor),
+                )
+                .with_context(|| format!("mknod {} (needs root)", node.display()))?;
             }
-        }
-    })();
-    let _ = fs::remove_dir_all(&work);
-    result.with_context(|| format!("building the devices image in {}", work.display()))?;
+            oci_archive(
+                &work.join("devices-layout"),
+                &rootfs,
+                &BUSYBOX_CONFIG,
+                &out.join("devices.tar"),
+            )
+        },
+    )?;
     Ok(archive)
 }
 

@@ -51,6 +51,52 @@ pub fn run_e2e(test: &str, handler: &str, body: fn(&TestBed, &str) -> anyhow::Re
     }
 }
 
+/// Polls `excess` every 200 ms until it answers `None` (what it measures is back within its
+/// bound) or `within` has passed. Then its last answer fails the test under moat, and under
+/// runc is only logged: runc is the baseline a test compares with, not its subject.
+pub fn settles_within(
+    handler: &str,
+    within: std::time::Duration,
+    mut excess: impl FnMut() -> anyhow::Result<Option<String>>,
+) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + within;
+    loop {
+        let Some(what) = excess()? else {
+            return Ok(());
+        };
+        if std::time::Instant::now() > deadline {
+            if handler == "runc" {
+                eprintln!("runc: {what}");
+                return Ok(());
+            }
+            anyhow::bail!("{what}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// For a `#[test]` that needs no containerd: runs `body` in a scratch directory of its own
+/// (`<tmp>/moat-e2e-<name>-<pid>`, made first and removed afterwards) when `handler`'s
+/// prerequisites are met (see `prereq`), and fails the test with the error's whole chain.
+pub fn run_in_scratch_dir(
+    test: &str,
+    handler: &str,
+    name: &str,
+    body: impl FnOnce(&std::path::Path) -> anyhow::Result<()>,
+) {
+    if !prereq::gate(test, handler) {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("moat-e2e-{name}-{}", std::process::id()));
+    let result = std::fs::create_dir_all(&dir)
+        .map_err(|e| anyhow::anyhow!("creating {}: {e}", dir.display()))
+        .and_then(|()| body(&dir));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = result {
+        panic!("{test}: {e:#}");
+    }
+}
+
 /// Declares, for each `fn name(bed: &TestBed, handler: &str) -> anyhow::Result<()>` listed,
 /// a module `name` with one test per runtime handler: `name::moat` and `name::runc`.
 #[macro_export]
@@ -69,4 +115,35 @@ macro_rules! e2e_tests {
             }
         )*
     };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settles_within;
+    use std::time::Duration;
+
+    #[test]
+    fn what_does_not_settle_fails_under_moat_and_is_logged_under_runc() {
+        let polls = std::cell::Cell::new(0);
+        let stuck = || {
+            polls.set(polls.get() + 1);
+            Ok(Some("still 5 threads over".to_string()))
+        };
+        let err = settles_within("moat", Duration::from_millis(300), stuck)
+            .expect_err("moat must be held to the bound");
+        assert_eq!(err.to_string(), "still 5 threads over");
+        assert!(polls.get() >= 2, "polled until the deadline, not once: {}", polls.get());
+        settles_within("runc", Duration::ZERO, stuck).expect("runc is only logged");
+    }
+
+    #[test]
+    fn what_settles_returns_at_once() {
+        let mut left = 2;
+        settles_within("moat", Duration::from_secs(5), || {
+            left -= 1;
+            Ok((left > 0).then(|| "one over".to_string()))
+        })
+        .expect("settled on the second poll");
+        assert_eq!(left, 0);
+    }
 }

@@ -34,6 +34,22 @@ pub fn write(layout: &Layout) -> Result<()> {
         .with_context(|| format!("writing the moat config {}", layout.moat_config.display()))
 }
 
+/// Rewrites the moat config at `layout.moat_config` with `change` (given its text). The shim
+/// reads its config when it starts, once per pod: the change applies to the next pod.
+pub fn edit(layout: &Layout, change: impl FnOnce(String) -> Result<String>) -> Result<()> {
+    let path = &layout.moat_config;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    std::fs::write(path, change(text)?).with_context(|| format!("writing {}", path.display()))
+}
+
+/// `text` (a moat config) with `keys` added at the top level: before its first table.
+pub fn with_top_level_keys(mut text: String, keys: &str) -> String {
+    let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
+    text.insert_str(first_table, keys);
+    text
+}
+
 /// A TOML basic string holding `path`.
 pub fn toml_str(path: &Path) -> String {
     let s = path.to_string_lossy();
@@ -66,6 +82,18 @@ mod tests {
         assert!(config.cri_state_dirs.is_empty(), "derived by moat, not configured");
         assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
         assert_eq!(config.audit.state_dir, layout.dir.join("audit"));
+    }
+
+    #[test]
+    fn top_level_keys_go_before_the_first_table() {
+        let layout = Layout::new(Path::new("/tmp/moat-e2e/4242"));
+        let text = with_top_level_keys(render(&layout), "allow_host_ipc = true\n");
+        let config = Config::parse(&text, "test bed config")
+            .unwrap_or_else(|e| panic!("the policy refuses {text}: {e}"));
+        assert!(config.allow_host_ipc, "the key landed in a table:\n{text}");
+        assert_eq!(config.userns.state_dir, layout.dir.join("idranges"));
+        let bare = with_top_level_keys("level = \"baseline\"\n".into(), "allow_host_ipc = true\n");
+        assert_eq!(bare, "level = \"baseline\"\nallow_host_ipc = true\n");
     }
 
     #[test]

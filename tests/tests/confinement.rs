@@ -19,11 +19,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::{
-    attack, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows, must_fail,
-    must_fail_with, must_succeed, sh, sleeper, uid_map, verdict, ATTACK,
+    attack, attack_pod, attack_volume, file_sha256, host_gid, host_uid, moat_refuses_runc_allows,
+    moat_refuses_with, must_fail, must_fail_with, must_succeed, sh, sleeper, sleeper_sharing,
+    uid_map, verdict, ATTACK,
 };
 use k8s_cri::v1::{security_profile::ProfileType, SecurityProfile};
-use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, Pod, TestBed};
 
 e2e_tests!(
     container_root_maps_to_an_unprivileged_host_range,
@@ -52,14 +53,6 @@ e2e_tests!(
     a_volume_is_writable_by_its_container_user,
     a_read_only_root_rejects_writes_except_to_its_tmpfs_mounts,
 );
-
-/// A pod with one root container `sleep 3600` that has the attack program.
-fn attack_pod<'a>(bed: &'a TestBed, handler: &str, base: &str) -> Result<(Pod<'a>, Container)> {
-    let pod = bed.run_pod(base, handler)?;
-    let attack = attack_volume(bed)?;
-    let c = sleeper(&pod, "attacker", &attack, |_| {})?;
-    Ok((pod, c))
-}
 
 /// A new host directory under the bed's volumes dir with `mode` and host owner `uid:gid`.
 fn host_dir(
@@ -248,10 +241,7 @@ fn unsharing_a_user_namespace_fails(bed: &TestBed, handler: &str) -> Result<()> 
         _ => ensure!(mounted, "under runc unshare -U -r -m + mount was expected to work: {out:?}"),
     }
     let a = attack(&pod, &c, &["userns-mount"])?;
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     moat_refuses_runc_allows(&attack(&pod, &c, &["clone-user"])?, handler)?;
     moat_refuses_runc_allows(&attack(&pod, &c, &["clone3-user"])?, handler)?;
     // The ordinary thing: child processes still start (clone without CLONE_NEWUSER).
@@ -281,20 +271,14 @@ fn perf_event_open_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "perf")?;
     let a = attack(&pod, &c, &["perf"])?;
     // runc: allowed for the process's own user-space counters (kernel.perf_event_paranoid=2).
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 
 fn io_uring_setup_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "iouring")?;
     let a = attack(&pod, &c, &["io_uring"])?;
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 
@@ -302,10 +286,7 @@ fn keyctl_and_add_key_fail(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "keyctl")?;
     for mode in ["add_key", "keyctl"] {
         let a = attack(&pod, &c, &[mode])?;
-        moat_refuses_runc_allows(&a, handler)?;
-        if handler == "moat" {
-            must_fail_with(&a, handler, &["EPERM"])?;
-        }
+        moat_refuses_with(&a, handler, &["EPERM"])?;
     }
     pod.teardown()
 }
@@ -314,10 +295,7 @@ fn userfaultfd_fails(bed: &TestBed, handler: &str) -> Result<()> {
     let (pod, c) = attack_pod(bed, handler, "uffd")?;
     let a = attack(&pod, &c, &["userfaultfd"])?;
     // runc: UFFD_USER_MODE_ONLY is open to everyone even with vm.unprivileged_userfaultfd=0.
-    moat_refuses_runc_allows(&a, handler)?;
-    if handler == "moat" {
-        must_fail_with(&a, handler, &["EPERM"])?;
-    }
+    moat_refuses_with(&a, handler, &["EPERM"])?;
     pod.teardown()
 }
 
@@ -616,13 +594,7 @@ fn pods_with_different_id_ranges_cannot_read_each_others_files(
 ) -> Result<()> {
     // A host directory both pods may write (like /tmp), shared as a volume.
     let shared = host_dir(bed, "shared", 0o1777, 0, 0)?;
-    let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
-        let mut config = pod.container_config(name, &["sleep", "3600"]);
-        config.mounts.push(configs::volume(&shared, "/shared", false));
-        let c = pod.create(&config)?;
-        pod.start(&c)?;
-        Ok(c)
-    };
+    let with_shared = |pod: &Pod, name: &str| sleeper_sharing(pod, name, &shared);
     let pod_a = bed.run_pod("range-a", handler)?;
     let pod_b = bed.run_pod("range-b", handler)?;
     let a = with_shared(&pod_a, "a")?;

@@ -47,39 +47,16 @@
 
 mod common;
 
+use std::path::{Path, PathBuf};
+
 use anyhow::{anyhow, ensure, Context, Result};
 use common::sh;
+use moat_e2e::bed::{private_bed_or_panic, test_on_private_bed, test_on_private_bed_with_config};
 use moat_e2e::containerd::Layout;
 use moat_e2e::moat_config::toml_str;
 use moat_e2e::TestBed;
 
 moat_only_tests!(audit_lines_name_created_and_refused_containers);
-
-/// Runs `body` on a private bed of its own (named `name`), shut down afterwards.
-fn on_private_bed(test: &str, name: &str, body: impl FnOnce(&TestBed) -> Result<()>) {
-    on_private_bed_with(test, name, |_| None, body)
-}
-
-/// `on_private_bed` with containerd's config written by `config`.
-fn on_private_bed_with(
-    test: &str,
-    name: &str,
-    config: impl FnOnce(&Layout) -> Option<String>,
-    body: impl FnOnce(&TestBed) -> Result<()>,
-) {
-    let bed = match TestBed::private_with_config(test, "moat", name, config) {
-        Ok(Some(bed)) => bed,
-        Ok(None) => return,
-        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
-    };
-    let result = body(&bed);
-    if let Err(e) = result {
-        let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(60));
-        bed.shutdown();
-        panic!("{test}: {message}");
-    }
-    bed.shutdown();
-}
 
 /// The moat config of a node that says nothing about containerd: only the ID pool's
 /// directory is set, because the default (/var/lib/moat/userns) is the host's own pool, which
@@ -95,8 +72,9 @@ fn empty_moat_config(bed: &TestBed) -> String {
 
 #[test]
 fn cri_files_work_with_moved_containerd_dirs_and_an_empty_config() {
-    on_private_bed(
+    test_on_private_bed(
         "cri_files_work_with_moved_containerd_dirs_and_an_empty_config",
+        "moat",
         "emptyconfig",
         |bed| {
             let layout = bed.layout();
@@ -274,8 +252,9 @@ fn readme_config_on_debians_stock_config_runs_moat_and_runc_pods() {
         DEBIAN_STOCK_CONFIG,
         "README's version = 2 example minus its `# moat` blocks is not Debian's stock config"
     );
-    on_private_bed_with(
+    test_on_private_bed_with_config(
         "readme_config_on_debians_stock_config_runs_moat_and_runc_pods",
+        "moat",
         "readmeconfig",
         |layout| Some(redirected(&readme, layout).unwrap_or_else(|e| panic!("{e:#}"))),
         |bed| {
@@ -370,15 +349,9 @@ fn check_line<'a>(output: &'a str, name: &str) -> Result<&'a str> {
 #[test]
 fn check_reports_what_this_machine_has() {
     let test = "check_reports_what_this_machine_has";
-    if !moat_e2e::prereq::gate(test, "moat") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("moat-e2e-check-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        std::fs::create_dir_all(&dir)?;
+    moat_e2e::run_in_scratch_dir(test, "moat", "check", |dir| {
         // The README's complete 1.6/1.7 config: every line ok, exit 0.
-        let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
+        let moat_config = baseline_moat_config(dir)?;
         let good = dir.join("good.toml");
         let readme = readme_block("moat-containerd-config-v2")?;
         std::fs::write(
@@ -445,11 +418,7 @@ fn check_reports_what_this_machine_has() {
         ensure!(line.starts_with("missing ") && line.contains("no-such-moat.toml"), "{out}");
         ensure!(code == 1, "exit {code}:\n{out}");
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{test}: {e:#}");
-    }
+    });
 }
 
 /// The `moat-audit` JSON objects in containerd's log for `container`.
@@ -522,10 +491,8 @@ fn audit_lines_name_created_and_refused_containers(bed: &TestBed, _handler: &str
 fn the_last_run_out_removes_the_bridge_and_cgroups() {
     use moat_e2e::containerd::{live_runs_besides, CNI_BRIDGE};
     let test = "the_last_run_out_removes_the_bridge_and_cgroups";
-    let bed = match TestBed::private(test, "moat", "lastout") {
-        Ok(Some(bed)) => bed,
-        Ok(None) => return,
-        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    let Some(bed) = private_bed_or_panic(test, "moat", "lastout") else {
+        return;
     };
     let bridge = std::path::Path::new("/sys/class/net").join(CNI_BRIDGE);
     let dir = bed.layout().dir.clone();
@@ -573,6 +540,37 @@ fn installer(verb: &str, args: &[String]) -> Result<(bool, String)> {
     Ok((out.status.success(), text))
 }
 
+/// `deploy/install.sh`'s arguments naming containerd's config, the shim, the directory the
+/// shim goes to and the moat config, followed by `more`.
+fn installer_args(
+    config: &Path,
+    shim: &Path,
+    bin_dir: &Path,
+    moat_config: &Path,
+    more: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--config".into(),
+        config.display().to_string(),
+        "--shim".into(),
+        shim.display().to_string(),
+        "--bin-dir".into(),
+        bin_dir.display().to_string(),
+        "--moat-config".into(),
+        moat_config.display().to_string(),
+    ];
+    args.extend_from_slice(more);
+    args
+}
+
+/// `dir/moat.toml`, a moat config of one line (`level = "baseline"`).
+fn baseline_moat_config(dir: &Path) -> Result<PathBuf> {
+    let file = dir.join("moat.toml");
+    std::fs::write(&file, "level = \"baseline\"\n")
+        .with_context(|| format!("writing {}", file.display()))?;
+    Ok(file)
+}
+
 /// `containerd --config FILE config dump`, parsed.
 fn config_dump(file: &std::path::Path) -> Result<toml::Table> {
     let out = std::process::Command::new(moat_e2e::paths::containerd_binary())
@@ -593,15 +591,9 @@ fn config_dump(file: &std::path::Path) -> Result<toml::Table> {
 #[test]
 fn installer_round_trip_on_scratch_configs() {
     let test = "installer_round_trip_on_scratch_configs";
-    if !moat_e2e::prereq::gate(test, "moat") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("moat-e2e-installer-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        std::fs::create_dir_all(&dir)?;
+    moat_e2e::run_in_scratch_dir(test, "moat", "installer", |dir| {
         let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
-        let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
+        let moat_config = baseline_moat_config(dir)?;
         let default = std::process::Command::new(moat_e2e::paths::containerd_binary())
             .args(["config", "default"])
             .output()
@@ -625,20 +617,18 @@ fn installer_round_trip_on_scratch_configs() {
             let bin = dir.join(format!("{name}-bin"));
             let restarted = dir.join(format!("{name}.restarted"));
             std::fs::write(&file, &original)?;
-            let args: Vec<String> = vec![
-                "--config".into(),
-                file.display().to_string(),
-                "--shim".into(),
-                shim.display().to_string(),
-                "--bin-dir".into(),
-                bin.display().to_string(),
-                "--moat-config".into(),
-                moat_config.display().to_string(),
-                "--containerd".into(),
-                moat_e2e::paths::containerd_binary().display().to_string(),
-                "--restart-cmd".into(),
-                format!("touch {}", restarted.display()),
-            ];
+            let args = installer_args(
+                &file,
+                &shim,
+                &bin,
+                &moat_config,
+                &[
+                    "--containerd".into(),
+                    moat_e2e::paths::containerd_binary().display().to_string(),
+                    "--restart-cmd".into(),
+                    format!("touch {}", restarted.display()),
+                ],
+            );
             let (ok, out) = installer("install", &args)?;
             ensure!(ok, "{name}: install failed:\n{out}");
             ensure!(out.contains("node ready for moat"), "{name}: check did not pass:\n{out}");
@@ -668,7 +658,7 @@ fn installer_round_trip_on_scratch_configs() {
                 "{name}: uninstall did not restore the original config"
             );
             ensure!(!bin.join("containerd-shim-moat-v2").exists(), "{name}: shim left");
-            let left: Vec<_> = std::fs::read_dir(&dir)?
+            let left: Vec<_> = std::fs::read_dir(dir)?
                 .flatten()
                 .map(|e| e.file_name().to_string_lossy().into_owned())
                 .filter(|n| n.starts_with(name) && n.contains(".moat-"))
@@ -680,36 +670,28 @@ fn installer_round_trip_on_scratch_configs() {
         // so, exits non-zero and does not label the node.
         let file = dir.join("failing.toml");
         std::fs::write(&file, DEBIAN_STOCK_CONFIG)?;
-        let args: Vec<String> = vec![
-            "--config".into(),
-            file.display().to_string(),
-            "--shim".into(),
-            shim.display().to_string(),
-            "--bin-dir".into(),
-            dir.join("failing-bin").display().to_string(),
-            "--moat-config".into(),
-            dir.join("no-such-moat.toml").display().to_string(),
-            "--restart-cmd".into(),
-            String::new(),
-        ];
+        let args = installer_args(
+            &file,
+            &shim,
+            &dir.join("failing-bin"),
+            &dir.join("no-such-moat.toml"),
+            &["--restart-cmd".into(), String::new()],
+        );
         let (ok, out) = installer("install", &args)?;
         ensure!(!ok && out.contains("is not labelled moat.io/runtime=ready"), "{out}");
         ensure!(out.contains("missing moat config"), "{out}");
         let (ok, out) = installer("uninstall", &args)?;
         ensure!(ok && std::fs::read_to_string(&file)? == DEBIAN_STOCK_CONFIG, "{out}");
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{test}: {e:#}");
-    }
+    });
 }
 
 #[test]
 fn installer_round_trip_on_the_bed() {
     let test = "installer_round_trip_on_the_bed";
-    on_private_bed_with(
+    test_on_private_bed_with_config(
         test,
+        "moat",
         "installer",
         |layout| {
             Some(
@@ -721,21 +703,19 @@ fn installer_round_trip_on_the_bed() {
             let layout = bed.layout();
             let original = std::fs::read_to_string(&layout.config)?;
             let shim = bed.shim().ok_or_else(|| anyhow!("no moat shim"))?;
-            let args: Vec<String> = vec![
-                "--config".into(),
-                layout.config.display().to_string(),
-                "--shim".into(),
-                shim.display().to_string(),
-                "--bin-dir".into(),
-                layout.bin_dir.display().to_string(),
-                "--moat-config".into(),
-                layout.moat_config.display().to_string(),
-                // This machine's containerd lacks CAP_SYS_RESOURCE (runc pods need it).
-                "--restrict-oom-score-adj".into(),
-                // The test restarts its own containerd.
-                "--restart-cmd".into(),
-                "echo restart-requested".into(),
-            ];
+            let args = installer_args(
+                &layout.config,
+                shim,
+                &layout.bin_dir,
+                &layout.moat_config,
+                &[
+                    // This machine's containerd lacks CAP_SYS_RESOURCE (runc pods need it).
+                    "--restrict-oom-score-adj".into(),
+                    // The test restarts its own containerd.
+                    "--restart-cmd".into(),
+                    "echo restart-requested".into(),
+                ],
+            );
             let (ok, out) = installer("install", &args)?;
             ensure!(ok && out.contains("restart-requested"), "install:\n{out}");
             bed.restart_containerd(std::time::Duration::from_millis(100))?;
@@ -768,15 +748,9 @@ fn installer_round_trip_on_the_bed() {
 #[test]
 fn installer_round_trip_on_a_k3s_template() {
     let test = "installer_round_trip_on_a_k3s_template";
-    if !moat_e2e::prereq::gate(test, "moat") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("moat-e2e-k3s-{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        std::fs::create_dir_all(&dir)?;
+    moat_e2e::run_in_scratch_dir(test, "moat", "k3s", |dir| {
         let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
-        let moat_config = dir.join("moat.toml");
-        std::fs::write(&moat_config, "level = \"baseline\"\n")?;
+        let moat_config = baseline_moat_config(dir)?;
         // k3s's base declares runc (k3s writes it with its options); a stand-in base.
         std::fs::write(
             dir.join("base.toml"),
@@ -798,18 +772,13 @@ fn installer_round_trip_on_a_k3s_template() {
         )?;
         let restart = format!("bash {}", render.display());
         std::process::Command::new("bash").arg(&render).status()?;
-        let args: Vec<String> = vec![
-            "--config".into(),
-            template.display().to_string(),
-            "--shim".into(),
-            shim.display().to_string(),
-            "--bin-dir".into(),
-            dir.join("bin").display().to_string(),
-            "--moat-config".into(),
-            moat_config.display().to_string(),
-            "--restart-cmd".into(),
-            restart,
-        ];
+        let args = installer_args(
+            &template,
+            &shim,
+            &dir.join("bin"),
+            &moat_config,
+            &["--restart-cmd".into(), restart],
+        );
         let (ok, out) = installer("install", &args)?;
         ensure!(ok && out.contains("node ready for moat"), "install:\n{out}");
         let merged = std::fs::read_to_string(&template)?;
@@ -830,11 +799,7 @@ fn installer_round_trip_on_a_k3s_template() {
         let runtimes = &dump["plugins"]["io.containerd.grpc.v1.cri"]["containerd"]["runtimes"];
         ensure!(runtimes.get("moat").is_none(), "moat still rendered after uninstall");
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{test}: {e:#}");
-    }
+    });
 }
 
 #[test]
@@ -860,8 +825,9 @@ fn runtimeclass_selects_the_label_the_installer_sets() {
 
 #[test]
 fn other_pods_files_stay_denied_when_an_allowed_dir_holds_containerds_dirs() {
-    on_private_bed(
+    test_on_private_bed(
         "other_pods_files_stay_denied_when_an_allowed_dir_holds_containerds_dirs",
+        "moat",
         "allowedparent",
         |bed| {
             let layout = bed.layout();

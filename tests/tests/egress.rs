@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use anyhow::{bail, ensure, Context, Result};
 use common::{attack, attack_volume, must_fail_with, must_succeed, sh, sleeper};
 use k8s_cri::v1::{security_profile::ProfileType, Capability, SecurityProfile};
-use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
+use moat_e2e::{configs, e2e_tests, moat_config, Container, Pod, TestBed};
 
 e2e_tests!(
     metadata_and_denied_addresses_answer_under_runc_not_under_moat,
@@ -54,16 +54,25 @@ fn egress_bed_with(
     let Some(bed) = TestBed::private(&format!("{test}::{handler}"), handler, "egress")? else {
         return Ok(None);
     };
-    let path = bed.layout().moat_config.clone();
-    let mut text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    // Top-level keys come before the first table.
-    let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
-    text.insert_str(first_table, top_level);
-    text.push_str(EGRESS_CONFIG);
-    text.push_str(egress);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    moat_config::edit(bed.layout(), |text| {
+        let mut text = moat_config::with_top_level_keys(text, top_level);
+        text.push_str(EGRESS_CONFIG);
+        text.push_str(egress);
+        Ok(text)
+    })?;
     Ok(Some(bed))
+}
+
+/// The pod's IPv4 address on eth0, as `c` in it sees it.
+fn pod_ip(pod: &Pod, c: &Container) -> Result<String> {
+    let out = sh(pod, c, "ip -4 -o addr show eth0")?;
+    out.stdout
+        .split_whitespace()
+        .skip_while(|w| *w != "inet")
+        .nth(1)
+        .and_then(|cidr| cidr.split('/').next())
+        .map(str::to_string)
+        .with_context(|| format!("the pod's address: {out:?}"))
 }
 
 /// Runs `cmd args...`, failing with its stderr.
@@ -159,15 +168,7 @@ impl MetadataHost {
 
     /// Routes what `pod`'s address sends to the servers into the test namespace.
     fn route_pod(&mut self, pod: &Pod, c: &Container) -> Result<()> {
-        let out = sh(pod, c, "ip -4 -o addr show eth0")?;
-        let ip = out
-            .stdout
-            .split_whitespace()
-            .skip_while(|w| *w != "inet")
-            .nth(1)
-            .and_then(|cidr| cidr.split('/').next())
-            .map(str::to_string)
-            .with_context(|| format!("the pod's address: {out:?}"))?;
+        let ip = pod_ip(pod, c)?;
         run("ip", &["rule", "add", "from", &ip, "lookup", &self.table])?;
         self.pods.push(ip);
         Ok(())
@@ -399,15 +400,7 @@ fn node_addresses_are_closed_when_asked_but_the_node_still_reaches_the_pod(
     }
     // The node (kubelet's probes) still reaches a server in the pod: its replies go to a node
     // address, and pass as replies.
-    let ip_out = sh(&pod, &c, "ip -4 -o addr show eth0")?;
-    let pod_ip = ip_out
-        .stdout
-        .split_whitespace()
-        .skip_while(|w| *w != "inet")
-        .nth(1)
-        .and_then(|cidr| cidr.split('/').next())
-        .map(str::to_string)
-        .with_context(|| format!("the pod's address: {ip_out:?}"))?;
+    let pod_ip = pod_ip(&pod, &c)?;
     let serve = "mkdir -p /tmp/www && echo pod-side-server > /tmp/www/index.html && \
                  httpd -p 8080 -h /tmp/www && echo started";
     let out = sh(&pod, &c, serve)?;

@@ -13,6 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use moat_e2e::bed::on_private;
 use moat_e2e::TestBed;
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -155,25 +156,23 @@ fn remove_all_pods(bed: &TestBed) -> Result<()> {
 /// The shim dies while containerd runs the pod sandbox (RunPodSandbox): the call fails with
 /// an error that says the shim is gone, and whatever the pod got is removed with it.
 fn sandbox_fault(point: &str) -> Result<()> {
-    let Some(bed) = fault_bed(point)? else { return Ok(()) };
-    let result = (|| -> Result<()> {
-        let fds_before = warm_fd_count(&bed)?;
+    on_private(fault_bed(point)?, |bed| {
+        let fds_before = warm_fd_count(bed)?;
         let err = match bed.run_pod(point, "moat") {
             Ok(pod) => bail!("RunPodSandbox succeeded though the shim died at {point}: {}", pod.id),
             Err(e) => format!("{e:#}"),
         };
         eprintln!("RunPodSandbox with the shim killed {point}: {err}");
-        let ids = killed_at(&bed, point);
+        let ids = killed_at(bed, point);
         ensure!(!ids.is_empty(), "the shim never reached {point} (no MOAT_FAULT line in the log)");
         let first = err.lines().next().unwrap_or_default().to_string();
         ensure!(
             ["ttrpc: closed", "shim", "connection", "EOF"].iter().any(|w| first.contains(w)),
             "RunPodSandbox's error does not say the runtime died: {first}"
         );
-        remove_all_pods(&bed)?;
-        assert_nothing_left(&bed, &ids, fds_before, &format!("shim killed {point}"))
-    })();
-    result.map_err(|e| bed.with_log(e))
+        remove_all_pods(bed)?;
+        assert_nothing_left(bed, &ids, fds_before, &format!("shim killed {point}"))
+    })
 }
 
 fn shim_killed_after_the_id_range_is_taken(_: &TestBed, _: &str) -> Result<()> {
@@ -196,14 +195,13 @@ fn shim_killed_after_the_process_is_started(_: &TestBed, _: &str) -> Result<()> 
 /// runtime, and the pod (its processes died with the shim) is removable and leaves nothing.
 fn shim_killed_during_an_exec(_: &TestBed, _: &str) -> Result<()> {
     let point = "during-exec";
-    let Some(bed) = fault_bed(point)? else { return Ok(()) };
-    let result = (|| -> Result<()> {
-        let fds_before = warm_fd_count(&bed)?;
+    on_private(fault_bed(point)?, |bed| {
+        let fds_before = warm_fd_count(bed)?;
         let pod = bed.run_pod(point, "moat")?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
         let exec = pod.exec(&c, &["echo", "hi"]);
-        let killed = killed_at(&bed, point);
+        let killed = killed_at(bed, point);
         ensure!(
             killed == vec![c.id.clone()],
             "the shim did not die in the exec into {}: {killed:?}",
@@ -216,18 +214,16 @@ fn shim_killed_during_an_exec(_: &TestBed, _: &str) -> Result<()> {
         }
         bed.cri().wait_exited(&c.id, Duration::from_secs(20))?;
         pod.teardown()?;
-        assert_nothing_left(&bed, &ids, fds_before, "shim killed during an exec")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids, fds_before, "shim killed during an exec")
+    })
 }
 
 /// The shim dies in the middle of a container's Delete (its state forgotten, its cgroup not
 /// yet removed): kubelet's StopPodSandbox/RemovePodSandbox (retried) leave nothing.
 fn shim_killed_during_delete(_: &TestBed, _: &str) -> Result<()> {
     let point = "during-delete";
-    let Some(bed) = fault_bed(point)? else { return Ok(()) };
-    let result = (|| -> Result<()> {
-        let fds_before = warm_fd_count(&bed)?;
+    on_private(fault_bed(point)?, |bed| {
+        let fds_before = warm_fd_count(bed)?;
         let pod = bed.run_pod(point, "moat")?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let out = pod.exec(&c, &["echo", "reachable"])?;
@@ -235,12 +231,11 @@ fn shim_killed_during_delete(_: &TestBed, _: &str) -> Result<()> {
         let ids = vec![pod.id.clone(), c.id.clone()];
         let _ = bed.cri().stop(&c.id, 2);
         let _ = bed.cri().rm(&c.id);
-        ensure!(!killed_at(&bed, point).is_empty(), "the shim never reached {point}");
-        remove_all_pods(&bed)?;
+        ensure!(!killed_at(bed, point).is_empty(), "the shim never reached {point}");
+        remove_all_pods(bed)?;
         drop(pod);
-        assert_nothing_left(&bed, &ids, fds_before, "shim killed during a delete")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids, fds_before, "shim killed during a delete")
+    })
 }
 
 /// Where a shim serving `id` for the containerd at `socket` listens (containerd-shim's
@@ -252,18 +247,6 @@ fn shim_socket(bed: &TestBed, id: &str) -> PathBuf {
         .map(|b| format!("{b:02x}"))
         .collect();
     PathBuf::from("/run/containerd/s").join(hash)
-}
-
-/// Waits until `pid` is gone (or a zombie: the shim's parent is gone, init reaps it).
-fn wait_dead(pid: i32, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moat_e2e::host::state(pid).is_some_and(|s| s != 'Z') {
-        if Instant::now() > deadline {
-            bail!("{what} (pid {pid}) is still alive 10 s after SIGKILL");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
 }
 
 /// The leak already seen: a SIGKILLed shim's ttrpc socket stayed in containerd's shim socket
@@ -280,7 +263,7 @@ fn a_killed_shims_socket_is_removed_with_its_pod(bed: &TestBed, handler: &str) -
     let shims = pod.shims();
     ensure!(shims.len() == 1, "expected one shim for pod {}: {shims:?}", pod.id);
     kill(Pid::from_raw(shims[0].pid), Signal::SIGKILL).context("SIGKILL to the shim")?;
-    wait_dead(shims[0].pid, "the pod's shim")?;
+    moat_e2e::host::wait_dead(shims[0].pid, "the pod's shim")?;
     // containerd sees the shim gone and reports the containers exited.
     bed.cri().wait_exited(&c.id, Duration::from_secs(20))?;
     pod.teardown()?;
@@ -320,77 +303,71 @@ fn fd_count_now(bed: &TestBed) -> Result<usize> {
     moat_e2e::host::fd_count(containerd_pid(bed)?).context("containerd's fd count")
 }
 
+/// Runs `call` (a CRI call, `what` in messages) on a thread of its own, SIGKILLs containerd
+/// `after` it began and starts containerd again (down for 200 ms); what `call` returned.
+fn killed_during<T: Send + 'static>(
+    bed: &TestBed,
+    what: &str,
+    after: Duration,
+    call: impl FnOnce(moat_e2e::Cri) -> Result<T> + Send + 'static,
+) -> Result<Result<T>> {
+    let cri = bed.cri();
+    let thread = std::thread::spawn(move || call(cri));
+    std::thread::sleep(after);
+    bed.restart_containerd(Duration::from_millis(200))?;
+    thread.join().map_err(|_| anyhow::anyhow!("the {what} thread panicked"))
+}
+
 /// containerd is SIGKILLed while an ExecSync runs in a pod, and started again: the pod is
 /// still running and reachable, and its removal leaves nothing.
 fn containerd_killed_during_an_exec(_: &TestBed, handler: &str) -> Result<()> {
-    let Some(bed) =
-        TestBed::private("faults::containerd_killed_during_an_exec", handler, "cd-exec")?
-    else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    let test = "faults::containerd_killed_during_an_exec";
+    on_private(TestBed::private(test, handler, "cd-exec")?, |bed| {
         let pod = bed.run_pod("cd-exec", handler)?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
-        let cri = bed.cri();
         let id = c.id.clone();
-        let exec = std::thread::spawn(move || {
+        let lost = killed_during(bed, "exec", Duration::from_millis(500), move |cri| {
             cri.exec_sync(&id, &["sh", "-c", "sleep 2; echo late"], Duration::from_secs(20))
-        });
-        std::thread::sleep(Duration::from_millis(500));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let lost = exec.join().map_err(|_| anyhow::anyhow!("the exec thread panicked"))?;
+        })?;
         ensure!(lost.is_err(), "the exec went on through a containerd that was killed: {lost:?}");
-        let fds_before = fd_count_now(&bed)?;
+        let fds_before = fd_count_now(bed)?;
         let out = pod.exec(&c, &["echo", "reachable"])?;
         ensure!(
             out.exit_code == 0 && out.stdout == "reachable\n",
             "the pod is not reachable after containerd's restart: {out:?}"
         );
         pod.teardown()?;
-        assert_nothing_left(&bed, &ids, fds_before, "containerd killed during an exec")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids, fds_before, "containerd killed during an exec")
+    })
 }
 
 /// containerd is SIGKILLed while it removes a pod, and started again: the kubelet's retry of
 /// StopPodSandbox + RemovePodSandbox succeeds and nothing is left.
 fn containerd_killed_during_remove_pod_sandbox(_: &TestBed, handler: &str) -> Result<()> {
     let test = "faults::containerd_killed_during_remove_pod_sandbox";
-    let Some(bed) = TestBed::private(test, handler, "cd-rmp")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private(test, handler, "cd-rmp")?, |bed| {
         let pod = bed.run_pod("cd-rmp", handler)?;
         let c = pod.run("sleeper", &["sleep", "3600"])?;
         let ids = vec![pod.id.clone(), c.id.clone()];
         // containerd killed in the middle of StopPodSandbox (the task's kill and delete in
         // the shim), then in the middle of RemovePodSandbox (once stopped, a short call:
         // killed a few ms in). Each time it is started again and the kubelet retries.
-        let stop = std::thread::spawn({
-            let (cri, id) = (bed.cri(), pod.id.clone());
-            move || cri.stopp(&id)
-        });
-        std::thread::sleep(Duration::from_millis(60));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let stopped = stop.join().map_err(|_| anyhow::anyhow!("the stop thread panicked"))?;
+        let id = pod.id.clone();
+        let stopped =
+            killed_during(bed, "stop", Duration::from_millis(60), move |cri| cri.stopp(&id))?;
         eprintln!("the interrupted StopPodSandbox: {stopped:?}");
         bed.cri().stopp(&pod.id).context("StopPodSandbox after containerd's restart")?;
-        let remove = std::thread::spawn({
-            let (cri, id) = (bed.cri(), pod.id.clone());
-            move || cri.rmp(&id)
-        });
-        std::thread::sleep(Duration::from_millis(5));
-        bed.restart_containerd(Duration::from_millis(200))?;
-        let removed = remove.join().map_err(|_| anyhow::anyhow!("the remove thread panicked"))?;
+        let id = pod.id.clone();
+        let removed =
+            killed_during(bed, "remove", Duration::from_millis(5), move |cri| cri.rmp(&id))?;
         eprintln!("the interrupted RemovePodSandbox: {removed:?}");
-        let fds_before = fd_count_now(&bed)?;
-        remove_all_pods(&bed)?;
+        let fds_before = fd_count_now(bed)?;
+        remove_all_pods(bed)?;
         drop(pod);
         ensure!(bed.cri().pods()?.is_empty(), "pods still listed: {:?}", bed.cri().pods()?);
-        assert_nothing_left(&bed, &ids, fds_before, "containerd killed during RemovePodSandbox")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids, fds_before, "containerd killed during RemovePodSandbox")
+    })
 }
 
 /// Rewrites the moat config of `bed` with `[userns]` keys added (the section is last).
@@ -407,14 +384,11 @@ fn with_userns_keys(bed: &TestBed, keys: &str) -> Result<()> {
 /// A pool with room for one pod: the second pod is refused naming the pool and the remedy,
 /// and leaves nothing; once the first is removed a new pod runs.
 fn the_id_pool_exhausted(_: &TestBed, handler: &str) -> Result<()> {
-    let Some(bed) = TestBed::private("faults::the_id_pool_exhausted", handler, "pool1")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
-        with_userns_keys(&bed, "count = 1\n")?;
-        let fds_before = warm_fd_count(&bed)?;
+    on_private(TestBed::private("faults::the_id_pool_exhausted", handler, "pool1")?, |bed| {
+        with_userns_keys(bed, "count = 1\n")?;
+        let fds_before = warm_fd_count(bed)?;
         let first = bed.run_pod("only", handler)?;
-        let running = leftovers(&bed, &ids_in_log(&bed));
+        let running = leftovers(bed, &ids_in_log(bed));
         let err = match bed.run_pod("second", handler) {
             Ok(pod) => bail!("a second pod {} ran in a pool of one range", pod.id),
             Err(e) => format!("{e:#}"),
@@ -428,7 +402,7 @@ fn the_id_pool_exhausted(_: &TestBed, handler: &str) -> Result<()> {
         // What is on the host now is what the first pod holds, nothing of the second.
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let now = leftovers(&bed, &ids_in_log(&bed));
+            let now = leftovers(bed, &ids_in_log(bed));
             let extra: Vec<&String> = now.iter().filter(|l| !running.contains(l)).collect();
             if extra.is_empty() {
                 break;
@@ -439,9 +413,8 @@ fn the_id_pool_exhausted(_: &TestBed, handler: &str) -> Result<()> {
         first.teardown()?;
         let again = bed.run_pod("again", handler)?;
         again.teardown()?;
-        assert_nothing_left(&bed, &ids_in_log(&bed), fds_before, "an exhausted pool")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids_in_log(bed), fds_before, "an exhausted pool")
+    })
 }
 
 /// Mounts a small tmpfs on the pool's state dir, made full or read-only, runs a pod, which
@@ -507,10 +480,7 @@ fn the_id_pool_state_dir_read_only(_: &TestBed, handler: &str) -> Result<()> {
 /// RemovePodSandbox of each) succeeds, and their ID ranges return to the pool once the next
 /// pod's shim starts (see seal_id_ranges.rs for the reclaim itself).
 fn a_node_reboot(_: &TestBed, handler: &str) -> Result<()> {
-    let Some(bed) = TestBed::private("faults::a_node_reboot", handler, "reboot")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private("faults::a_node_reboot", handler, "reboot")?, |bed| {
         let mut old = Vec::new();
         for i in 0..2 {
             let pod = bed.run_pod(&format!("before-reboot{i}"), handler)?;
@@ -545,14 +515,14 @@ fn a_node_reboot(_: &TestBed, handler: &str) -> Result<()> {
             std::fs::remove_dir_all(&layout.state)
                 .with_context(|| format!("removing {}", layout.state.display()))?;
             for id in &ids {
-                let _ = std::fs::remove_file(shim_socket(&bed, id));
+                let _ = std::fs::remove_file(shim_socket(bed, id));
             }
             for dir in moat_e2e::host::cgroup_tree(&layout.cgroup_parent) {
                 let _ = std::fs::remove_dir(&dir);
             }
             Ok(())
         })?;
-        let fds_before = fd_count_now(&bed)?;
+        let fds_before = fd_count_now(bed)?;
         let listed = bed.cri().pods()?;
         for (pod, _) in &old {
             ensure!(listed.contains(&pod.id), "pod {} is not listed after the reboot", pod.id);
@@ -569,14 +539,13 @@ fn a_node_reboot(_: &TestBed, handler: &str) -> Result<()> {
         );
         // The next pod's shim gives the old pods' ranges back.
         let next = bed.run_pod("after-reboot", handler)?;
-        let ranges = leftovers(&bed, &[])
+        let ranges = leftovers(bed, &[])
             .into_iter()
             .filter(|l| l.starts_with("ID range") && !l.contains(&next.id))
             .collect::<Vec<_>>();
         ensure!(ranges.is_empty(), "ranges of the pods from before the reboot: {ranges:#?}");
         next.teardown()?;
         drop(old);
-        assert_nothing_left(&bed, &ids, fds_before, "a node reboot")
-    })();
-    result.map_err(|e| bed.with_log(e))
+        assert_nothing_left(bed, &ids, fds_before, "a node reboot")
+    })
 }

@@ -31,6 +31,7 @@ use std::time::Duration;
 
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use k8s_cri::v1::{KeyValue, Mount, NamespaceMode};
+use moat_e2e::bed::{private_bed_or_panic, test_on_private_bed};
 use moat_e2e::configs;
 use moat_e2e::images::{self, ImageArchive};
 use moat_e2e::TestBed;
@@ -104,11 +105,7 @@ fn json(bytes: &[u8]) -> Result<serde_json::Value> {
 #[test]
 fn the_script_builds_an_image_with_the_entrypoint_and_the_files() {
     let test = "the_script_builds_an_image_with_the_entrypoint_and_the_files";
-    if !moat_e2e::prereq::gate(test, "moat") {
-        return;
-    }
-    let dir = std::env::temp_dir().join(format!("moat-e2e-installer-image-{}", std::process::id()));
-    let result = (|| -> Result<()> {
+    moat_e2e::run_in_scratch_dir(test, "moat", "installer-image", |dir| {
         let built = build_image(&dir.join("out"), None)?;
         let daemonset = read("deploy/kubernetes/daemonset.yaml");
         ensure!(
@@ -214,11 +211,7 @@ fn the_script_builds_an_image_with_the_entrypoint_and_the_files() {
             );
         }
         Ok(())
-    })();
-    let _ = std::fs::remove_dir_all(&dir);
-    if let Err(e) = result {
-        panic!("{test}: {e:#}");
-    }
+    });
 }
 
 /// The YAML documents of a manifest file, each as its trimmed lines.
@@ -355,10 +348,8 @@ fn installer_container(
 #[test]
 fn installer_image_installs_and_uninstalls_from_a_pod_on_the_bed() {
     let test = "installer_image_installs_and_uninstalls_from_a_pod_on_the_bed";
-    let bed = match TestBed::private(test, "runc", "installerimage") {
-        Ok(Some(bed)) => bed,
-        Ok(None) => return,
-        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
+    let Some(bed) = private_bed_or_panic(test, "runc", "installerimage") else {
+        return;
     };
     let scratch = bed.layout().dir.join("node");
     let result = (|| -> Result<()> {
@@ -558,12 +549,7 @@ fn installer_pod<'a>(bed: &'a TestBed, base: &str) -> Result<moat_e2e::bed::Pod<
 #[test]
 fn installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it() {
     let test = "installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it";
-    let bed = match TestBed::private(test, "moat", "imageroundtrip") {
-        Ok(Some(bed)) => bed,
-        Ok(None) => return,
-        Err(e) => panic!("{test}: the private test bed did not start: {e:#}"),
-    };
-    let result = (|| -> Result<()> {
+    test_on_private_bed(test, "moat", "imageroundtrip", |bed| {
         let layout = bed.layout();
         let shim = moat_e2e::paths::shim_binary().ok_or_else(|| anyhow!("no moat shim"))?;
         let stripped = std::process::Command::new(&shim)
@@ -605,7 +591,7 @@ fn installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it() {
         // config.toml and the moat config are in the bed's dir; the bin dir below it.
         let dirs = [layout.dir.as_path()];
 
-        let pod = installer_pod(&bed, "imageinstaller")?;
+        let pod = installer_pod(bed, "imageinstaller")?;
         let log = run_installer(
             &pod,
             "installer",
@@ -621,7 +607,7 @@ fn installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it() {
         moat_pod.run("app", &["sleep", "3600"])?;
         moat_pod.teardown()?;
 
-        let pod = installer_pod(&bed, "imageuninstaller")?;
+        let pod = installer_pod(bed, "imageuninstaller")?;
         let log = run_installer(
             &pod,
             "uninstaller",
@@ -643,11 +629,5 @@ fn installer_image_installs_moat_on_the_beds_containerd_and_uninstalls_it() {
             Err(e) => ensure!(format!("{e:#}").contains("moat"), "{e:#}"),
         }
         Ok(())
-    })();
-    if let Err(e) = result {
-        let message = format!("{e:#}\n---- containerd log tail:\n{}", bed.log_tail(40));
-        bed.shutdown();
-        panic!("{test}: {message}");
-    }
-    bed.shutdown();
+    });
 }

@@ -34,7 +34,7 @@ use k8s_cri::v1::{
     security_profile::ProfileType, Capability, ContainerConfig, Device, NamespaceMode,
     PodSandboxConfig, SecurityProfile,
 };
-use moat_e2e::{configs, host, Pod, TestBed};
+use moat_e2e::{configs, host, moat_config, Pod, TestBed};
 
 moat_only_tests!(
     privileged_container_is_refused,
@@ -443,10 +443,10 @@ fn restricted_bed(test: &str, handler: &str, name: &str) -> Result<Option<TestBe
     let Some(bed) = TestBed::private(test, handler, name)? else {
         return Ok(None);
     };
-    let config_path = bed.layout().moat_config.clone();
-    let text = std::fs::read_to_string(&config_path)?;
-    ensure!(text.contains("level = \"baseline\""), "the bed's moat config: {text}");
-    std::fs::write(&config_path, text.replace("level = \"baseline\"", "level = \"restricted\""))?;
+    moat_config::edit(bed.layout(), |text| {
+        ensure!(text.contains("level = \"baseline\""), "the bed's moat config: {text}");
+        Ok(text.replace("level = \"baseline\"", "level = \"restricted\""))
+    })?;
     Ok(Some(bed))
 }
 

@@ -31,6 +31,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use common::sh;
+use moat_e2e::bed::on_private;
 use moat_e2e::{configs, Container, Pod, TestBed};
 
 moat_only_tests!(
@@ -307,26 +308,21 @@ fn an_unreadable_moat_config_refuses_the_pod_naming_the_file(
 ) -> Result<()> {
     // A bed of its own: its moat config file is broken on purpose.
     let test = format!("an_unreadable_moat_config_refuses_the_pod_naming_the_file::{handler}");
-    let Some(bed) = TestBed::private(&test, handler, "badconfig")? else {
-        return Ok(());
-    };
-    let config = bed.layout().moat_config.clone();
-    let shown = config.display().to_string();
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private(&test, handler, "badconfig")?, |bed| {
+        let config = bed.layout().moat_config.clone();
+        let shown = config.display().to_string();
         // Input 1: the config path is a directory.
         std::fs::remove_file(&config)?;
         std::fs::create_dir(&config)?;
-        pod_is_refused_naming(&bed, &shown, "a directory as the config")?;
+        pod_is_refused_naming(bed, &shown, "a directory as the config")?;
         // Input 2: a config file that is not UTF-8.
         std::fs::remove_dir(&config)?;
         std::fs::write(&config, b"# caf\xe9\nlevel = \"baseline\"\n")?;
-        pod_is_refused_naming(&bed, &shown, "a config that is not UTF-8")?;
+        pod_is_refused_naming(bed, &shown, "a config that is not UTF-8")?;
         // The real config again: pods run.
         moat_e2e::moat_config::write(bed.layout())?;
         bed.run_pod("goodconfig", handler)?.teardown()
-    })();
-    bed.shutdown();
-    result
+    })
 }
 
 fn pod_is_refused_naming(bed: &TestBed, file: &str, what: &str) -> Result<()> {

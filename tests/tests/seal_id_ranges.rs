@@ -18,11 +18,11 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use common::{sh, uid_map};
-use moat_e2e::{configs, Container, Pod, TestBed};
+use common::{sh, sleeper_sharing, uid_map};
+use moat_e2e::bed::on_private;
+use moat_e2e::{Pod, TestBed};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -52,27 +52,12 @@ fn allocations(dir: &Path) -> Result<BTreeMap<String, (u32, PathBuf)>> {
     Ok(out)
 }
 
-/// Waits until `pid` is gone (or a zombie nobody reaps: the shim's children are reparented).
-fn wait_dead(pid: i32, what: &str) -> Result<()> {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while moat_e2e::host::state(pid).is_some_and(|s| s != 'Z') {
-        if Instant::now() > deadline {
-            bail!("{what} (pid {pid}) is still alive 10 s after SIGKILL");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Ok(())
-}
-
 fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
     _shared: &TestBed,
     handler: &str,
 ) -> Result<()> {
     let test = format!("ranges_of_pods_lost_in_a_crash_return_to_the_pool::{handler}");
-    let Some(bed) = TestBed::private(&test, handler, "idranges")? else {
-        return Ok(());
-    };
-    let result = (|| -> Result<()> {
+    on_private(TestBed::private(&test, handler, "idranges")?, |bed| {
         let pool = bed.layout().dir.join("idranges");
         let live = bed.run_pod("live", handler)?;
         let sleeper = live.run("sleeper", &["sleep", "3600"])?;
@@ -103,7 +88,7 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
             for (pid, what) in &victims {
                 kill(Pid::from_raw(*pid), Signal::SIGKILL)
                     .with_context(|| format!("kill {what}"))?;
-                wait_dead(*pid, what)?;
+                moat_e2e::host::wait_dead(*pid, what)?;
             }
             for pod in &lost {
                 let bundle = bundles.join(&pod.id);
@@ -149,8 +134,7 @@ fn ranges_of_pods_lost_in_a_crash_return_to_the_pool(
         fresh.teardown()?;
         live.teardown()?;
         Ok(())
-    })();
-    result.map_err(|e| bed.with_log(e))
+    })
 }
 
 fn a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path(
@@ -160,13 +144,7 @@ fn a_new_pod_cannot_read_what_a_removed_pod_left_on_a_shared_path(
     // A host directory every pod may write (like /tmp), shared as a volume.
     let shared = bed.volume_dir("left-behind")?;
     std::fs::set_permissions(&shared, std::os::unix::fs::PermissionsExt::from_mode(0o1777))?;
-    let with_shared = |pod: &Pod, name: &str| -> Result<Container> {
-        let mut config = pod.container_config(name, &["sleep", "3600"]);
-        config.mounts.push(configs::volume(&shared, "/shared", false));
-        let c = pod.create(&config)?;
-        pod.start(&c)?;
-        Ok(c)
-    };
+    let with_shared = |pod: &Pod, name: &str| sleeper_sharing(pod, name, &shared);
     let first = bed.run_pod("first", handler)?;
     let a = with_shared(&first, "a")?;
     let first_range = uid_map(first.container_pid(&a)?)?;

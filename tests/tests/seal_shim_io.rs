@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use moat_e2e::stream::Session;
-use moat_e2e::{e2e_tests, host, Container, Pod, TestBed};
+use moat_e2e::{e2e_tests, host, settles_within, Container, Pod, TestBed};
 
 e2e_tests!(
     a_stdin_flood_that_is_never_read_leaves_the_shim_responsive,
@@ -245,23 +245,13 @@ fn stdin_copy_threads_end_with_their_exec(bed: &TestBed, handler: &str) -> Resul
     std::thread::sleep(Duration::from_secs(1));
     let threads0 = host::thread_count(shim).context("shim gone")?;
     run_execs(10)?;
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    settles_within(handler, Duration::from_secs(15), || {
         let threads = host::thread_count(shim).context("shim gone")?;
-        if threads <= threads0 + 2 {
-            break;
-        }
-        if Instant::now() > deadline {
-            let what = format!(
+        Ok((threads > threads0 + 2).then(|| {
+            format!(
                 "after 10 more execs with stdin the shim has {threads} threads (was {threads0})"
-            );
-            if handler == "runc" {
-                eprintln!("runc: {what}");
-                break;
-            }
-            bail!("{what}");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+            )
+        }))
+    })?;
     verbs_answer_in_time(bed, pod, &c, handler)
 }

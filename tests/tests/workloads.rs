@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 use common::{attack_volume, sh, sleeper, ATTACK};
 use k8s_cri::v1::{Capability, ContainerConfig, MountPropagation, NamespaceMode};
-use moat_e2e::moat_config::toml_str;
+use moat_e2e::moat_config::{self, toml_str};
 use moat_e2e::{configs, e2e_tests, Container, Pod, TestBed};
 
 e2e_tests!(
@@ -45,22 +45,18 @@ fn permissive_bed(test: &str, handler: &str, idmap_volumes: bool) -> Result<Opti
     let Some(bed) = TestBed::private(test, handler, &name.replace('_', "-"))? else {
         return Ok(None);
     };
-    let path = bed.layout().moat_config.clone();
-    let mut text =
-        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    if idmap_volumes {
-        let volumes = toml_str(&bed.layout().volumes);
-        let plain = format!("allowed_host_paths = [{volumes}]");
-        ensure!(text.contains(&plain), "no `{plain}` in the bed's moat config:\n{text}");
-        text = text.replace(
-            &plain,
-            &format!("allowed_host_paths = [{{ path = {volumes}, idmap = true }}]"),
-        );
-    }
-    // Top-level keys come before the first table.
-    let first_table = text.find("\n[").map(|i| i + 1).unwrap_or(text.len());
-    text.insert_str(first_table, PERMISSIVE);
-    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+    moat_config::edit(bed.layout(), |mut text| {
+        if idmap_volumes {
+            let volumes = toml_str(&bed.layout().volumes);
+            let plain = format!("allowed_host_paths = [{volumes}]");
+            ensure!(text.contains(&plain), "no `{plain}` in the bed's moat config:\n{text}");
+            text = text.replace(
+                &plain,
+                &format!("allowed_host_paths = [{{ path = {volumes}, idmap = true }}]"),
+            );
+        }
+        Ok(moat_config::with_top_level_keys(text, PERMISSIVE))
+    })?;
     Ok(Some(bed))
 }
 

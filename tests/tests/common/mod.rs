@@ -103,6 +103,24 @@ pub fn sleeper(
     Ok(c)
 }
 
+/// Creates and starts a container `sleep 3600` with the host directory `shared` (one several
+/// pods write, like /tmp) mounted read-write at /shared.
+pub fn sleeper_sharing(pod: &Pod, name: &str, shared: &Path) -> Result<Container> {
+    let mut config = pod.container_config(name, &["sleep", "3600"]);
+    config.mounts.push(configs::volume(shared, "/shared", false));
+    let c = pod.create(&config)?;
+    pod.start(&c)?;
+    Ok(c)
+}
+
+/// A pod with one root container `sleep 3600` that has the attack program.
+pub fn attack_pod<'a>(bed: &'a TestBed, handler: &str, base: &str) -> Result<(Pod<'a>, Container)> {
+    let pod = bed.run_pod(base, handler)?;
+    let attack = attack_volume(bed)?;
+    let c = sleeper(&pod, "attacker", &attack, |_| {})?;
+    Ok((pod, c))
+}
+
 /// What one `attack MODE ...` run said.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -191,6 +209,15 @@ pub fn moat_refuses_runc_allows(a: &Attempt, handler: &str) -> Result<()> {
              forbids it anyway the test no longer shows the difference",
         ),
     }
+}
+
+/// `moat_refuses_runc_allows`, and moat's refusal is one of `errnos`.
+pub fn moat_refuses_with(a: &Attempt, handler: &str, errnos: &[&str]) -> Result<()> {
+    moat_refuses_runc_allows(a, handler)?;
+    if handler == "moat" {
+        must_fail_with(a, handler, errnos)?;
+    }
+    Ok(())
 }
 
 /// `sh -c script` in `c`.
