@@ -533,7 +533,9 @@ pub fn remove_shared_if_last(layout: &Layout) {
 /// under `BASE_DIR` and their cgroups under `/moat-e2e/`.
 pub fn reap_stale_runs() {
     let me = ProcessId::of(std::process::id() as i32);
-    let mut others_alive = false;
+    // Any live run, this process's other beds included (tests run at once, each on a private
+    // bed): their pods hold address leases on the shared bridge.
+    let mut live_runs = false;
     let mut live_tags = Vec::new();
     for entry in fs::read_dir(BASE_DIR).into_iter().flatten().flatten() {
         let layout = Layout::new(&entry.path());
@@ -543,7 +545,7 @@ pub fn reap_stale_runs() {
         });
         match owner {
             Some(owner) if Some(owner) == me || owner.alive() => {
-                others_alive |= Some(owner) != me;
+                live_runs = true;
                 live_tags.push(entry.file_name());
             }
             _ => {
@@ -567,7 +569,7 @@ pub fn reap_stale_runs() {
             }
         }
     }
-    if !others_alive {
+    if !live_runs {
         // host-local IPAM leases of earlier runs (the network is ours alone).
         let _ = fs::remove_dir_all(Path::new("/var/lib/cni/networks").join(CNI_NETWORK));
     }
